@@ -1,0 +1,15 @@
+// The peng command: parses the subcommand and turns every peng::Error into one
+// `error: ...` line on stderr and a non-zero exit.
+#include <cstdio>
+#include <exception>
+
+#include "launch/cli.h"
+
+int main(int argc, char** argv) {
+  try {
+    return peng::run_cli(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
