@@ -1,16 +1,93 @@
 #include "launch/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <map>
+
+#include "core/backend.h"
+#include "launch/config.h"
+#include "launch/data_command.h"
+#include "launch/model_setup.h"
+#include "launch/trainer.h"
+#include "models/gpt2/hf_checkpoint.h"
 
 namespace peng {
 
+namespace {
+
+// The config-building options shared by `train` and `export`: an optional CONFIG.pbtxt,
+// every shorthand flag of config_flags(), and repeatable --set field=value.
+struct ConfigOptions {
+  std::string config_file;
+  std::map<std::string, std::string> flag_values;  // field -> value
+  std::vector<std::string> sets;
+
+  void add_to(CLI::App& cmd) {
+    cmd.add_option("config", config_file, "protobuf text config (CONFIG.pbtxt)");
+    for (const ConfigFlag& f : config_flags()) {
+      if (f.is_switch) {
+        cmd.add_flag_callback(f.flag, [this, f] { flag_values[f.field] = "true"; }, f.help);
+      } else {
+        cmd.add_option_function<std::string>(
+               f.flag, [this, f](const std::string& v) { flag_values[f.field] = v; }, f.help)
+            ->option_text(std::string("  (") + f.field + ")");
+      }
+    }
+    cmd.add_option("--set", sets, "set any config field: --set optim.lr=3e-4 (repeatable)");
+  }
+
+  // Defaults, then the file, then the flags, then --set in the order given.
+  proto::TrainConfig build() const {
+    proto::TrainConfig c = default_train_config();
+    if (!config_file.empty()) merge_config_file(config_file, c);
+    for (const auto& [field, value] : flag_values) set_config_field(field + "=" + value, c);
+    for (const std::string& s : sets) set_config_field(s, c);
+    return c;
+  }
+};
+
+}  // namespace
+
 int run_cli(int argc, char** argv) {
-  CLI::App app{"peng: train transformer foundation models"};
+  CLI::App app{"peng: train GPT-style transformers (see README.md)"};
   app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "help for every subcommand");
+
+  ConfigOptions train_opts;
+  CLI::App* train_cmd = app.add_subcommand("train", "train a model (peng train [CONFIG] ...)");
+  train_opts.add_to(*train_cmd);
+  train_cmd->callback([&] { train(train_opts.build()); });
+
+  ConfigOptions export_opts;
+  std::string export_dir, export_dtype = "f32";
+  CLI::App* export_cmd = app.add_subcommand(
+      "export", "write a model (--init-from DIR or a random init) as a Hugging Face folder");
+  export_opts.add_to(*export_cmd);
+  export_cmd->add_option("--to", export_dir, "output folder")->required();
+  export_cmd->add_option("--dtype", export_dtype, "f32 | bf16 | f16")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  export_cmd->callback([&] {
+    proto::TrainConfig c = export_opts.build();
+    auto model = build_model(c, cpu_backend());
+    const DType dt = export_dtype == "bf16" ? DType::kBF16
+                     : export_dtype == "f16" ? DType::kF16 : DType::kF32;
+    save_hf_gpt2(export_dir, model->config(), model->state(), dt);
+    std::printf("wrote %s (config.json, model.safetensors, %s)\n", export_dir.c_str(),
+                export_dtype.c_str());
+  });
+
+  add_data_command(app);
+
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One `error:` line (the contract), then where to look for usage.
+    std::fprintf(stderr, "error: %s (see peng %s --help)\n", e.what(),
+                 app.get_subcommands().empty() ? "" : app.get_subcommands()[0]->get_name().c_str());
+    return e.get_exit_code() ? e.get_exit_code() : 2;
   }
   return 0;
 }

@@ -1,1 +1,167 @@
-// placeholder, being written
+#include "models/gpt2/gpt2.h"
+
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "models/nn/buffer.h"
+
+namespace peng {
+
+Gpt2Model::Gpt2Model(const Gpt2Config& config, Backend& backend)
+    : config_(config), backend_(backend), params_(backend.device()) {
+  config_.validate();
+  const int64_t c = config_.n_embd;
+  wte_ = params_.add("wte.weight", {config_.padded_vocab(), c});
+  wpe_ = params_.add("wpe.weight", {config_.max_seq_len, c});
+  for (int l = 0; l < config_.n_layer; ++l) {
+    blocks_.push_back(std::make_unique<Block>(params_, l, c, config_.n_head,
+                                              config_.layernorm_eps));
+  }
+  ln_f_ = std::make_unique<LayerNorm>(params_, "ln_f", c, config_.layernorm_eps);
+  params_.finalize();
+}
+
+namespace {
+// Box-Muller on a 64-bit Mersenne Twister: the same numbers on every platform
+// (std::normal_distribution is implementation-defined).
+class NormalRng {
+ public:
+  explicit NormalRng(uint64_t seed) : gen_(seed) {}
+  double next() {
+    if (has_spare_) {
+      has_spare_ = false;
+      return spare_;
+    }
+    double u1 = (double(gen_() >> 11) + 0.5) * 0x1.0p-53;  // (0, 1)
+    double u2 = double(gen_() >> 11) * 0x1.0p-53;
+    double r = std::sqrt(-2.0 * std::log(u1));
+    spare_ = r * std::sin(2.0 * M_PI * u2);
+    has_spare_ = true;
+    return r * std::cos(2.0 * M_PI * u2);
+  }
+
+ private:
+  std::mt19937_64 gen_;
+  double spare_ = 0;
+  bool has_spare_ = false;
+};
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+}  // namespace
+
+void Gpt2Model::init_random(uint64_t seed) {
+  NormalRng rng(seed);
+  const double residual_std = 0.02 / std::sqrt(2.0 * config_.n_layer);
+  Tensor host = Tensor::zeros({params_.numel()});
+  float* v = host.data<float>();
+  for (const Parameter& p : params_.all()) {
+    float* out = v + p.offset;
+    int64_t n = shape_numel(p.global_shape);
+    if (p.name == "wte.weight") n = config_.vocab_size * config_.n_embd;  // padding stays 0
+    if (ends_with(p.name, ".bias")) continue;  // zero
+    if (p.name.find("ln_") != std::string::npos) {
+      std::fill(out, out + n, 1.0f);
+      continue;
+    }
+    const bool residual = ends_with(p.name, "c_proj.weight");
+    const double std = residual ? residual_std : 0.02;
+    for (int64_t i = 0; i < n; ++i) out[i] = float(rng.next() * std);
+  }
+  params_.flat_values().copy_from(host.to(params_.flat_values().device()));
+}
+
+void Gpt2Model::load_state(const std::map<std::string, Tensor>& tensors) {
+  for (Parameter& p : params_.all()) {
+    auto it = tensors.find(p.name);
+    PENG_CHECK(it != tensors.end(), "load_state: missing tensor ", p.name);
+    Tensor src = it->second.to_dtype(DType::kF32);
+    if (p.name == "wte.weight") {
+      PENG_CHECK(src.shape() == (Shape{config_.vocab_size, config_.n_embd}),
+                 "load_state: wte.weight has shape ", shape_str(src.shape()));
+      p.value.zero();
+      Tensor rows = p.value.slice(0, config_.vocab_size);
+      rows.copy_from(src);
+    } else {
+      PENG_CHECK(src.shape() == p.global_shape, "load_state: ", p.name, " has shape ",
+                 shape_str(src.shape()), ", expected ", shape_str(p.global_shape));
+      p.value.copy_from(src);
+    }
+  }
+}
+
+std::map<std::string, Tensor> Gpt2Model::state() const {
+  std::map<std::string, Tensor> out;
+  for (const Parameter& p : params_.all()) {
+    Tensor v = p.name == "wte.weight" ? p.value.slice(0, config_.vocab_size) : p.value;
+    out[p.name] = v.to(Device::cpu());
+  }
+  return out;
+}
+
+int64_t Gpt2Model::num_params(bool include_position_embedding) const {
+  int64_t n = 0;
+  for (const Parameter& p : params_.all()) {
+    if (p.name == "wpe.weight" && !include_position_embedding) continue;
+    n += p.name == "wte.weight" ? config_.vocab_size * config_.n_embd
+                                : shape_numel(p.global_shape);
+  }
+  return n;
+}
+
+double Gpt2Model::forward(const Tensor& tokens, const Tensor& targets) {
+  PENG_CHECK(tokens.ndim() == 2 && tokens.dtype() == DType::kI32, "Gpt2Model::forward: tokens ",
+             tokens.str());
+  PENG_CHECK(tokens.dim(1) <= config_.max_seq_len, "sequence length ", tokens.dim(1),
+             " exceeds the model's position embedding (", config_.max_seq_len, ")");
+  Backend& be = backend_;
+  const Device dev = be.device();
+  batch_ = tokens.dim(0);
+  seq_ = tokens.dim(1);
+  const int64_t n = batch_ * seq_, c = config_.n_embd, vp = config_.padded_vocab();
+  tokens_ = tokens.device() == dev ? tokens : tokens.to(dev);
+
+  ensure_buffer(x0_, {batch_, seq_, c}, dev);
+  be.embedding_forward(tokens_, params_.at(wte_).value, params_.at(wpe_).value, x0_);
+  const Tensor* x = &x0_;
+  for (auto& block : blocks_) x = &block->forward(be, *x);
+  lnf_out_ = &ln_f_->forward(be, x->view({n, c}));
+  ensure_buffer(logits_, {n, vp}, dev);
+  be.matmul(*lnf_out_, params_.at(wte_).value, logits_, {.trans_b = true});
+  if (!targets.defined()) {
+    targets_ = Tensor();
+    return 0.0;
+  }
+  PENG_CHECK(targets.shape() == tokens.shape(), "targets ", targets.str(), " vs tokens ",
+             tokens.str());
+  targets_ = targets.device() == dev ? targets.view({n}) : targets.to(dev).view({n});
+  ensure_buffer(losses_, {n}, dev);
+  be.cross_entropy_forward(logits_, targets_, config_.vocab_size, losses_);
+  Tensor host = losses_.to(Device::cpu());
+  const float* l = host.data<float>();
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += l[i];
+  return sum / double(n);
+}
+
+void Gpt2Model::backward(float scale) {
+  PENG_CHECK(targets_.defined(), "Gpt2Model::backward without a forward with targets");
+  Backend& be = backend_;
+  const Device dev = be.device();
+  const int64_t n = batch_ * seq_, c = config_.n_embd;
+  Parameter& wte = params_.at(wte_);
+  be.cross_entropy_backward(logits_, targets_, config_.vocab_size, scale, logits_);
+  ensure_buffer(dlnf_, {n, c}, dev);
+  be.matmul(logits_, wte.value, dlnf_);  // (N, Vp) @ (Vp, C)
+  be.matmul(logits_, *lnf_out_, wte.grad, {.trans_a = true, .beta = 1.0f});  // (Vp, C) +=
+  ensure_buffer(dres_, {batch_, seq_, c}, dev);
+  dres_.zero();
+  Tensor d = dres_.view({n, c});
+  ln_f_->backward(be, dlnf_, d);
+  for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) (*it)->backward(be, dres_);
+  be.embedding_backward(dres_, tokens_, wte.grad, params_.at(wpe_).grad);
+}
+
+}  // namespace peng

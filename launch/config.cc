@@ -1,0 +1,198 @@
+#include "launch/config.h"
+
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "optim/lr_schedule.h"
+
+namespace peng {
+
+namespace pb = google::protobuf;
+
+proto::TrainConfig default_train_config() {
+  proto::TrainConfig c;
+  c.mutable_model()->set_seed(1337);
+  auto* o = c.mutable_optim();
+  o->set_lr(6e-4f);
+  o->set_beta1(0.9f);
+  o->set_beta2(0.95f);
+  o->set_eps(1e-8f);
+  o->set_weight_decay(0.1f);
+  o->set_grad_clip(1.0f);
+  c.mutable_schedule()->set_lr_schedule("constant");
+  auto* t = c.mutable_training();
+  t->set_steps(100);
+  t->set_batch_size(8);
+  t->set_seq_len(128);
+  auto* l = c.mutable_logging();
+  l->set_log_every(10);
+  l->set_val_batches(4);
+  l->set_sample_tokens(64);
+  l->set_top_k(40);
+  return c;
+}
+
+namespace {
+// Keeps the first parse error with its position.
+class FirstError : public pb::io::ErrorCollector {
+ public:
+  void AddError(int line, pb::io::ColumnNumber column, const std::string& message) override {
+    if (message_.empty()) {
+      message_ = std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
+    }
+  }
+  const std::string& message() const { return message_; }
+
+ private:
+  std::string message_;
+};
+
+std::string field_names(const pb::Descriptor* d) {
+  std::string out;
+  for (int i = 0; i < d->field_count(); ++i) out += (i ? ", " : "") + d->field(i)->name();
+  return out;
+}
+}  // namespace
+
+void merge_config_file(const std::string& path, proto::TrainConfig& config) {
+  std::ifstream f(path);
+  if (!f) throw InputError("cannot open config file " + path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  pb::TextFormat::Parser parser;
+  FirstError errors;
+  parser.RecordErrorsTo(&errors);
+  const std::string text = ss.str();
+  if (!parser.MergeFromString(text, &config)) {
+    // Quote the offending line so the field at fault is named even for type errors.
+    const int line_no = std::stoi(errors.message());
+    std::istringstream lines(text);
+    std::string line;
+    for (int i = 0; i < line_no && std::getline(lines, line);) ++i;
+    throw InputError(path + ":" + errors.message() + " (in: `" + line + "`)");
+  }
+}
+
+void set_config_field(const std::string& assignment, proto::TrainConfig& config) {
+  const size_t eq = assignment.find('=');
+  PENG_INPUT_CHECK(eq != std::string::npos && eq > 0, "--set expects field=value, got '",
+                   assignment, "'");
+  const std::string path = assignment.substr(0, eq);
+  std::string value = assignment.substr(eq + 1);
+  pb::Message* msg = &config;
+  std::istringstream parts(path);
+  std::string part;
+  std::vector<std::string> names;
+  while (std::getline(parts, part, '.')) names.push_back(part);
+  for (size_t i = 0; i < names.size(); ++i) {
+    const pb::Descriptor* d = msg->GetDescriptor();
+    const pb::FieldDescriptor* field = d->FindFieldByName(names[i]);
+    PENG_INPUT_CHECK(field, "unknown config field '", path, "' (", d->name(), " has: ",
+                     field_names(d), ")");
+    if (i + 1 < names.size()) {
+      PENG_INPUT_CHECK(field->type() == pb::FieldDescriptor::TYPE_MESSAGE,
+                       "config field '", path, "': ", names[i], " is not a message");
+      msg = msg->GetReflection()->MutableMessage(msg, field);
+      continue;
+    }
+    PENG_INPUT_CHECK(field->type() != pb::FieldDescriptor::TYPE_MESSAGE, "config field '", path,
+                     "' is a message; set one of its fields (", field_names(field->message_type()),
+                     ")");
+    if (field->type() == pb::FieldDescriptor::TYPE_STRING) {
+      std::string quoted = "\"";
+      for (char ch : value) quoted += (ch == '"' || ch == '\\') ? std::string("\\") + ch : std::string(1, ch);
+      value = quoted + "\"";
+    }
+    if (!pb::TextFormat::ParseFieldValueFromString(value, field, msg)) {
+      const char* kind = field->cpp_type_name();
+      throw InputError("config field '" + path + "': cannot parse '" + assignment.substr(eq + 1) +
+                       "' as " + kind);
+    }
+    return;
+  }
+  throw InputError("--set expects field=value, got '" + assignment + "'");
+}
+
+const std::vector<ConfigFlag>& config_flags() {
+  static const std::vector<ConfigFlag> flags = {
+      {"--init-from", "model.init_from", "Hugging Face GPT-2 folder to start from", false},
+      {"--model", "model.preset", "gpt2-124m | gpt2-350m | gpt2-774m | gpt2-1558m", false},
+      {"--n-layer", "model.n_layer", "transformer blocks", false},
+      {"--n-head", "model.n_head", "attention heads", false},
+      {"--n-embd", "model.n_embd", "embedding width", false},
+      {"--vocab-size", "model.vocab_size", "vocabulary size (padded internally to 128)", false},
+      {"--max-seq-len", "model.max_seq_len", "position-embedding rows (default: seq len)", false},
+      {"--seed", "model.seed", "seed of the random init", false},
+      {"--data", "data.train", "training token shard(s), a file or a glob", false},
+      {"--val-data", "data.val", "validation token shard(s)", false},
+      {"--tokenizer", "data.tokenizer", "byte, or a folder with encoder.json + vocab.bpe", false},
+      {"--steps", "training.steps", "optimizer steps", false},
+      {"--batch-size", "training.batch_size", "global batch in sequences", false},
+      {"--seq-len", "training.seq_len", "sequence length T", false},
+      {"--micro-batch-size", "training.micro_batch_size", "sequences per forward/backward",
+       false},
+      {"--lr", "optim.lr", "peak learning rate", false},
+      {"--beta1", "optim.beta1", "AdamW beta1", false},
+      {"--beta2", "optim.beta2", "AdamW beta2", false},
+      {"--eps", "optim.eps", "AdamW epsilon", false},
+      {"--weight-decay", "optim.weight_decay", "decoupled weight decay (2-D+ tensors)", false},
+      {"--grad-clip", "optim.grad_clip", "global gradient-norm clip (0: off)", false},
+      {"--lr-schedule", "schedule.lr_schedule", "constant | cosine", false},
+      {"--warmup-steps", "schedule.warmup_steps", "linear warmup steps", false},
+      {"--min-lr", "schedule.min_lr", "cosine floor", false},
+      {"--metrics-jsonl", "logging.metrics_jsonl", "per-step metrics file (JSON lines)", false},
+      {"--log-every", "logging.log_every", "progress line every N steps", false},
+      {"--val-every", "logging.val_every", "validation every N steps", false},
+      {"--val-batches", "logging.val_batches", "batches per validation", false},
+      {"--sample-every", "logging.sample_every", "text sample every N steps", false},
+      {"--sample-tokens", "logging.sample_tokens", "tokens per sample", false},
+      {"--top-k", "logging.top_k", "top-k of sampling", false},
+      {"--export-to", "logging.export_to", "write the trained model as a HF folder", false},
+      {"--quiet", "logging.quiet", "no progress line", true},
+  };
+  return flags;
+}
+
+void validate_train_config(const proto::TrainConfig& c) {
+  const auto& t = c.training();
+  PENG_INPUT_CHECK(t.steps() > 0, "training.steps must be > 0, got ", t.steps());
+  PENG_INPUT_CHECK(t.batch_size() > 0, "training.batch_size must be > 0, got ", t.batch_size());
+  PENG_INPUT_CHECK(t.seq_len() > 0, "training.seq_len must be > 0, got ", t.seq_len());
+  PENG_INPUT_CHECK(t.micro_batch_size() >= 0, "training.micro_batch_size must be >= 0, got ",
+                   t.micro_batch_size());
+  if (t.micro_batch_size() > 0) {
+    PENG_INPUT_CHECK(t.batch_size() % t.micro_batch_size() == 0, "training.batch_size (",
+                     t.batch_size(), ") is not divisible by training.micro_batch_size (",
+                     t.micro_batch_size(), ")");
+  }
+  PENG_INPUT_CHECK(!c.data().train().empty(), "data.train is not set (--data FILE)");
+  const auto& o = c.optim();
+  PENG_INPUT_CHECK(o.lr() >= 0, "optim.lr must be >= 0, got ", o.lr());
+  PENG_INPUT_CHECK(o.beta1() >= 0 && o.beta1() < 1, "optim.beta1 must be in [0, 1), got ",
+                   o.beta1());
+  PENG_INPUT_CHECK(o.beta2() >= 0 && o.beta2() < 1, "optim.beta2 must be in [0, 1), got ",
+                   o.beta2());
+  PENG_INPUT_CHECK(o.eps() > 0, "optim.eps must be > 0, got ", o.eps());
+  PENG_INPUT_CHECK(o.weight_decay() >= 0, "optim.weight_decay must be >= 0, got ",
+                   o.weight_decay());
+  PENG_INPUT_CHECK(o.grad_clip() >= 0, "optim.grad_clip must be >= 0, got ", o.grad_clip());
+  LrSchedule::parse_kind(c.schedule().lr_schedule());
+  PENG_INPUT_CHECK(c.schedule().warmup_steps() >= 0, "schedule.warmup_steps must be >= 0");
+  const auto& l = c.logging();
+  PENG_INPUT_CHECK(l.log_every() >= 0 && l.val_every() >= 0 && l.sample_every() >= 0,
+                   "logging.*_every must be >= 0");
+  PENG_INPUT_CHECK(l.val_batches() > 0, "logging.val_batches must be > 0, got ", l.val_batches());
+  PENG_INPUT_CHECK(l.top_k() > 0, "logging.top_k must be > 0, got ", l.top_k());
+}
+
+std::string config_to_text(const proto::TrainConfig& config) {
+  std::string out;
+  pb::TextFormat::PrintToString(config, &out);
+  return out;
+}
+
+}  // namespace peng

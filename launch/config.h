@@ -1,0 +1,39 @@
+// Training configuration: defaults, protobuf text files, `--set path=value` overrides,
+// and the command-line flags that are shorthands for config fields.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "peng/config.pb.h"
+
+namespace peng {
+
+// Every field at its default (what an empty CONFIG.pbtxt means).
+proto::TrainConfig default_train_config();
+
+// Merges a protobuf text file into `config`. Unknown fields, wrong types and syntax
+// errors throw InputError naming file:line:column and the field.
+void merge_config_file(const std::string& path, proto::TrainConfig& config);
+
+// Sets one field from "path=value", e.g. "optim.lr=3e-4" or "data.train=x.bin".
+// Throws InputError naming the path for unknown fields and unparsable values.
+void set_config_field(const std::string& assignment, proto::TrainConfig& config);
+
+// A command-line flag that is a shorthand for a config field.
+struct ConfigFlag {
+  const char* flag;   // "--lr"
+  const char* field;  // "optim.lr"
+  const char* help;
+  bool is_switch;     // a flag without value that sets a bool field to true
+};
+const std::vector<ConfigFlag>& config_flags();
+
+// Checks the numbers that do not depend on the model or data (batch divisibility,
+// positive sizes, known schedule); throws InputError naming the field.
+void validate_train_config(const proto::TrainConfig& config);
+
+// The config as protobuf text (what a run used; written beside metrics).
+std::string config_to_text(const proto::TrainConfig& config);
+
+}  // namespace peng

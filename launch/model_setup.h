@@ -1,0 +1,20 @@
+// Building the model a config asks for: from a Hugging Face folder (model.init_from),
+// a preset, or explicit sizes, with GPT-2's random init from model.seed.
+#pragma once
+
+#include <memory>
+
+#include "core/backend.h"
+#include "models/gpt2/gpt2.h"
+#include "peng/config.pb.h"
+
+namespace peng {
+
+// Throws InputError naming the field when sizes are missing, conflicting or invalid,
+// or when training.seq_len exceeds the position embedding.
+Gpt2Config resolve_model_config(const proto::TrainConfig& config);
+
+// The model with its initial weights.
+std::unique_ptr<Gpt2Model> build_model(const proto::TrainConfig& config, Backend& backend);
+
+}  // namespace peng

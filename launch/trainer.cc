@@ -1,0 +1,198 @@
+#include "launch/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include "core/backend.h"
+#include "core/data/token_shard.h"
+#include "core/tokenizer/tokenizer.h"
+#include "launch/config.h"
+#include "launch/environment.h"
+#include "launch/model_setup.h"
+#include "models/gpt2/hf_checkpoint.h"
+#include "models/gpt2/sample.h"
+#include "optim/adamw.h"
+#include "optim/grad_clip.h"
+#include "optim/lr_schedule.h"
+#include "telemetry/flops.h"
+#include "telemetry/metrics_jsonl.h"
+#include "telemetry/progress.h"
+
+namespace peng {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Reads micro-batches of one step's global batch (batch rule) into host tensors.
+class BatchReader {
+ public:
+  BatchReader(const TokenStream& stream, int64_t global_batch, int64_t micro, int64_t seq,
+              int64_t vocab)
+      : stream_(stream), batch_(global_batch), micro_(micro), seq_(seq), vocab_(vocab),
+        x_(Tensor::empty({micro, seq}, DType::kI32)),
+        y_(Tensor::empty({micro, seq}, DType::kI32)) {}
+
+  void read(int64_t step, int64_t micro_index) {
+    stream_.read_batch(step, micro_index * micro_, micro_, batch_, seq_, x_.data<int32_t>(),
+                       y_.data<int32_t>(), vocab_);
+  }
+  const Tensor& x() const { return x_; }
+  const Tensor& y() const { return y_; }
+
+ private:
+  const TokenStream& stream_;
+  int64_t batch_, micro_, seq_, vocab_;
+  Tensor x_, y_;
+};
+
+// Mean loss over `batches` global batches of the validation stream (always the same ones).
+double evaluate(Gpt2Model& model, BatchReader& reader, int64_t batches, int64_t micro_steps) {
+  double sum = 0;
+  for (int64_t s = 0; s < batches; ++s) {
+    for (int64_t k = 0; k < micro_steps; ++k) {
+      reader.read(s, k);
+      sum += model.forward(reader.x(), reader.y());
+    }
+  }
+  return sum / double(batches * micro_steps);
+}
+
+std::string sample_text(Gpt2Model& model, const Tokenizer& tok, const proto::TrainConfig& c,
+                        int64_t step) {
+  std::vector<int32_t> prompt = {int32_t(tok.eot_token().value_or('\n'))};
+  std::vector<int32_t> ids = sample_tokens(model, prompt, c.logging().sample_tokens(),
+                                           c.training().seq_len(), c.logging().top_k(),
+                                           c.model().seed() + uint64_t(step));
+  return tok.decode(std::vector<uint32_t>(ids.begin(), ids.end()));
+}
+
+}  // namespace
+
+TrainReport train(const proto::TrainConfig& config) {
+  const auto start = Clock::now();
+  validate_train_config(config);
+  const LaunchEnv env = detect_launch_env();
+  PENG_INPUT_CHECK(env.world_size == 1, "launched as ", env.world_size, " ranks (",
+                   env.launcher, "), but this peng build trains in one process; run with "
+                   "mpirun -np 1 until the distributed runtime lands");
+  const auto& tc = config.training();
+  const auto& lc = config.logging();
+  const int64_t B = tc.batch_size(), T = tc.seq_len();
+  const int64_t micro = tc.micro_batch_size() > 0 ? tc.micro_batch_size() : B;
+  const int64_t micro_steps = B / micro;
+
+  Backend& be = cpu_backend();
+  std::unique_ptr<Gpt2Model> model = build_model(config, be);
+  const Gpt2Config& mc = model->config();
+  TokenStream train_stream(config.data().train());
+  BatchReader train_reader(train_stream, B, micro, T, mc.vocab_size);
+  std::unique_ptr<TokenStream> val_stream;
+  std::unique_ptr<BatchReader> val_reader;
+  if (!config.data().val().empty()) {
+    val_stream = std::make_unique<TokenStream>(config.data().val());
+    val_reader = std::make_unique<BatchReader>(*val_stream, B, micro, T, mc.vocab_size);
+  }
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (!config.data().tokenizer().empty()) {
+    tokenizer = make_tokenizer(config.data().tokenizer());
+    PENG_INPUT_CHECK(tokenizer->vocab_size() <= mc.vocab_size, "data.tokenizer has ",
+                     tokenizer->vocab_size(), " tokens but model.vocab_size is ", mc.vocab_size);
+  } else if (mc.vocab_size <= 256) {
+    tokenizer = make_tokenizer("byte");
+  }
+  PENG_INPUT_CHECK(lc.sample_every() == 0 || tokenizer,
+                   "logging.sample_every needs data.tokenizer (byte or a GPT-2 BPE folder)");
+
+  AdamW optimizer(model->parameters(), be,
+                  {.beta1 = config.optim().beta1(),
+                   .beta2 = config.optim().beta2(),
+                   .eps = config.optim().eps(),
+                   .weight_decay = config.optim().weight_decay()});
+  LrSchedule schedule{.kind = LrSchedule::parse_kind(config.schedule().lr_schedule()),
+                      .lr = config.optim().lr(),
+                      .warmup = config.schedule().warmup_steps(),
+                      .min_lr = config.schedule().min_lr(),
+                      .total = tc.steps()};
+  MetricsJsonl metrics(lc.metrics_jsonl());
+  ProgressLine progress(tc.steps(), lc.log_every(), !lc.quiet());
+
+  TrainReport report;
+  report.flops_per_token = model_flops_per_token(
+      {.params = model->num_params(false), .n_layer = mc.n_layer, .n_embd = mc.n_embd,
+       .seq_len = T});
+  progress.message(detail::concat(
+      "peng: GPT-2 ", mc.n_layer, "L ", mc.n_head, "H ", mc.n_embd, "C vocab ", mc.vocab_size,
+      " | ", double(model->num_params()) / 1e6, "M params | batch ", B, "x", T, " (micro ", micro,
+      ") | ", tc.steps(), " steps | data ", train_stream.describe(), " (",
+      train_stream.size(), " tokens)"));
+
+  const double train_start = seconds_since(start);
+  const auto loop_start = Clock::now();
+  const float grad_scale = float(1.0 / double(B * T));
+  for (int64_t step = 0; step < tc.steps(); ++step) {
+    const auto t0 = Clock::now();
+    model->parameters().zero_grads();
+    double loss = 0;
+    for (int64_t k = 0; k < micro_steps; ++k) {
+      train_reader.read(step, k);
+      loss += model->forward(train_reader.x(), train_reader.y()) / double(micro_steps);
+      model->backward(grad_scale);
+    }
+    PENG_CHECK(std::isfinite(loss), "loss is ", loss, " at step ", step,
+               ": training diverged (lower optim.lr or check the data)");
+    const double norm = global_grad_norm(model->parameters(), be);
+    clip_grad_norm(model->parameters(), be, norm, config.optim().grad_clip());
+    const float lr = schedule.at(step);
+    optimizer.step(lr);
+    const double dt = seconds_since(t0);
+
+    StepRecord r{.step = step, .loss = loss, .grad_norm = norm, .lr = lr,
+                 .tokens_per_s = double(B * T) / dt, .step_time_s = dt};
+    report.steps.push_back(r);
+    report.tokens += B * T;
+    metrics.write({{"step", step},
+                   {"loss", loss},
+                   {"grad_norm", norm},
+                   {"lr", lr},
+                   {"tokens_per_s", r.tokens_per_s},
+                   {"step_time_s", dt},
+                   {"tokens", report.tokens},
+                   {"model_tflops", report.flops_per_token * r.tokens_per_s / 1e12}});
+    const double elapsed = seconds_since(loop_start);
+    progress.step(step, loss, double(report.tokens) / elapsed, elapsed);
+
+    const bool last = step + 1 == tc.steps();
+    if (val_reader && ((lc.val_every() > 0 && (step + 1) % lc.val_every() == 0) || last)) {
+      const double v = evaluate(*model, *val_reader, lc.val_batches(), micro_steps);
+      report.val_losses.emplace_back(step, v);
+      metrics.write({{"step", step}, {"val_loss", v}});
+      progress.message(detail::concat("step ", step + 1, " | val loss ", v));
+    }
+    if (lc.sample_every() > 0 && ((step + 1) % lc.sample_every() == 0 || last)) {
+      progress.message("sample at step " + std::to_string(step + 1) + ":\n" +
+                       sample_text(*model, *tokenizer, config, step) + "\n---");
+    }
+  }
+  progress.finish();
+  report.seconds = seconds_since(loop_start);
+  if (!lc.export_to().empty()) save_hf_gpt2(lc.export_to(), mc, model->state());
+
+  const double tps = double(report.tokens) / report.seconds;
+  std::string summary = detail::concat(
+      "done: ", tc.steps(), " steps, ", report.tokens, " tokens in ",
+      format_duration(report.seconds), " (start-up ", format_duration(train_start), ") | ",
+      int64_t(tps), " tok/s | ", report.flops_per_token * tps / 1e9, " model GFLOP/s | loss ",
+      report.steps.front().loss, " -> ", report.steps.back().loss);
+  if (!report.val_losses.empty()) summary += detail::concat(" | val loss ", report.val_losses.back().second);
+  if (!lc.export_to().empty()) summary += " | model written to " + lc.export_to();
+  std::printf("%s\n", summary.c_str());
+  return report;
+}
+
+}  // namespace peng

@@ -1,0 +1,43 @@
+#include "models/gpt2/block.h"
+
+#include <string>
+
+#include "models/nn/buffer.h"
+
+namespace peng {
+
+namespace {
+std::string prefix(int index, const char* name) {
+  return "h." + std::to_string(index) + "." + name;
+}
+}  // namespace
+
+Block::Block(ParameterSet& params, int index, int64_t n_embd, int n_head, float eps)
+    : ln_1_(params, prefix(index, "ln_1"), n_embd, eps),
+      attn_(params, prefix(index, "attn"), n_embd, n_head),
+      ln_2_(params, prefix(index, "ln_2"), n_embd, eps),
+      mlp_(params, prefix(index, "mlp"), n_embd),
+      n_embd_(n_embd) {}
+
+const Tensor& Block::forward(Backend& be, const Tensor& x) {
+  const int64_t b = x.dim(0), t = x.dim(1), n = b * t;
+  Tensor flat = x.view({n, n_embd_});
+  const Tensor& h1 = ln_1_.forward(be, flat);
+  const Tensor& a = attn_.forward(be, h1.view({b, t, n_embd_}));
+  ensure_buffer(x2_, {n, n_embd_}, x.device());
+  be.add(flat, a, x2_);
+  const Tensor& h2 = ln_2_.forward(be, x2_);
+  const Tensor& m = mlp_.forward(be, h2);
+  ensure_buffer(x3_, {b, t, n_embd_}, x.device());
+  Tensor x3 = x3_.view({n, n_embd_});
+  be.add(x2_, m, x3);
+  return x3_;
+}
+
+void Block::backward(Backend& be, Tensor& dres) {
+  Tensor d = dres.view({-1, n_embd_});
+  ln_2_.backward(be, mlp_.backward(be, d), d);   // d: dL/dx3 -> dL/dx2
+  ln_1_.backward(be, attn_.backward(be, d), d);  // d: dL/dx2 -> dL/dx
+}
+
+}  // namespace peng

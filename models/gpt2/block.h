@@ -1,0 +1,32 @@
+// One pre-LayerNorm GPT-2 transformer block:
+//   x2 = x + attn(ln_1(x));  x3 = x2 + mlp(ln_2(x2))
+#pragma once
+
+#include "models/nn/layer_norm.h"
+#include "models/nn/self_attention.h"
+
+namespace peng {
+
+class Block {
+ public:
+  // Registers h.<index>.{ln_1, attn, ln_2, mlp}.
+  Block(ParameterSet& params, int index, int64_t n_embd, int n_head, float eps);
+
+  // x (B, T, C) -> x3 (B, T, C), a buffer owned by the block. Keeps x.
+  const Tensor& forward(Backend& be, const Tensor& x);
+  // dres (B, T, C): on entry dL/dx3, on exit dL/dx (updated in place).
+  void backward(Backend& be, Tensor& dres);
+
+  SelfAttention& attn() { return attn_; }
+  Mlp& mlp() { return mlp_; }
+
+ private:
+  LayerNorm ln_1_;
+  SelfAttention attn_;
+  LayerNorm ln_2_;
+  Mlp mlp_;
+  int64_t n_embd_;
+  Tensor x2_, x3_;
+};
+
+}  // namespace peng

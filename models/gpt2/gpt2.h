@@ -1,0 +1,66 @@
+// The GPT-2 language model: token + position embedding, n_layer pre-LN blocks, final
+// LayerNorm, LM head tied to the token embedding.
+//
+// Parameters are registered with Hugging Face GPT-2 names (without the `transformer.`
+// prefix). The token embedding `wte.weight` is stored padded to (padded_vocab, C); the
+// padded rows start at zero and stay zero: padded logits are excluded from the softmax,
+// so they receive no gradient.
+//
+// Usage per micro-batch: forward(tokens, targets) -> mean loss; backward(scale) adds
+// scale * d(sum of per-position losses)/d(params) into the parameter gradients.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/parameter.h"
+#include "models/gpt2/block.h"
+#include "models/gpt2/config.h"
+
+namespace peng {
+
+class Gpt2Model {
+ public:
+  Gpt2Model(const Gpt2Config& config, Backend& backend);
+
+  const Gpt2Config& config() const { return config_; }
+  ParameterSet& parameters() { return params_; }
+  Backend& backend() { return backend_; }
+
+  // GPT-2 initialisation from `seed`: weights N(0, 0.02), residual projections
+  // (attn.c_proj, mlp.c_proj) N(0, 0.02 / sqrt(2 n_layer)), biases 0, LayerNorm 1/0.
+  void init_random(uint64_t seed);
+  // Loads tensors in Hugging Face layout (wte has the real vocab rows); see hf_checkpoint.h.
+  void load_state(const std::map<std::string, Tensor>& tensors);
+  // The parameters in Hugging Face layout (wte cut to the real vocabulary), f32 CPU copies.
+  std::map<std::string, Tensor> state() const;
+
+  // tokens, targets (B, T) i32 with T <= max_seq_len. Returns the mean cross-entropy over
+  // the B*T positions. Keeps activations for backward. Without targets (undefined tensor)
+  // only the logits are computed and the return value is 0.
+  double forward(const Tensor& tokens, const Tensor& targets);
+  // Gradient of scale * sum(per-position losses) of the last forward, ADDED into the
+  // parameter gradients. Overwrites the logits.
+  void backward(float scale);
+  // Logits (B*T, padded_vocab) of the last forward; only the first vocab_size columns
+  // are meaningful.
+  const Tensor& logits() const { return logits_; }
+
+  // Model parameters that count in FLOPs accounting: all but the position embedding.
+  int64_t num_params(bool include_position_embedding = true) const;
+
+ private:
+  Gpt2Config config_;
+  Backend& backend_;
+  ParameterSet params_;
+  int wte_, wpe_;
+  std::vector<std::unique_ptr<Block>> blocks_;
+  std::unique_ptr<LayerNorm> ln_f_;
+  int64_t batch_ = 0, seq_ = 0;
+  Tensor tokens_, targets_, x0_, dres_, dlnf_, logits_, losses_;
+  const Tensor* lnf_out_ = nullptr;
+};
+
+}  // namespace peng

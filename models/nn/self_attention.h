@@ -1,0 +1,46 @@
+// Causal multi-head self-attention: c_attn (C -> 3C), softmax(q k^T / sqrt(hd)) v per
+// head, c_proj (C -> C). Parameter names follow Hugging Face GPT-2 (`<prefix>.c_attn`,
+// `<prefix>.c_proj`).
+#pragma once
+
+#include "models/nn/linear.h"
+
+namespace peng {
+
+class SelfAttention {
+ public:
+  SelfAttention(ParameterSet& params, const std::string& prefix, int64_t n_embd, int n_head);
+
+  // x (B, T, C) -> out (B*T, C). Keeps qkv (B, T, 3C) and att (B, H, T, T).
+  const Tensor& forward(Backend& be, const Tensor& x);
+  // dout (B*T, C) -> dx (B*T, C).
+  const Tensor& backward(Backend& be, const Tensor& dout);
+
+  Linear& c_proj() { return c_proj_; }
+
+ private:
+  Linear c_attn_, c_proj_;
+  int64_t n_embd_;
+  int n_head_;
+  int64_t batch_ = 0, seq_ = 0;
+  Tensor qkv_, att_, y_, dqkv_;
+};
+
+// GPT-2 MLP: c_fc (C -> 4C), GELU (tanh), c_proj (4C -> C).
+class Mlp {
+ public:
+  Mlp(ParameterSet& params, const std::string& prefix, int64_t n_embd);
+
+  // x (N, C) -> out (N, C). Keeps the pre-activation (N, 4C).
+  const Tensor& forward(Backend& be, const Tensor& x);
+  // dout (N, C) -> dx (N, C).
+  const Tensor& backward(Backend& be, const Tensor& dout);
+
+  Linear& c_proj() { return c_proj_; }
+
+ private:
+  Linear c_fc_, c_proj_;
+  Tensor pre_, act_, dact_;
+};
+
+}  // namespace peng
