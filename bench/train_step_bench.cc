@@ -1,0 +1,84 @@
+// CPU training-step benchmark: one full optimizer step (forward, backward, global norm,
+// clipping, AdamW) of the CPU benchmark model, reporting tokens/s and model FLOP/s
+// (telemetry/flops.h convention). Also the sgemm ceiling of the machine: a large
+// OpenBLAS sgemm, the number model FLOP/s is judged against.
+//
+//   build/bin/train_step_bench --benchmark_min_time=10
+// bench/cpu_train_step.sh runs this beside the same recipe in PyTorch.
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <random>
+
+#include "core/backend.h"
+#include "models/gpt2/gpt2.h"
+#include "optim/adamw.h"
+#include "optim/grad_clip.h"
+#include "telemetry/flops.h"
+
+namespace peng {
+namespace {
+
+// The CPU benchmark model of the issue: 4 layers, 4 heads, n_embd 256, T 128,
+// global batch 8, vocab 4096.
+constexpr int kLayers = 4, kHeads = 4, kEmbd = 256, kSeq = 128, kBatch = 8, kVocab = 4096;
+
+void BM_TrainStep(benchmark::State& state) {
+  Gpt2Config c;
+  c.n_layer = kLayers;
+  c.n_head = kHeads;
+  c.n_embd = kEmbd;
+  c.vocab_size = kVocab;
+  c.max_seq_len = kSeq;
+  Gpt2Model model(c, cpu_backend());
+  model.init_random(0);
+  AdamW opt(model.parameters(), cpu_backend(), {.weight_decay = 0.1f});
+  std::mt19937 gen(1);
+  Tensor x = Tensor::empty({kBatch, kSeq}, DType::kI32), y = Tensor::empty({kBatch, kSeq}, DType::kI32);
+  for (int i = 0; i < kBatch * kSeq; ++i) {
+    x.data<int32_t>()[i] = int32_t(gen() % kVocab);
+    y.data<int32_t>()[i] = int32_t(gen() % kVocab);
+  }
+  const float scale = 1.0f / float(kBatch * kSeq);
+  for (auto _ : state) {
+    model.parameters().zero_grads();
+    benchmark::DoNotOptimize(model.forward(x, y));
+    model.backward(scale);
+    const double norm = global_grad_norm(model.parameters(), cpu_backend());
+    clip_grad_norm(model.parameters(), cpu_backend(), norm, 1.0f);
+    opt.step(1e-4f);
+  }
+  const double tokens = double(kBatch) * kSeq;
+  const double flops = model_flops_per_token(
+      {.params = model.num_params(false), .n_layer = kLayers, .n_embd = kEmbd, .seq_len = kSeq});
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(tokens * double(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["model_flops"] = benchmark::Counter(
+      tokens * flops * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_TrainStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The machine's sgemm ceiling: C = A B with square n x n f32 matrices, all OpenBLAS threads.
+void BM_SgemmCeiling(benchmark::State& state) {
+  const int n = int(state.range(0));
+  Tensor a = Tensor::empty({n, n}), b = Tensor::empty({n, n}), out = Tensor::empty({n, n});
+  std::mt19937 gen(2);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    a.data<float>()[i] = u(gen);
+    b.data<float>()[i] = u(gen);
+  }
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data<float>(), n,
+                b.data<float>(), n, 0.0f, out.data<float>(), n);
+    benchmark::ClobberMemory();
+  }
+  state.counters["flops"] = benchmark::Counter(2.0 * n * n * double(n) * double(state.iterations()),
+                                               benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_SgemmCeiling)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+}  // namespace peng
+
+BENCHMARK_MAIN();
