@@ -1,0 +1,43 @@
+// Atomic file writes: write to `path + ".tmp"`, fsync, rename over `path`, fsync the folder.
+//
+// A reader therefore sees either the old file or the complete new one, never a torn write
+// (LevelDB's SetCurrentFile pattern). Failures throw peng::IoError naming the file and the
+// operating-system reason; the temporary file is removed when the writer is destroyed
+// without commit().
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <string_view>
+
+namespace peng {
+
+class AtomicFileWriter {
+ public:
+  // Creates (truncates) `path + ".tmp"`. The folder must exist.
+  explicit AtomicFileWriter(std::filesystem::path path);
+  // Without commit(): closes and removes the temporary file (never throws).
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  // Appends n bytes (retries partial writes and EINTR).
+  void write(const void* data, size_t n);
+  void write(std::string_view bytes) { write(bytes.data(), bytes.size()); }
+  // fsync, close, rename to the final path, fsync the folder. Call at most once.
+  void commit();
+
+  const std::filesystem::path& path() const { return path_; }
+  size_t bytes_written() const { return written_; }
+
+ private:
+  std::filesystem::path path_;
+  std::filesystem::path tmp_path_;
+  int fd_ = -1;
+  size_t written_ = 0;
+};
+
+// Writes `bytes` to `path` atomically (see AtomicFileWriter).
+void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
+
+}  // namespace peng
