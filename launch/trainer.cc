@@ -68,7 +68,7 @@ std::string sample_text(Gpt2Model& model, const Tokenizer& tok, const proto::Tra
   std::vector<int32_t> prompt = {int32_t(tok.eot_token().value_or('\n'))};
   std::vector<int32_t> ids = sample_tokens(model, prompt, c.logging().sample_tokens(),
                                            c.training().seq_len(), c.logging().top_k(),
-                                           c.model().seed() + uint64_t(step));
+                                           c.model().seed() + uint64_t(step), tok.vocab_size());
   return tok.decode(std::vector<uint32_t>(ids.begin(), ids.end()));
 }
 

@@ -9,24 +9,21 @@ namespace peng {
 
 std::vector<int32_t> sample_tokens(Gpt2Model& model, const std::vector<int32_t>& prompt,
                                    int n_new, int context, int top_k, uint64_t seed,
-                                   float temperature) {
+                                   int64_t vocab_limit, float temperature) {
   PENG_CHECK(!prompt.empty(), "sample_tokens: empty prompt");
   PENG_CHECK(context > 0 && context <= model.config().max_seq_len, "sample_tokens: context ",
              context, " outside [1, ", model.config().max_seq_len, "]");
-  const int64_t vocab = model.config().vocab_size;
+  const int64_t vocab = vocab_limit > 0 ? std::min(vocab_limit, model.config().vocab_size)
+                                         : model.config().vocab_size;
   const int k = int(std::min<int64_t>(std::max(top_k, 1), vocab));
   std::mt19937_64 gen(seed);
   std::vector<int32_t> seq = prompt, out;
-  // Causal attention: positions after the last real token do not change its logits, so
-  // the window is always `context` long (padded with token 0), one shape for every call.
-  Tensor tokens = Tensor::zeros({1, context}, DType::kI32);
   std::vector<int> order(static_cast<size_t>(vocab));
   std::vector<double> probs(static_cast<size_t>(k));
   for (int i = 0; i < n_new; ++i) {
     const int64_t len = std::min<int64_t>(int64_t(seq.size()), context);
-    int32_t* t = tokens.data<int32_t>();
-    std::fill(t, t + context, 0);
-    std::copy(seq.end() - len, seq.end(), t);
+    Tensor tokens = Tensor::empty({1, len}, DType::kI32);
+    std::copy(seq.end() - len, seq.end(), tokens.data<int32_t>());
     model.forward(tokens, Tensor());
     Tensor row = model.logits().slice(len - 1, len).to(Device::cpu());
     const float* logits = row.data<float>();

@@ -11,10 +11,12 @@ namespace peng {
 // Appends `n_new` tokens to `prompt` (at least one token) and returns only the new
 // ones. The context is the last `context` tokens (<= max_seq_len); each new token is
 // drawn from softmax(logits / temperature) restricted to the k most likely tokens,
-// with a generator seeded by `seed` (same seed, same text). Overwrites the model's
+// with a generator seeded by `seed` (same seed, same text). Only ids below
+// `vocab_limit` (e.g. the tokenizer's vocabulary; <= 0: the model's) are drawn.
+// Overwrites the model's
 // saved activations: call between training steps, not between forward and backward.
 std::vector<int32_t> sample_tokens(Gpt2Model& model, const std::vector<int32_t>& prompt,
                                    int n_new, int context, int top_k, uint64_t seed,
-                                   float temperature = 1.0f);
+                                   int64_t vocab_limit = 0, float temperature = 1.0f);
 
 }  // namespace peng

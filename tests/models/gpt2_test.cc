@@ -3,10 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 
+#include "models/gpt2/sample.h"
 #include "optim/adamw.h"
 
 namespace peng {
@@ -53,10 +55,16 @@ TEST(Gpt2, GradientMatchesFiniteDifferences) {
   for (const Parameter& p : m.parameters().all()) {
     // One direction per parameter tensor, so a bug in any one gradient shows up.
     const int64_t n = p.name == "wte.weight" ? 200 * 24 : p.value.numel();
+    // A unit-norm direction, so the step is small whatever the tensor's size.
     std::vector<float> d(static_cast<size_t>(n));
+    double norm2 = 0;
+    for (float& v : d) {
+      v = float(nd(gen));
+      norm2 += double(v) * v;
+    }
     double analytic = 0;
     for (int64_t i = 0; i < n; ++i) {
-      d[size_t(i)] = float(nd(gen));
+      d[size_t(i)] = float(d[size_t(i)] / std::sqrt(norm2));
       analytic += double(d[size_t(i)]) * p.grad.data<float>()[i];
     }
     const float eps = 1e-2f;
@@ -67,7 +75,7 @@ TEST(Gpt2, GradientMatchesFiniteDifferences) {
     };
     const double numeric = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps);
     loss_at(0);
-    EXPECT_NEAR(analytic, numeric, 2e-3 + 2e-2 * std::abs(numeric)) << p.name;
+    EXPECT_NEAR(analytic, numeric, 2e-4 + 1e-2 * std::abs(numeric)) << p.name;
   }
 }
 
@@ -150,6 +158,30 @@ TEST(Gpt2Config, RejectsBadSizes) {
   }
   EXPECT_THROW(gpt2_preset("gpt2-9000m"), InputError);
   EXPECT_EQ(gpt2_preset("gpt2-774m").n_layer, 36);
+}
+
+}  // namespace
+}  // namespace peng
+
+namespace peng {
+namespace {
+
+TEST(Sample, DeterministicBoundedAndGreedyAtTopK1) {
+  Gpt2Model m(tiny_config(), cpu_backend());
+  m.init_random(11);
+  std::vector<int32_t> prompt = {1, 2, 3};
+  auto a = sample_tokens(m, prompt, 12, 9, 40, 5, 50);
+  auto b = sample_tokens(m, prompt, 12, 9, 40, 5, 50);
+  EXPECT_EQ(a, b);
+  ASSERT_EQ(a.size(), 12u);
+  for (int32_t t : a) EXPECT_LT(t, 50);
+  // top-k 1 is greedy: the argmax of the last real position's logits.
+  auto g = sample_tokens(m, prompt, 1, 9, 1, 99);
+  Tensor x = Tensor::zeros({1, 9}, DType::kI32);
+  std::copy(prompt.begin(), prompt.end(), x.data<int32_t>());
+  m.forward(x, Tensor());
+  const float* row = m.logits().data<float>() + 2 * m.config().padded_vocab();
+  EXPECT_EQ(g[0], std::max_element(row, row + 200) - row);
 }
 
 }  // namespace
