@@ -43,9 +43,6 @@ Gpt2Config resolve_model_config(const proto::TrainConfig& config) {
     if (m.max_seq_len()) c.max_seq_len = m.max_seq_len();
   }
   c.validate();
-  PENG_INPUT_CHECK(config.training().seq_len() <= c.max_seq_len, "training.seq_len (",
-                   config.training().seq_len(), ") exceeds the model's position embedding (",
-                   c.max_seq_len, " positions)");
   return c;
 }
 

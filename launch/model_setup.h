@@ -10,8 +10,7 @@
 
 namespace peng {
 
-// Throws InputError naming the field when sizes are missing, conflicting or invalid,
-// or when training.seq_len exceeds the position embedding.
+// Throws InputError naming the field when sizes are missing, conflicting or invalid.
 Gpt2Config resolve_model_config(const proto::TrainConfig& config);
 
 // The model with its initial weights.

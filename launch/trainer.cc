@@ -90,6 +90,8 @@ TrainReport train(const proto::TrainConfig& config) {
   Backend& be = cpu_backend();
   std::unique_ptr<Gpt2Model> model = build_model(config, be);
   const Gpt2Config& mc = model->config();
+  PENG_INPUT_CHECK(T <= mc.max_seq_len, "training.seq_len (", T,
+                   ") exceeds the model's position embedding (", mc.max_seq_len, " positions)");
   TokenStream train_stream(config.data().train());
   BatchReader train_reader(train_stream, B, micro, T, mc.vocab_size);
   std::unique_ptr<TokenStream> val_stream;
