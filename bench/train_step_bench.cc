@@ -34,7 +34,8 @@ void BM_TrainStep(benchmark::State& state) {
   model.init_random(0);
   AdamW opt(model.parameters(), cpu_backend(), {.weight_decay = 0.1f});
   std::mt19937 gen(1);
-  Tensor x = Tensor::empty({kBatch, kSeq}, DType::kI32), y = Tensor::empty({kBatch, kSeq}, DType::kI32);
+  Tensor x = Tensor::empty({kBatch, kSeq}, DType::kI32),
+         y = Tensor::empty({kBatch, kSeq}, DType::kI32);
   for (int i = 0; i < kBatch * kSeq; ++i) {
     x.data<int32_t>()[i] = int32_t(gen() % kVocab);
     y.data<int32_t>()[i] = int32_t(gen() % kVocab);
@@ -53,8 +54,8 @@ void BM_TrainStep(benchmark::State& state) {
       {.params = model.num_params(false), .n_layer = kLayers, .n_embd = kEmbd, .seq_len = kSeq});
   state.counters["tokens_per_s"] =
       benchmark::Counter(tokens * double(state.iterations()), benchmark::Counter::kIsRate);
-  state.counters["model_flops"] = benchmark::Counter(
-      tokens * flops * double(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["model_flops"] =
+      benchmark::Counter(tokens * flops * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_TrainStep)->Unit(benchmark::kMillisecond)->UseRealTime();
 

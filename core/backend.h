@@ -48,8 +48,7 @@ class Backend {
 
   // ---- linear (Conv1D layout, y = x @ w + bias) ----
   // x (N, Cin), w (Cin, Cout), bias (Cout) or undefined -> y (N, Cout)
-  virtual void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias,
-                              Tensor& y) = 0;
+  virtual void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) = 0;
   // dy (N, Cout) -> dx (N, Cin) overwritten (skipped if undefined); dw (Cin, Cout) +=;
   // dbias (Cout) += (skipped if undefined).
   virtual void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx,
@@ -61,8 +60,8 @@ class Backend {
                                  Tensor& y, Tensor& mean, Tensor& rstd) = 0;
   // dy (N, C) -> dx (N, C) ADDED INTO (residual stream convention); dw, db (C) +=.
   virtual void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w,
-                                  const Tensor& mean, const Tensor& rstd, Tensor& dx,
-                                  Tensor& dw, Tensor& db) = 0;
+                                  const Tensor& mean, const Tensor& rstd, Tensor& dx, Tensor& dw,
+                                  Tensor& db) = 0;
 
   // ---- GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) ----
   virtual void gelu_forward(const Tensor& x, Tensor& y) = 0;
@@ -93,8 +92,8 @@ class Backend {
                                      Tensor& losses) = 0;
   // dlogits (N, Vp) = dloss * (softmax(logits) - onehot(target)), 0 in padded columns.
   // dlogits may alias logits (the usual case: the logits buffer is reused).
-  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets,
-                                      int64_t vocab, float dloss, Tensor& dlogits) = 0;
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t vocab,
+                                      float dloss, Tensor& dlogits) = 0;
 
   // ---- elementwise ----
   // out = a + b (same shape); out may alias a or b.

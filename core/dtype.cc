@@ -8,24 +8,36 @@ namespace peng {
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::kF32: return 4;
-    case DType::kBF16: return 2;
-    case DType::kF16: return 2;
-    case DType::kI32: return 4;
-    case DType::kU16: return 2;
-    case DType::kF64: return 8;
+    case DType::kF32:
+      return 4;
+    case DType::kBF16:
+      return 2;
+    case DType::kF16:
+      return 2;
+    case DType::kI32:
+      return 4;
+    case DType::kU16:
+      return 2;
+    case DType::kF64:
+      return 8;
   }
   throw Error("dtype_size: unknown dtype");
 }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::kF32: return "f32";
-    case DType::kBF16: return "bf16";
-    case DType::kF16: return "f16";
-    case DType::kI32: return "i32";
-    case DType::kU16: return "u16";
-    case DType::kF64: return "f64";
+    case DType::kF32:
+      return "f32";
+    case DType::kBF16:
+      return "bf16";
+    case DType::kF16:
+      return "f16";
+    case DType::kI32:
+      return "i32";
+    case DType::kU16:
+      return "u16";
+    case DType::kF64:
+      return "f64";
   }
   return "?";
 }
@@ -58,7 +70,7 @@ uint16_t f32_to_f16(float x) {
   if (exp == 0xff) return uint16_t(sign | 0x7c00u | (man ? 0x200u : 0u));  // inf / nan
   int e = int(exp) - 127 + 15;
   if (e >= 0x1f) return uint16_t(sign | 0x7c00u);  // overflow -> inf
-  if (e <= 0) {                                     // subnormal or zero
+  if (e <= 0) {                                    // subnormal or zero
     if (e < -10) return uint16_t(sign);
     man |= 0x800000u;
     uint32_t shift = uint32_t(14 - e);

@@ -40,13 +40,13 @@ std::string concat(const Args&... args) {
 }  // namespace peng
 
 // PENG_CHECK(cond, msg...) throws peng::Error with the concatenated message.
-#define PENG_CHECK(cond, ...)                                   \
-  do {                                                          \
+#define PENG_CHECK(cond, ...)                                              \
+  do {                                                                     \
     if (!(cond)) throw ::peng::Error(::peng::detail::concat(__VA_ARGS__)); \
   } while (0)
 
 // PENG_INPUT_CHECK(cond, msg...) throws peng::InputError: for user-facing input checks.
-#define PENG_INPUT_CHECK(cond, ...)                                  \
-  do {                                                               \
+#define PENG_INPUT_CHECK(cond, ...)                                             \
+  do {                                                                          \
     if (!(cond)) throw ::peng::InputError(::peng::detail::concat(__VA_ARGS__)); \
   } while (0)

@@ -16,11 +16,11 @@
 namespace peng {
 
 struct Parameter {
-  std::string name;    // Hugging Face style, e.g. "h.0.attn.c_attn.weight"
-  Tensor value;        // f32, view into the flat value buffer
-  Tensor grad;         // f32, same shape, view into the flat gradient buffer
-  Shape global_shape;  // logical shape of the whole tensor
-  int64_t offset = 0;  // first element in the flat buffers
+  std::string name;           // Hugging Face style, e.g. "h.0.attn.c_attn.weight"
+  Tensor value;               // f32, view into the flat value buffer
+  Tensor grad;                // f32, same shape, view into the flat gradient buffer
+  Shape global_shape;         // logical shape of the whole tensor
+  int64_t offset = 0;         // first element in the flat buffers
   bool weight_decay = false;  // AdamW decays tensors with >= 2 dims only
 };
 

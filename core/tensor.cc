@@ -92,8 +92,8 @@ Tensor Tensor::view(const Shape& shape) const {
     }
   }
   if (infer >= 0) {
-    PENG_CHECK(known > 0 && numel_ % known == 0, "view: cannot infer ", shape_str(shape),
-               " from ", str());
+    PENG_CHECK(known > 0 && numel_ % known == 0, "view: cannot infer ", shape_str(shape), " from ",
+               str());
     s[infer] = numel_ / known;
   }
   PENG_CHECK(shape_numel(s) == numel_, "view: ", shape_str(shape), " does not match ", str());
@@ -103,8 +103,8 @@ Tensor Tensor::view(const Shape& shape) const {
 }
 
 Tensor Tensor::slice(int64_t begin, int64_t end) const {
-  PENG_CHECK(ndim() >= 1 && 0 <= begin && begin <= end && end <= shape_[0], "slice [", begin,
-             ", ", end, ") out of range for ", str());
+  PENG_CHECK(ndim() >= 1 && 0 <= begin && begin <= end && end <= shape_[0], "slice [", begin, ", ",
+             end, ") out of range for ", str());
   Shape s = shape_;
   int64_t row = s[0] ? numel_ / s[0] : 0;
   s[0] = end - begin;
@@ -122,8 +122,7 @@ Tensor Tensor::flat_view(int64_t begin, const Shape& shape) const {
   return t;
 }
 
-void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
-                size_t nbytes) {
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
   if (nbytes == 0) return;
   if (dst_device.is_cpu() && src_device.is_cpu()) {
     std::memcpy(dst, src, nbytes);
@@ -161,23 +160,41 @@ void Tensor::zero() {
 namespace {
 double load_as_double(const Tensor& t, int64_t i) {
   switch (t.dtype()) {
-    case DType::kF32: return t.data<float>()[i];
-    case DType::kF64: return t.data<double>()[i];
-    case DType::kBF16: return bf16_to_f32(t.data<bf16_t>()[i].bits);
-    case DType::kF16: return f16_to_f32(t.data<f16_t>()[i].bits);
-    case DType::kI32: return t.data<int32_t>()[i];
-    case DType::kU16: return t.data<uint16_t>()[i];
+    case DType::kF32:
+      return t.data<float>()[i];
+    case DType::kF64:
+      return t.data<double>()[i];
+    case DType::kBF16:
+      return bf16_to_f32(t.data<bf16_t>()[i].bits);
+    case DType::kF16:
+      return f16_to_f32(t.data<f16_t>()[i].bits);
+    case DType::kI32:
+      return t.data<int32_t>()[i];
+    case DType::kU16:
+      return t.data<uint16_t>()[i];
   }
   return 0;
 }
 void store_from_double(const Tensor& t, int64_t i, double v) {
   switch (t.dtype()) {
-    case DType::kF32: t.data<float>()[i] = float(v); break;
-    case DType::kF64: t.data<double>()[i] = v; break;
-    case DType::kBF16: t.data<bf16_t>()[i].bits = f32_to_bf16(float(v)); break;
-    case DType::kF16: t.data<f16_t>()[i].bits = f32_to_f16(float(v)); break;
-    case DType::kI32: t.data<int32_t>()[i] = int32_t(v); break;
-    case DType::kU16: t.data<uint16_t>()[i] = uint16_t(v); break;
+    case DType::kF32:
+      t.data<float>()[i] = float(v);
+      break;
+    case DType::kF64:
+      t.data<double>()[i] = v;
+      break;
+    case DType::kBF16:
+      t.data<bf16_t>()[i].bits = f32_to_bf16(float(v));
+      break;
+    case DType::kF16:
+      t.data<f16_t>()[i].bits = f32_to_f16(float(v));
+      break;
+    case DType::kI32:
+      t.data<int32_t>()[i] = int32_t(v);
+      break;
+    case DType::kU16:
+      t.data<uint16_t>()[i] = uint16_t(v);
+      break;
   }
 }
 }  // namespace

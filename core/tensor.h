@@ -31,12 +31,30 @@ struct f16_t {
 
 template <typename T>
 constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::kF32; }
-template <> constexpr DType dtype_of<double>() { return DType::kF64; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::kI32; }
-template <> constexpr DType dtype_of<uint16_t>() { return DType::kU16; }
-template <> constexpr DType dtype_of<bf16_t>() { return DType::kBF16; }
-template <> constexpr DType dtype_of<f16_t>() { return DType::kF16; }
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::kF32;
+}
+template <>
+constexpr DType dtype_of<double>() {
+  return DType::kF64;
+}
+template <>
+constexpr DType dtype_of<int32_t>() {
+  return DType::kI32;
+}
+template <>
+constexpr DType dtype_of<uint16_t>() {
+  return DType::kU16;
+}
+template <>
+constexpr DType dtype_of<bf16_t>() {
+  return DType::kBF16;
+}
+template <>
+constexpr DType dtype_of<f16_t>() {
+  return DType::kF16;
+}
 
 // A block of device memory. Freed by the device's allocator when the last view dies.
 class Storage {
@@ -58,10 +76,8 @@ class Storage {
 class Tensor {
  public:
   Tensor() = default;  // undefined tensor
-  static Tensor empty(const Shape& shape, DType dtype = DType::kF32,
-                      Device device = Device::cpu());
-  static Tensor zeros(const Shape& shape, DType dtype = DType::kF32,
-                      Device device = Device::cpu());
+  static Tensor empty(const Shape& shape, DType dtype = DType::kF32, Device device = Device::cpu());
+  static Tensor zeros(const Shape& shape, DType dtype = DType::kF32, Device device = Device::cpu());
   template <typename T>
   static Tensor from_vector(const std::vector<T>& v, const Shape& shape) {
     Tensor t = empty(shape, dtype_of<T>());
@@ -96,10 +112,10 @@ class Tensor {
   // Flat elements [begin, begin + shape.numel) viewed with `shape`. Shares storage.
   Tensor flat_view(int64_t begin, const Shape& shape) const;
 
-  Tensor clone() const;                 // deep copy, same device
-  Tensor to(Device device) const;       // deep copy onto another device
-  Tensor to_dtype(DType dtype) const;   // CPU conversion between float types (and i32/u16)
-  void copy_from(const Tensor& src);    // same shape and dtype, any devices
+  Tensor clone() const;                // deep copy, same device
+  Tensor to(Device device) const;      // deep copy onto another device
+  Tensor to_dtype(DType dtype) const;  // CPU conversion between float types (and i32/u16)
+  void copy_from(const Tensor& src);   // same shape and dtype, any devices
   void zero();
 
  private:

@@ -25,7 +25,8 @@ struct ConfigOptions {
     cmd.add_option("config", config_file, "protobuf text config (CONFIG.pbtxt)");
     for (const ConfigFlag& f : config_flags()) {
       if (f.is_switch) {
-        cmd.add_flag_callback(f.flag, [this, f] { flag_values[f.field] = "true"; }, f.help);
+        cmd.add_flag_callback(
+            f.flag, [this, f] { flag_values[f.field] = "true"; }, f.help);
       } else {
         cmd.add_option_function<std::string>(
                f.flag, [this, f](const std::string& v) { flag_values[f.field] = v; }, f.help)
@@ -68,8 +69,9 @@ int run_cli(int argc, char** argv) {
   export_cmd->callback([&] {
     proto::TrainConfig c = export_opts.build();
     auto model = build_model(c, cpu_backend());
-    const DType dt = export_dtype == "bf16" ? DType::kBF16
-                     : export_dtype == "f16" ? DType::kF16 : DType::kF32;
+    const DType dt = export_dtype == "bf16"  ? DType::kBF16
+                     : export_dtype == "f16" ? DType::kF16
+                                             : DType::kF32;
     save_hf_gpt2(export_dir, model->config(), model->state(), dt);
     std::printf("wrote %s (config.json, model.safetensors, %s)\n", export_dir.c_str(),
                 export_dtype.c_str());

@@ -91,11 +91,11 @@ void set_config_field(const std::string& assignment, proto::TrainConfig& config)
   for (size_t i = 0; i < names.size(); ++i) {
     const pb::Descriptor* d = msg->GetDescriptor();
     const pb::FieldDescriptor* field = d->FindFieldByName(names[i]);
-    PENG_INPUT_CHECK(field, "unknown config field '", path, "' (", d->name(), " has: ",
-                     field_names(d), ")");
+    PENG_INPUT_CHECK(field, "unknown config field '", path, "' (", d->name(),
+                     " has: ", field_names(d), ")");
     if (i + 1 < names.size()) {
-      PENG_INPUT_CHECK(field->type() == pb::FieldDescriptor::TYPE_MESSAGE,
-                       "config field '", path, "': ", names[i], " is not a message");
+      PENG_INPUT_CHECK(field->type() == pb::FieldDescriptor::TYPE_MESSAGE, "config field '", path,
+                       "': ", names[i], " is not a message");
       msg = msg->GetReflection()->MutableMessage(msg, field);
       continue;
     }
@@ -104,7 +104,8 @@ void set_config_field(const std::string& assignment, proto::TrainConfig& config)
                      ")");
     if (field->type() == pb::FieldDescriptor::TYPE_STRING) {
       std::string quoted = "\"";
-      for (char ch : value) quoted += (ch == '"' || ch == '\\') ? std::string("\\") + ch : std::string(1, ch);
+      for (char ch : value)
+        quoted += (ch == '"' || ch == '\\') ? std::string("\\") + ch : std::string(1, ch);
       value = quoted + "\"";
     }
     if (!pb::TextFormat::ParseFieldValueFromString(value, field, msg)) {
@@ -133,8 +134,7 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--steps", "training.steps", "optimizer steps", false},
       {"--batch-size", "training.batch_size", "global batch in sequences", false},
       {"--seq-len", "training.seq_len", "sequence length T", false},
-      {"--micro-batch-size", "training.micro_batch_size", "sequences per forward/backward",
-       false},
+      {"--micro-batch-size", "training.micro_batch_size", "sequences per forward/backward", false},
       {"--lr", "optim.lr", "peak learning rate", false},
       {"--beta1", "optim.beta1", "AdamW beta1", false},
       {"--beta2", "optim.beta2", "AdamW beta2", false},

@@ -25,7 +25,7 @@ struct ConfigFlag {
   const char* flag;   // "--lr"
   const char* field;  // "optim.lr"
   const char* help;
-  bool is_switch;     // a flag without value that sets a bool field to true
+  bool is_switch;  // a flag without value that sets a bool field to true
 };
 const std::vector<ConfigFlag>& config_flags();
 

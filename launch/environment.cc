@@ -13,8 +13,8 @@ int env_int(const char* name, int fallback) {
   if (!v || !*v) return fallback;
   char* end = nullptr;
   long x = std::strtol(v, &end, 10);
-  PENG_INPUT_CHECK(*end == '\0' && x >= 0 && x < (1L << 30), "environment variable ", name,
-                   "='", v, "' is not a rank or size");
+  PENG_INPUT_CHECK(*end == '\0' && x >= 0 && x < (1L << 30), "environment variable ", name, "='", v,
+                   "' is not a rank or size");
   return int(x);
 }
 bool has(const char* name) { return std::getenv(name) != nullptr; }

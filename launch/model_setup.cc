@@ -28,8 +28,9 @@ Gpt2Config resolve_model_config(const proto::TrainConfig& config) {
     if (!m.preset().empty()) {
       c = gpt2_preset(m.preset());
     } else {
-      const char* hint = " is not set (use --model PRESET, --init-from DIR, or all of "
-                         "--n-layer/--n-head/--n-embd/--vocab-size)";
+      const char* hint =
+          " is not set (use --model PRESET, --init-from DIR, or all of "
+          "--n-layer/--n-head/--n-embd/--vocab-size)";
       PENG_INPUT_CHECK(m.n_layer() != 0, "model.n_layer", hint);
       PENG_INPUT_CHECK(m.n_head() != 0, "model.n_head", hint);
       PENG_INPUT_CHECK(m.n_embd() != 0, "model.n_embd", hint);

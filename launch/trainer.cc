@@ -34,7 +34,11 @@ class BatchReader {
  public:
   BatchReader(const TokenStream& stream, int64_t global_batch, int64_t micro, int64_t seq,
               int64_t vocab)
-      : stream_(stream), batch_(global_batch), micro_(micro), seq_(seq), vocab_(vocab),
+      : stream_(stream),
+        batch_(global_batch),
+        micro_(micro),
+        seq_(seq),
+        vocab_(vocab),
         x_(Tensor::empty({micro, seq}, DType::kI32)),
         y_(Tensor::empty({micro, seq}, DType::kI32)) {}
 
@@ -66,9 +70,9 @@ double evaluate(Gpt2Model& model, BatchReader& reader, int64_t batches, int64_t 
 std::string sample_text(Gpt2Model& model, const Tokenizer& tok, const proto::TrainConfig& c,
                         int64_t step) {
   std::vector<int32_t> prompt = {int32_t(tok.eot_token().value_or('\n'))};
-  std::vector<int32_t> ids = sample_tokens(model, prompt, c.logging().sample_tokens(),
-                                           c.training().seq_len(), c.logging().top_k(),
-                                           c.model().seed() + uint64_t(step), tok.vocab_size());
+  std::vector<int32_t> ids =
+      sample_tokens(model, prompt, c.logging().sample_tokens(), c.training().seq_len(),
+                    c.logging().top_k(), c.model().seed() + uint64_t(step), tok.vocab_size());
   return tok.decode(std::vector<uint32_t>(ids.begin(), ids.end()));
 }
 
@@ -78,8 +82,8 @@ TrainReport train(const proto::TrainConfig& config) {
   const auto start = Clock::now();
   validate_train_config(config);
   const LaunchEnv env = detect_launch_env();
-  PENG_INPUT_CHECK(env.world_size == 1, "launched as ", env.world_size, " ranks (",
-                   env.launcher, "), but this peng build trains in one process; run with "
+  PENG_INPUT_CHECK(env.world_size == 1, "launched as ", env.world_size, " ranks (", env.launcher,
+                   "), but this peng build trains in one process; run with "
                    "mpirun -np 1 until the distributed runtime lands");
   const auto& tc = config.training();
   const auto& lc = config.logging();
@@ -125,14 +129,15 @@ TrainReport train(const proto::TrainConfig& config) {
   ProgressLine progress(tc.steps(), lc.log_every(), !lc.quiet());
 
   TrainReport report;
-  report.flops_per_token = model_flops_per_token(
-      {.params = model->num_params(false), .n_layer = mc.n_layer, .n_embd = mc.n_embd,
-       .seq_len = T});
-  progress.message(detail::concat(
-      "peng: GPT-2 ", mc.n_layer, "L ", mc.n_head, "H ", mc.n_embd, "C vocab ", mc.vocab_size,
-      " | ", double(model->num_params()) / 1e6, "M params | batch ", B, "x", T, " (micro ", micro,
-      ") | ", tc.steps(), " steps | data ", train_stream.describe(), " (",
-      train_stream.size(), " tokens)"));
+  report.flops_per_token = model_flops_per_token({.params = model->num_params(false),
+                                                  .n_layer = mc.n_layer,
+                                                  .n_embd = mc.n_embd,
+                                                  .seq_len = T});
+  progress.message(detail::concat("peng: GPT-2 ", mc.n_layer, "L ", mc.n_head, "H ", mc.n_embd,
+                                  "C vocab ", mc.vocab_size, " | ",
+                                  double(model->num_params()) / 1e6, "M params | batch ", B, "x", T,
+                                  " (micro ", micro, ") | ", tc.steps(), " steps | data ",
+                                  train_stream.describe(), " (", train_stream.size(), " tokens)"));
 
   const double train_start = seconds_since(start);
   const auto loop_start = Clock::now();
@@ -154,8 +159,12 @@ TrainReport train(const proto::TrainConfig& config) {
     optimizer.step(lr);
     const double dt = seconds_since(t0);
 
-    StepRecord r{.step = step, .loss = loss, .grad_norm = norm, .lr = lr,
-                 .tokens_per_s = double(B * T) / dt, .step_time_s = dt};
+    StepRecord r{.step = step,
+                 .loss = loss,
+                 .grad_norm = norm,
+                 .lr = lr,
+                 .tokens_per_s = double(B * T) / dt,
+                 .step_time_s = dt};
     report.steps.push_back(r);
     report.tokens += B * T;
     metrics.write({{"step", step},
@@ -191,7 +200,8 @@ TrainReport train(const proto::TrainConfig& config) {
       format_duration(report.seconds), " (start-up ", format_duration(train_start), ") | ",
       int64_t(tps), " tok/s | ", report.flops_per_token * tps / 1e9, " model GFLOP/s | loss ",
       report.steps.front().loss, " -> ", report.steps.back().loss);
-  if (!report.val_losses.empty()) summary += detail::concat(" | val loss ", report.val_losses.back().second);
+  if (!report.val_losses.empty())
+    summary += detail::concat(" | val loss ", report.val_losses.back().second);
   if (!lc.export_to().empty()) summary += " | model written to " + lc.export_to();
   std::printf("%s\n", summary.c_str());
   return report;

@@ -9,10 +9,10 @@ namespace peng {
 struct LrSchedule {
   enum class Kind { kConstant, kCosine };
   Kind kind = Kind::kConstant;
-  float lr = 1e-3f;       // peak learning rate
-  int64_t warmup = 0;     // linear warmup steps: lr * (step + 1) / warmup
-  float min_lr = 0.0f;    // cosine: reached at the last step
-  int64_t total = 1;      // total optimizer steps
+  float lr = 1e-3f;     // peak learning rate
+  int64_t warmup = 0;   // linear warmup steps: lr * (step + 1) / warmup
+  float min_lr = 0.0f;  // cosine: reached at the last step
+  int64_t total = 1;    // total optimizer steps
 
   // "constant" or "cosine"; throws InputError naming the field otherwise.
   static Kind parse_kind(const std::string& name);

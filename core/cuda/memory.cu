@@ -10,8 +10,8 @@ namespace peng::cuda {
 namespace {
 void check(cudaError_t err, const char* what, int device) {
   if (err != cudaSuccess) {
-    throw Error(detail::concat("CUDA ", what, " on device ", device, ": ",
-                               cudaGetErrorString(err)));
+    throw Error(
+        detail::concat("CUDA ", what, " on device ", device, ": ", cudaGetErrorString(err)));
   }
 }
 

@@ -7,7 +7,9 @@ namespace peng::cuda {
 
 namespace {
 [[noreturn]] void unavailable() {
-  throw Error("this peng build has no CUDA backend (configure with -DPENG_CUDA=ON on a machine with the CUDA toolkit)");
+  throw Error(
+      "this peng build has no CUDA backend (configure with -DPENG_CUDA=ON on a machine with the "
+      "CUDA toolkit)");
 }
 }  // namespace
 

@@ -15,8 +15,8 @@ Gpt2Model::Gpt2Model(const Gpt2Config& config, Backend& backend)
   wte_ = params_.add("wte.weight", {config_.padded_vocab(), c});
   wpe_ = params_.add("wpe.weight", {config_.max_seq_len, c});
   for (int l = 0; l < config_.n_layer; ++l) {
-    blocks_.push_back(std::make_unique<Block>(params_, l, c, config_.n_head,
-                                              config_.layernorm_eps));
+    blocks_.push_back(
+        std::make_unique<Block>(params_, l, c, config_.n_head, config_.layernorm_eps));
   }
   ln_f_ = std::make_unique<LayerNorm>(params_, "ln_f", c, config_.layernorm_eps);
   params_.finalize();
@@ -48,7 +48,8 @@ class NormalRng {
 };
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 }  // namespace
 
@@ -61,7 +62,7 @@ void Gpt2Model::init_random(uint64_t seed) {
     float* out = v + p.offset;
     int64_t n = shape_numel(p.global_shape);
     if (p.name == "wte.weight") n = config_.vocab_size * config_.n_embd;  // padding stays 0
-    if (ends_with(p.name, ".bias")) continue;  // zero
+    if (ends_with(p.name, ".bias")) continue;                             // zero
     if (p.name.find("ln_") != std::string::npos) {
       std::fill(out, out + n, 1.0f);
       continue;
@@ -105,8 +106,7 @@ int64_t Gpt2Model::num_params(bool include_position_embedding) const {
   int64_t n = 0;
   for (const Parameter& p : params_.all()) {
     if (p.name == "wpe.weight" && !include_position_embedding) continue;
-    n += p.name == "wte.weight" ? config_.vocab_size * config_.n_embd
-                                : shape_numel(p.global_shape);
+    n += p.name == "wte.weight" ? config_.vocab_size * config_.n_embd : shape_numel(p.global_shape);
   }
   return n;
 }
@@ -154,7 +154,7 @@ void Gpt2Model::backward(float scale) {
   Parameter& wte = params_.at(wte_);
   be.cross_entropy_backward(logits_, targets_, config_.vocab_size, scale, logits_);
   ensure_buffer(dlnf_, {n, c}, dev);
-  be.matmul(logits_, wte.value, dlnf_);  // (N, Vp) @ (Vp, C)
+  be.matmul(logits_, wte.value, dlnf_);                                      // (N, Vp) @ (Vp, C)
   be.matmul(logits_, *lnf_out_, wte.grad, {.trans_a = true, .beta = 1.0f});  // (Vp, C) +=
   ensure_buffer(dres_, {batch_, seq_, c}, dev);
   dres_.zero();

@@ -7,14 +7,14 @@
 
 namespace peng {
 
-std::vector<int32_t> sample_tokens(Gpt2Model& model, const std::vector<int32_t>& prompt,
-                                   int n_new, int context, int top_k, uint64_t seed,
-                                   int64_t vocab_limit, float temperature) {
+std::vector<int32_t> sample_tokens(Gpt2Model& model, const std::vector<int32_t>& prompt, int n_new,
+                                   int context, int top_k, uint64_t seed, int64_t vocab_limit,
+                                   float temperature) {
   PENG_CHECK(!prompt.empty(), "sample_tokens: empty prompt");
   PENG_CHECK(context > 0 && context <= model.config().max_seq_len, "sample_tokens: context ",
              context, " outside [1, ", model.config().max_seq_len, "]");
   const int64_t vocab = vocab_limit > 0 ? std::min(vocab_limit, model.config().vocab_size)
-                                         : model.config().vocab_size;
+                                        : model.config().vocab_size;
   const int k = int(std::min<int64_t>(std::max(top_k, 1), vocab));
   std::mt19937_64 gen(seed);
   std::vector<int32_t> seq = prompt, out;

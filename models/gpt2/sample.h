@@ -15,8 +15,8 @@ namespace peng {
 // `vocab_limit` (e.g. the tokenizer's vocabulary; <= 0: the model's) are drawn.
 // Overwrites the model's
 // saved activations: call between training steps, not between forward and backward.
-std::vector<int32_t> sample_tokens(Gpt2Model& model, const std::vector<int32_t>& prompt,
-                                   int n_new, int context, int top_k, uint64_t seed,
-                                   int64_t vocab_limit = 0, float temperature = 1.0f);
+std::vector<int32_t> sample_tokens(Gpt2Model& model, const std::vector<int32_t>& prompt, int n_new,
+                                   int context, int top_k, uint64_t seed, int64_t vocab_limit = 0,
+                                   float temperature = 1.0f);
 
 }  // namespace peng

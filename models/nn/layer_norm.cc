@@ -4,8 +4,7 @@
 
 namespace peng {
 
-LayerNorm::LayerNorm(ParameterSet& params, const std::string& prefix, int64_t channels,
-                     float eps)
+LayerNorm::LayerNorm(ParameterSet& params, const std::string& prefix, int64_t channels, float eps)
     : params_(params), channels_(channels), eps_(eps) {
   weight_ = params.add(prefix + ".weight", {channels});
   bias_ = params.add(prefix + ".bias", {channels});

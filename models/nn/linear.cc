@@ -4,8 +4,7 @@
 
 namespace peng {
 
-Linear::Linear(ParameterSet& params, const std::string& prefix, int64_t in, int64_t out,
-               bool bias)
+Linear::Linear(ParameterSet& params, const std::string& prefix, int64_t in, int64_t out, bool bias)
     : params_(params), in_(in), out_(out) {
   weight_ = params.add(prefix + ".weight", {in, out});
   if (bias) bias_ = params.add(prefix + ".bias", {out});

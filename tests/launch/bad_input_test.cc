@@ -22,9 +22,9 @@ using testing::write_file;
 const fs::path kTiny = testing::reference_dir() / "gpt2-tiny";
 
 std::vector<std::string> reference_run(const fs::path& init, const fs::path& data) {
-  return {"train",    "--init-from", init.string(), "--data",  data.string(),
-          "--batch-size", "4",      "--seq-len",   "16",     "--steps", "2",
-          "--lr",     "1e-3",       "--quiet"};
+  return {"train", "--init-from", init.string(), "--data",  data.string(), "--batch-size",
+          "4",     "--seq-len",   "16",          "--steps", "2",           "--lr",
+          "1e-3",  "--quiet"};
 }
 
 // Exactly one `error:` line, mentioning every needle; non-zero exit.
@@ -110,9 +110,8 @@ TEST(BadInput, TokenIdBeyondVocabulary) {
 
 TEST(BadInput, SafetensorsBadOffsets) {
   TempDir tmp;
-  fs::path m = edited_model(tmp, [](nlohmann::json& h) {
-    h["h.1.mlp.c_fc.bias"]["data_offsets"][1] = 1u << 30;
-  });
+  fs::path m = edited_model(
+      tmp, [](nlohmann::json& h) { h["h.1.mlp.c_fc.bias"]["data_offsets"][1] = 1u << 30; });
   expect_error(run_peng(reference_run(m, kTiny / "tokens.bin")), {"h.1.mlp.c_fc.bias"});
 }
 

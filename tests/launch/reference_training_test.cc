@@ -85,18 +85,16 @@ TEST_P(ReferenceTraining, MatchesPyTorchEveryStep) {
 }
 
 // micro 0 = the whole batch at once; gpt2-tiny has B = 4, gpt2-small-odd B = 6.
-INSTANTIATE_TEST_SUITE_P(Cases, ReferenceTraining,
-                         ::testing::Values(std::make_tuple("gpt2-tiny", 0),
-                                           std::make_tuple("gpt2-tiny", 1),
-                                           std::make_tuple("gpt2-tiny", 2),
-                                           std::make_tuple("gpt2-small-odd", 0),
-                                           std::make_tuple("gpt2-small-odd", 2),
-                                           std::make_tuple("gpt2-small-odd", 3)),
-                         [](const auto& info) {
-                           std::string n = std::get<0>(info.param);
-                           for (char& ch : n) ch = ch == '-' ? '_' : ch;
-                           return n + "_micro" + std::to_string(std::get<1>(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ReferenceTraining,
+    ::testing::Values(std::make_tuple("gpt2-tiny", 0), std::make_tuple("gpt2-tiny", 1),
+                      std::make_tuple("gpt2-tiny", 2), std::make_tuple("gpt2-small-odd", 0),
+                      std::make_tuple("gpt2-small-odd", 2), std::make_tuple("gpt2-small-odd", 3)),
+    [](const auto& info) {
+      std::string n = std::get<0>(info.param);
+      for (char& ch : n) ch = ch == '-' ? '_' : ch;
+      return n + "_micro" + std::to_string(std::get<1>(info.param));
+    });
 
 TEST(ReferenceTrainingCli, MetricsJsonlMatchesReference) {
   for (const std::string name : {"gpt2-tiny", "gpt2-small-odd"}) {

@@ -13,12 +13,37 @@ const fs::path kTiny = testing::reference_dir() / "gpt2-tiny";
 TEST(TrainCli, ValidationSamplesAndExport) {
   testing::TempDir tmp;
   const std::string data = (kTiny / "tokens.bin").string();
-  auto r = testing::run_peng({"train", "--data", data, "--val-data", data, "--n-layer", "2",
-                              "--n-head", "2", "--n-embd", "32", "--vocab-size", "256",
-                              "--seq-len", "16", "--batch-size", "4", "--steps", "4",
-                              "--val-every", "2", "--sample-every", "2", "--sample-tokens", "8",
-                              "--lr-schedule", "cosine", "--warmup-steps", "1",
-                              "--export-to", (tmp / "out").string()});
+  auto r = testing::run_peng({"train",
+                              "--data",
+                              data,
+                              "--val-data",
+                              data,
+                              "--n-layer",
+                              "2",
+                              "--n-head",
+                              "2",
+                              "--n-embd",
+                              "32",
+                              "--vocab-size",
+                              "256",
+                              "--seq-len",
+                              "16",
+                              "--batch-size",
+                              "4",
+                              "--steps",
+                              "4",
+                              "--val-every",
+                              "2",
+                              "--sample-every",
+                              "2",
+                              "--sample-tokens",
+                              "8",
+                              "--lr-schedule",
+                              "cosine",
+                              "--warmup-steps",
+                              "1",
+                              "--export-to",
+                              (tmp / "out").string()});
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
   EXPECT_NE(r.stdout_text.find("step 2 | val loss"), std::string::npos) << r.stdout_text;
   EXPECT_NE(r.stdout_text.find("sample at step 4"), std::string::npos) << r.stdout_text;
@@ -26,16 +51,16 @@ TEST(TrainCli, ValidationSamplesAndExport) {
   EXPECT_NE(r.stdout_text.find("done: 4 steps"), std::string::npos) << r.stdout_text;
   ASSERT_TRUE(fs::exists(tmp / "out" / "model.safetensors"));
   // The exported model starts a new run.
-  auto again = testing::run_peng({"train", "--init-from", (tmp / "out").string(), "--data", data,
-                                  "--seq-len", "16", "--batch-size", "4", "--steps", "1",
-                                  "--quiet"});
+  auto again =
+      testing::run_peng({"train", "--init-from", (tmp / "out").string(), "--data", data,
+                         "--seq-len", "16", "--batch-size", "4", "--steps", "1", "--quiet"});
   EXPECT_EQ(again.exit_code, 0) << again.stderr_text;
 }
 
 TEST(ExportCli, RoundTripIsBitExact) {
   testing::TempDir tmp;
-  auto r = testing::run_peng({"export", "--init-from", kTiny.string(), "--to",
-                              (tmp / "f32").string()});
+  auto r =
+      testing::run_peng({"export", "--init-from", kTiny.string(), "--to", (tmp / "f32").string()});
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
   EXPECT_EQ(testing::read_file(tmp / "f32" / "model.safetensors"),
             testing::read_file(kTiny / "model.safetensors"));

@@ -70,7 +70,8 @@ TEST(Gpt2, GradientMatchesFiniteDifferences) {
     const float eps = 1e-2f;
     std::vector<float> saved(p.value.data<float>(), p.value.data<float>() + n);
     auto loss_at = [&](float s) {
-      for (int64_t i = 0; i < n; ++i) p.value.data<float>()[i] = saved[size_t(i)] + s * d[size_t(i)];
+      for (int64_t i = 0; i < n; ++i)
+        p.value.data<float>()[i] = saved[size_t(i)] + s * d[size_t(i)];
       return m.forward(x, y);
     };
     const double numeric = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps);

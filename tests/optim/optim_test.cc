@@ -17,8 +17,8 @@ TEST(LrSchedule, ConstantWithWarmup) {
 }
 
 TEST(LrSchedule, CosineReachesMinAtLastStep) {
-  LrSchedule s{.kind = LrSchedule::Kind::kCosine, .lr = 1.0f, .warmup = 2, .min_lr = 0.1f,
-               .total = 12};
+  LrSchedule s{
+      .kind = LrSchedule::Kind::kCosine, .lr = 1.0f, .warmup = 2, .min_lr = 0.1f, .total = 12};
   EXPECT_FLOAT_EQ(s.at(0), 0.5f);
   EXPECT_FLOAT_EQ(s.at(2), 1.0f);
   EXPECT_NEAR(s.at(7), 0.1 + 0.45 * (1 + std::cos(M_PI * 5.0 / 9.0)), 1e-6);

@@ -20,8 +20,8 @@ fs::path peng_binary() { return fs::path(PENG_BIN_DIR) / "peng"; }
 
 TempDir::TempDir() {
   std::random_device rd;
-  path_ = fs::temp_directory_path() / ("peng_test_" + std::to_string(getpid()) + "_" +
-                                       std::to_string(rd()));
+  path_ = fs::temp_directory_path() /
+          ("peng_test_" + std::to_string(getpid()) + "_" + std::to_string(rd()));
   fs::create_directories(path_);
 }
 
