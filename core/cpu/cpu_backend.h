@@ -1,0 +1,165 @@
+// CpuBackend: the Backend ops on the host, with OpenBLAS (sgemm) and OpenMP.
+//
+// One file per op family, llm.c style; each defines the CpuBackend members of its family:
+//   matmul.cc         matmul, linear_forward/backward (cblas_sgemm, bias folded into beta)
+//   layernorm.cc      layernorm_forward/backward
+//   gelu.cc           gelu_forward/backward
+//   attention.cc      attention_forward/backward (per (b, h) sgemm on strided qkv slices)
+//   embedding.cc      embedding_forward/backward
+//   cross_entropy.cc  cross_entropy_forward/backward
+//   elementwise.cc    add, scale
+//   adamw.cc          adamw_update, sum_squares
+//
+// Threading: ops parallelise with OpenMP. OpenBLAS (OpenMP build) runs cblas_sgemm
+// single-threaded inside a parallel region; the GEMM ops split each product over the
+// threads themselves (matmul.cc), attention gives each thread whole (b, h) pairs.
+// Every op validates dtype, device and shapes and throws peng::Error naming the op and the
+// offending tensor.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "core/backend.h"
+
+namespace peng {
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return Device::cpu(); }
+  const char* name() const override { return "cpu"; }
+
+  void matmul(const Tensor& a, const Tensor& b, Tensor& out,
+              const MatmulOptions& opt = {}) override;
+  void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) override;
+  void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx, Tensor& dw,
+                       Tensor& dbias) override;
+
+  void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y,
+                         Tensor& mean, Tensor& rstd) override;
+  void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
+                          const Tensor& rstd, Tensor& dx, Tensor& dw, Tensor& db) override;
+
+  void gelu_forward(const Tensor& x, Tensor& y) override;
+  void gelu_backward(const Tensor& dy, const Tensor& x, Tensor& dx) override;
+
+  void attention_forward(const Tensor& qkv, int n_head, Tensor& out, Tensor& att) override;
+  void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& att, int n_head,
+                          Tensor& dqkv) override;
+
+  void embedding_forward(const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
+                         Tensor& out) override;
+  void embedding_backward(const Tensor& dout, const Tensor& tokens, Tensor& dwte,
+                          Tensor& dwpe) override;
+
+  void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t vocab,
+                             Tensor& losses) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t vocab,
+                              float dloss, Tensor& dlogits) override;
+
+  void add(const Tensor& a, const Tensor& b, Tensor& out) override;
+  void scale(Tensor& x, float s) override;
+
+  void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
+                    const AdamWOptions& opt) override;
+  double sum_squares(const Tensor& x) override;
+};
+
+namespace cpu {
+
+// ---- argument checks shared by the op files ----
+
+// `t` is defined, on the CPU, of dtype `dtype`.
+void check_tensor(const char* op, const char* name, const Tensor& t, DType dtype = DType::kF32);
+// check_tensor plus an exact shape.
+void check_shape(const char* op, const char* name, const Tensor& t, const Shape& shape,
+                 DType dtype = DType::kF32);
+// `out` must not share memory with `in` (for outputs that are written before `in` is read).
+void check_no_overlap(const char* op, const char* out_name, const Tensor& out, const char* in_name,
+                      const Tensor& in);
+// Rows of a tensor whose last dimension is `cols` (all leading dimensions flattened).
+int64_t rows_of(const Tensor& t);
+
+// Work below this many elements is not worth waking the OpenMP team for.
+constexpr int64_t kParallelMin = 1 << 14;
+
+// ---- fast vectorisable math ----
+
+// exp(x) for f32 inside `omp simd` loops: Cody-Waite range reduction x = n ln2 + r,
+// |r| <= ln2/2, the Cephes expf polynomial for e^r, and 2^n built in the exponent bits.
+// Max relative error ~2 ulp. x is clamped to [-87, 87] so the result is always a finite
+// normal number (exp(-87) ~ 1.6e-38, exp(87) ~ 6e37); callers rely on that (no inf/NaN).
+inline float fast_exp(float x) {
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693359375f;
+  constexpr float kLn2Lo = -2.12194440e-4f;
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 87.0f ? 87.0f : x;
+  float n = (x * kLog2e + kRound) - kRound;
+  float r = x - n * kLn2Hi;
+  r = r - n * kLn2Lo;
+  float r2 = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r2 + r + 1.0f;
+  int32_t bits = (int32_t(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+// max_j<n x_j for n >= 1 (a NaN is skipped unless it is x_0). Written as a compare-select
+// so that it vectorises (std::max in an `omp simd` max-reduction does not, with GCC 12).
+inline float row_max(const float* x, int64_t n) {
+  float m = x[0];
+#pragma omp simd reduction(max : m)
+  for (int64_t j = 1; j < n; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+}
+
+// sum_j x[j] * y[j] over [0, n), as 16 SIMD partial sums finished by a tree. (GCC 12 ends
+// an `omp simd` +-reduction with 16 serial scalar adds, which dominates on short rows.)
+inline float dot(const float* x, const float* y, int64_t n) {
+  float acc[16] = {};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+#pragma omp simd
+    for (int l = 0; l < 16; ++l) acc[l] += x[j + l] * y[j + l];
+  }
+#pragma omp simd
+  for (int l = 0; l < 16; ++l) acc[l] += j + l < n ? x[j + l] * y[j + l] : 0.0f;
+  for (int w = 8; w > 0; w >>= 1) {
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  }
+  return acc[0];
+}
+
+// x[j] = exp(x[j] - mx) for j < n_valid and 0 for n_valid <= j < n; returns the sum.
+// 16 SIMD partial sums finished by a tree, like `dot`.
+inline float exp_and_sum(float* x, int64_t n_valid, int64_t n, float mx) {
+  float acc[16] = {};
+  for (int64_t j0 = 0; j0 < n; j0 += 16) {
+    const int64_t len = n - j0 < 16 ? n - j0 : 16;
+#pragma omp simd
+    for (int l = 0; l < 16; ++l) {
+      if (l < len) {
+        const float e = j0 + l < n_valid ? fast_exp(x[j0 + l] - mx) : 0.0f;
+        x[j0 + l] = e;
+        acc[l] += e;
+      }
+    }
+  }
+  for (int w = 8; w > 0; w >>= 1) {
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  }
+  return acc[0];
+}
+
+}  // namespace cpu
+}  // namespace peng
