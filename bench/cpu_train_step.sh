@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
 # Side-by-side CPU training-step benchmark, one run: peng's step, the same model and
-# recipe in PyTorch eager (1 intra-op thread; its OpenBLAS keeps its own threads), and
-# the machine's sgemm ceiling. Prints a table for docs/PERFORMANCE.md.
+# recipe in PyTorch eager at its best thread setting (1 and `nproc` intra-op threads are
+# both measured; with Debian's OpenMP OpenBLAS, torch's thread count also bounds BLAS's),
+# and the machine's sgemm ceiling. Prints a table for docs/PERFORMANCE.md.
 #   bash bench/cpu_train_step.sh [seconds per measurement, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-[ -x build/bin/train_step_bench ] || bash scripts/build.sh
+bash scripts/build.sh >/dev/null
 peng_json=$(build/bin/train_step_bench --benchmark_min_time="$secs" --benchmark_format=json 2>/dev/null)
-torch_json=$(/usr/bin/python3 bench/pytorch_train_step.py --threads 1 --seconds "$secs")
+torch_json="["
+for t in 1 $(nproc); do
+  torch_json+=$(/usr/bin/python3 bench/pytorch_train_step.py --threads "$t" --seconds "$secs"),
+done
+torch_json="${torch_json%,}]"
 /usr/bin/python3 - "$peng_json" "$torch_json" <<'PY'
 import json, sys
 peng = {b["name"].split("/")[0]: b for b in json.loads(sys.argv[1])["benchmarks"]}
-torch = json.loads(sys.argv[2])
+torch_runs = json.loads(sys.argv[2])
+for r in torch_runs:
+    print("PyTorch, %d intra-op threads: %.0f tokens/s" % (r["threads"], r["tokens_per_s"]))
+torch = max(torch_runs, key=lambda r: r["tokens_per_s"])
 ceiling = peng["BM_SgemmCeiling"]["flops"]
 step = peng["BM_TrainStep"]
 rows = [("sgemm ceiling (OpenBLAS 2048^3)", None, ceiling),
         ("peng train step", step["tokens_per_s"], step["model_flops"]),
-        ("PyTorch %s eager train step" % torch["torch"], torch["tokens_per_s"], torch["model_flops"])]
+        ("PyTorch %s eager train step (%d threads)" % (torch["torch"], torch["threads"]), torch["tokens_per_s"], torch["model_flops"])]
+print()
 print("| run | tokens/s | model GFLOP/s | % of sgemm ceiling |")
 print("|---|---:|---:|---:|")
 for name, tps, fl in rows:
