@@ -144,17 +144,29 @@ void CpuBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out, const Mat
 
 // ---- linear ----
 
-void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
-  const char* op = "linear_forward";
+namespace {
+// Checks x (N, Cin) and w (Cin, Cout) of a linear op; returns N, Cin, Cout and the shape
+// of y (x's leading dimensions with Cout last).
+struct LinearDims {
+  int64_t n, cin, cout;
+  Shape y_shape;
+};
+LinearDims check_linear(const char* op, const Tensor& x, const Tensor& w) {
   cpu::check_tensor(op, "x", x);
   cpu::check_tensor(op, "w", w);
   PENG_CHECK(x.ndim() >= 2, op, ": x must be (N, Cin), got ", x.str());
   PENG_CHECK(w.ndim() == 2 && w.dim(0) == x.dim(-1), op,
              ": w must be (Cin, Cout) with Cin = ", x.dim(-1), ", got ", w.str(), " for x ",
              x.str());
-  int64_t n = cpu::rows_of(x), cin = w.dim(0), cout = w.dim(1);
   Shape ys = x.shape();
-  ys.back() = cout;
+  ys.back() = w.dim(1);
+  return {cpu::rows_of(x), w.dim(0), w.dim(1), ys};
+}
+}  // namespace
+
+void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
+  const char* op = "linear_forward";
+  const auto [n, cin, cout, ys] = check_linear(op, x, w);
   cpu::check_shape(op, "y", y, ys);
   if (bias.defined()) cpu::check_shape(op, "bias", bias, {cout});
   for (int64_t d : {n, cin, cout}) check_blas_dim(op, d);
@@ -173,15 +185,7 @@ void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& 
 void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx,
                                  Tensor& dw, Tensor& dbias) {
   const char* op = "linear_backward";
-  cpu::check_tensor(op, "x", x);
-  cpu::check_tensor(op, "w", w);
-  PENG_CHECK(x.ndim() >= 2, op, ": x must be (N, Cin), got ", x.str());
-  PENG_CHECK(w.ndim() == 2 && w.dim(0) == x.dim(-1), op,
-             ": w must be (Cin, Cout) with Cin = ", x.dim(-1), ", got ", w.str(), " for x ",
-             x.str());
-  int64_t n = cpu::rows_of(x), cin = w.dim(0), cout = w.dim(1);
-  Shape ys = x.shape();
-  ys.back() = cout;
+  const auto [n, cin, cout, ys] = check_linear(op, x, w);
   cpu::check_shape(op, "dy", dy, ys);
   cpu::check_shape(op, "dw", dw, {cin, cout});
   if (dx.defined()) {
