@@ -144,6 +144,24 @@ TEST(BadInput, BatchNotDivisibleByMicroBatch) {
   expect_error(run_peng(args), {"micro_batch_size"});
 }
 
+TEST(BadInput, DivergedTrainingStopsWithAnError) {
+  auto args = reference_run(kTiny, kTiny / "tokens.bin");
+  *(std::find(args.begin(), args.end(), "--lr") + 1) = "1e12";
+  *(std::find(args.begin(), args.end(), "--steps") + 1) = "20";
+  args.push_back("--grad-clip");
+  args.push_back("0");
+  expect_error(run_peng(args), {"loss is", "diverged"});
+}
+
+TEST(BadInput, MoreThanOneRankIsRefused) {
+  expect_error(run_peng(reference_run(kTiny, kTiny / "tokens.bin"),
+                        {{"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_RANK", "1"}}),
+               {"2 ranks"});
+  expect_error(run_peng(reference_run(kTiny, kTiny / "tokens.bin"),
+                        {{"SLURM_NTASKS", "2"}, {"SLURM_PROCID", "x"}}),
+               {"SLURM_PROCID"});
+}
+
 TEST(BadInput, UnknownFlag) {
   expect_error(run_peng({"train", "--learning-rate", "3"}), {"--learning-rate"});
 }

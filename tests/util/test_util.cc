@@ -41,7 +41,8 @@ std::string drain(int fd) {
 }
 }  // namespace
 
-CommandResult run_peng(const std::vector<std::string>& args) {
+CommandResult run_peng(const std::vector<std::string>& args,
+                       const std::vector<std::pair<std::string, std::string>>& env) {
   int out_pipe[2], err_pipe[2];
   if (pipe(out_pipe) || pipe(err_pipe)) throw std::runtime_error("pipe failed");
   std::string bin = peng_binary().string();
@@ -58,6 +59,7 @@ CommandResult run_peng(const std::vector<std::string>& args) {
     close(err_pipe[0]);
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, 0);
+    for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
     execv(bin.c_str(), argv.data());
     _exit(127);
   }

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace peng::testing {
@@ -31,8 +32,10 @@ struct CommandResult {
   std::string stderr_text;
 };
 
-// Runs `peng` with the given arguments (no shell), capturing stdout and stderr.
-CommandResult run_peng(const std::vector<std::string>& args);
+// Runs `peng` with the given arguments (no shell), capturing stdout and stderr; `env`
+// adds NAME=VALUE pairs to the child's environment.
+CommandResult run_peng(const std::vector<std::string>& args,
+                       const std::vector<std::pair<std::string, std::string>>& env = {});
 
 // The lines of stderr that start with "error:".
 std::vector<std::string> error_lines(const std::string& stderr_text);
