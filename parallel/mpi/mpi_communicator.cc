@@ -1,0 +1,245 @@
+#include "parallel/mpi/mpi_communicator.h"
+
+#include <cstdlib>
+#include <functional>
+
+#include "core/error.h"
+
+namespace peng {
+
+namespace {
+
+std::string mpi_error_string(int code) {
+  char buf[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(code, buf, &len);
+  return std::string(buf, size_t(len));
+}
+
+void check_mpi(int code, const std::string& what) {
+  if (code != MPI_SUCCESS) throw Error(what + ": " + mpi_error_string(code));
+}
+
+// Elementwise reductions of 16-bit floats stored as uint16, accumulating in f32.
+template <float (*Load)(uint16_t), uint16_t (*Store)(float), bool Max>
+void half_op(void* in, void* inout, int* len, MPI_Datatype*) {
+  const uint16_t* a = static_cast<const uint16_t*>(in);
+  uint16_t* b = static_cast<uint16_t*>(inout);
+  for (int i = 0; i < *len; ++i) {
+    const float x = Load(a[i]), y = Load(b[i]);
+    b[i] = Store(Max ? (x > y ? x : y) : x + y);
+  }
+}
+
+struct HalfOps {
+  MPI_Op bf16_sum, bf16_max, f16_sum, f16_max;
+  HalfOps() {
+    MPI_Op_create(&half_op<bf16_to_f32, f32_to_bf16, false>, 1, &bf16_sum);
+    MPI_Op_create(&half_op<bf16_to_f32, f32_to_bf16, true>, 1, &bf16_max);
+    MPI_Op_create(&half_op<f16_to_f32, f32_to_f16, false>, 1, &f16_sum);
+    MPI_Op_create(&half_op<f16_to_f32, f32_to_f16, true>, 1, &f16_max);
+  }
+};
+const HalfOps& half_ops() {
+  static HalfOps ops;
+  return ops;
+}
+
+MPI_Datatype mpi_type(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return MPI_FLOAT;
+    case DType::kF64:
+      return MPI_DOUBLE;
+    case DType::kI32:
+      return MPI_INT32_T;
+    case DType::kU16:
+    case DType::kBF16:
+    case DType::kF16:
+      return MPI_UINT16_T;
+  }
+  throw Error("no MPI datatype for this dtype");
+}
+
+MPI_Op mpi_op(DType t, ReduceOp op) {
+  const bool max = op == ReduceOp::kMax;
+  if (t == DType::kBF16) return max ? half_ops().bf16_max : half_ops().bf16_sum;
+  if (t == DType::kF16) return max ? half_ops().f16_max : half_ops().f16_sum;
+  return max ? MPI_MAX : MPI_SUM;
+}
+
+// Divides every element of t by n (the kAvg finish step).
+void divide(Tensor& t, int n) {
+  const int64_t k = t.numel();
+  switch (t.dtype()) {
+    case DType::kF32:
+      for (int64_t i = 0; i < k; ++i) t.data<float>()[i] /= float(n);
+      break;
+    case DType::kF64:
+      for (int64_t i = 0; i < k; ++i) t.data<double>()[i] /= n;
+      break;
+    case DType::kI32:
+      for (int64_t i = 0; i < k; ++i) t.data<int32_t>()[i] /= n;
+      break;
+    case DType::kU16:
+      for (int64_t i = 0; i < k; ++i) t.data<uint16_t>()[i] /= uint16_t(n);
+      break;
+    case DType::kBF16:
+      for (int64_t i = 0; i < k; ++i) {
+        uint16_t& b = t.data<bf16_t>()[i].bits;
+        b = f32_to_bf16(bf16_to_f32(b) / float(n));
+      }
+      break;
+    case DType::kF16:
+      for (int64_t i = 0; i < k; ++i) {
+        uint16_t& b = t.data<f16_t>()[i].bits;
+        b = f32_to_f16(f16_to_f32(b) / float(n));
+      }
+      break;
+  }
+}
+
+class MpiWork : public Work {
+ public:
+  MpiWork(std::string what, std::function<void()> finish = {})
+      : what_(std::move(what)), finish_(std::move(finish)) {}
+  MPI_Request* request() { return &request_; }
+  void wait() override {
+    if (done_) return;
+    done_ = true;
+    check_mpi(MPI_Wait(&request_, MPI_STATUS_IGNORE), what_);
+    if (finish_) finish_();
+  }
+
+ private:
+  std::string what_;
+  std::function<void()> finish_;
+  MPI_Request request_ = MPI_REQUEST_NULL;
+  bool done_ = false;
+};
+
+void check_host(const char* op, const Tensor& t, const std::string& group) {
+  PENG_CHECK(t.device().is_cpu(), op, " on group ", group, ": MPI takes host tensors, got ",
+             t.str());
+  PENG_CHECK(t.numel() <= INT32_MAX, op, " on group ", group, ": tensor ", t.str(),
+             " exceeds MPI's int count");
+}
+
+}  // namespace
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name)
+    : comm_(comm), name_(std::move(name)) {
+  check_mpi(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && comm_ != MPI_COMM_WORLD && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key, const std::string& name) {
+  MPI_Comm out;
+  check_mpi(MPI_Comm_split(comm_, color, key, &out), "split of group " + name_);
+  return std::make_unique<MpiCommunicator>(out, name);
+}
+
+std::unique_ptr<Work> MpiCommunicator::all_reduce(Tensor& t, ReduceOp op) {
+  check_host("all_reduce", t, name_);
+  const std::string what = "all_reduce on group " + name_;
+  auto work = std::make_unique<MpiWork>(
+      what, op == ReduceOp::kAvg ? std::function<void()>([t, n = size_]() mutable { divide(t, n); })
+                                 : std::function<void()>());
+  check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), int(t.numel()), mpi_type(t.dtype()),
+                           mpi_op(t.dtype(), op), comm_, work->request()),
+            what);
+  return work;
+}
+
+std::unique_ptr<Work> MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op) {
+  check_host("reduce_scatter", in, name_);
+  check_host("reduce_scatter", out, name_);
+  PENG_CHECK(in.dtype() == out.dtype() && in.numel() == out.numel() * size_,
+             "reduce_scatter on group ", name_, ": in ", in.str(), " must hold ", size_,
+             " chunks of out ", out.str());
+  const std::string what = "reduce_scatter on group " + name_;
+  auto work = std::make_unique<MpiWork>(
+      what, op == ReduceOp::kAvg
+                ? std::function<void()>([out, n = size_]() mutable { divide(out, n); })
+                : std::function<void()>());
+  check_mpi(MPI_Ireduce_scatter_block(in.raw_data(), out.raw_data(), int(out.numel()),
+                                      mpi_type(in.dtype()), mpi_op(in.dtype(), op), comm_,
+                                      work->request()),
+            what);
+  return work;
+}
+
+std::unique_ptr<Work> MpiCommunicator::all_gather(const Tensor& in, Tensor& out) {
+  check_host("all_gather", in, name_);
+  check_host("all_gather", out, name_);
+  PENG_CHECK(in.dtype() == out.dtype() && out.numel() == in.numel() * size_, "all_gather on group ",
+             name_, ": out ", out.str(), " must hold ", size_, " chunks of in ", in.str());
+  const std::string what = "all_gather on group " + name_;
+  auto work = std::make_unique<MpiWork>(what);
+  check_mpi(MPI_Iallgather(in.raw_data(), int(in.numel()), mpi_type(in.dtype()), out.raw_data(),
+                           int(in.numel()), mpi_type(in.dtype()), comm_, work->request()),
+            what);
+  return work;
+}
+
+std::unique_ptr<Work> MpiCommunicator::broadcast(Tensor& t, int root) {
+  check_host("broadcast", t, name_);
+  PENG_CHECK(root >= 0 && root < size_, "broadcast on group ", name_, ": root ", root,
+             " outside [0, ", size_, ")");
+  const std::string what = "broadcast on group " + name_;
+  auto work = std::make_unique<MpiWork>(what);
+  check_mpi(
+      MPI_Ibcast(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), root, comm_, work->request()),
+      what);
+  return work;
+}
+
+std::unique_ptr<Work> MpiCommunicator::send(const Tensor& t, int dst, int tag) {
+  check_host("send", t, name_);
+  const std::string what = "send to rank " + std::to_string(dst) + " of group " + name_;
+  auto work = std::make_unique<MpiWork>(what);
+  check_mpi(MPI_Isend(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), dst, tag, comm_,
+                      work->request()),
+            what);
+  return work;
+}
+
+std::unique_ptr<Work> MpiCommunicator::recv(Tensor& t, int src, int tag) {
+  check_host("recv", t, name_);
+  const std::string what = "recv from rank " + std::to_string(src) + " of group " + name_;
+  auto work = std::make_unique<MpiWork>(what);
+  check_mpi(MPI_Irecv(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), src, tag, comm_,
+                      work->request()),
+            what);
+  return work;
+}
+
+void MpiCommunicator::barrier() { check_mpi(MPI_Barrier(comm_), "barrier on group " + name_); }
+
+MpiCommunicator& mpi_world() {
+  static MpiCommunicator* world = [] {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+      int provided = 0;
+      check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided),
+                "MPI_Init_thread");
+      std::atexit([] {
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (!finalized) MPI_Finalize();
+      });
+    }
+    return new MpiCommunicator(MPI_COMM_WORLD, "world");  // lives until exit
+  }();
+  return *world;
+}
+
+}  // namespace peng

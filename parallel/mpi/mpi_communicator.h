@@ -1,0 +1,44 @@
+// MpiCommunicator: Communicator on Open MPI for host tensors, with non-blocking MPI
+// collectives (MPI_Iallreduce, ...) behind the Work handles.
+//
+// MPI is initialised once per process (MPI_THREAD_MULTIPLE requested, so a communication
+// thread may issue operations) by `mpi_world()` and finalised at exit.
+// bf16/f16 reductions use user-defined MPI ops that accumulate in f32.
+#pragma once
+
+#include <mpi.h>
+
+#include "parallel/communicator.h"
+
+namespace peng {
+
+class MpiCommunicator : public Communicator {
+ public:
+  // Takes ownership of `comm` (freed in the destructor unless it is MPI_COMM_WORLD).
+  MpiCommunicator(MPI_Comm comm, std::string name);
+  ~MpiCommunicator() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+  MPI_Comm comm() const { return comm_; }
+
+  std::unique_ptr<Communicator> split(int color, int key, const std::string& name) override;
+  std::unique_ptr<Work> all_reduce(Tensor& t, ReduceOp op) override;
+  std::unique_ptr<Work> reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op) override;
+  std::unique_ptr<Work> all_gather(const Tensor& in, Tensor& out) override;
+  std::unique_ptr<Work> broadcast(Tensor& t, int root) override;
+  std::unique_ptr<Work> send(const Tensor& t, int dst, int tag) override;
+  std::unique_ptr<Work> recv(Tensor& t, int src, int tag) override;
+  void barrier() override;
+
+ private:
+  MPI_Comm comm_;
+  std::string name_;
+  int rank_ = 0, size_ = 1;
+};
+
+// The world communicator; initialises MPI on first use.
+MpiCommunicator& mpi_world();
+
+}  // namespace peng
