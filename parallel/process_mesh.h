@@ -1,0 +1,40 @@
+// ProcessMesh: the world as pp x dp x tp with tp fastest-varying, so the tp ranks of a
+// group are neighbours (one node):  rank = (pp_rank * dp + dp_rank) * tp + tp_rank.
+// The dp, tp and pp groups are split from the world once, at construction (collective).
+#pragma once
+
+#include <memory>
+
+#include "parallel/communicator.h"
+
+namespace peng {
+
+struct MeshShape {
+  int dp = 1, tp = 1, pp = 1;
+};
+
+// Checks world = dp * tp * pp, inferring dp when it is 0. Throws InputError naming the
+// numbers otherwise.
+MeshShape resolve_mesh(int world_size, int dp, int tp, int pp);
+
+class ProcessMesh {
+ public:
+  ProcessMesh(Communicator& world, const MeshShape& shape);
+
+  const MeshShape& shape() const { return shape_; }
+  int dp_rank() const { return dp_rank_; }
+  int tp_rank() const { return tp_rank_; }
+  int pp_rank() const { return pp_rank_; }
+  Communicator& world() { return world_; }
+  Communicator& dp() { return *dp_; }
+  Communicator& tp() { return *tp_; }
+  Communicator& pp() { return *pp_; }
+
+ private:
+  Communicator& world_;
+  MeshShape shape_;
+  int dp_rank_, tp_rank_, pp_rank_;
+  std::unique_ptr<Communicator> dp_, tp_, pp_;
+};
+
+}  // namespace peng
