@@ -28,6 +28,8 @@ proto::TrainConfig default_train_config() {
   t->set_steps(100);
   t->set_batch_size(8);
   t->set_seq_len(128);
+  c.mutable_parallel()->set_tp(1);
+  c.mutable_parallel()->set_pp(1);
   auto* l = c.mutable_logging();
   l->set_log_every(10);
   l->set_val_batches(4);
@@ -153,6 +155,9 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--top-k", "logging.top_k", "top-k of sampling", false},
       {"--export-to", "logging.export_to", "write the trained model as a HF folder", false},
       {"--quiet", "logging.quiet", "no progress line", true},
+      {"--dp", "parallel.dp", "data-parallel ranks (default: world / (tp x pp))", false},
+      {"--tp", "parallel.tp", "tensor-parallel ranks", false},
+      {"--pp", "parallel.pp", "pipeline stages", false},
   };
   return flags;
 }

@@ -16,6 +16,8 @@
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
 #include "optim/lr_schedule.h"
+#include "parallel/mpi/mpi_communicator.h"
+#include "parallel/process_mesh.h"
 #include "telemetry/flops.h"
 #include "telemetry/metrics_jsonl.h"
 #include "telemetry/progress.h"
@@ -29,13 +31,15 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Reads micro-batches of one step's global batch (batch rule) into host tensors.
+// Reads micro-batches of this rank's slice of one step's global batch (batch rule: the
+// slice starts at sequence `first_seq`) into host tensors.
 class BatchReader {
  public:
-  BatchReader(const TokenStream& stream, int64_t global_batch, int64_t micro, int64_t seq,
-              int64_t vocab)
+  BatchReader(const TokenStream& stream, int64_t global_batch, int64_t first_seq, int64_t micro,
+              int64_t seq, int64_t vocab)
       : stream_(stream),
         batch_(global_batch),
+        first_(first_seq),
         micro_(micro),
         seq_(seq),
         vocab_(vocab),
@@ -43,20 +47,30 @@ class BatchReader {
         y_(Tensor::empty({micro, seq}, DType::kI32)) {}
 
   void read(int64_t step, int64_t micro_index) {
-    stream_.read_batch(step, micro_index * micro_, micro_, batch_, seq_, x_.data<int32_t>(),
-                       y_.data<int32_t>(), vocab_);
+    stream_.read_batch(step, first_ + micro_index * micro_, micro_, batch_, seq_,
+                       x_.data<int32_t>(), y_.data<int32_t>(), vocab_);
   }
   const Tensor& x() const { return x_; }
   const Tensor& y() const { return y_; }
 
  private:
   const TokenStream& stream_;
-  int64_t batch_, micro_, seq_, vocab_;
+  int64_t batch_, first_, micro_, seq_, vocab_;
   Tensor x_, y_;
 };
 
-// Mean loss over `batches` global batches of the validation stream (always the same ones).
-double evaluate(Gpt2Model& model, BatchReader& reader, int64_t batches, int64_t micro_steps) {
+// Sum over ranks of a double (the identity without data parallelism).
+double sum_over(Communicator* comm, double local) {
+  if (!comm) return local;
+  Tensor t = Tensor::from_vector<double>({local}, {1});
+  comm->all_reduce(t, ReduceOp::kSum)->wait();
+  return t.data<double>()[0];
+}
+
+// Mean loss over `batches` global batches of the validation stream (always the same ones);
+// each dp rank evaluates its slice.
+double evaluate(Gpt2Model& model, BatchReader& reader, int64_t batches, int64_t micro_steps,
+                Communicator* dp) {
   double sum = 0;
   for (int64_t s = 0; s < batches; ++s) {
     for (int64_t k = 0; k < micro_steps; ++k) {
@@ -64,7 +78,8 @@ double evaluate(Gpt2Model& model, BatchReader& reader, int64_t batches, int64_t 
       sum += model.forward(reader.x(), reader.y());
     }
   }
-  return sum / double(batches * micro_steps);
+  const int ranks = dp ? dp->size() : 1;
+  return sum_over(dp, sum) / double(batches * micro_steps * ranks);
 }
 
 std::string sample_text(Gpt2Model& model, const Tokenizer& tok, const proto::TrainConfig& c,
@@ -82,14 +97,28 @@ TrainReport train(const proto::TrainConfig& config) {
   const auto start = Clock::now();
   validate_train_config(config);
   const LaunchEnv env = detect_launch_env();
-  PENG_INPUT_CHECK(env.world_size == 1, "launched as ", env.world_size, " ranks (", env.launcher,
-                   "), but this peng build trains in one process; run with "
-                   "mpirun -np 1 until the distributed runtime lands");
   const auto& tc = config.training();
   const auto& lc = config.logging();
+  const auto& pc = config.parallel();
+  // Layout checks come before any allocation.
+  const MeshShape shape = resolve_mesh(env.world_size, pc.dp(), pc.tp(), pc.pp());
+  PENG_INPUT_CHECK(shape.tp == 1 && shape.pp == 1, "parallel.tp = ", shape.tp,
+                   " and parallel.pp = ", shape.pp,
+                   ": tensor and pipeline parallelism are not in this build yet (use dp only)");
   const int64_t B = tc.batch_size(), T = tc.seq_len();
-  const int64_t micro = tc.micro_batch_size() > 0 ? tc.micro_batch_size() : B;
-  const int64_t micro_steps = B / micro;
+  PENG_INPUT_CHECK(B % shape.dp == 0, "training.batch_size (", B,
+                   ") is not divisible by parallel.dp (", shape.dp, ")");
+  const int64_t local_batch = B / shape.dp;
+  const int64_t micro = tc.micro_batch_size() > 0 ? tc.micro_batch_size() : local_batch;
+  PENG_INPUT_CHECK(local_batch % micro == 0, "training.batch_size (", B,
+                   ") is not divisible by parallel.dp x training.micro_batch_size (", shape.dp,
+                   " x ", micro, ")");
+  const int64_t micro_steps = local_batch / micro;
+  std::unique_ptr<ProcessMesh> mesh;
+  if (env.world_size > 1) mesh = std::make_unique<ProcessMesh>(mpi_world(), shape);
+  Communicator* dp = mesh ? &mesh->dp() : nullptr;
+  const int64_t first_seq = mesh ? mesh->dp_rank() * local_batch : 0;
+  const bool rank0 = env.rank == 0;
 
   Backend& be = cpu_backend();
   std::unique_ptr<Gpt2Model> model = build_model(config, be);
@@ -97,12 +126,12 @@ TrainReport train(const proto::TrainConfig& config) {
   PENG_INPUT_CHECK(T <= mc.max_seq_len, "training.seq_len (", T,
                    ") exceeds the model's position embedding (", mc.max_seq_len, " positions)");
   TokenStream train_stream(config.data().train());
-  BatchReader train_reader(train_stream, B, micro, T, mc.vocab_size);
+  BatchReader train_reader(train_stream, B, first_seq, micro, T, mc.vocab_size);
   std::unique_ptr<TokenStream> val_stream;
   std::unique_ptr<BatchReader> val_reader;
   if (!config.data().val().empty()) {
     val_stream = std::make_unique<TokenStream>(config.data().val());
-    val_reader = std::make_unique<BatchReader>(*val_stream, B, micro, T, mc.vocab_size);
+    val_reader = std::make_unique<BatchReader>(*val_stream, B, first_seq, micro, T, mc.vocab_size);
   }
   std::unique_ptr<Tokenizer> tokenizer;
   if (!config.data().tokenizer().empty()) {
@@ -125,19 +154,19 @@ TrainReport train(const proto::TrainConfig& config) {
                       .warmup = config.schedule().warmup_steps(),
                       .min_lr = config.schedule().min_lr(),
                       .total = tc.steps()};
-  MetricsJsonl metrics(lc.metrics_jsonl());
-  ProgressLine progress(tc.steps(), lc.log_every(), !lc.quiet());
+  MetricsJsonl metrics(rank0 ? lc.metrics_jsonl() : std::string());
+  ProgressLine progress(tc.steps(), lc.log_every(), !lc.quiet() && rank0, rank0);
 
   TrainReport report;
   report.flops_per_token = model_flops_per_token({.params = model->num_params(false),
                                                   .n_layer = mc.n_layer,
                                                   .n_embd = mc.n_embd,
                                                   .seq_len = T});
-  progress.message(detail::concat("peng: GPT-2 ", mc.n_layer, "L ", mc.n_head, "H ", mc.n_embd,
-                                  "C vocab ", mc.vocab_size, " | ",
-                                  double(model->num_params()) / 1e6, "M params | batch ", B, "x", T,
-                                  " (micro ", micro, ") | ", tc.steps(), " steps | data ",
-                                  train_stream.describe(), " (", train_stream.size(), " tokens)"));
+  progress.message(detail::concat(
+      "peng: GPT-2 ", mc.n_layer, "L ", mc.n_head, "H ", mc.n_embd, "C vocab ", mc.vocab_size,
+      " | ", double(model->num_params()) / 1e6, "M params | batch ", B, "x", T, " (micro ", micro,
+      ", dp ", shape.dp, ") | ", tc.steps(), " steps | data ", train_stream.describe(), " (",
+      train_stream.size(), " tokens)"));
 
   const double train_start = seconds_since(start);
   const auto loop_start = Clock::now();
@@ -145,12 +174,16 @@ TrainReport train(const proto::TrainConfig& config) {
   for (int64_t step = 0; step < tc.steps(); ++step) {
     const auto t0 = Clock::now();
     model->parameters().zero_grads();
-    double loss = 0;
+    double loss = 0;  // this rank's share of the global mean
     for (int64_t k = 0; k < micro_steps; ++k) {
       train_reader.read(step, k);
-      loss += model->forward(train_reader.x(), train_reader.y()) / double(micro_steps);
+      loss += model->forward(train_reader.x(), train_reader.y()) / double(micro_steps * shape.dp);
       model->backward(grad_scale);
     }
+    // Gradients were scaled by 1/(B*T) of the global batch: their sum over dp ranks is the
+    // gradient of the global mean loss.
+    if (dp) dp->all_reduce(model->parameters().flat_grads(), ReduceOp::kSum)->wait();
+    loss = sum_over(dp, loss);
     PENG_CHECK(std::isfinite(loss), "loss is ", loss, " at step ", step,
                ": training diverged (lower optim.lr or check the data)");
     const double norm = global_grad_norm(model->parameters(), be);
@@ -180,19 +213,19 @@ TrainReport train(const proto::TrainConfig& config) {
 
     const bool last = step + 1 == tc.steps();
     if (val_reader && ((lc.val_every() > 0 && (step + 1) % lc.val_every() == 0) || last)) {
-      const double v = evaluate(*model, *val_reader, lc.val_batches(), micro_steps);
+      const double v = evaluate(*model, *val_reader, lc.val_batches(), micro_steps, dp);
       report.val_losses.emplace_back(step, v);
       metrics.write({{"step", step}, {"val_loss", v}});
       progress.message(detail::concat("step ", step + 1, " | val loss ", v));
     }
-    if (lc.sample_every() > 0 && ((step + 1) % lc.sample_every() == 0 || last)) {
+    if (rank0 && lc.sample_every() > 0 && ((step + 1) % lc.sample_every() == 0 || last)) {
       progress.message("sample at step " + std::to_string(step + 1) + ":\n" +
                        sample_text(*model, *tokenizer, config, step) + "\n---");
     }
   }
   progress.finish();
   report.seconds = seconds_since(loop_start);
-  if (!lc.export_to().empty()) save_hf_gpt2(lc.export_to(), mc, model->state());
+  if (rank0 && !lc.export_to().empty()) save_hf_gpt2(lc.export_to(), mc, model->state());
 
   const double tps = double(report.tokens) / report.seconds;
   std::string summary = detail::concat(
@@ -203,7 +236,7 @@ TrainReport train(const proto::TrainConfig& config) {
   if (!report.val_losses.empty())
     summary += detail::concat(" | val loss ", report.val_losses.back().second);
   if (!lc.export_to().empty()) summary += " | model written to " + lc.export_to();
-  std::printf("%s\n", summary.c_str());
+  if (rank0) std::printf("%s\n", summary.c_str());
   return report;
 }
 

@@ -20,8 +20,14 @@ std::string format_duration(double s) {
   return buf;
 }
 
-ProgressLine::ProgressLine(int64_t total_steps, int every, bool enabled, std::FILE* out)
-    : total_(total_steps), every_(every), enabled_(enabled), tty_(isatty(fileno(out))), out_(out) {}
+ProgressLine::ProgressLine(int64_t total_steps, int every, bool steps, bool messages,
+                           std::FILE* out)
+    : total_(total_steps),
+      every_(every),
+      enabled_(steps),
+      messages_(messages),
+      tty_(isatty(fileno(out))),
+      out_(out) {}
 
 void ProgressLine::step(int64_t step, double loss, double tokens_per_s, double elapsed_s) {
   if (!enabled_) return;
@@ -43,6 +49,7 @@ void ProgressLine::step(int64_t step, double loss, double tokens_per_s, double e
 }
 
 void ProgressLine::message(const std::string& text) {
+  if (!messages_) return;
   if (dirty_) std::fprintf(out_, "\r\033[K");
   std::fprintf(out_, "%s\n", text.c_str());
   dirty_ = false;

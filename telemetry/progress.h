@@ -10,7 +10,8 @@ namespace peng {
 
 class ProgressLine {
  public:
-  ProgressLine(int64_t total_steps, int every, bool enabled, std::FILE* out = stdout);
+  // `steps`: print step lines; `messages`: print message() lines (false on ranks != 0).
+  ProgressLine(int64_t total_steps, int every, bool steps, bool messages, std::FILE* out = stdout);
 
   void step(int64_t step, double loss, double tokens_per_s, double elapsed_s);
   // Prints a message on its own line without garbling the progress line.
@@ -21,7 +22,7 @@ class ProgressLine {
  private:
   int64_t total_;
   int every_;
-  bool enabled_, tty_;
+  bool enabled_, messages_, tty_;
   bool dirty_ = false;
   std::FILE* out_;
 };

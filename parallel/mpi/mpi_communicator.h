@@ -41,4 +41,8 @@ class MpiCommunicator : public Communicator {
 // The world communicator; initialises MPI on first use.
 MpiCommunicator& mpi_world();
 
+// When MPI is running with more than one rank, MPI_Abort(world, code): every rank of the
+// job ends (none is left waiting in a collective). Otherwise does nothing.
+void abort_job(int code);
+
 }  // namespace peng

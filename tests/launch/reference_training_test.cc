@@ -96,6 +96,73 @@ INSTANTIATE_TEST_SUITE_P(
       return n + "_micro" + std::to_string(std::get<1>(info.param));
     });
 
+// Per-step loss and grad norm from a metrics JSONL.
+void read_metrics(const std::filesystem::path& path, std::vector<double>& loss,
+                  std::vector<double>& norm) {
+  std::istringstream lines(testing::read_file(path));
+  std::string line;
+  while (std::getline(lines, line)) {
+    json j = json::parse(line);
+    if (!j.contains("loss")) continue;
+    EXPECT_EQ(j["step"].get<size_t>(), loss.size());
+    loss.push_back(j["loss"]);
+    norm.push_back(j["grad_norm"]);
+  }
+}
+
+// Data parallelism under mpirun: every dp size and micro-batching reproduces the reference.
+class ReferenceDataParallel : public ::testing::TestWithParam<std::tuple<std::string, int, int>> {};
+
+TEST_P(ReferenceDataParallel, MatchesPyTorchEveryStep) {
+  const auto& [name, np, micro] = GetParam();
+  Expected e = load_expected(name);
+  testing::TempDir tmp;
+  std::vector<std::string> args = {"train"};
+  for (auto& a : reference_args(name, e)) args.push_back(a);
+  args.insert(args.end(), {"--metrics-jsonl", (tmp / "m.jsonl").string(), "--micro-batch-size",
+                           std::to_string(micro), "--dp", std::to_string(np), "--quiet"});
+  testing::CommandResult r = testing::run_mpi_peng(np, args);
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  EXPECT_NE(r.stdout_text.find("dp " + std::to_string(np)), std::string::npos) << r.stdout_text;
+  std::vector<double> loss, norm;
+  read_metrics(tmp / "m.jsonl", loss, norm);
+  expect_matches(e, loss, norm);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ReferenceDataParallel,
+                         ::testing::Values(std::make_tuple("gpt2-tiny", 2, 0),
+                                           std::make_tuple("gpt2-tiny", 2, 1),
+                                           std::make_tuple("gpt2-tiny", 4, 0),
+                                           std::make_tuple("gpt2-small-odd", 2, 0),
+                                           std::make_tuple("gpt2-small-odd", 2, 1),
+                                           std::make_tuple("gpt2-small-odd", 3, 0)),
+                         [](const auto& info) {
+                           std::string n = std::get<0>(info.param);
+                           for (char& ch : n) ch = ch == '-' ? '_' : ch;
+                           return n + "_dp" + std::to_string(std::get<1>(info.param)) + "_micro" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
+
+TEST(ReferenceDataParallelErrors, BadLayoutsAreRefusedOnEveryRank) {
+  Expected e = load_expected("gpt2-small-odd");  // B = 6
+  std::vector<std::string> args = {"train"};
+  for (auto& a : reference_args("gpt2-small-odd", e)) args.push_back(a);
+  args.push_back("--quiet");
+  testing::CommandResult r = testing::run_mpi_peng(4, args);  // 6 % 4 != 0
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(
+      r.stderr_text.find("error: training.batch_size (6) is not divisible by parallel.dp (4)"),
+      std::string::npos)
+      << r.stderr_text;
+  args.push_back("--dp");
+  args.push_back("3");
+  r = testing::run_mpi_peng(2, args);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.stderr_text.find("error: world size 2 != dp x tp x pp = 3 x 1 x 1"),
+            std::string::npos)
+      << r.stderr_text;
+}
+
 TEST(ReferenceTrainingCli, MetricsJsonlMatchesReference) {
   for (const std::string name : {"gpt2-tiny", "gpt2-small-odd"}) {
     Expected e = load_expected(name);

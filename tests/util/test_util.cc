@@ -41,13 +41,14 @@ std::string drain(int fd) {
 }
 }  // namespace
 
-CommandResult run_peng(const std::vector<std::string>& args,
-                       const std::vector<std::pair<std::string, std::string>>& env) {
+namespace {
+// Runs argv[0] with argv (no shell), capturing stdout and stderr.
+CommandResult run_command(const std::vector<std::string>& args,
+                          const std::vector<std::pair<std::string, std::string>>& env) {
   int out_pipe[2], err_pipe[2];
   if (pipe(out_pipe) || pipe(err_pipe)) throw std::runtime_error("pipe failed");
-  std::string bin = peng_binary().string();
+  std::string bin = args.at(0);
   std::vector<char*> argv;
-  argv.push_back(bin.data());
   std::vector<std::string> copy = args;
   for (auto& a : copy) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -73,6 +74,24 @@ CommandResult run_peng(const std::vector<std::string>& args,
   waitpid(pid, &status, 0);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+}  // namespace
+
+CommandResult run_peng(const std::vector<std::string>& args,
+                       const std::vector<std::pair<std::string, std::string>>& env) {
+  std::vector<std::string> argv = {peng_binary().string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, env);
+}
+
+CommandResult run_mpi_peng(int np, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {
+      PENG_MPIEXEC, "-n", std::to_string(np),  "--oversubscribe",     "--bind-to",
+      "none",       "-x", "OMP_NUM_THREADS=1", peng_binary().string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, {{"OMPI_ALLOW_RUN_AS_ROOT", "1"},
+                            {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"},
+                            {"OMP_NUM_THREADS", "1"}});
 }
 
 std::vector<std::string> error_lines(const std::string& text) {

@@ -37,6 +37,9 @@ struct CommandResult {
 CommandResult run_peng(const std::vector<std::string>& args,
                        const std::vector<std::pair<std::string, std::string>>& env = {});
 
+// Runs `mpirun -n np --oversubscribe peng args...` (OpenMP at one thread per rank).
+CommandResult run_mpi_peng(int np, const std::vector<std::string>& args);
+
 // The lines of stderr that start with "error:".
 std::vector<std::string> error_lines(const std::string& stderr_text);
 
