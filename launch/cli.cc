@@ -68,7 +68,7 @@ int run_cli(int argc, char** argv) {
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   export_cmd->callback([&] {
     proto::TrainConfig c = export_opts.build();
-    auto model = build_model(c, cpu_backend());
+    auto model = build_model(c, resolve_model_config(c), cpu_backend());
     const DType dt = export_dtype == "bf16"  ? DType::kBF16
                      : export_dtype == "f16" ? DType::kF16
                                              : DType::kF32;

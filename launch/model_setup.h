@@ -13,7 +13,9 @@ namespace peng {
 // Throws InputError naming the field when sizes are missing, conflicting or invalid.
 Gpt2Config resolve_model_config(const proto::TrainConfig& config);
 
-// The model with its initial weights.
-std::unique_ptr<Gpt2Model> build_model(const proto::TrainConfig& config, Backend& backend);
+// The model of the resolved hyper-parameters `model` with its initial weights
+// (model.init_from's weights, or the random init from model.seed).
+std::unique_ptr<Gpt2Model> build_model(const proto::TrainConfig& config, const Gpt2Config& model,
+                                       Backend& backend);
 
 }  // namespace peng

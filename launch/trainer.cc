@@ -114,6 +114,9 @@ TrainReport train(const proto::TrainConfig& config) {
                    ") is not divisible by parallel.dp x training.micro_batch_size (", shape.dp,
                    " x ", micro, ")");
   const int64_t micro_steps = local_batch / micro;
+  const Gpt2Config mc = resolve_model_config(config);
+  PENG_INPUT_CHECK(T <= mc.max_seq_len, "training.seq_len (", T,
+                   ") exceeds the model's position embedding (", mc.max_seq_len, " positions)");
   std::unique_ptr<ProcessMesh> mesh;
   if (env.world_size > 1) mesh = std::make_unique<ProcessMesh>(mpi_world(), shape);
   Communicator* dp = mesh ? &mesh->dp() : nullptr;
@@ -121,10 +124,7 @@ TrainReport train(const proto::TrainConfig& config) {
   const bool rank0 = env.rank == 0;
 
   Backend& be = cpu_backend();
-  std::unique_ptr<Gpt2Model> model = build_model(config, be);
-  const Gpt2Config& mc = model->config();
-  PENG_INPUT_CHECK(T <= mc.max_seq_len, "training.seq_len (", T,
-                   ") exceeds the model's position embedding (", mc.max_seq_len, " positions)");
+  std::unique_ptr<Gpt2Model> model = build_model(config, mc, be);
   TokenStream train_stream(config.data().train());
   BatchReader train_reader(train_stream, B, first_seq, micro, T, mc.vocab_size);
   std::unique_ptr<TokenStream> val_stream;

@@ -99,6 +99,12 @@ void divide(Tensor& t, int n) {
   }
 }
 
+// The finish step of a reduction: kAvg divides the sum by the group size.
+std::function<void()> finish_for(ReduceOp op, Tensor t, int group_size) {
+  if (op != ReduceOp::kAvg) return {};
+  return [t, group_size]() mutable { divide(t, group_size); };
+}
+
 class MpiWork : public Work {
  public:
   MpiWork(std::string what, std::function<void()> finish = {})
@@ -149,9 +155,7 @@ std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key, const s
 std::unique_ptr<Work> MpiCommunicator::all_reduce(Tensor& t, ReduceOp op) {
   check_host("all_reduce", t, name_);
   const std::string what = "all_reduce on group " + name_;
-  auto work = std::make_unique<MpiWork>(
-      what, op == ReduceOp::kAvg ? std::function<void()>([t, n = size_]() mutable { divide(t, n); })
-                                 : std::function<void()>());
+  auto work = std::make_unique<MpiWork>(what, finish_for(op, t, size_));
   check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), int(t.numel()), mpi_type(t.dtype()),
                            mpi_op(t.dtype(), op), comm_, work->request()),
             what);
@@ -165,10 +169,7 @@ std::unique_ptr<Work> MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& 
              "reduce_scatter on group ", name_, ": in ", in.str(), " must hold ", size_,
              " chunks of out ", out.str());
   const std::string what = "reduce_scatter on group " + name_;
-  auto work = std::make_unique<MpiWork>(
-      what, op == ReduceOp::kAvg
-                ? std::function<void()>([out, n = size_]() mutable { divide(out, n); })
-                : std::function<void()>());
+  auto work = std::make_unique<MpiWork>(what, finish_for(op, out, size_));
   check_mpi(MPI_Ireduce_scatter_block(in.raw_data(), out.raw_data(), int(out.numel()),
                                       mpi_type(in.dtype()), mpi_op(in.dtype(), op), comm_,
                                       work->request()),
