@@ -30,6 +30,9 @@ proto::TrainConfig default_train_config() {
   t->set_seq_len(128);
   c.mutable_parallel()->set_tp(1);
   c.mutable_parallel()->set_pp(1);
+  c.mutable_parallel()->set_bucket_mb(25);
+  c.mutable_parallel()->set_collective_timeout_s(600);
+  c.mutable_parallel()->set_comm("auto");
   auto* l = c.mutable_logging();
   l->set_log_every(10);
   l->set_val_batches(4);
@@ -158,6 +161,11 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--dp", "parallel.dp", "data-parallel ranks (default: world / (tp x pp))", false},
       {"--tp", "parallel.tp", "tensor-parallel ranks", false},
       {"--pp", "parallel.pp", "pipeline stages", false},
+      {"--zero", "parallel.zero", "ZeRO stage 0 | 1 | 2", false},
+      {"--bucket-mb", "parallel.bucket_mb", "gradient bucket size in MB", false},
+      {"--collective-timeout", "parallel.collective_timeout_s",
+       "seconds before a stuck collective aborts the job", false},
+      {"--comm", "parallel.comm", "device-tensor collectives: auto | nccl | mpi", false},
   };
   return flags;
 }
@@ -187,6 +195,14 @@ void validate_train_config(const proto::TrainConfig& c) {
   PENG_INPUT_CHECK(o.grad_clip() >= 0, "optim.grad_clip must be >= 0, got ", o.grad_clip());
   LrSchedule::parse_kind(c.schedule().lr_schedule());
   PENG_INPUT_CHECK(c.schedule().warmup_steps() >= 0, "schedule.warmup_steps must be >= 0");
+  const auto& p = c.parallel();
+  PENG_INPUT_CHECK(p.zero() >= 0 && p.zero() <= 2, "parallel.zero must be 0, 1 or 2, got ",
+                   p.zero());
+  PENG_INPUT_CHECK(p.bucket_mb() > 0, "parallel.bucket_mb must be > 0, got ", p.bucket_mb());
+  PENG_INPUT_CHECK(p.collective_timeout_s() > 0, "parallel.collective_timeout_s must be > 0, got ",
+                   p.collective_timeout_s());
+  PENG_INPUT_CHECK(p.comm() == "auto" || p.comm() == "nccl" || p.comm() == "mpi",
+                   "parallel.comm must be auto, nccl or mpi, got \"", p.comm(), "\"");
   const auto& l = c.logging();
   PENG_INPUT_CHECK(l.log_every() >= 0 && l.val_every() >= 0 && l.sample_every() >= 0,
                    "logging.*_every must be >= 0");
