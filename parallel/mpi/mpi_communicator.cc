@@ -1,9 +1,13 @@
 #include "parallel/mpi/mpi_communicator.h"
 
 #include <cstdlib>
+#include <algorithm>
+#include <chrono>
 #include <functional>
+#include <thread>
 
 #include "core/error.h"
+#include "parallel/mpi/watchdog.h"
 
 namespace peng {
 
@@ -105,24 +109,66 @@ std::function<void()> finish_for(ReduceOp op, Tensor t, int group_size) {
   return [t, group_size]() mutable { divide(t, group_size); };
 }
 
+// Polls the request until it completes or the group's timeout passes. Spins briefly for
+// small latency-bound collectives, then yields and sleeps so a communication thread
+// waiting through a long backward pass does not take a core from the compute threads.
 class MpiWork : public Work {
  public:
-  MpiWork(std::string what, std::function<void()> finish = {})
-      : what_(std::move(what)), finish_(std::move(finish)) {}
+  struct Watch {
+    MPI_Comm comm;
+    std::string group;
+    int64_t seq;  // 0 for point-to-point
+    double timeout_s;
+  };
+  MpiWork(std::string what, Watch watch, std::function<void()> finish = {})
+      : what_(std::move(what)), watch_(std::move(watch)), finish_(std::move(finish)) {}
   MPI_Request* request() { return &request_; }
   void wait() override {
     if (done_) return;
     done_ = true;
-    check_mpi(MPI_Wait(&request_, MPI_STATUS_IGNORE), what_);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t polls = 0;; ++polls) {
+      int complete = 0;
+      check_mpi(MPI_Test(&request_, &complete, MPI_STATUS_IGNORE), what_);
+      if (complete) break;
+      if (polls < 1000) continue;
+      const double waited =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (waited > watch_.timeout_s) timed_out();
+      if (waited < 1e-3) {
+        std::this_thread::yield();
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(waited < 0.1 ? 20 : 500));
+      }
+    }
     if (finish_) finish_();
   }
 
  private:
+  [[noreturn]] void timed_out() {
+    std::string msg = detail::concat(what_, watch_.seq ? " (collective #" : "",
+                                     watch_.seq ? std::to_string(watch_.seq) + ")" : "",
+                                     " did not complete within ", watch_.timeout_s, " s");
+    if (watch_.seq) {
+      msg += ": " + watch::describe_missing(watch_.comm, watch_.group, watch_.seq,
+                                            std::min(5.0, watch_.timeout_s));
+    }
+    throw CollectiveTimeout(msg);
+  }
+
   std::string what_;
+  Watch watch_;
   std::function<void()> finish_;
   MPI_Request request_ = MPI_REQUEST_NULL;
   bool done_ = false;
 };
+
+// Numbers the next collective of the group and records that this process entered it.
+MpiWork::Watch enter_collective(MPI_Comm comm, const std::string& group, int64_t& seq,
+                                double timeout_s) {
+  watch::note_entered(group, ++seq);
+  return {comm, group, seq, timeout_s};
+}
 
 void check_host(const char* op, const Tensor& t, const std::string& group) {
   PENG_CHECK(t.device().is_cpu(), op, " on group ", group, ": MPI takes host tensors, got ",
@@ -149,13 +195,16 @@ MpiCommunicator::~MpiCommunicator() {
 std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key, const std::string& name) {
   MPI_Comm out;
   check_mpi(MPI_Comm_split(comm_, color, key, &out), "split of group " + name_);
-  return std::make_unique<MpiCommunicator>(out, name);
+  auto child = std::make_unique<MpiCommunicator>(out, name);
+  child->set_timeout(timeout_s_);
+  return child;
 }
 
 std::unique_ptr<Work> MpiCommunicator::all_reduce(Tensor& t, ReduceOp op) {
   check_host("all_reduce", t, name_);
   const std::string what = "all_reduce on group " + name_;
-  auto work = std::make_unique<MpiWork>(what, finish_for(op, t, size_));
+  auto work = std::make_unique<MpiWork>(what, enter_collective(comm_, name_, seq_, timeout_s_),
+                                        finish_for(op, t, size_));
   check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), int(t.numel()), mpi_type(t.dtype()),
                            mpi_op(t.dtype(), op), comm_, work->request()),
             what);
@@ -169,7 +218,8 @@ std::unique_ptr<Work> MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& 
              "reduce_scatter on group ", name_, ": in ", in.str(), " must hold ", size_,
              " chunks of out ", out.str());
   const std::string what = "reduce_scatter on group " + name_;
-  auto work = std::make_unique<MpiWork>(what, finish_for(op, out, size_));
+  auto work = std::make_unique<MpiWork>(what, enter_collective(comm_, name_, seq_, timeout_s_),
+                                        finish_for(op, out, size_));
   check_mpi(MPI_Ireduce_scatter_block(in.raw_data(), out.raw_data(), int(out.numel()),
                                       mpi_type(in.dtype()), mpi_op(in.dtype(), op), comm_,
                                       work->request()),
@@ -183,7 +233,8 @@ std::unique_ptr<Work> MpiCommunicator::all_gather(const Tensor& in, Tensor& out)
   PENG_CHECK(in.dtype() == out.dtype() && out.numel() == in.numel() * size_, "all_gather on group ",
              name_, ": out ", out.str(), " must hold ", size_, " chunks of in ", in.str());
   const std::string what = "all_gather on group " + name_;
-  auto work = std::make_unique<MpiWork>(what);
+  auto work =
+      std::make_unique<MpiWork>(what, enter_collective(comm_, name_, seq_, timeout_s_));
   check_mpi(MPI_Iallgather(in.raw_data(), int(in.numel()), mpi_type(in.dtype()), out.raw_data(),
                            int(in.numel()), mpi_type(in.dtype()), comm_, work->request()),
             what);
@@ -195,7 +246,8 @@ std::unique_ptr<Work> MpiCommunicator::broadcast(Tensor& t, int root) {
   PENG_CHECK(root >= 0 && root < size_, "broadcast on group ", name_, ": root ", root,
              " outside [0, ", size_, ")");
   const std::string what = "broadcast on group " + name_;
-  auto work = std::make_unique<MpiWork>(what);
+  auto work =
+      std::make_unique<MpiWork>(what, enter_collective(comm_, name_, seq_, timeout_s_));
   check_mpi(
       MPI_Ibcast(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), root, comm_, work->request()),
       what);
@@ -205,7 +257,7 @@ std::unique_ptr<Work> MpiCommunicator::broadcast(Tensor& t, int root) {
 std::unique_ptr<Work> MpiCommunicator::send(const Tensor& t, int dst, int tag) {
   check_host("send", t, name_);
   const std::string what = "send to rank " + std::to_string(dst) + " of group " + name_;
-  auto work = std::make_unique<MpiWork>(what);
+  auto work = std::make_unique<MpiWork>(what, MpiWork::Watch{comm_, name_, 0, timeout_s_});
   check_mpi(MPI_Isend(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), dst, tag, comm_,
                       work->request()),
             what);
@@ -215,14 +267,19 @@ std::unique_ptr<Work> MpiCommunicator::send(const Tensor& t, int dst, int tag) {
 std::unique_ptr<Work> MpiCommunicator::recv(Tensor& t, int src, int tag) {
   check_host("recv", t, name_);
   const std::string what = "recv from rank " + std::to_string(src) + " of group " + name_;
-  auto work = std::make_unique<MpiWork>(what);
+  auto work = std::make_unique<MpiWork>(what, MpiWork::Watch{comm_, name_, 0, timeout_s_});
   check_mpi(MPI_Irecv(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), src, tag, comm_,
                       work->request()),
             what);
   return work;
 }
 
-void MpiCommunicator::barrier() { check_mpi(MPI_Barrier(comm_), "barrier on group " + name_); }
+void MpiCommunicator::barrier() {
+  const std::string what = "barrier on group " + name_;
+  MpiWork work(what, enter_collective(comm_, name_, seq_, timeout_s_));
+  check_mpi(MPI_Ibarrier(comm_, work.request()), what);
+  work.wait();
+}
 
 MpiCommunicator& mpi_world() {
   static MpiCommunicator* world = [] {
@@ -235,9 +292,14 @@ MpiCommunicator& mpi_world() {
       std::atexit([] {
         int finalized = 0;
         MPI_Finalized(&finalized);
-        if (!finalized) MPI_Finalize();
+        if (finalized) return;
+        watch::stop();
+        MPI_Finalize();
       });
     }
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1) watch::start();
     return new MpiCommunicator(MPI_COMM_WORLD, "world");  // lives until exit
   }();
   return *world;

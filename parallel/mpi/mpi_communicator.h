@@ -4,10 +4,14 @@
 // MPI is initialised once per process (MPI_THREAD_MULTIPLE requested, so a communication
 // thread may issue operations) by `mpi_world()` and finalised at exit.
 // bf16/f16 reductions use user-defined MPI ops that accumulate in f32.
+// Every wait() is bounded by the communicator's timeout (default 600 s); when it passes,
+// wait() throws CollectiveTimeout naming the collective, its number, its group and the
+// ranks that had not arrived (parallel/mpi/watchdog.h). The caller ends the job.
 #pragma once
 
 #include <mpi.h>
 
+#include "core/error.h"
 #include "parallel/communicator.h"
 
 namespace peng {
@@ -22,6 +26,10 @@ class MpiCommunicator : public Communicator {
   int size() const override { return size_; }
   const std::string& name() const override { return name_; }
   MPI_Comm comm() const { return comm_; }
+  // Seconds a collective or transfer may take before wait() throws CollectiveTimeout
+  // naming the ranks that did not arrive (see watchdog.h); inherited by split().
+  void set_timeout(double seconds) { timeout_s_ = seconds; }
+  double timeout() const { return timeout_s_; }
 
   std::unique_ptr<Communicator> split(int color, int key, const std::string& name) override;
   std::unique_ptr<Work> all_reduce(Tensor& t, ReduceOp op) override;
@@ -36,6 +44,14 @@ class MpiCommunicator : public Communicator {
   MPI_Comm comm_;
   std::string name_;
   int rank_ = 0, size_ = 1;
+  double timeout_s_ = 600;
+  int64_t seq_ = 0;  // collectives issued on this group
+};
+
+// A collective that did not complete within the communicator's timeout.
+class CollectiveTimeout : public Error {
+ public:
+  using Error::Error;
 };
 
 // The world communicator; initialises MPI on first use.

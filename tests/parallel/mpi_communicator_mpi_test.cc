@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace peng {
@@ -118,6 +119,37 @@ TEST(MpiCommunicator, SplitGroupsAndConcurrentOps) {
   while (highest + 2 < n) highest += 2;
   EXPECT_EQ(g->rank(), (highest - r) / 2);
   g->barrier();
+}
+
+// A collective that one rank never joins: the others' wait() throws CollectiveTimeout within
+// the group's timeout, naming the collective, its number, its group and the missing rank
+// (whose responder thread still answers: it is alive, just elsewhere).
+TEST(MpiCommunicator, TimeoutNamesTheRankThatDidNotArrive) {
+  MpiCommunicator& world = mpi_world();
+  auto group = world.split(0, world.rank(), "late");
+  auto* late = static_cast<MpiCommunicator*>(group.get());
+  late->set_timeout(1.0);
+  Tensor warmup = Tensor::from_vector<float>({1.0f}, {1});
+  late->all_reduce(warmup, ReduceOp::kSum)->wait();  // collective #1: everyone
+  static Tensor orphan = Tensor::from_vector<float>({1.0f}, {1});  // outlives the request
+  if (world.rank() != 1) {
+    try {
+      late->all_reduce(orphan, ReduceOp::kSum)->wait();
+      ADD_FAILURE() << "all_reduce completed without rank 1";
+    } catch (const CollectiveTimeout& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("all_reduce on group late (collective #2) did not complete within 1 s"),
+                std::string::npos)
+          << msg;
+      EXPECT_NE(msg.find("world rank 1 is at collective #1 on group late"), std::string::npos)
+          << msg;
+      EXPECT_EQ(msg.find("world rank 0 "), std::string::npos) << msg;
+    }
+  }
+  world.barrier();
+  // Rank 1 now joins, completing the orphaned requests of the others.
+  if (world.rank() == 1) late->all_reduce(orphan, ReduceOp::kSum)->wait();
+  world.barrier();
 }
 
 }  // namespace
