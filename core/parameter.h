@@ -7,6 +7,7 @@
 // value.shape(). The set never reallocates after `finalize()`.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -22,6 +23,12 @@ struct Parameter {
   Shape global_shape;         // logical shape of the whole tensor
   int64_t offset = 0;         // first element in the flat buffers
   bool weight_decay = false;  // AdamW decays tensors with >= 2 dims only
+};
+
+// A range [offset, offset + numel) of the flat buffers, and where its gradient and
+// optimizer state sit in a (possibly sharded) buffer: at `state_offset`.
+struct FlatSpan {
+  int64_t offset = 0, numel = 0, state_offset = 0;
 };
 
 class ParameterSet {
@@ -47,12 +54,24 @@ class ParameterSet {
   int64_t numel() const { return numel_; }
   void zero_grads() { grads_.zero(); }
 
+  // Backward passes announce, with non-increasing offsets ending at 0, that every gradient
+  // element at flat offset >= `offset` is final for this backward. A data-parallel
+  // reducer listens (set_grads_ready_hook) to reduce completed buckets while the rest of
+  // the backward pass runs. Without a hook the calls do nothing.
+  void grads_ready_from(int64_t offset) {
+    if (grads_ready_hook_) grads_ready_hook_(offset);
+  }
+  void set_grads_ready_hook(std::function<void(int64_t)> hook) {
+    grads_ready_hook_ = std::move(hook);
+  }
+
  private:
   Device device_;
   std::vector<Parameter> params_;
   std::map<std::string, int> index_;
   int64_t numel_ = 0;
   Tensor values_, grads_;
+  std::function<void(int64_t)> grads_ready_hook_;
 };
 
 }  // namespace peng

@@ -16,6 +16,7 @@
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
 #include "optim/lr_schedule.h"
+#include "parallel/data_parallel/grad_reducer.h"
 #include "parallel/mpi/mpi_communicator.h"
 #include "parallel/process_mesh.h"
 #include "telemetry/flops.h"
@@ -118,7 +119,10 @@ TrainReport train(const proto::TrainConfig& config) {
   PENG_INPUT_CHECK(T <= mc.max_seq_len, "training.seq_len (", T,
                    ") exceeds the model's position embedding (", mc.max_seq_len, " positions)");
   std::unique_ptr<ProcessMesh> mesh;
-  if (env.world_size > 1) mesh = std::make_unique<ProcessMesh>(mpi_world(), shape);
+  if (env.world_size > 1) {
+    mpi_world().set_timeout(pc.collective_timeout_s());  // the mesh's groups inherit it
+    mesh = std::make_unique<ProcessMesh>(mpi_world(), shape);
+  }
   Communicator* dp = mesh ? &mesh->dp() : nullptr;
   const int64_t first_seq = mesh ? mesh->dp_rank() * local_batch : 0;
   const bool rank0 = env.rank == 0;
@@ -144,11 +148,24 @@ TrainReport train(const proto::TrainConfig& config) {
   PENG_INPUT_CHECK(lc.sample_every() == 0 || tokenizer,
                    "logging.sample_every needs data.tokenizer (byte or a GPT-2 BPE folder)");
 
-  AdamW optimizer(model->parameters(), be,
-                  {.beta1 = config.optim().beta1(),
-                   .beta2 = config.optim().beta2(),
-                   .eps = config.optim().eps(),
-                   .weight_decay = config.optim().weight_decay()});
+  // Data parallelism: gradients reduced in buckets during the last backward pass; with
+  // ZeRO 1/2 each rank reduces, clips and updates only its shard, then all-gathers.
+  const int zero = dp ? pc.zero() : 0;
+  std::unique_ptr<GradReducer> reducer;
+  if (dp) {
+    reducer = std::make_unique<GradReducer>(
+        model->parameters(), *dp, be, int64_t(pc.bucket_mb() * 1e6),
+        zero > 0 ? GradReducer::Mode::kReduceScatter : GradReducer::Mode::kAllReduce);
+  }
+  const AdamWConfig adamw{.beta1 = config.optim().beta1(),
+                          .beta2 = config.optim().beta2(),
+                          .eps = config.optim().eps(),
+                          .weight_decay = config.optim().weight_decay()};
+  std::unique_ptr<AdamW> optimizer =
+      zero > 0 ? std::make_unique<AdamW>(model->parameters(), be, adamw, reducer->owned(),
+                                         reducer->shard_grads().numel())
+               : std::make_unique<AdamW>(model->parameters(), be, adamw);
+  Tensor& grads = zero > 0 ? reducer->shard_grads() : model->parameters().flat_grads();
   LrSchedule schedule{.kind = LrSchedule::parse_kind(config.schedule().lr_schedule()),
                       .lr = config.optim().lr(),
                       .warmup = config.schedule().warmup_steps(),
@@ -165,7 +182,7 @@ TrainReport train(const proto::TrainConfig& config) {
   progress.message(detail::concat(
       "peng: GPT-2 ", mc.n_layer, "L ", mc.n_head, "H ", mc.n_embd, "C vocab ", mc.vocab_size,
       " | ", double(model->num_params()) / 1e6, "M params | batch ", B, "x", T, " (micro ", micro,
-      ", dp ", shape.dp, ") | ", tc.steps(), " steps | data ", train_stream.describe(), " (",
+      ", dp ", shape.dp, ", zero ", zero, ") | ", tc.steps(), " steps | data ", train_stream.describe(), " (",
       train_stream.size(), " tokens)"));
 
   const double train_start = seconds_since(start);
@@ -176,20 +193,26 @@ TrainReport train(const proto::TrainConfig& config) {
     model->parameters().zero_grads();
     double loss = 0;  // this rank's share of the global mean
     for (int64_t k = 0; k < micro_steps; ++k) {
+      // Gradients are scaled by 1/(B*T) of the global batch: their sum over micro-batches
+      // and dp ranks is the gradient of the global mean loss. Only the last micro-batch
+      // communicates, except with ZeRO 2, which reduce-scatters each one into the shard.
+      const bool last = k + 1 == micro_steps;
+      const bool communicate = reducer && (last || zero == 2);
+      if (communicate) reducer->arm(/*accumulate=*/zero == 2 && k > 0);
       train_reader.read(step, k);
       loss += model->forward(train_reader.x(), train_reader.y()) / double(micro_steps * shape.dp);
       model->backward(grad_scale);
+      if (communicate) reducer->wait();
+      if (zero == 2 && !last) model->parameters().zero_grads();
     }
-    // Gradients were scaled by 1/(B*T) of the global batch: their sum over dp ranks is the
-    // gradient of the global mean loss.
-    if (dp) dp->all_reduce(model->parameters().flat_grads(), ReduceOp::kSum)->wait();
     loss = sum_over(dp, loss);
     PENG_CHECK(std::isfinite(loss), "loss is ", loss, " at step ", step,
                ": training diverged (lower optim.lr or check the data)");
-    const double norm = global_grad_norm(model->parameters(), be);
-    clip_grad_norm(model->parameters(), be, norm, config.optim().grad_clip());
+    const double norm = global_grad_norm(grads, be, zero > 0 ? dp : nullptr);
+    clip_grad_norm(grads, be, norm, config.optim().grad_clip());
     const float lr = schedule.at(step);
-    optimizer.step(lr);
+    optimizer->step(lr, grads);
+    if (zero > 0) reducer->all_gather_values();
     const double dt = seconds_since(t0);
 
     StepRecord r{.step = step,

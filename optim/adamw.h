@@ -1,9 +1,14 @@
 // AdamW over a ParameterSet, exactly torch.optim.AdamW (decoupled weight decay, bias
 // correction, eps added after the bias-corrected sqrt(v)); weight decay only on the
 // parameters marked `weight_decay` (tensors with >= 2 dims).
-// State: first and second moments, one flat f32 buffer each, aligned with the
-// ParameterSet's flat buffers.
+//
+// The optimizer updates a set of spans of the flat parameter buffer: all of it by
+// default, or (ZeRO 1/2) this rank's shard. Each span's gradient and first/second moments
+// sit at its `state_offset` in buffers of `state_numel` elements: for the whole buffer
+// that is the ParameterSet's own layout, so step(lr) reads the flat gradients.
 #pragma once
+
+#include <vector>
 
 #include "core/backend.h"
 #include "core/parameter.h"
@@ -19,18 +24,31 @@ struct AdamWConfig {
 
 class AdamW {
  public:
+  // Updates every parameter.
   AdamW(ParameterSet& params, Backend& backend, const AdamWConfig& config);
+  // Updates `spans` only; state buffers of `state_numel` elements.
+  AdamW(ParameterSet& params, Backend& backend, const AdamWConfig& config,
+        const std::vector<FlatSpan>& spans, int64_t state_numel);
 
-  // One update with learning rate `lr` using the current gradients.
-  void step(float lr);
+  // One update with learning rate `lr`; `grads` is laid out like the state (state_numel).
+  void step(float lr, const Tensor& grads);
+  // One update of the whole set from its flat gradients.
+  void step(float lr) { step(lr, params_.flat_grads()); }
   int64_t steps_taken() const { return step_; }
   Tensor& exp_avg() { return m_; }
   Tensor& exp_avg_sq() { return v_; }
 
  private:
+  // A span cut at parameter boundaries, so it has one weight-decay setting.
+  struct Segment {
+    FlatSpan span;
+    bool weight_decay;
+  };
+
   ParameterSet& params_;
   Backend& backend_;
   AdamWConfig config_;
+  std::vector<Segment> segments_;
   int64_t step_ = 0;
   Tensor m_, v_;
 };

@@ -1,16 +1,28 @@
 // Global gradient L2 norm and clipping, torch.nn.utils.clip_grad_norm_ semantics.
+// With ZeRO each dp rank holds a disjoint shard of the gradient: the norm is the square
+// root of the sum over the shard group of each rank's sum of squares (in double), so it
+// is the norm of the whole gradient on every rank, and clipping each shard by the same
+// factor clips the whole gradient.
 #pragma once
 
 #include "core/backend.h"
 #include "core/parameter.h"
+#include "parallel/communicator.h"
 
 namespace peng {
 
-// sqrt(sum over all parameters of sum(grad^2)), accumulated in double.
-double global_grad_norm(ParameterSet& params, Backend& backend);
+// sqrt(sum(grads^2)), accumulated in double; summed over `shards` when given.
+double global_grad_norm(const Tensor& grads, Backend& backend, Communicator* shards = nullptr);
+inline double global_grad_norm(ParameterSet& params, Backend& backend) {
+  return global_grad_norm(params.flat_grads(), backend);
+}
 
-// Scales all gradients by max_norm / (norm + 1e-6) when that is < 1 (no-op when
-// max_norm <= 0). Returns the factor applied (1 when unchanged).
-float clip_grad_norm(ParameterSet& params, Backend& backend, double norm, float max_norm);
+// Scales `grads` by max_norm / (norm + 1e-6) when that is < 1 (no-op when max_norm <= 0).
+// Returns the factor applied (1 when unchanged).
+float clip_grad_norm(Tensor& grads, Backend& backend, double norm, float max_norm);
+inline float clip_grad_norm(ParameterSet& params, Backend& backend, double norm,
+                            float max_norm) {
+  return clip_grad_norm(params.flat_grads(), backend, norm, max_norm);
+}
 
 }  // namespace peng

@@ -15,9 +15,11 @@ Gpt2Model::Gpt2Model(const Gpt2Config& config, Backend& backend)
   wte_ = params_.add("wte.weight", {config_.padded_vocab(), c});
   wpe_ = params_.add("wpe.weight", {config_.max_seq_len, c});
   for (int l = 0; l < config_.n_layer; ++l) {
+    block_offsets_.push_back(params_.numel());
     blocks_.push_back(
         std::make_unique<Block>(params_, l, c, config_.n_head, config_.layernorm_eps));
   }
+  lnf_offset_ = params_.numel();
   ln_f_ = std::make_unique<LayerNorm>(params_, "ln_f", c, config_.layernorm_eps);
   params_.finalize();
 }
@@ -160,8 +162,13 @@ void Gpt2Model::backward(float scale) {
   dres_.zero();
   Tensor d = dres_.view({n, c});
   ln_f_->backward(be, dlnf_, d);
-  for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) (*it)->backward(be, dres_);
+  params_.grads_ready_from(lnf_offset_);
+  for (int l = config_.n_layer - 1; l >= 0; --l) {
+    blocks_[size_t(l)]->backward(be, dres_);
+    params_.grads_ready_from(block_offsets_[size_t(l)]);
+  }
   be.embedding_backward(dres_, tokens_, wte.grad, params_.at(wpe_).grad);
+  params_.grads_ready_from(0);
 }
 
 }  // namespace peng

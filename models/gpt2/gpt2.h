@@ -8,6 +8,8 @@
 //
 // Usage per micro-batch: forward(tokens, targets) -> mean loss; backward(scale) adds
 // scale * d(sum of per-position losses)/d(params) into the parameter gradients.
+// backward() announces finished gradients as it goes (ParameterSet::grads_ready_from):
+// after ln_f, after each block from the last to the first, and 0 after the embeddings.
 #pragma once
 
 #include <map>
@@ -58,6 +60,8 @@ class Gpt2Model {
   int wte_, wpe_;
   std::vector<std::unique_ptr<Block>> blocks_;
   std::unique_ptr<LayerNorm> ln_f_;
+  std::vector<int64_t> block_offsets_;  // flat offset of each block's first parameter
+  int64_t lnf_offset_ = 0;
   int64_t batch_ = 0, seq_ = 0;
   Tensor tokens_, targets_, x0_, dres_, dlnf_, logits_, losses_;
   const Tensor* lnf_out_ = nullptr;

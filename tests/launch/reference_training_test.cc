@@ -110,38 +110,91 @@ void read_metrics(const std::filesystem::path& path, std::vector<double>& loss,
   }
 }
 
-// Data parallelism under mpirun: every dp size and micro-batching reproduces the reference.
-class ReferenceDataParallel : public ::testing::TestWithParam<std::tuple<std::string, int, int>> {};
+// Data parallelism under mpirun: every dp size, micro-batching, ZeRO stage and bucket size
+// (tiny buckets: many buckets, one padded for the reduce-scatter) reproduces the reference.
+struct DpCase {
+  std::string name;
+  int np, micro, zero;
+  std::string bucket_mb;  // "" = default (25 MB: one bucket)
+};
+
+void PrintTo(const DpCase& c, std::ostream* os) {
+  *os << c.name << " dp " << c.np << " micro " << c.micro << " zero " << c.zero << " bucket_mb "
+      << (c.bucket_mb.empty() ? "default" : c.bucket_mb);
+}
+
+std::vector<std::string> dp_args(const DpCase& c, const Expected& e,
+                                 const std::filesystem::path& jsonl) {
+  std::vector<std::string> args = {"train"};
+  for (auto& a : reference_args(c.name, e)) args.push_back(a);
+  args.insert(args.end(), {"--metrics-jsonl", jsonl.string(), "--micro-batch-size",
+                           std::to_string(c.micro), "--dp", std::to_string(c.np), "--zero",
+                           std::to_string(c.zero), "--quiet"});
+  if (!c.bucket_mb.empty()) args.insert(args.end(), {"--bucket-mb", c.bucket_mb});
+  return args;
+}
+
+class ReferenceDataParallel : public ::testing::TestWithParam<DpCase> {};
 
 TEST_P(ReferenceDataParallel, MatchesPyTorchEveryStep) {
-  const auto& [name, np, micro] = GetParam();
-  Expected e = load_expected(name);
+  const DpCase& c = GetParam();
+  Expected e = load_expected(c.name);
   testing::TempDir tmp;
-  std::vector<std::string> args = {"train"};
-  for (auto& a : reference_args(name, e)) args.push_back(a);
-  args.insert(args.end(), {"--metrics-jsonl", (tmp / "m.jsonl").string(), "--micro-batch-size",
-                           std::to_string(micro), "--dp", std::to_string(np), "--quiet"});
-  testing::CommandResult r = testing::run_mpi_peng(np, args);
+  testing::CommandResult r = testing::run_mpi_peng(c.np, dp_args(c, e, tmp / "m.jsonl"));
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-  EXPECT_NE(r.stdout_text.find("dp " + std::to_string(np)), std::string::npos) << r.stdout_text;
+  EXPECT_NE(r.stdout_text.find("dp " + std::to_string(c.np) + ", zero " + std::to_string(c.zero)),
+            std::string::npos)
+      << r.stdout_text;
   std::vector<double> loss, norm;
   read_metrics(tmp / "m.jsonl", loss, norm);
   expect_matches(e, loss, norm);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, ReferenceDataParallel,
-                         ::testing::Values(std::make_tuple("gpt2-tiny", 2, 0),
-                                           std::make_tuple("gpt2-tiny", 2, 1),
-                                           std::make_tuple("gpt2-tiny", 4, 0),
-                                           std::make_tuple("gpt2-small-odd", 2, 0),
-                                           std::make_tuple("gpt2-small-odd", 2, 1),
-                                           std::make_tuple("gpt2-small-odd", 3, 0)),
-                         [](const auto& info) {
-                           std::string n = std::get<0>(info.param);
-                           for (char& ch : n) ch = ch == '-' ? '_' : ch;
-                           return n + "_dp" + std::to_string(std::get<1>(info.param)) + "_micro" +
-                                  std::to_string(std::get<2>(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ReferenceDataParallel,
+    ::testing::Values(DpCase{"gpt2-tiny", 2, 0, 0, ""}, DpCase{"gpt2-tiny", 2, 1, 0, "0.01"},
+                      DpCase{"gpt2-tiny", 4, 0, 0, ""}, DpCase{"gpt2-tiny", 2, 0, 1, "0.01"},
+                      DpCase{"gpt2-tiny", 2, 1, 1, ""}, DpCase{"gpt2-tiny", 4, 0, 1, ""},
+                      DpCase{"gpt2-tiny", 2, 1, 2, "0.01"}, DpCase{"gpt2-tiny", 4, 0, 2, ""},
+                      DpCase{"gpt2-small-odd", 2, 0, 0, ""},
+                      DpCase{"gpt2-small-odd", 2, 1, 0, "0.003"},
+                      DpCase{"gpt2-small-odd", 3, 0, 0, ""},
+                      DpCase{"gpt2-small-odd", 2, 1, 1, "0.003"},
+                      DpCase{"gpt2-small-odd", 3, 1, 2, "0.003"},
+                      DpCase{"gpt2-small-odd", 3, 0, 2, ""}),
+    [](const auto& info) {
+      const DpCase& c = info.param;
+      std::string n = c.name;
+      for (char& ch : n) ch = ch == '-' ? '_' : ch;
+      return n + "_dp" + std::to_string(c.np) + "_micro" + std::to_string(c.micro) + "_zero" +
+             std::to_string(c.zero) + (c.bucket_mb.empty() ? "" : "_smallbuckets");
+    });
+
+// ZeRO 1 and 2 change only the order of the gradient sums: every step's loss and grad
+// norm agree with ZeRO 0 far inside the reference tolerance.
+TEST(ReferenceDataParallelZero, AgreesWithZeroStage0) {
+  Expected e = load_expected("gpt2-tiny");
+  testing::TempDir tmp;
+  std::vector<double> loss[3], norm[3];
+  for (int zero = 0; zero <= 2; ++zero) {
+    DpCase c{"gpt2-tiny", 2, 1, zero, "0.01"};
+    std::string file = "zero";
+    file += std::to_string(zero);
+    const auto jsonl = tmp / (file + ".jsonl");
+    testing::CommandResult r = testing::run_mpi_peng(2, dp_args(c, e, jsonl));
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+    read_metrics(jsonl, loss[zero], norm[zero]);
+    ASSERT_EQ(loss[zero].size(), e.loss.size());
+  }
+  for (int zero = 1; zero <= 2; ++zero) {
+    for (size_t s = 0; s < loss[0].size(); ++s) {
+      EXPECT_NEAR(loss[zero][s], loss[0][s], 1e-6 * std::abs(loss[0][s]))
+          << "zero " << zero << " step " << s;
+      EXPECT_NEAR(norm[zero][s], norm[0][s], 1e-5 * std::abs(norm[0][s]))
+          << "zero " << zero << " step " << s;
+    }
+  }
+}
 
 TEST(ReferenceDataParallelErrors, BadLayoutsAreRefusedOnEveryRank) {
   Expected e = load_expected("gpt2-small-odd");  // B = 6

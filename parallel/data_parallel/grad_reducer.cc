@@ -1,0 +1,156 @@
+#include "parallel/data_parallel/grad_reducer.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace peng {
+
+GradReducer::GradReducer(ParameterSet& params, Communicator& dp, Backend& backend,
+                         int64_t bucket_bytes, Mode mode)
+    : params_(params), dp_(dp), backend_(backend), mode_(mode) {
+  const int64_t n = dp.size(), r = dp.rank();
+  const int64_t per_bucket = std::max<int64_t>(n, bucket_bytes / 4 / n * n);
+  int64_t shard = 0, max_chunk = 0, max_staging = 0;
+  for (int64_t hi = params.numel(); hi > 0;) {
+    const int64_t lo = std::max<int64_t>(0, hi - per_bucket);
+    const int64_t numel = hi - lo, padded = (numel + n - 1) / n * n, chunk = padded / n;
+    buckets_.push_back({lo, numel, padded, shard});
+    const int64_t valid = std::clamp<int64_t>(numel - r * chunk, 0, chunk);
+    if (valid > 0) owned_.push_back({lo + r * chunk, valid, shard});
+    if (padded != numel) max_staging = std::max(max_staging, padded);
+    max_chunk = std::max(max_chunk, chunk);
+    shard += chunk;
+    hi = lo;
+  }
+  if (mode_ == Mode::kReduceScatter) {
+    const Device dev = params.flat_grads().device();
+    shard_ = Tensor::zeros({shard}, DType::kF32, dev);
+    gather_in_ = Tensor::zeros({shard}, DType::kF32, dev);
+    chunk_ = Tensor::zeros({max_chunk}, DType::kF32, dev);
+    if (max_staging > 0) staging_ = Tensor::zeros({max_staging}, DType::kF32, dev);
+  }
+  params_.set_grads_ready_hook([this](int64_t offset) { on_ready(offset); });
+  thread_ = std::thread([this] { run(); });
+}
+
+GradReducer::~GradReducer() {
+  params_.set_grads_ready_hook({});
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void GradReducer::arm(bool accumulate) {
+  PENG_CHECK(!armed_, "GradReducer::arm() twice without wait()");
+  PENG_CHECK(!accumulate || mode_ == Mode::kReduceScatter,
+             "GradReducer: accumulate needs the reduce-scatter mode");
+  std::lock_guard<std::mutex> lock(mu_);
+  armed_ = true;
+  accumulate_ = accumulate;
+  next_ = 0;
+  done_ = 0;
+}
+
+void GradReducer::on_ready(int64_t offset) {
+  if (!armed_) return;
+  bool queued = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (; next_ < buckets_.size() && buckets_[next_].offset >= offset; ++next_) {
+      queue_.push_back(next_);
+      queued = true;
+    }
+  }
+  if (queued) cv_.notify_all();
+}
+
+void GradReducer::wait() {
+  PENG_CHECK(armed_, "GradReducer::wait() without arm()");
+  on_ready(0);
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return done_ == buckets_.size(); });
+  armed_ = false;
+  if (error_) std::rethrow_exception(error_);
+}
+
+void GradReducer::run() {
+  for (;;) {
+    size_t index;
+    bool accumulate, failed;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping
+      index = queue_.front();
+      queue_.pop_front();
+      accumulate = accumulate_;
+      failed = error_ != nullptr;
+    }
+    try {
+      if (!failed) reduce(buckets_[index], accumulate);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu_);
+      error_ = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++done_;
+    }
+    cv_.notify_all();
+  }
+}
+
+void GradReducer::reduce(const Bucket& b, bool accumulate) {
+  Tensor region = params_.flat_grads().flat_view(b.offset, {b.numel});
+  if (mode_ == Mode::kAllReduce) {
+    dp_.all_reduce(region, ReduceOp::kSum)->wait();
+    return;
+  }
+  Tensor in = region;
+  if (b.padded != b.numel) {
+    in = staging_.flat_view(0, {b.padded});
+    in.flat_view(0, {b.numel}).copy_from(region);
+    in.flat_view(b.numel, {b.padded - b.numel}).zero();
+  }
+  const int64_t chunk = b.padded / dp_.size();
+  Tensor out = shard_.flat_view(b.shard_offset, {chunk});
+  if (!accumulate) {
+    dp_.reduce_scatter(in, out, ReduceOp::kSum)->wait();
+    return;
+  }
+  Tensor part = chunk_.flat_view(0, {chunk});
+  dp_.reduce_scatter(in, part, ReduceOp::kSum)->wait();
+  backend_.add(out, part, out);
+}
+
+void GradReducer::all_gather_values() {
+  PENG_CHECK(mode_ == Mode::kReduceScatter, "GradReducer::all_gather_values without ZeRO");
+  Tensor& values = params_.flat_values();
+  const int64_t n = dp_.size(), r = dp_.rank();
+  std::vector<std::unique_ptr<Work>> works;
+  std::vector<Tensor> padded_out(buckets_.size());
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    const Bucket& b = buckets_[i];
+    const int64_t chunk = b.padded / n;
+    Tensor in = gather_in_.flat_view(b.shard_offset, {chunk});
+    const int64_t valid = std::clamp<int64_t>(b.numel - r * chunk, 0, chunk);
+    if (valid > 0) in.flat_view(0, {valid}).copy_from(values.flat_view(b.offset + r * chunk, {valid}));
+    if (valid < chunk) in.flat_view(valid, {chunk - valid}).zero();
+    Tensor out = values.flat_view(b.offset, {b.numel});
+    if (b.padded != b.numel) out = padded_out[i] = Tensor::empty({b.padded}, DType::kF32, in.device());
+    works.push_back(dp_.all_gather(in, out));
+  }
+  for (auto& w : works) w->wait();
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    const Bucket& b = buckets_[i];
+    if (padded_out[i].defined()) {
+      values.flat_view(b.offset, {b.numel}).copy_from(padded_out[i].flat_view(0, {b.numel}));
+    }
+  }
+}
+
+}  // namespace peng

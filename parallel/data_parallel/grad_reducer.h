@@ -1,0 +1,101 @@
+// GradReducer: data-parallel gradient reduction in buckets, overlapped with backward, and
+// the ZeRO shard layout (after PyTorch DDP's Reducer and Megatron's distributed optimizer).
+//
+// Buckets. The flat gradient buffer (ParameterSet) is cut into buckets of about
+// `bucket_bytes`, from the end: backward finishes gradients last-parameter-first and
+// announces them with ParameterSet::grads_ready_from(offset). Every bucket but the one at
+// offset 0 holds a multiple of dp elements; that one is padded with zeros in a staging
+// buffer when it needs to be split dp ways.
+//
+// Overlap. After arm(), each bucket whose range backward has finished is queued to a
+// communication thread, which reduces the buckets in order (the same order on every rank)
+// while the main thread computes the rest of the backward pass. wait() returns when every
+// bucket is reduced, and rethrows a failure of the thread (a CollectiveTimeout, say).
+// Only armed passes communicate: with gradient accumulation, arm before the last
+// micro-batch only (ZeRO 0/1) or before each one (ZeRO 2).
+//
+// Modes.
+// - kAllReduce (ZeRO 0): every rank ends with the sum over dp of the whole gradient, in
+//   place in the flat gradient buffer.
+// - kReduceScatter (ZeRO 1 and 2): rank r ends with the sum over dp of chunk r of every
+//   bucket, in shard_grads() (set, or added to with `accumulate`). owned() maps those
+//   chunks to flat ranges; after the optimizer has updated them, all_gather_values()
+//   gives every rank every parameter.
+//
+// Threading: arm(), wait() and all_gather_values() on the main thread; the main thread
+// issues no collective on the dp group between arm() and wait().
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/parameter.h"
+#include "parallel/communicator.h"
+
+namespace peng {
+
+class GradReducer {
+ public:
+  enum class Mode { kAllReduce, kReduceScatter };
+
+  // Installs itself as `params`' grads-ready hook; `params`, `dp` and `backend` (used to
+  // accumulate chunks) must outlive it.
+  GradReducer(ParameterSet& params, Communicator& dp, Backend& backend, int64_t bucket_bytes,
+              Mode mode);
+  ~GradReducer();
+  GradReducer(const GradReducer&) = delete;
+  GradReducer& operator=(const GradReducer&) = delete;
+
+  // The next backward pass's gradients are reduced as they are announced. With
+  // `accumulate` (kReduceScatter only) the reduced chunks are added to shard_grads().
+  void arm(bool accumulate = false);
+  // Reduces any bucket not yet announced, waits for all, rethrows a thread failure.
+  void wait();
+
+  // kReduceScatter: this rank's reduced gradient chunks, one per bucket, concatenated;
+  // owned() says which flat ranges they hold (padding positions are zero).
+  Tensor& shard_grads() { return shard_; }
+  const std::vector<FlatSpan>& owned() const { return owned_; }
+  // kReduceScatter: every rank's owned parameter values to every rank.
+  void all_gather_values();
+
+  struct Bucket {
+    int64_t offset, numel;       // flat range [offset, offset + numel)
+    int64_t padded;              // numel rounded up to a multiple of dp
+    int64_t shard_offset;        // where this rank's chunk (padded / dp) sits in the shard
+  };
+  const std::vector<Bucket>& buckets() const { return buckets_; }
+
+ private:
+  void on_ready(int64_t offset);  // main thread, from the hook
+  void run();                     // communication thread
+  void reduce(const Bucket& b, bool accumulate);
+
+  ParameterSet& params_;
+  Communicator& dp_;
+  Backend& backend_;
+  Mode mode_;
+  std::vector<Bucket> buckets_;  // from the end of the buffer to the start
+  std::vector<FlatSpan> owned_;
+  Tensor shard_, gather_in_, staging_, chunk_;
+
+  // Main thread state of the armed pass.
+  bool armed_ = false, accumulate_ = false;
+  size_t next_ = 0;  // buckets queued so far
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<size_t> queue_;
+  size_t done_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;
+};
+
+}  // namespace peng
