@@ -1,10 +1,13 @@
 #include "tests/util/test_util.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -84,14 +87,89 @@ CommandResult run_peng(const std::vector<std::string>& args,
   return run_command(argv, env);
 }
 
-CommandResult run_mpi_peng(int np, const std::vector<std::string>& args) {
+std::vector<std::string> mpi_peng_argv(int np, const std::vector<std::string>& args) {
   std::vector<std::string> argv = {
       PENG_MPIEXEC, "-n", std::to_string(np),  "--oversubscribe",     "--bind-to",
       "none",       "-x", "OMP_NUM_THREADS=1", peng_binary().string()};
   argv.insert(argv.end(), args.begin(), args.end());
-  return run_command(argv, {{"OMPI_ALLOW_RUN_AS_ROOT", "1"},
-                            {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"},
-                            {"OMP_NUM_THREADS", "1"}});
+  return argv;
+}
+
+std::vector<std::pair<std::string, std::string>> mpi_env() {
+  return {{"OMPI_ALLOW_RUN_AS_ROOT", "1"},
+          {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"},
+          {"OMP_NUM_THREADS", "1"}};
+}
+
+CommandResult run_mpi_peng(int np, const std::vector<std::string>& args) {
+  return run_command(mpi_peng_argv(np, args), mpi_env());
+}
+
+BackgroundProcess::BackgroundProcess(const std::vector<std::string>& args,
+                                     const fs::path& log_dir,
+                                     const std::vector<std::pair<std::string, std::string>>& env)
+    : out_(log_dir / "stdout.txt"), err_(log_dir / "stderr.txt") {
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_ = fork();
+  if (pid_ == 0) {
+    setpgid(0, 0);
+    int out = open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(out, 1);
+    dup2(err, 2);
+    dup2(devnull, 0);
+    for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  setpgid(pid_, pid_);  // also here: no race with an early kill
+}
+
+BackgroundProcess::~BackgroundProcess() {
+  if (exit_code_ || pid_ <= 0) return;
+  kill(-pid_, SIGCONT);
+  kill(-pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+}
+
+std::optional<int> BackgroundProcess::wait_for(double seconds) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!exit_code_) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+      kill(-pid_, SIGKILL);  // anything the command left in its group
+      break;
+    }
+    if (std::chrono::steady_clock::now() > deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return exit_code_;
+}
+
+std::string BackgroundProcess::stdout_text() const { return read_file(out_); }
+std::string BackgroundProcess::stderr_text() const { return read_file(err_); }
+
+std::vector<pid_t> find_processes(const std::string& needle, const std::string& env_entry) {
+  std::vector<pid_t> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream cmd(entry.path() / "cmdline", std::ios::binary), env(entry.path() / "environ",
+                                                                       std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(cmd)), {});
+    std::string environ((std::istreambuf_iterator<char>(env)), {});
+    if (cmdline.find(needle) == std::string::npos) continue;
+    const std::string nul(1, '\0');
+    if ((nul + environ).find(nul + env_entry + nul) == std::string::npos) continue;
+    out.push_back(pid_t(std::stoi(name)));
+  }
+  return out;
 }
 
 std::vector<std::string> error_lines(const std::string& text) {

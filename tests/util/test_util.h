@@ -1,7 +1,10 @@
 // Helpers shared by peng's tests: paths, running the peng CLI, temp dirs, JSON.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,6 +42,36 @@ CommandResult run_peng(const std::vector<std::string>& args,
 
 // Runs `mpirun -n np --oversubscribe peng args...` (OpenMP at one thread per rank).
 CommandResult run_mpi_peng(int np, const std::vector<std::string>& args);
+// The command line and environment run_mpi_peng uses.
+std::vector<std::string> mpi_peng_argv(int np, const std::vector<std::string>& args);
+std::vector<std::pair<std::string, std::string>> mpi_env();
+
+// A command running in the background in its own process group, stdout and stderr going
+// to files in `log_dir`. The destructor kills the whole group if it still runs, so a
+// failing test never leaves processes behind.
+class BackgroundProcess {
+ public:
+  BackgroundProcess(const std::vector<std::string>& argv, const std::filesystem::path& log_dir,
+                    const std::vector<std::pair<std::string, std::string>>& env = {});
+  ~BackgroundProcess();
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
+
+  // Waits up to `seconds` for the exit; the exit code (-signal when killed by one), or
+  // nullopt while it still runs.
+  std::optional<int> wait_for(double seconds);
+  std::string stdout_text() const;
+  std::string stderr_text() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> exit_code_;
+  std::filesystem::path out_, err_;
+};
+
+// Pids of live processes whose command line contains `needle` and whose environment holds
+// `env_entry` (e.g. "OMPI_COMM_WORLD_RANK=1").
+std::vector<pid_t> find_processes(const std::string& needle, const std::string& env_entry);
 
 // The lines of stderr that start with "error:".
 std::vector<std::string> error_lines(const std::string& stderr_text);
