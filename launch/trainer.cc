@@ -106,6 +106,9 @@ TrainReport train(const proto::TrainConfig& config) {
   PENG_INPUT_CHECK(shape.tp == 1 && shape.pp == 1, "parallel.tp = ", shape.tp,
                    " and parallel.pp = ", shape.pp,
                    ": tensor and pipeline parallelism are not in this build yet (use dp only)");
+  PENG_INPUT_CHECK(pc.comm() != "nccl",
+                   "parallel.comm = nccl: this build trains on the CPU backend, whose host "
+                   "tensors go over MPI (use auto or mpi)");
   const int64_t B = tc.batch_size(), T = tc.seq_len();
   PENG_INPUT_CHECK(B % shape.dp == 0, "training.batch_size (", B,
                    ") is not divisible by parallel.dp (", shape.dp, ")");

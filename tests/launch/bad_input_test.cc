@@ -144,6 +144,19 @@ TEST(BadInput, BatchNotDivisibleByMicroBatch) {
   expect_error(run_peng(args), {"micro_batch_size"});
 }
 
+TEST(BadInput, ParallelFieldsOutOfRange) {
+  auto with = [](std::vector<std::string> extra) {
+    auto args = reference_run(kTiny, kTiny / "tokens.bin");
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_peng(args);
+  };
+  expect_error(with({"--zero", "3"}), {"parallel.zero", "3"});
+  expect_error(with({"--bucket-mb", "0"}), {"parallel.bucket_mb"});
+  expect_error(with({"--collective-timeout", "-1"}), {"parallel.collective_timeout_s"});
+  expect_error(with({"--comm", "gloo"}), {"parallel.comm", "gloo"});
+  expect_error(with({"--comm", "nccl"}), {"parallel.comm = nccl", "CPU backend"});
+}
+
 TEST(BadInput, DivergedTrainingStopsWithAnError) {
   auto args = reference_run(kTiny, kTiny / "tokens.bin");
   *(std::find(args.begin(), args.end(), "--lr") + 1) = "1e12";
