@@ -17,4 +17,11 @@ struct LaunchEnv {
 // Throws InputError when a variable is present but not a number.
 LaunchEnv detect_launch_env();
 
+// The GPU a rank drives on a node with `device_count` GPUs: its local rank (one rank per
+// GPU, as NCCL requires; more ranks than GPUs share them round-robin, for the host-staged
+// path). -1 without devices.
+inline int device_for(const LaunchEnv& env, int device_count) {
+  return device_count > 0 ? env.local_rank % device_count : -1;
+}
+
 }  // namespace peng

@@ -6,12 +6,16 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <iterator>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 namespace peng::testing {
 
@@ -194,6 +198,58 @@ std::string read_file(const fs::path& p) {
   std::ostringstream os;
   os << f.rdbuf();
   return os.str();
+}
+
+ReferenceRun load_reference_run(const std::string& name) {
+  const fs::path dir = reference_dir() / name;
+  const nlohmann::json j = nlohmann::json::parse(read_file(dir / "expected.json"));
+  const nlohmann::json& c = j.at("config");
+  ReferenceRun r;
+  r.name = name;
+  r.batch_size = c.at("batch_size").get<int>();
+  r.steps = c.at("steps").get<int>();
+  r.loss = j.at("loss").get<std::vector<double>>();
+  r.grad_norm = j.at("grad_norm").get<std::vector<double>>();
+  r.flags = {"--init-from",    dir.string(),
+             "--data",         (dir / "tokens.bin").string(),
+             "--batch-size",   std::to_string(r.batch_size),
+             "--seq-len",      std::to_string(c.at("context_length").get<int>()),
+             "--lr",           c.at("lr").dump(),
+             "--lr-schedule",  "constant",
+             "--weight-decay", c.at("weight_decay").dump(),
+             "--grad-clip",    c.at("grad_clip").dump()};
+  return r;
+}
+
+std::vector<std::string> ReferenceRun::train_args(int n) const {
+  std::vector<std::string> a = flags;
+  a.insert(a.end(), {"--steps", std::to_string(n < 0 ? steps : n)});
+  return a;
+}
+
+void read_metrics_jsonl(const fs::path& p, std::vector<double>& loss,
+                        std::vector<double>& grad_norm) {
+  std::istringstream lines(read_file(p));
+  std::string line;
+  while (std::getline(lines, line)) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (!j.contains("loss")) continue;
+    EXPECT_EQ(j.at("step").get<size_t>(), loss.size()) << p;
+    loss.push_back(j.at("loss").get<double>());
+    grad_norm.push_back(j.at("grad_norm").get<double>());
+  }
+}
+
+void expect_matches_reference(const ReferenceRun& ref, const std::vector<double>& loss,
+                              const std::vector<double>& grad_norm) {
+  ASSERT_EQ(loss.size(), ref.loss.size()) << ref.name;
+  ASSERT_EQ(grad_norm.size(), ref.grad_norm.size()) << ref.name;
+  for (size_t s = 0; s < loss.size(); ++s) {
+    EXPECT_NEAR(loss[s], ref.loss[s], 1e-4 * std::abs(ref.loss[s]))
+        << ref.name << ": loss at step " << s;
+    EXPECT_NEAR(grad_norm[s], ref.grad_norm[s], 1e-3 * std::abs(ref.grad_norm[s]))
+        << ref.name << ": grad norm at step " << s;
+  }
 }
 
 }  // namespace peng::testing

@@ -79,4 +79,27 @@ std::vector<std::string> error_lines(const std::string& stderr_text);
 void write_file(const std::filesystem::path& p, const std::string& bytes);
 std::string read_file(const std::filesystem::path& p);
 
+// A reference run of ../shared/reference/NAME (expected.json): the expected per-step loss
+// and gradient norm, and the `peng train` flags of DESIGN.md's reference-run contract.
+struct ReferenceRun {
+  std::string name;
+  int batch_size = 0;
+  int steps = 0;
+  std::vector<double> loss, grad_norm;
+  std::vector<std::string> flags;  // --init-from DIR ... --grad-clip G: every flag but --steps
+  // `flags` and --steps N (the reference's own step count when N < 0).
+  std::vector<std::string> train_args(int n = -1) const;
+};
+ReferenceRun load_reference_run(const std::string& name);
+
+// Per-step loss and gradient norm of a metrics JSONL (validation lines skipped); EXPECTs
+// the steps to be 0, 1, 2, ... in order.
+void read_metrics_jsonl(const std::filesystem::path& p, std::vector<double>& loss,
+                        std::vector<double>& grad_norm);
+
+// EXPECTs DESIGN.md's tolerances at every step: loss within 1e-4 relative, gradient norm
+// within 1e-3 relative, and as many steps as the reference.
+void expect_matches_reference(const ReferenceRun& ref, const std::vector<double>& loss,
+                              const std::vector<double>& grad_norm);
+
 }  // namespace peng::testing
