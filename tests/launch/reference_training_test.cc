@@ -18,36 +18,10 @@ namespace {
 using nlohmann::json;
 using testing::reference_dir;
 
-struct Expected {
-  json config;
-  std::vector<double> loss, grad_norm;
-};
-
-Expected load_expected(const std::string& name) {
-  std::ifstream f(reference_dir() / name / "expected.json");
-  json j = json::parse(f);
-  return {j["config"], j["loss"].get<std::vector<double>>(),
-          j["grad_norm"].get<std::vector<double>>()};
-}
-
-// The reference-run CLI contract of DESIGN.md, as arguments.
-std::vector<std::string> reference_args(const std::string& name, const Expected& e) {
-  const auto dir = reference_dir() / name;
-  const json& c = e.config;
-  return {"--init-from",    dir.string(),
-          "--data",         (dir / "tokens.bin").string(),
-          "--batch-size",   std::to_string(c["batch_size"].get<int>()),
-          "--seq-len",      std::to_string(c["context_length"].get<int>()),
-          "--steps",        std::to_string(c["steps"].get<int>()),
-          "--lr",           c["lr"].dump(),
-          "--lr-schedule",  "constant",
-          "--weight-decay", c["weight_decay"].dump(),
-          "--grad-clip",    c["grad_clip"].dump()};
-}
-
-proto::TrainConfig reference_config(const std::string& name, const Expected& e, int micro) {
+using testing::ReferenceRun;
+proto::TrainConfig reference_config(const ReferenceRun& e, int micro) {
   proto::TrainConfig c = default_train_config();
-  std::vector<std::string> args = reference_args(name, e);
+  std::vector<std::string> args = e.train_args();
   const auto& flags = config_flags();
   for (size_t i = 0; i + 1 < args.size(); i += 2) {
     for (const auto& f : flags) {
@@ -59,29 +33,18 @@ proto::TrainConfig reference_config(const std::string& name, const Expected& e, 
   return c;
 }
 
-void expect_matches(const Expected& e, const std::vector<double>& loss,
-                    const std::vector<double>& norm) {
-  ASSERT_EQ(loss.size(), e.loss.size());
-  ASSERT_EQ(norm.size(), e.grad_norm.size());
-  for (size_t s = 0; s < loss.size(); ++s) {
-    EXPECT_NEAR(loss[s], e.loss[s], 1e-4 * std::abs(e.loss[s])) << "loss at step " << s;
-    EXPECT_NEAR(norm[s], e.grad_norm[s], 1e-3 * std::abs(e.grad_norm[s]))
-        << "grad norm at step " << s;
-  }
-}
-
 class ReferenceTraining : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 
 TEST_P(ReferenceTraining, MatchesPyTorchEveryStep) {
   const auto& [name, micro] = GetParam();
-  Expected e = load_expected(name);
-  TrainReport r = train(reference_config(name, e, micro));
+  ReferenceRun e = testing::load_reference_run(name);
+  TrainReport r = train(reference_config(e, micro));
   std::vector<double> loss, norm;
   for (const auto& s : r.steps) {
     loss.push_back(s.loss);
     norm.push_back(s.grad_norm);
   }
-  expect_matches(e, loss, norm);
+  testing::expect_matches_reference(e, loss, norm);
 }
 
 // micro 0 = the whole batch at once; gpt2-tiny has B = 4, gpt2-small-odd B = 6.
@@ -96,20 +59,6 @@ INSTANTIATE_TEST_SUITE_P(
       return n + "_micro" + std::to_string(std::get<1>(info.param));
     });
 
-// Per-step loss and grad norm from a metrics JSONL.
-void read_metrics(const std::filesystem::path& path, std::vector<double>& loss,
-                  std::vector<double>& norm) {
-  std::istringstream lines(testing::read_file(path));
-  std::string line;
-  while (std::getline(lines, line)) {
-    json j = json::parse(line);
-    if (!j.contains("loss")) continue;
-    EXPECT_EQ(j["step"].get<size_t>(), loss.size());
-    loss.push_back(j["loss"]);
-    norm.push_back(j["grad_norm"]);
-  }
-}
-
 // Data parallelism under mpirun: every dp size, micro-batching, ZeRO stage and bucket size
 // (tiny buckets: many buckets, one padded for the reduce-scatter) reproduces the reference.
 struct DpCase {
@@ -123,10 +72,10 @@ void PrintTo(const DpCase& c, std::ostream* os) {
       << (c.bucket_mb.empty() ? "default" : c.bucket_mb);
 }
 
-std::vector<std::string> dp_args(const DpCase& c, const Expected& e,
+std::vector<std::string> dp_args(const DpCase& c, const ReferenceRun& e,
                                  const std::filesystem::path& jsonl) {
   std::vector<std::string> args = {"train"};
-  for (auto& a : reference_args(c.name, e)) args.push_back(a);
+  for (auto& a : e.train_args()) args.push_back(a);
   args.insert(args.end(), {"--metrics-jsonl", jsonl.string(), "--micro-batch-size",
                            std::to_string(c.micro), "--dp", std::to_string(c.np), "--zero",
                            std::to_string(c.zero), "--quiet"});
@@ -138,7 +87,7 @@ class ReferenceDataParallel : public ::testing::TestWithParam<DpCase> {};
 
 TEST_P(ReferenceDataParallel, MatchesPyTorchEveryStep) {
   const DpCase& c = GetParam();
-  Expected e = load_expected(c.name);
+  ReferenceRun e = testing::load_reference_run(c.name);
   testing::TempDir tmp;
   testing::CommandResult r = testing::run_mpi_peng(c.np, dp_args(c, e, tmp / "m.jsonl"));
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
@@ -146,8 +95,8 @@ TEST_P(ReferenceDataParallel, MatchesPyTorchEveryStep) {
             std::string::npos)
       << r.stdout_text;
   std::vector<double> loss, norm;
-  read_metrics(tmp / "m.jsonl", loss, norm);
-  expect_matches(e, loss, norm);
+  testing::read_metrics_jsonl(tmp / "m.jsonl", loss, norm);
+  testing::expect_matches_reference(e, loss, norm);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -173,7 +122,7 @@ INSTANTIATE_TEST_SUITE_P(
 // ZeRO 1 and 2 change only the order of the gradient sums: every step's loss and grad
 // norm agree with ZeRO 0 far inside the reference tolerance.
 TEST(ReferenceDataParallelZero, AgreesWithZeroStage0) {
-  Expected e = load_expected("gpt2-tiny");
+  ReferenceRun e = testing::load_reference_run("gpt2-tiny");
   testing::TempDir tmp;
   std::vector<double> loss[3], norm[3];
   for (int zero = 0; zero <= 2; ++zero) {
@@ -183,7 +132,7 @@ TEST(ReferenceDataParallelZero, AgreesWithZeroStage0) {
     const auto jsonl = tmp / (file + ".jsonl");
     testing::CommandResult r = testing::run_mpi_peng(2, dp_args(c, e, jsonl));
     ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-    read_metrics(jsonl, loss[zero], norm[zero]);
+    testing::read_metrics_jsonl(jsonl, loss[zero], norm[zero]);
     ASSERT_EQ(loss[zero].size(), e.loss.size());
   }
   for (int zero = 1; zero <= 2; ++zero) {
@@ -197,9 +146,9 @@ TEST(ReferenceDataParallelZero, AgreesWithZeroStage0) {
 }
 
 TEST(ReferenceDataParallelErrors, BadLayoutsAreRefusedOnEveryRank) {
-  Expected e = load_expected("gpt2-small-odd");  // B = 6
+  ReferenceRun e = testing::load_reference_run("gpt2-small-odd");  // B = 6
   std::vector<std::string> args = {"train"};
-  for (auto& a : reference_args("gpt2-small-odd", e)) args.push_back(a);
+  for (auto& a : e.train_args()) args.push_back(a);
   args.push_back("--quiet");
   testing::CommandResult r = testing::run_mpi_peng(4, args);  // 6 % 4 != 0
   EXPECT_NE(r.exit_code, 0);
@@ -218,10 +167,10 @@ TEST(ReferenceDataParallelErrors, BadLayoutsAreRefusedOnEveryRank) {
 
 TEST(ReferenceTrainingCli, MetricsJsonlMatchesReference) {
   for (const std::string name : {"gpt2-tiny", "gpt2-small-odd"}) {
-    Expected e = load_expected(name);
+    ReferenceRun e = testing::load_reference_run(name);
     testing::TempDir tmp;
     std::vector<std::string> args = {"train"};
-    for (auto& a : reference_args(name, e)) args.push_back(a);
+    for (auto& a : e.train_args()) args.push_back(a);
     args.push_back("--metrics-jsonl");
     args.push_back((tmp / "metrics.jsonl").string());
     testing::CommandResult r = testing::run_peng(args);
@@ -235,11 +184,11 @@ TEST(ReferenceTrainingCli, MetricsJsonlMatchesReference) {
       if (!j.contains("loss")) continue;
       EXPECT_EQ(j["step"].get<size_t>(), loss.size());
       for (const char* key : {"lr", "tokens_per_s"}) EXPECT_TRUE(j.contains(key)) << key;
-      EXPECT_DOUBLE_EQ(j["lr"].get<double>(), float(e.config["lr"].get<double>()));
+      EXPECT_DOUBLE_EQ(j["lr"].get<double>(), float(e.lr));
       loss.push_back(j["loss"]);
       norm.push_back(j["grad_norm"]);
     }
-    expect_matches(e, loss, norm);
+    testing::expect_matches_reference(e, loss, norm);
   }
 }
 

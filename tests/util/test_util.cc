@@ -208,6 +208,7 @@ ReferenceRun load_reference_run(const std::string& name) {
   r.name = name;
   r.batch_size = c.at("batch_size").get<int>();
   r.steps = c.at("steps").get<int>();
+  r.lr = c.at("lr").get<double>();
   r.loss = j.at("loss").get<std::vector<double>>();
   r.grad_norm = j.at("grad_norm").get<std::vector<double>>();
   r.flags = {"--init-from",    dir.string(),

@@ -85,6 +85,7 @@ struct ReferenceRun {
   std::string name;
   int batch_size = 0;
   int steps = 0;
+  double lr = 0;
   std::vector<double> loss, grad_norm;
   std::vector<std::string> flags;  // --init-from DIR ... --grad-clip G: every flag but --steps
   // `flags` and --steps N (the reference's own step count when N < 0).
