@@ -194,7 +194,8 @@ TrainReport train(const proto::TrainConfig& config) {
   for (int64_t step = 0; step < tc.steps(); ++step) {
     const auto t0 = Clock::now();
     model->parameters().zero_grads();
-    double loss = 0;  // this rank's share of the global mean
+    double loss = 0;          // this rank's share of the global mean
+    double exposed_comm = 0;  // seconds waiting for gradient and parameter collectives
     for (int64_t k = 0; k < micro_steps; ++k) {
       // Gradients are scaled by 1/(B*T) of the global batch: their sum over micro-batches
       // and dp ranks is the gradient of the global mean loss. Only the last micro-batch
@@ -205,7 +206,11 @@ TrainReport train(const proto::TrainConfig& config) {
       train_reader.read(step, k);
       loss += model->forward(train_reader.x(), train_reader.y()) / double(micro_steps * shape.dp);
       model->backward(grad_scale);
-      if (communicate) reducer->wait();
+      if (communicate) {
+        const auto w0 = Clock::now();
+        reducer->wait();
+        exposed_comm += seconds_since(w0);
+      }
       if (zero == 2 && !last) model->parameters().zero_grads();
     }
     loss = sum_over(dp, loss);
@@ -215,7 +220,11 @@ TrainReport train(const proto::TrainConfig& config) {
     clip_grad_norm(grads, be, norm, config.optim().grad_clip());
     const float lr = schedule.at(step);
     optimizer->step(lr, grads);
-    if (zero > 0) reducer->all_gather_values();
+    if (zero > 0) {
+      const auto g0 = Clock::now();
+      reducer->all_gather_values();
+      exposed_comm += seconds_since(g0);
+    }
     const double dt = seconds_since(t0);
 
     StepRecord r{.step = step,
@@ -232,6 +241,7 @@ TrainReport train(const proto::TrainConfig& config) {
                    {"lr", lr},
                    {"tokens_per_s", r.tokens_per_s},
                    {"step_time_s", dt},
+                   {"exposed_comm_s", exposed_comm},
                    {"tokens", report.tokens},
                    {"model_tflops", report.flops_per_token * r.tokens_per_s / 1e12}});
     const double elapsed = seconds_since(loop_start);
