@@ -73,33 +73,33 @@ MPI_Op mpi_op(DType t, ReduceOp op) {
 }
 
 // Divides every element of t by n (the kAvg finish step).
+template <typename T, typename Div>
+void divide_each(T* p, int64_t k, Div div) {
+  for (int64_t i = 0; i < k; ++i) p[i] = div(p[i]);
+}
+
 void divide(Tensor& t, int n) {
   const int64_t k = t.numel();
+  void* p = t.raw_data();
   switch (t.dtype()) {
     case DType::kF32:
-      for (int64_t i = 0; i < k; ++i) t.data<float>()[i] /= float(n);
-      break;
+      if ((n & (n - 1)) == 0) {  // a power of two: multiplying by 1/n is exact division
+        const float inv = 1.0f / float(n);
+        return divide_each(static_cast<float*>(p), k, [inv](float x) { return x * inv; });
+      }
+      return divide_each(static_cast<float*>(p), k, [n](float x) { return x / float(n); });
     case DType::kF64:
-      for (int64_t i = 0; i < k; ++i) t.data<double>()[i] /= n;
-      break;
+      return divide_each(static_cast<double*>(p), k, [n](double x) { return x / n; });
     case DType::kI32:
-      for (int64_t i = 0; i < k; ++i) t.data<int32_t>()[i] /= n;
-      break;
+      return divide_each(static_cast<int32_t*>(p), k, [n](int32_t x) { return x / n; });
     case DType::kU16:
-      for (int64_t i = 0; i < k; ++i) t.data<uint16_t>()[i] /= uint16_t(n);
-      break;
+      return divide_each(static_cast<uint16_t*>(p), k, [n](uint16_t x) { return uint16_t(x / n); });
     case DType::kBF16:
-      for (int64_t i = 0; i < k; ++i) {
-        uint16_t& b = t.data<bf16_t>()[i].bits;
-        b = f32_to_bf16(bf16_to_f32(b) / float(n));
-      }
-      break;
+      return divide_each(static_cast<uint16_t*>(p), k,
+                         [n](uint16_t b) { return f32_to_bf16(bf16_to_f32(b) / float(n)); });
     case DType::kF16:
-      for (int64_t i = 0; i < k; ++i) {
-        uint16_t& b = t.data<f16_t>()[i].bits;
-        b = f32_to_f16(f16_to_f32(b) / float(n));
-      }
-      break;
+      return divide_each(static_cast<uint16_t*>(p), k,
+                         [n](uint16_t b) { return f32_to_f16(f16_to_f32(b) / float(n)); });
   }
 }
 
@@ -286,6 +286,10 @@ MpiCommunicator& mpi_world() {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized) {
+      // Open MPI 4.1's non-blocking all-reduce (libnbc) picks a binomial reduce+broadcast
+      // for in-place buffers and small groups, up to 2.5x slower than the ring the
+      // blocking MPI_Allreduce uses (docs/PERFORMANCE.md). Ring unless the user chose.
+      setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", /*overwrite=*/0);
       int provided = 0;
       check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided),
                 "MPI_Init_thread");
