@@ -76,6 +76,7 @@ echo "# nocomm: 2 x (OMP_NUM_THREADS=$half mpirun -np 1 --bind-to none $peng tra
 # name np threads extra-flags...
 runs=("dp1 1 $cores"
       "dp2 2 $half --dp 2 --zero 0"
+      "dp2-1mb 2 $half --dp 2 --zero 0 --bucket-mb 1"
       "dp2-zero1 2 $half --dp 2 --zero 1"
       "dp2-zero2 2 $half --dp 2 --zero 2")
 for r in "${runs[@]}"; do

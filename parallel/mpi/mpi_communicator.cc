@@ -3,8 +3,11 @@
 #include <cstdlib>
 #include <algorithm>
 #include <chrono>
+#include <deque>
+#include <mutex>
 #include <functional>
 #include <thread>
+#include <vector>
 
 #include "core/error.h"
 #include "parallel/mpi/watchdog.h"
@@ -109,65 +112,163 @@ std::function<void()> finish_for(ReduceOp op, Tensor t, int group_size) {
   return [t, group_size]() mutable { divide(t, group_size); };
 }
 
-// Polls the request until it completes or the group's timeout passes. Spins briefly for
-// small latency-bound collectives, then yields and sleeps so a communication thread
-// waiting through a long backward pass does not take a core from the compute threads.
+// What a wait needs to turn a hang into an error.
+struct Watch {
+  std::string what;  // "all_reduce on group dp"
+  MPI_Comm comm;
+  std::string group;
+  int64_t seq;  // the collective's number in its group; 0 for point-to-point
+  double timeout_s;
+};
+
+[[noreturn]] void timed_out(const Watch& w) {
+  std::string msg = detail::concat(w.what, w.seq ? " (collective #" : "",
+                                   w.seq ? std::to_string(w.seq) + ")" : "",
+                                   " did not complete within ", w.timeout_s, " s");
+  if (w.seq) {
+    msg += ": " + watch::describe_missing(w.comm, w.group, w.seq, std::min(5.0, w.timeout_s));
+  }
+  throw CollectiveTimeout(msg);
+}
+
+using Clock = std::chrono::steady_clock;
+
+// Polls `requests` until all complete or the watch's timeout, counted from t0, passes.
+// Spins briefly for small latency-bound collectives, then yields and sleeps so a
+// communication thread waiting through a long backward pass does not take a core from
+// the compute threads.
+void wait_requests(MPI_Request* requests, int count, const Watch& w, Clock::time_point t0) {
+  for (int64_t polls = 0;; ++polls) {
+    int complete = 0;
+    check_mpi(MPI_Testall(count, requests, &complete, MPI_STATUSES_IGNORE), w.what);
+    if (complete) return;
+    if (polls < 1000) continue;
+    const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (waited > w.timeout_s) timed_out(w);
+    if (waited < 1e-3) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(waited < 0.1 ? 20 : 500));
+    }
+  }
+}
+
+// One MPI request and what to do once it completed (kAvg's division, say).
 class MpiWork : public Work {
  public:
-  struct Watch {
-    MPI_Comm comm;
-    std::string group;
-    int64_t seq;  // 0 for point-to-point
-    double timeout_s;
-  };
-  MpiWork(std::string what, Watch watch, std::function<void()> finish = {})
-      : what_(std::move(what)), watch_(std::move(watch)), finish_(std::move(finish)) {}
+  MpiWork(Watch watch, std::function<void()> finish = {})
+      : watch_(std::move(watch)), finish_(std::move(finish)) {}
   MPI_Request* request() { return &request_; }
   void wait() override {
     if (done_) return;
     done_ = true;
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int64_t polls = 0;; ++polls) {
-      int complete = 0;
-      check_mpi(MPI_Test(&request_, &complete, MPI_STATUS_IGNORE), what_);
-      if (complete) break;
-      if (polls < 1000) continue;
-      const double waited =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (waited > watch_.timeout_s) timed_out();
-      if (waited < 1e-3) {
-        std::this_thread::yield();
-      } else {
-        std::this_thread::sleep_for(std::chrono::microseconds(waited < 0.1 ? 20 : 500));
-      }
-    }
+    wait_requests(&request_, 1, watch_, Clock::now());
     if (finish_) finish_();
   }
 
  private:
-  [[noreturn]] void timed_out() {
-    std::string msg = detail::concat(what_, watch_.seq ? " (collective #" : "",
-                                     watch_.seq ? std::to_string(watch_.seq) + ")" : "",
-                                     " did not complete within ", watch_.timeout_s, " s");
-    if (watch_.seq) {
-      msg += ": " + watch::describe_missing(watch_.comm, watch_.group, watch_.seq,
-                                            std::min(5.0, watch_.timeout_s));
-    }
-    throw CollectiveTimeout(msg);
-  }
-
-  std::string what_;
   Watch watch_;
   std::function<void()> finish_;
   MPI_Request request_ = MPI_REQUEST_NULL;
   bool done_ = false;
 };
 
+// Tags of the ring reduce-scatter's messages: kRingTag + its collective number modulo
+// kRingTags, so rings in flight together never take each other's messages. User
+// send/recv tags stay below (MPI guarantees tags up to 32767).
+constexpr int kRingTag = 32000, kRingTags = 767;
+
+// Ring reduce-scatter (n - 1 steps, each moving one chunk to the right neighbour and
+// reducing the chunk that arrives from the left), so every rank sends and receives
+// (n-1)/n of the buffer once. Open MPI 4.1's MPI_Ireduce_scatter_block reduces the whole
+// buffer towards one rank first and is ~3x slower than this (docs/PERFORMANCE.md).
+// Step s: send the chunk reduced so far (own chunk r-1 at s = 0), receive the running
+// sum of chunk r-s-2 from the left and add own contribution; after step n-2 that is
+// chunk r, received straight into `out`. Step 0 is posted at issue; run() drives the rest.
+class RingReduceScatter {
+ public:
+  RingReduceScatter(Watch watch, const Tensor& in, Tensor& out, MPI_Datatype type, MPI_Op op,
+                    int rank, int size)
+      : watch_(std::move(watch)),
+        tag_(kRingTag + int(watch_.seq % kRingTags)),
+        in_(static_cast<const char*>(in.raw_data())),
+        out_(static_cast<char*>(out.raw_data())),
+        m_(int(out.numel())),
+        bytes_(size_t(out.numel()) * dtype_size(out.dtype())),
+        type_(type),
+        op_(op),
+        r_(rank),
+        n_(size),
+        buf_{std::vector<char>(bytes_), std::vector<char>(bytes_)} {
+    post();
+  }
+
+  bool finished() const { return finished_; }
+  void run() {
+    const auto t0 = Clock::now();
+    while (!finished_) {
+      wait_requests(requests_, 2, watch_, t0);
+      check_mpi(MPI_Reduce_local(chunk(r_ - s_ - 2), received(), m_, type_, op_), watch_.what);
+      if (++s_ == n_ - 1) {
+        finished_ = true;
+      } else {
+        post();
+      }
+    }
+  }
+
+ private:
+  const char* chunk(int i) const { return in_ + size_t((i % n_ + n_) % n_) * bytes_; }
+  char* received() { return s_ == n_ - 2 ? out_ : buf_[s_ % 2].data(); }
+  void post() {
+    const void* send = s_ == 0 ? chunk(r_ - 1) : buf_[(s_ - 1) % 2].data();
+    check_mpi(MPI_Isend(send, m_, type_, (r_ + 1) % n_, tag_, watch_.comm, &requests_[0]),
+              watch_.what);
+    check_mpi(
+        MPI_Irecv(received(), m_, type_, (r_ - 1 + n_) % n_, tag_, watch_.comm, &requests_[1]),
+        watch_.what);
+  }
+
+  Watch watch_;
+  int tag_;
+  const char* in_;
+  char* out_;
+  int m_;
+  size_t bytes_;
+  MPI_Datatype type_;
+  MPI_Op op_;
+  int r_, n_, s_ = 0;
+  bool finished_ = false;
+  std::vector<char> buf_[2];
+  MPI_Request requests_[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+};
+
+}  // namespace
+
+// The group's rings not yet run to the end, in issue order. Waiting on one runs every
+// earlier one first: each rank runs them in the same order, whatever order the caller
+// waits in, so the steps of different rings cannot wait on each other in a cycle.
+struct RingQueue {
+  std::mutex mu;
+  std::deque<std::shared_ptr<RingReduceScatter>> pending;
+
+  void run_through(const RingReduceScatter* ring) {
+    std::lock_guard<std::mutex> lock(mu);
+    while (!ring->finished() && !pending.empty()) {
+      std::shared_ptr<RingReduceScatter> front = pending.front();
+      front->run();
+      pending.pop_front();
+    }
+  }
+};
+
+namespace {
+
 // Numbers the next collective of the group and records that this process entered it.
-MpiWork::Watch enter_collective(MPI_Comm comm, const std::string& group, int64_t& seq,
-                                double timeout_s) {
+Watch enter_collective(const std::string& what, MPI_Comm comm, const std::string& group,
+                       int64_t& seq, double timeout_s) {
   watch::note_entered(group, ++seq);
-  return {comm, group, seq, timeout_s};
+  return {what, comm, group, seq, timeout_s};
 }
 
 void check_host(const char* op, const Tensor& t, const std::string& group) {
@@ -180,7 +281,7 @@ void check_host(const char* op, const Tensor& t, const std::string& group) {
 }  // namespace
 
 MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name)
-    : comm_(comm), name_(std::move(name)) {
+    : comm_(comm), name_(std::move(name)), rings_(std::make_shared<RingQueue>()) {
   check_mpi(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
@@ -203,7 +304,7 @@ std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key, const s
 std::unique_ptr<Work> MpiCommunicator::all_reduce(Tensor& t, ReduceOp op) {
   check_host("all_reduce", t, name_);
   const std::string what = "all_reduce on group " + name_;
-  auto work = std::make_unique<MpiWork>(what, enter_collective(comm_, name_, seq_, timeout_s_),
+  auto work = std::make_unique<MpiWork>(enter_collective(what, comm_, name_, seq_, timeout_s_),
                                         finish_for(op, t, size_));
   check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), int(t.numel()), mpi_type(t.dtype()),
                            mpi_op(t.dtype(), op), comm_, work->request()),
@@ -218,13 +319,22 @@ std::unique_ptr<Work> MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& 
              "reduce_scatter on group ", name_, ": in ", in.str(), " must hold ", size_,
              " chunks of out ", out.str());
   const std::string what = "reduce_scatter on group " + name_;
-  auto work = std::make_unique<MpiWork>(what, enter_collective(comm_, name_, seq_, timeout_s_),
-                                        finish_for(op, out, size_));
-  check_mpi(MPI_Ireduce_scatter_block(in.raw_data(), out.raw_data(), int(out.numel()),
-                                      mpi_type(in.dtype()), mpi_op(in.dtype(), op), comm_,
-                                      work->request()),
-            what);
-  return work;
+  const Watch watch = enter_collective(what, comm_, name_, seq_, timeout_s_);
+  if (size_ == 1) {
+    out.copy_from(in.view(out.shape()));
+    return std::make_unique<MpiWork>(watch);
+  }
+  auto ring = std::make_shared<RingReduceScatter>(watch, in, out, mpi_type(in.dtype()),
+                                                  mpi_op(in.dtype(), op), rank_, size_);
+  {
+    std::lock_guard<std::mutex> lock(rings_->mu);
+    rings_->pending.push_back(ring);
+  }
+  std::function<void()> avg = finish_for(op, out, size_);
+  return std::make_unique<MpiWork>(watch, [rings = rings_, ring, avg] {
+    rings->run_through(ring.get());
+    if (avg) avg();
+  });
 }
 
 std::unique_ptr<Work> MpiCommunicator::all_gather(const Tensor& in, Tensor& out) {
@@ -234,7 +344,7 @@ std::unique_ptr<Work> MpiCommunicator::all_gather(const Tensor& in, Tensor& out)
              name_, ": out ", out.str(), " must hold ", size_, " chunks of in ", in.str());
   const std::string what = "all_gather on group " + name_;
   auto work =
-      std::make_unique<MpiWork>(what, enter_collective(comm_, name_, seq_, timeout_s_));
+      std::make_unique<MpiWork>(enter_collective(what, comm_, name_, seq_, timeout_s_));
   check_mpi(MPI_Iallgather(in.raw_data(), int(in.numel()), mpi_type(in.dtype()), out.raw_data(),
                            int(in.numel()), mpi_type(in.dtype()), comm_, work->request()),
             what);
@@ -247,7 +357,7 @@ std::unique_ptr<Work> MpiCommunicator::broadcast(Tensor& t, int root) {
              " outside [0, ", size_, ")");
   const std::string what = "broadcast on group " + name_;
   auto work =
-      std::make_unique<MpiWork>(what, enter_collective(comm_, name_, seq_, timeout_s_));
+      std::make_unique<MpiWork>(enter_collective(what, comm_, name_, seq_, timeout_s_));
   check_mpi(
       MPI_Ibcast(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), root, comm_, work->request()),
       what);
@@ -256,8 +366,10 @@ std::unique_ptr<Work> MpiCommunicator::broadcast(Tensor& t, int root) {
 
 std::unique_ptr<Work> MpiCommunicator::send(const Tensor& t, int dst, int tag) {
   check_host("send", t, name_);
+  PENG_CHECK(tag >= 0 && tag < kRingTag, "send on group ", name_, ": tag ", tag,
+             " outside [0, ", kRingTag, ")");
   const std::string what = "send to rank " + std::to_string(dst) + " of group " + name_;
-  auto work = std::make_unique<MpiWork>(what, MpiWork::Watch{comm_, name_, 0, timeout_s_});
+  auto work = std::make_unique<MpiWork>(Watch{what, comm_, name_, 0, timeout_s_});
   check_mpi(MPI_Isend(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), dst, tag, comm_,
                       work->request()),
             what);
@@ -266,8 +378,10 @@ std::unique_ptr<Work> MpiCommunicator::send(const Tensor& t, int dst, int tag) {
 
 std::unique_ptr<Work> MpiCommunicator::recv(Tensor& t, int src, int tag) {
   check_host("recv", t, name_);
+  PENG_CHECK(tag >= 0 && tag < kRingTag, "recv on group ", name_, ": tag ", tag,
+             " outside [0, ", kRingTag, ")");
   const std::string what = "recv from rank " + std::to_string(src) + " of group " + name_;
-  auto work = std::make_unique<MpiWork>(what, MpiWork::Watch{comm_, name_, 0, timeout_s_});
+  auto work = std::make_unique<MpiWork>(Watch{what, comm_, name_, 0, timeout_s_});
   check_mpi(MPI_Irecv(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), src, tag, comm_,
                       work->request()),
             what);
@@ -276,7 +390,7 @@ std::unique_ptr<Work> MpiCommunicator::recv(Tensor& t, int src, int tag) {
 
 void MpiCommunicator::barrier() {
   const std::string what = "barrier on group " + name_;
-  MpiWork work(what, enter_collective(comm_, name_, seq_, timeout_s_));
+  MpiWork work(enter_collective(what, comm_, name_, seq_, timeout_s_));
   check_mpi(MPI_Ibarrier(comm_, work.request()), what);
   work.wait();
 }

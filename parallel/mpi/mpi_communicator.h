@@ -4,6 +4,8 @@
 // MPI is initialised once per process (MPI_THREAD_MULTIPLE requested, so a communication
 // thread may issue operations) by `mpi_world()` and finalised at exit.
 // bf16/f16 reductions use user-defined MPI ops that accumulate in f32.
+// reduce_scatter is a ring of point-to-point messages (tag 32000); send/recv tags must be
+// in [0, 32000).
 // Every wait() is bounded by the communicator's timeout (default 600 s); when it passes,
 // wait() throws CollectiveTimeout naming the collective, its number, its group and the
 // ranks that had not arrived (parallel/mpi/watchdog.h). The caller ends the job.
@@ -11,10 +13,14 @@
 
 #include <mpi.h>
 
+#include <memory>
+
 #include "core/error.h"
 #include "parallel/communicator.h"
 
 namespace peng {
+
+struct RingQueue;  // reduce_scatter's rings in flight (mpi_communicator.cc)
 
 class MpiCommunicator : public Communicator {
  public:
@@ -46,6 +52,7 @@ class MpiCommunicator : public Communicator {
   int rank_ = 0, size_ = 1;
   double timeout_s_ = 600;
   int64_t seq_ = 0;  // collectives issued on this group
+  std::shared_ptr<RingQueue> rings_;
 };
 
 // A collective that did not complete within the communicator's timeout.

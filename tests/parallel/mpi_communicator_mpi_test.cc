@@ -71,6 +71,37 @@ TEST(MpiCommunicator, ReduceScatterAndAllGather) {
   EXPECT_THROW(c.reduce_scatter(bad, out, ReduceOp::kSum), Error);
 }
 
+// The ring reduce-scatter with max and avg, and several in flight at once, waited in a
+// different order on even and odd ranks (each ring has its own message tag).
+TEST(MpiCommunicator, ReduceScatterMaxAvgAndInFlightTogether) {
+  Communicator& c = mpi_world();
+  const int r = c.rank(), n = c.size();
+  const int64_t chunk = 7;
+  Tensor in = filled(DType::kF32, chunk * n, [&](int64_t i) { return double((r * 5 + i) % n); });
+  Tensor mx = Tensor::empty({chunk});
+  c.reduce_scatter(in, mx, ReduceOp::kMax)->wait();
+  expect_values(mx, [&](int64_t) { return double(n - 1); }, "max");
+  Tensor avg_in = filled(DType::kF64, chunk * n, [&](int64_t i) { return double(2 * r + i); });
+  Tensor avg = Tensor::empty({chunk}, DType::kF64);
+  c.reduce_scatter(avg_in, avg, ReduceOp::kAvg)->wait();
+  expect_values(avg, [&](int64_t i) { return double(r * chunk + i) + (n - 1); }, "avg");
+
+  std::vector<Tensor> ins, outs;
+  std::vector<std::unique_ptr<Work>> works;
+  for (int k = 0; k < 3; ++k) {
+    ins.push_back(filled(DType::kI32, chunk * n, [&](int64_t i) { return double(k * r + i); }));
+    outs.push_back(Tensor::empty({chunk}, DType::kI32));
+    works.push_back(c.reduce_scatter(ins.back(), outs.back(), ReduceOp::kSum));
+  }
+  for (int k = 0; k < 3; ++k) works[size_t(r % 2 ? k : 2 - k)]->wait();
+  for (int k = 0; k < 3; ++k) {
+    expect_values(
+        outs[size_t(k)],
+        [&](int64_t i) { return n * double(r * chunk + i) + k * n * (n - 1) / 2.0; },
+        "in flight " + std::to_string(k));
+  }
+}
+
 TEST(MpiCommunicator, BroadcastAndRing) {
   Communicator& c = mpi_world();
   const int r = c.rank(), n = c.size();
