@@ -198,8 +198,10 @@ void validate_train_config(const proto::TrainConfig& c) {
   const auto& p = c.parallel();
   PENG_INPUT_CHECK(p.zero() >= 0 && p.zero() <= 2, "parallel.zero must be 0, 1 or 2, got ",
                    p.zero());
-  PENG_INPUT_CHECK(p.bucket_mb() > 0, "parallel.bucket_mb must be > 0, got ", p.bucket_mb());
-  PENG_INPUT_CHECK(p.collective_timeout_s() > 0, "parallel.collective_timeout_s must be > 0, got ",
+  PENG_INPUT_CHECK(p.bucket_mb() >= 0.001 && p.bucket_mb() <= 1e5,
+                   "parallel.bucket_mb must be in [0.001, 100000], got ", p.bucket_mb());
+  PENG_INPUT_CHECK(p.collective_timeout_s() > 0 && p.collective_timeout_s() <= 1e6,
+                   "parallel.collective_timeout_s must be in (0, 1e6], got ",
                    p.collective_timeout_s());
   PENG_INPUT_CHECK(p.comm() == "auto" || p.comm() == "nccl" || p.comm() == "mpi",
                    "parallel.comm must be auto, nccl or mpi, got \"", p.comm(), "\"");

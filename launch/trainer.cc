@@ -254,7 +254,9 @@ TrainReport train(const proto::TrainConfig& config) {
       metrics.write({{"step", step}, {"val_loss", v}});
       progress.message(detail::concat("step ", step + 1, " | val loss ", v));
     }
-    if (rank0 && lc.sample_every() > 0 && ((step + 1) % lc.sample_every() == 0 || last)) {
+    // Every rank samples (only rank 0 prints): a rank-0-only pause longer than the
+    // collective timeout would look like a hang to the others.
+    if (lc.sample_every() > 0 && ((step + 1) % lc.sample_every() == 0 || last)) {
       progress.message("sample at step " + std::to_string(step + 1) + ":\n" +
                        sample_text(*model, *tokenizer, config, step) + "\n---");
     }

@@ -30,8 +30,8 @@ GradReducer::GradReducer(ParameterSet& params, Communicator& dp, Backend& backen
     chunk_ = Tensor::zeros({max_chunk}, DType::kF32, dev);
     if (max_staging > 0) staging_ = Tensor::zeros({max_staging}, DType::kF32, dev);
   }
-  params_.set_grads_ready_hook([this](int64_t offset) { on_ready(offset); });
   thread_ = std::thread([this] { run(); });
+  params_.set_grads_ready_hook([this](int64_t offset) { on_ready(offset); });
 }
 
 GradReducer::~GradReducer() {
@@ -84,7 +84,7 @@ void GradReducer::run() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping
+      if (stop_) return;  // never starts a collective once destruction began
       index = queue_.front();
       queue_.pop_front();
       accumulate = accumulate_;

@@ -2,7 +2,9 @@
 
 #include <cstdlib>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <functional>
@@ -133,15 +135,30 @@ struct Watch {
 
 using Clock = std::chrono::steady_clock;
 
-// Polls `requests` until all complete or the watch's timeout, counted from t0, passes.
-// Spins briefly for small latency-bound collectives, then yields and sleeps so a
-// communication thread waiting through a long backward pass does not take a core from
-// the compute threads.
-void wait_requests(MPI_Request* requests, int count, const Watch& w, Clock::time_point t0) {
+class RingReduceScatter;
+
+// Every ring reduce-scatter of the process not yet finished, in issue order. Rings move
+// on only when polled (they are point-to-point steps, not one MPI call), so every wait of
+// every Work polls them all: a ring progresses while its rank waits on anything else, as
+// a native MPI collective would, and no wait order can deadlock.
+struct RingProgress {
+  std::mutex mu;
+  std::deque<std::shared_ptr<RingReduceScatter>> pending;
+};
+RingProgress& rings() {
+  static RingProgress* r = new RingProgress;  // used until exit: never destroyed
+  return *r;
+}
+void progress_rings();  // non-blocking; a no-op when another thread is at it
+
+// Polls until `done()` or the watch's timeout, counted from t0, passes. Spins briefly for
+// small latency-bound collectives, then yields and sleeps so a communication thread
+// waiting through a long backward pass does not take a core from the compute threads.
+template <typename Done>
+void wait_until(Done done, const Watch& w, Clock::time_point t0) {
   for (int64_t polls = 0;; ++polls) {
-    int complete = 0;
-    check_mpi(MPI_Testall(count, requests, &complete, MPI_STATUSES_IGNORE), w.what);
-    if (complete) return;
+    progress_rings();
+    if (done()) return;
     if (polls < 1000) continue;
     const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
     if (waited > w.timeout_s) timed_out(w);
@@ -153,6 +170,12 @@ void wait_requests(MPI_Request* requests, int count, const Watch& w, Clock::time
   }
 }
 
+bool test_all(MPI_Request* requests, int count, const std::string& what) {
+  int complete = 0;
+  check_mpi(MPI_Testall(count, requests, &complete, MPI_STATUSES_IGNORE), what);
+  return complete != 0;
+}
+
 // One MPI request and what to do once it completed (kAvg's division, say).
 class MpiWork : public Work {
  public:
@@ -161,9 +184,9 @@ class MpiWork : public Work {
   MPI_Request* request() { return &request_; }
   void wait() override {
     if (done_) return;
-    done_ = true;
-    wait_requests(&request_, 1, watch_, Clock::now());
+    wait_until([this] { return test_all(&request_, 1, watch_.what); }, watch_, Clock::now());
     if (finish_) finish_();
+    done_ = true;
   }
 
  private:
@@ -174,8 +197,9 @@ class MpiWork : public Work {
 };
 
 // Tags of the ring reduce-scatter's messages: kRingTag + its collective number modulo
-// kRingTags, so rings in flight together never take each other's messages. User
-// send/recv tags stay below (MPI guarantees tags up to 32767).
+// kRingTags; reduce_scatter keeps fewer than kRingTags rings of one group in flight, so
+// rings never take each other's messages. User send/recv tags stay below (MPI guarantees
+// tags up to 32767).
 constexpr int kRingTag = 32000, kRingTags = 767;
 
 // Ring reduce-scatter (n - 1 steps, each moving one chunk to the right neighbour and
@@ -183,8 +207,9 @@ constexpr int kRingTag = 32000, kRingTags = 767;
 // (n-1)/n of the buffer once. Open MPI 4.1's MPI_Ireduce_scatter_block reduces the whole
 // buffer towards one rank first and is ~3x slower than this (docs/PERFORMANCE.md).
 // Step s: send the chunk reduced so far (own chunk r-1 at s = 0), receive the running
-// sum of chunk r-s-2 from the left and add own contribution; after step n-2 that is
-// chunk r, received straight into `out`. Step 0 is posted at issue; run() drives the rest.
+// sum of chunk r-s-2 from the left and add own contribution; after step n-2 that is the
+// sum of chunk r but for own part, which goes into `out` last (so `out` may be chunk r of
+// `in`). Step 0 is posted at issue; poll() takes the next steps.
 class RingReduceScatter {
  public:
   RingReduceScatter(Watch watch, const Tensor& in, Tensor& out, MPI_Datatype type, MPI_Op op,
@@ -203,15 +228,19 @@ class RingReduceScatter {
     post();
   }
 
-  bool finished() const { return finished_; }
-  void run() {
-    const auto t0 = Clock::now();
-    while (!finished_) {
-      wait_requests(requests_, 2, watch_, t0);
-      check_mpi(MPI_Reduce_local(chunk(r_ - s_ - 2), received(), m_, type_, op_), watch_.what);
-      if (++s_ == n_ - 1) {
+  MPI_Comm comm() const { return watch_.comm; }
+  const Watch& watch() const { return watch_; }
+  bool finished() const { return finished_.load(); }
+  // Takes every step whose messages have arrived; never blocks. Under rings().mu.
+  void poll() {
+    while (!finished_ && test_all(requests_, 2, watch_.what)) {
+      char* received = buf_[s_ % 2].data();
+      check_mpi(MPI_Reduce_local(chunk(r_ - s_ - 2), received, m_, type_, op_), watch_.what);
+      if (s_ == n_ - 2) {
+        std::memmove(out_, received, bytes_);
         finished_ = true;
       } else {
+        ++s_;
         post();
       }
     }
@@ -219,14 +248,13 @@ class RingReduceScatter {
 
  private:
   const char* chunk(int i) const { return in_ + size_t((i % n_ + n_) % n_) * bytes_; }
-  char* received() { return s_ == n_ - 2 ? out_ : buf_[s_ % 2].data(); }
   void post() {
     const void* send = s_ == 0 ? chunk(r_ - 1) : buf_[(s_ - 1) % 2].data();
     check_mpi(MPI_Isend(send, m_, type_, (r_ + 1) % n_, tag_, watch_.comm, &requests_[0]),
               watch_.what);
-    check_mpi(
-        MPI_Irecv(received(), m_, type_, (r_ - 1 + n_) % n_, tag_, watch_.comm, &requests_[1]),
-        watch_.what);
+    check_mpi(MPI_Irecv(buf_[s_ % 2].data(), m_, type_, (r_ - 1 + n_) % n_, tag_, watch_.comm,
+                        &requests_[1]),
+              watch_.what);
   }
 
   Watch watch_;
@@ -238,31 +266,18 @@ class RingReduceScatter {
   MPI_Datatype type_;
   MPI_Op op_;
   int r_, n_, s_ = 0;
-  bool finished_ = false;
+  std::atomic<bool> finished_{false};
   std::vector<char> buf_[2];
   MPI_Request requests_[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
 };
 
-}  // namespace
-
-// The group's rings not yet run to the end, in issue order. Waiting on one runs every
-// earlier one first: each rank runs them in the same order, whatever order the caller
-// waits in, so the steps of different rings cannot wait on each other in a cycle.
-struct RingQueue {
-  std::mutex mu;
-  std::deque<std::shared_ptr<RingReduceScatter>> pending;
-
-  void run_through(const RingReduceScatter* ring) {
-    std::lock_guard<std::mutex> lock(mu);
-    while (!ring->finished() && !pending.empty()) {
-      std::shared_ptr<RingReduceScatter> front = pending.front();
-      front->run();
-      pending.pop_front();
-    }
-  }
-};
-
-namespace {
+void progress_rings() {
+  RingProgress& p = rings();
+  std::unique_lock<std::mutex> lock(p.mu, std::try_to_lock);
+  if (!lock.owns_lock() || p.pending.empty()) return;
+  for (auto& ring : p.pending) ring->poll();
+  while (!p.pending.empty() && p.pending.front()->finished()) p.pending.pop_front();
+}
 
 // Numbers the next collective of the group and records that this process entered it.
 Watch enter_collective(const std::string& what, MPI_Comm comm, const std::string& group,
@@ -281,7 +296,7 @@ void check_host(const char* op, const Tensor& t, const std::string& group) {
 }  // namespace
 
 MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name)
-    : comm_(comm), name_(std::move(name)), rings_(std::make_shared<RingQueue>()) {
+    : comm_(comm), name_(std::move(name)) {
   check_mpi(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
@@ -324,15 +339,30 @@ std::unique_ptr<Work> MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& 
     out.copy_from(in.view(out.shape()));
     return std::make_unique<MpiWork>(watch);
   }
+  // Below kRingTags rings of this group in flight, so their tags stay distinct.
+  for (;;) {
+    std::shared_ptr<RingReduceScatter> oldest;
+    {
+      std::lock_guard<std::mutex> lock(rings().mu);
+      int64_t mine = 0;
+      for (const auto& r : rings().pending) {
+        if (r->comm() != comm_ || r->finished()) continue;
+        if (!oldest) oldest = r;
+        ++mine;
+      }
+      if (mine < kRingTags - 1) break;
+    }
+    wait_until([&oldest] { return oldest->finished(); }, oldest->watch(), Clock::now());
+  }
   auto ring = std::make_shared<RingReduceScatter>(watch, in, out, mpi_type(in.dtype()),
                                                   mpi_op(in.dtype(), op), rank_, size_);
   {
-    std::lock_guard<std::mutex> lock(rings_->mu);
-    rings_->pending.push_back(ring);
+    std::lock_guard<std::mutex> lock(rings().mu);
+    rings().pending.push_back(ring);
   }
   std::function<void()> avg = finish_for(op, out, size_);
-  return std::make_unique<MpiWork>(watch, [rings = rings_, ring, avg] {
-    rings->run_through(ring.get());
+  return std::make_unique<MpiWork>(watch, [ring, avg, watch] {
+    wait_until([&ring] { return ring->finished(); }, watch, Clock::now());
     if (avg) avg();
   });
 }
@@ -418,6 +448,13 @@ MpiCommunicator& mpi_world() {
     int size = 1;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (size > 1) watch::start();
+    // The communication thread, the watchdog's responder and the main thread call MPI
+    // concurrently.
+    int level = 0;
+    MPI_Query_thread(&level);
+    PENG_CHECK(level >= MPI_THREAD_MULTIPLE,
+               "this MPI library does not provide MPI_THREAD_MULTIPLE (thread level ", level,
+               "), which peng's communication thread and collective watchdog need");
     return new MpiCommunicator(MPI_COMM_WORLD, "world");  // lives until exit
   }();
   return *world;

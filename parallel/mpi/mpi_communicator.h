@@ -20,8 +20,6 @@
 
 namespace peng {
 
-struct RingQueue;  // reduce_scatter's rings in flight (mpi_communicator.cc)
-
 class MpiCommunicator : public Communicator {
  public:
   // Takes ownership of `comm` (freed in the destructor unless it is MPI_COMM_WORLD).
@@ -52,7 +50,6 @@ class MpiCommunicator : public Communicator {
   int rank_ = 0, size_ = 1;
   double timeout_s_ = 600;
   int64_t seq_ = 0;  // collectives issued on this group
-  std::shared_ptr<RingQueue> rings_;
 };
 
 // A collective that did not complete within the communicator's timeout.

@@ -15,9 +15,16 @@ namespace {
 
 constexpr int kQueryTag = 31001, kReplyTag = 31002;
 
-// A question "how far did you get on this group?"; the group name is truncated to fit.
+// A question "how far did you get on this group?" (the name truncated to fit), and its
+// answer, which echoes the question's id so a late answer to an earlier question is
+// never taken for the current one.
 struct Query {
+  int64_t id = 0;
   char group[56] = {};
+};
+struct Answer {
+  int64_t id = 0;
+  int64_t seq = 0;  // last collective entered on the group; 0: none
 };
 
 struct State {
@@ -26,6 +33,7 @@ struct State {
   MPI_Comm comm = MPI_COMM_NULL;           // private duplicate of MPI_COMM_WORLD
   std::thread responder;
   std::atomic<bool> stopping{false};
+  std::atomic<int64_t> next_query{1};
 };
 
 State& state() {
@@ -52,16 +60,17 @@ void respond(MPI_Comm comm) {
   using namespace std::chrono_literals;
   Query q;
   MPI_Request request;
+  static_assert(sizeof(Query) == 64 && sizeof(Answer) == 16);
   MPI_Irecv(&q, sizeof(q), MPI_BYTE, MPI_ANY_SOURCE, kQueryTag, comm, &request);
-  std::vector<std::pair<MPI_Request, std::unique_ptr<int64_t>>> replies;
+  std::vector<std::pair<MPI_Request, std::unique_ptr<Answer>>> replies;
   while (!state().stopping.load()) {
     int done = 0;
     MPI_Status status;
     MPI_Test(&request, &done, &status);
     if (done) {
-      auto answer = std::make_unique<int64_t>(last_entered(q.group));
+      auto answer = std::make_unique<Answer>(Answer{q.id, last_entered(q.group)});
       MPI_Request r;
-      MPI_Isend(answer.get(), 1, MPI_INT64_T, status.MPI_SOURCE, kReplyTag, comm, &r);
+      MPI_Isend(answer.get(), sizeof(Answer), MPI_BYTE, status.MPI_SOURCE, kReplyTag, comm, &r);
       replies.emplace_back(r, std::move(answer));
       MPI_Irecv(&q, sizeof(q), MPI_BYTE, MPI_ANY_SOURCE, kQueryTag, comm, &request);
       continue;
@@ -79,7 +88,10 @@ void respond(MPI_Comm comm) {
   }
   MPI_Cancel(&request);
   MPI_Wait(&request, MPI_STATUS_IGNORE);
-  for (auto& r : replies) r.second.release();  // a reply to a vanished rank: leak its buffer
+  for (auto& r : replies) {  // a reply to a vanished rank: let it go, leak its buffer
+    MPI_Request_free(&r.first);
+    r.second.release();
+  }
 }
 
 double seconds(std::chrono::steady_clock::duration d) {
@@ -93,6 +105,7 @@ void start() {
   std::lock_guard<std::mutex> lock(s.mu);
   if (s.comm != MPI_COMM_NULL) return;
   MPI_Comm_dup(MPI_COMM_WORLD, &s.comm);
+  MPI_Comm_set_errhandler(s.comm, MPI_ERRORS_RETURN);
   s.responder = std::thread(respond, s.comm);
 }
 
@@ -129,14 +142,19 @@ std::string describe_missing(MPI_Comm comm, const std::string& group, int64_t se
 
   // Buffers stay alive after we give up on a rank: MPI may still touch them.
   auto* query = new Query(make_query(group));
-  auto* answers = new int64_t[size_t(size)]();
+  query->id = s.next_query++;
+  auto* answers = new Answer[size_t(size)]();
   std::vector<MPI_Request> recvs(size_t(size), MPI_REQUEST_NULL);
+  auto post_recv = [&](int i) {
+    MPI_Irecv(&answers[i], sizeof(Answer), MPI_BYTE, world[size_t(i)], kReplyTag, s.comm,
+              &recvs[size_t(i)]);
+  };
   for (int i = 0; i < size; ++i) {
     if (i == me) continue;
     MPI_Request send;
     MPI_Isend(query, sizeof(Query), MPI_BYTE, world[size_t(i)], kQueryTag, s.comm, &send);
     MPI_Request_free(&send);
-    MPI_Irecv(&answers[i], 1, MPI_INT64_T, world[size_t(i)], kReplyTag, s.comm, &recvs[size_t(i)]);
+    post_recv(i);
   }
   std::vector<bool> answered(size_t(size), false);
   const auto t0 = std::chrono::steady_clock::now();
@@ -146,6 +164,10 @@ std::string describe_missing(MPI_Comm comm, const std::string& group, int64_t se
       if (i == me || answered[size_t(i)]) continue;
       int done = 0;
       MPI_Test(&recvs[size_t(i)], &done, MPI_STATUS_IGNORE);
+      if (done && answers[i].id != query->id) {  // a late answer to an earlier question
+        post_recv(i);
+        done = 0;
+      }
       answered[size_t(i)] = done != 0;
       all = all && done;
     }
@@ -161,10 +183,10 @@ std::string describe_missing(MPI_Comm comm, const std::string& group, int64_t se
       MPI_Cancel(&recvs[size_t(i)]);
       MPI_Request_free(&recvs[size_t(i)]);
       add(who + " did not answer (dead, stopped or unreachable)");
-    } else if (answers[i] == 0) {
+    } else if (answers[i].seq == 0) {
       add(who + " has not entered any collective on group " + group);
-    } else if (answers[i] < seq) {
-      add(who + " is at collective #" + std::to_string(answers[i]) + " on group " + group);
+    } else if (answers[i].seq < seq) {
+      add(who + " is at collective #" + std::to_string(answers[i].seq) + " on group " + group);
     }
   }
   if (out.empty()) out = "every rank of the group arrived (the transport is stalled)";

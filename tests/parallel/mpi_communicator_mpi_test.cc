@@ -152,6 +152,31 @@ TEST(MpiCommunicator, SplitGroupsAndConcurrentOps) {
   g->barrier();
 }
 
+// A rank that waits on something else first still moves its part of a reduce-scatter on
+// (as a native MPI collective would), and the result may be written in place into chunk r.
+TEST(MpiCommunicator, ReduceScatterProgressesWhileWaitingElsewhereAndInPlace) {
+  MpiCommunicator& world = mpi_world();
+  auto group = world.split(0, world.rank(), "rs");
+  auto* c = static_cast<MpiCommunicator*>(group.get());
+  c->set_timeout(20);  // a regression fails, not hangs
+  const int r = c->rank(), n = c->size();
+  const int64_t chunk = 6;
+  Tensor in = filled(DType::kF32, chunk * n, [&](int64_t i) { return double(r + i); });
+  Tensor out = in.flat_view(r * chunk, {chunk});  // in place: chunk r of `in`
+  auto rs = c->reduce_scatter(in, out, ReduceOp::kSum);
+  Tensor token = Tensor::from_vector<float>({float(r)}, {1});
+  if (r == 0) {
+    c->recv(token, 1, 5)->wait();  // rank 1 sends only after its reduce-scatter completed
+    EXPECT_EQ(token.data<float>()[0], 1.0f);
+    rs->wait();
+  } else {
+    rs->wait();
+    if (r == 1) c->send(token, 0, 5)->wait();
+  }
+  expect_values(
+      out, [&](int64_t i) { return n * double(r * chunk + i) + n * (n - 1) / 2.0; }, "in place");
+}
+
 // A collective that one rank never joins: the others' wait() throws CollectiveTimeout within
 // the group's timeout, naming the collective, its number, its group and the missing rank
 // (whose responder thread still answers: it is alive, just elsewhere).
