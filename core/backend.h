@@ -95,6 +95,33 @@ class Backend {
   virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t vocab,
                                       float dloss, Tensor& dlogits) = 0;
 
+  // ---- vocabulary-parallel embedding and cross-entropy (tensor parallelism) ----
+  // A shard holds vocabulary rows (wte) or logit columns [vocab_begin, vocab_begin + Vl); of
+  // those, the first `valid` are real tokens (the rest is padding). Summed over the shards
+  // of a tensor-parallel group these reproduce the unsharded ops above.
+  // out (B, T, C) = wte_shard[tok - vocab_begin] for tokens in the shard, else 0, plus
+  // wpe[t] when wpe is defined (pass it on one shard only).
+  virtual void embedding_forward_shard(const Tensor& tokens, const Tensor& wte_shard,
+                                       int64_t vocab_begin, const Tensor& wpe, Tensor& out) = 0;
+  // dwte_shard += dout rows of tokens in the shard; dwpe += dout when defined.
+  virtual void embedding_backward_shard(const Tensor& dout, const Tensor& tokens,
+                                        int64_t vocab_begin, Tensor& dwte_shard,
+                                        Tensor& dwpe) = 0;
+  // logits (N, Vl) -> row_max (N): max over the valid columns (-inf when there are none).
+  virtual void cross_entropy_shard_max(const Tensor& logits, int64_t valid, Tensor& row_max) = 0;
+  // -> stats (N, 2): [sum over valid columns of exp(l - row_max), l[target - vocab_begin]
+  // when the target is in the shard else 0]. With the group's max and these summed over
+  // the group, loss = log(sum) + max - target_logit.
+  virtual void cross_entropy_shard_sums(const Tensor& logits, const Tensor& targets,
+                                        int64_t vocab_begin, int64_t valid,
+                                        const Tensor& row_max, Tensor& stats) = 0;
+  // dlogits (N, Vl) = dloss * (exp(l - row_max) / stats[:, 0] - [column is the target]) on
+  // valid columns, 0 on padding, with the group's row_max and summed stats. May alias logits.
+  virtual void cross_entropy_shard_backward(const Tensor& logits, const Tensor& targets,
+                                            int64_t vocab_begin, int64_t valid,
+                                            const Tensor& row_max, const Tensor& stats,
+                                            float dloss, Tensor& dlogits) = 0;
+
   // ---- elementwise ----
   // out = a + b (same shape); out may alias a or b.
   virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;

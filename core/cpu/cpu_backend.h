@@ -7,6 +7,7 @@
 //   attention.cc      attention_forward/backward (per (b, h) sgemm on strided qkv slices)
 //   embedding.cc      embedding_forward/backward
 //   cross_entropy.cc  cross_entropy_forward/backward
+//   vocab_parallel.cc embedding and cross-entropy on a vocabulary shard
 //   elementwise.cc    add, scale
 //   adamw.cc          adamw_update, sum_squares
 //
@@ -57,6 +58,17 @@ class CpuBackend final : public Backend {
                              Tensor& losses) override;
   void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t vocab,
                               float dloss, Tensor& dlogits) override;
+
+  void embedding_forward_shard(const Tensor& tokens, const Tensor& wte_shard, int64_t vocab_begin,
+                               const Tensor& wpe, Tensor& out) override;
+  void embedding_backward_shard(const Tensor& dout, const Tensor& tokens, int64_t vocab_begin,
+                                Tensor& dwte_shard, Tensor& dwpe) override;
+  void cross_entropy_shard_max(const Tensor& logits, int64_t valid, Tensor& row_max) override;
+  void cross_entropy_shard_sums(const Tensor& logits, const Tensor& targets, int64_t vocab_begin,
+                                int64_t valid, const Tensor& row_max, Tensor& stats) override;
+  void cross_entropy_shard_backward(const Tensor& logits, const Tensor& targets,
+                                    int64_t vocab_begin, int64_t valid, const Tensor& row_max,
+                                    const Tensor& stats, float dloss, Tensor& dlogits) override;
 
   void add(const Tensor& a, const Tensor& b, Tensor& out) override;
   void scale(Tensor& x, float s) override;

@@ -859,3 +859,86 @@ TEST(CpuOps, SumSquaresInDouble) {
 
 }  // namespace
 }  // namespace peng
+
+namespace peng {
+namespace {
+
+// Two vocabulary shards (rows/columns [0, 6) and [6, 12) of a table padded to 12 for a
+// vocabulary of 10) reproduce the unsharded embedding and cross-entropy.
+TEST(CpuOps, VocabShardsReproduceEmbeddingAndCrossEntropy) {
+  std::mt19937 rng(7);
+  const int64_t B = 2, T = 3, C = 5, V = 10, Vp = 12, half = 6, N = B * T;
+  std::vector<int32_t> ids = {0, 5, 6, 9, 3, 7};
+  Tensor tokens = Tensor::from_vector<int32_t>(ids, {B, T});
+  Tensor wte = randn({Vp, C}, rng), wpe = randn({T, C}, rng);
+  Tensor full = Tensor::zeros({B, T, C});
+  be().embedding_forward(tokens, wte, wpe, full);
+  Tensor sum = Tensor::zeros({B, T, C}), part = Tensor::zeros({B, T, C});
+  for (int s = 0; s < 2; ++s) {
+    Tensor none;
+    be().embedding_forward_shard(tokens, wte.slice(s * half, (s + 1) * half), s * half,
+                                 s == 0 ? wpe : none, part);
+    be().add(sum, part, sum);
+  }
+  expect_close(sum, vec(full), "embedding", 0, 0);
+
+  Tensor dout = randn({B, T, C}, rng);
+  Tensor dwte = Tensor::zeros({Vp, C}), dwpe = Tensor::zeros({T, C});
+  be().embedding_backward(dout, tokens, dwte, dwpe);
+  Tensor dwte_shards = Tensor::zeros({Vp, C}), dwpe_shard = Tensor::zeros({T, C});
+  for (int s = 0; s < 2; ++s) {
+    Tensor rows = dwte_shards.slice(s * half, (s + 1) * half), none;
+    be().embedding_backward_shard(dout, tokens, s * half, rows, s == 0 ? dwpe_shard : none);
+  }
+  expect_close(dwte_shards, vec(dwte), "dwte", 0, 0);
+  expect_close(dwpe_shard, vec(dwpe), "dwpe", 0, 0);
+
+  Tensor logits = randn({N, Vp}, rng, 3.0f);
+  Tensor targets = Tensor::from_vector<int32_t>({1, 9, 6, 0, 5, 7}, {N});
+  Tensor losses = Tensor::zeros({N});
+  be().cross_entropy_forward(logits, targets, V, losses);
+  Tensor mx = Tensor::zeros({N}), m = Tensor::zeros({N});
+  Tensor stats = Tensor::zeros({N, 2}), st = Tensor::zeros({N, 2});
+  std::vector<Tensor> cols;
+  for (int s = 0; s < 2; ++s) {
+    cols.push_back(Tensor::zeros({N, half}));
+    for (int64_t i = 0; i < N; ++i) {
+      for (int64_t j = 0; j < half; ++j) {
+        cols[s].data<float>()[i * half + j] = logits.data<float>()[i * Vp + s * half + j];
+      }
+    }
+  }
+  const int64_t valid[2] = {6, 4};
+  for (int64_t i = 0; i < N; ++i) mx.data<float>()[i] = -1e30f;
+  for (int s = 0; s < 2; ++s) {
+    be().cross_entropy_shard_max(cols[s], valid[s], m);
+    for (int64_t i = 0; i < N; ++i)
+      mx.data<float>()[i] = std::max(mx.data<float>()[i], m.data<float>()[i]);
+  }
+  for (int s = 0; s < 2; ++s) {
+    be().cross_entropy_shard_sums(cols[s], targets, s * half, valid[s], mx, st);
+    be().add(stats, st, stats);
+  }
+  Vec sharded_loss;
+  for (int64_t i = 0; i < N; ++i) {
+    const float* r = stats.data<float>() + 2 * i;
+    sharded_loss.push_back(std::log(double(r[0])) + mx.data<float>()[i] - r[1]);
+  }
+  expect_close(sharded_loss, vec(losses), "loss", 1e-5, 1e-6);
+
+  Tensor dlogits = Tensor::zeros({N, Vp});
+  be().cross_entropy_backward(logits, targets, V, 0.5f, dlogits);
+  for (int s = 0; s < 2; ++s) {
+    Tensor d = Tensor::zeros({N, half});
+    be().cross_entropy_shard_backward(cols[s], targets, s * half, valid[s], mx, stats, 0.5f, d);
+    Vec want;
+    for (int64_t i = 0; i < N; ++i) {
+      for (int64_t j = 0; j < half; ++j)
+        want.push_back(dlogits.data<float>()[i * Vp + s * half + j]);
+    }
+    expect_close(d, want, "dlogits shard " + std::to_string(s), 1e-5, 1e-6);
+  }
+}
+
+}  // namespace
+}  // namespace peng
