@@ -16,14 +16,32 @@
 
 namespace peng {
 
+// How a parameter is split over a tensor-parallel group: dimension `dim` of its logical
+// (global) shape, seen as `blocks` equal blocks, each cut into `parts` equal pieces; this
+// rank holds piece `index` of every block (c_attn's q|k|v columns: blocks = 3).
+// dim = -1: replicated, every rank holds the whole tensor.
+struct ShardSpec {
+  int dim = -1;
+  int parts = 1, index = 0, blocks = 1;
+  bool replicated() const { return dim < 0 || parts == 1; }
+};
+
 struct Parameter {
   std::string name;           // Hugging Face style, e.g. "h.0.attn.c_attn.weight"
-  Tensor value;               // f32, view into the flat value buffer
+  Tensor value;               // f32, this rank's shard, view into the flat value buffer
   Tensor grad;                // f32, same shape, view into the flat gradient buffer
   Shape global_shape;         // logical shape of the whole tensor
+  ShardSpec shard;            // which part of it `value` holds
   int64_t offset = 0;         // first element in the flat buffers
   bool weight_decay = false;  // AdamW decays tensors with >= 2 dims only
 };
+
+// The local shape of a shard; throws naming the parameter when the split is uneven.
+Shape shard_shape(const std::string& name, const Shape& global_shape, const ShardSpec& spec);
+// This rank's shard of `full` (host, global shape), as a new host tensor.
+Tensor take_shard(const Tensor& full, const Parameter& p);
+// The whole tensor from every rank's shard (`pieces[i]` from piece index i), on the host.
+Tensor join_shards(const std::vector<Tensor>& pieces, const Parameter& p);
 
 // A range [offset, offset + numel) of the flat buffers, and where its gradient and
 // optimizer state sit in a (possibly sharded) buffer: at `state_offset`.
@@ -31,14 +49,27 @@ struct FlatSpan {
   int64_t offset = 0, numel = 0, state_offset = 0;
 };
 
+class ParameterSet;
+
+// A piece of a FlatSpan inside one parameter (so it has one weight-decay setting, one
+// shard spec).
+struct ParamSegment {
+  FlatSpan span;
+  const Parameter* param;
+};
+// `spans` cut at parameter boundaries, in order.
+std::vector<ParamSegment> split_at_parameters(const ParameterSet& params,
+                                              const std::vector<FlatSpan>& spans);
+
 class ParameterSet {
  public:
   explicit ParameterSet(Device device = Device::cpu()) : device_(device) {}
   ParameterSet(const ParameterSet&) = delete;
   ParameterSet& operator=(const ParameterSet&) = delete;
 
-  // Registers a parameter; only before finalize(). Returns its index.
-  int add(const std::string& name, const Shape& shape);
+  // Registers a parameter of logical shape `shape`, of which this rank holds `shard`;
+  // only before finalize(). Returns its index.
+  int add(const std::string& name, const Shape& shape, const ShardSpec& shard = {});
   // Allocates the flat buffers (values and gradients zeroed) and binds the views.
   void finalize();
 

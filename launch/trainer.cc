@@ -103,9 +103,8 @@ TrainReport train(const proto::TrainConfig& config) {
   const auto& pc = config.parallel();
   // Layout checks come before any allocation.
   const MeshShape shape = resolve_mesh(env.world_size, pc.dp(), pc.tp(), pc.pp());
-  PENG_INPUT_CHECK(shape.tp == 1 && shape.pp == 1, "parallel.tp = ", shape.tp,
-                   " and parallel.pp = ", shape.pp,
-                   ": tensor and pipeline parallelism are not in this build yet (use dp only)");
+  PENG_INPUT_CHECK(shape.pp == 1, "parallel.pp = ", shape.pp,
+                   ": pipeline parallelism is not in this build yet (use dp and tp)");
   PENG_INPUT_CHECK(pc.comm() != "nccl",
                    "parallel.comm = nccl: this build trains on the CPU backend, whose host "
                    "tensors go over MPI (use auto or mpi)");
@@ -119,6 +118,8 @@ TrainReport train(const proto::TrainConfig& config) {
                    " x ", micro, ")");
   const int64_t micro_steps = local_batch / micro;
   const Gpt2Config mc = resolve_model_config(config);
+  PENG_INPUT_CHECK(mc.n_head % shape.tp == 0, "model.n_head (", mc.n_head,
+                   ") is not divisible by parallel.tp (", shape.tp, ")");
   PENG_INPUT_CHECK(T <= mc.max_seq_len, "training.seq_len (", T,
                    ") exceeds the model's position embedding (", mc.max_seq_len, " positions)");
   std::unique_ptr<ProcessMesh> mesh;
@@ -131,7 +132,8 @@ TrainReport train(const proto::TrainConfig& config) {
   const bool rank0 = env.rank == 0;
 
   Backend& be = cpu_backend();
-  std::unique_ptr<Gpt2Model> model = build_model(config, mc, be);
+  const TpGroup tp{shape.tp > 1 ? &mesh->tp() : nullptr};
+  std::unique_ptr<Gpt2Model> model = build_model(config, mc, be, tp);
   TokenStream train_stream(config.data().train());
   BatchReader train_reader(train_stream, B, first_seq, micro, T, mc.vocab_size);
   std::unique_ptr<TokenStream> val_stream;
@@ -169,6 +171,12 @@ TrainReport train(const proto::TrainConfig& config) {
                                          reducer->shard_grads().numel())
                : std::make_unique<AdamW>(model->parameters(), be, adamw);
   Tensor& grads = zero > 0 ? reducer->shard_grads() : model->parameters().flat_grads();
+  // The gradient norm adds the squares over the ranks that hold disjoint parts of it.
+  const std::vector<FlatSpan> grad_spans =
+      zero > 0 ? reducer->owned() : std::vector<FlatSpan>{{0, model->parameters().numel(), 0}};
+  std::vector<Communicator*> norm_groups;
+  if (tp.comm) norm_groups.push_back(tp.comm);
+  if (zero > 0) norm_groups.push_back(dp);
   LrSchedule schedule{.kind = LrSchedule::parse_kind(config.schedule().lr_schedule()),
                       .lr = config.optim().lr(),
                       .warmup = config.schedule().warmup_steps(),
@@ -185,7 +193,7 @@ TrainReport train(const proto::TrainConfig& config) {
   progress.message(detail::concat(
       "peng: GPT-2 ", mc.n_layer, "L ", mc.n_head, "H ", mc.n_embd, "C vocab ", mc.vocab_size,
       " | ", double(model->num_params()) / 1e6, "M params | batch ", B, "x", T, " (micro ", micro,
-      ", dp ", shape.dp, ", zero ", zero, ") | ", tc.steps(), " steps | data ", train_stream.describe(), " (",
+      ", dp ", shape.dp, ", tp ", shape.tp, ", zero ", zero, ") | ", tc.steps(), " steps | data ", train_stream.describe(), " (",
       train_stream.size(), " tokens)"));
 
   const double train_start = seconds_since(start);
@@ -216,7 +224,8 @@ TrainReport train(const proto::TrainConfig& config) {
     loss = sum_over(dp, loss);
     PENG_CHECK(std::isfinite(loss), "loss is ", loss, " at step ", step,
                ": training diverged (lower optim.lr or check the data)");
-    const double norm = global_grad_norm(grads, be, zero > 0 ? dp : nullptr);
+    const double norm = sharded_grad_norm(grads, grad_spans, model->parameters(), be, tp.rank(),
+                                          norm_groups);
     clip_grad_norm(grads, be, norm, config.optim().grad_clip());
     const float lr = schedule.at(step);
     optimizer->step(lr, grads);
@@ -263,7 +272,10 @@ TrainReport train(const proto::TrainConfig& config) {
   }
   progress.finish();
   report.seconds = seconds_since(loop_start);
-  if (rank0 && !lc.export_to().empty()) save_hf_gpt2(lc.export_to(), mc, model->state());
+  if (!lc.export_to().empty()) {
+    const auto state = model->state();  // collective over tp
+    if (rank0) save_hf_gpt2(lc.export_to(), mc, state);
+  }
 
   const double tps = double(report.tokens) / report.seconds;
   std::string summary = detail::concat(

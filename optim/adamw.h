@@ -39,16 +39,10 @@ class AdamW {
   Tensor& exp_avg_sq() { return v_; }
 
  private:
-  // A span cut at parameter boundaries, so it has one weight-decay setting.
-  struct Segment {
-    FlatSpan span;
-    bool weight_decay;
-  };
-
   ParameterSet& params_;
   Backend& backend_;
   AdamWConfig config_;
-  std::vector<Segment> segments_;
+  std::vector<ParamSegment> segments_;
   int64_t step_ = 0;
   Tensor m_, v_;
 };

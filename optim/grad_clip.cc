@@ -4,11 +4,17 @@
 
 namespace peng {
 
-double global_grad_norm(const Tensor& grads, Backend& backend, Communicator* shards) {
-  double sum = backend.sum_squares(grads);
-  if (shards) {
+double sharded_grad_norm(const Tensor& grads, const std::vector<FlatSpan>& spans,
+                         const ParameterSet& params, Backend& backend, int tp_rank,
+                         const std::vector<Communicator*>& groups) {
+  double sum = 0;
+  for (const ParamSegment& s : split_at_parameters(params, spans)) {
+    if (tp_rank > 0 && s.param->shard.replicated()) continue;
+    sum += backend.sum_squares(grads.flat_view(s.span.state_offset, {s.span.numel}));
+  }
+  for (Communicator* group : groups) {
     Tensor t = Tensor::from_vector<double>({sum}, {1});
-    shards->all_reduce(t, ReduceOp::kSum)->wait();
+    group->all_reduce(t, ReduceOp::kSum)->wait();
     sum = t.data<double>()[0];
   }
   return std::sqrt(sum);

@@ -5,17 +5,28 @@
 // factor clips the whole gradient.
 #pragma once
 
+#include <cmath>
+#include <vector>
+
 #include "core/backend.h"
 #include "core/parameter.h"
 #include "parallel/communicator.h"
 
 namespace peng {
 
-// sqrt(sum(grads^2)), accumulated in double; summed over `shards` when given.
-double global_grad_norm(const Tensor& grads, Backend& backend, Communicator* shards = nullptr);
+// sqrt(sum(grads^2)) of one process's whole gradient, accumulated in double.
 inline double global_grad_norm(ParameterSet& params, Backend& backend) {
-  return global_grad_norm(params.flat_grads(), backend);
+  return std::sqrt(backend.sum_squares(params.flat_grads()));
 }
+
+// The global norm when ranks hold parts of the gradient. `grads` is laid out like `spans`
+// of `params` (the whole flat buffer, or this rank's ZeRO shard). Each rank sums the
+// squares of its parameters' gradients (in double), leaving parameters replicated over
+// tensor parallelism to tp rank 0 so every element counts once, and the sums are added
+// over `groups` (tp; dp too with ZeRO). The same value on every rank.
+double sharded_grad_norm(const Tensor& grads, const std::vector<FlatSpan>& spans,
+                         const ParameterSet& params, Backend& backend, int tp_rank,
+                         const std::vector<Communicator*>& groups);
 
 // Scales `grads` by max_norm / (norm + 1e-6) when that is < 1 (no-op when max_norm <= 0).
 // Returns the factor applied (1 when unchanged).

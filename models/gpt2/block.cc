@@ -12,11 +12,12 @@ std::string prefix(int index, const char* name) {
 }
 }  // namespace
 
-Block::Block(ParameterSet& params, int index, int64_t n_embd, int n_head, float eps)
+Block::Block(ParameterSet& params, int index, int64_t n_embd, int n_head, float eps,
+             const TpGroup& tp)
     : ln_1_(params, prefix(index, "ln_1"), n_embd, eps),
-      attn_(params, prefix(index, "attn"), n_embd, n_head),
+      attn_(params, prefix(index, "attn"), n_embd, n_head, tp),
       ln_2_(params, prefix(index, "ln_2"), n_embd, eps),
-      mlp_(params, prefix(index, "mlp"), n_embd),
+      mlp_(params, prefix(index, "mlp"), n_embd, tp),
       n_embd_(n_embd) {}
 
 const Tensor& Block::forward(Backend& be, const Tensor& x) {

@@ -10,7 +10,8 @@ namespace peng {
 class Block {
  public:
   // Registers h.<index>.{ln_1, attn, ln_2, mlp}.
-  Block(ParameterSet& params, int index, int64_t n_embd, int n_head, float eps);
+  Block(ParameterSet& params, int index, int64_t n_embd, int n_head, float eps,
+        const TpGroup& tp = {});
 
   // x (B, T, C) -> x3 (B, T, C), a buffer owned by the block. Keeps x.
   const Tensor& forward(Backend& be, const Tensor& x);

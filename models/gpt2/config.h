@@ -15,7 +15,12 @@ struct Gpt2Config {
   float layernorm_eps = 1e-5f;
 
   // Vocabulary padded to a multiple of 128 (the padded rows of wte are always zero).
-  int64_t padded_vocab() const { return (vocab_size + 127) / 128 * 128; }
+  // The vocabulary padded to a multiple of 128 x tp, so it splits evenly over tp ranks in
+  // 128-aligned shards (Megatron's make-vocab-size-divisible-by x tp).
+  int64_t padded_vocab(int tp = 1) const {
+    const int64_t m = 128 * int64_t(tp);
+    return (vocab_size + m - 1) / m * m;
+  }
   int head_dim() const { return n_embd / n_head; }
   // Throws peng::InputError naming the field when the numbers do not make a model.
   void validate() const;

@@ -1,5 +1,6 @@
 #include "models/gpt2/gpt2.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -8,16 +9,24 @@
 
 namespace peng {
 
-Gpt2Model::Gpt2Model(const Gpt2Config& config, Backend& backend)
-    : config_(config), backend_(backend), params_(backend.device()) {
+Gpt2Model::Gpt2Model(const Gpt2Config& config, Backend& backend, const TpGroup& tp)
+    : config_(config),
+      backend_(backend),
+      tp_(tp),
+      vp_(config.padded_vocab(tp.size())),
+      vocab_begin_(vp_ / tp.size() * tp.rank()),
+      vocab_valid_(std::clamp<int64_t>(config.vocab_size - vocab_begin_, 0, vp_ / tp.size())),
+      params_(backend.device()) {
   config_.validate();
+  PENG_INPUT_CHECK(config_.n_head % tp.size() == 0, "model.n_head (", config_.n_head,
+                   ") is not divisible by parallel.tp (", tp.size(), ")");
   const int64_t c = config_.n_embd;
-  wte_ = params_.add("wte.weight", {config_.padded_vocab(), c});
+  wte_ = params_.add("wte.weight", {vp_, c}, {.dim = 0, .parts = tp.size(), .index = tp.rank()});
   wpe_ = params_.add("wpe.weight", {config_.max_seq_len, c});
   for (int l = 0; l < config_.n_layer; ++l) {
     block_offsets_.push_back(params_.numel());
     blocks_.push_back(
-        std::make_unique<Block>(params_, l, c, config_.n_head, config_.layernorm_eps));
+        std::make_unique<Block>(params_, l, c, config_.n_head, config_.layernorm_eps, tp));
   }
   lnf_offset_ = params_.numel();
   ln_f_ = std::make_unique<LayerNorm>(params_, "ln_f", c, config_.layernorm_eps);
@@ -56,50 +65,59 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }  // namespace
 
 void Gpt2Model::init_random(uint64_t seed) {
+  // The same numbers as one process: every parameter's whole tensor is drawn in
+  // registration order, then each rank keeps its shard.
   NormalRng rng(seed);
   const double residual_std = 0.02 / std::sqrt(2.0 * config_.n_layer);
-  Tensor host = Tensor::zeros({params_.numel()});
-  float* v = host.data<float>();
-  for (const Parameter& p : params_.all()) {
-    float* out = v + p.offset;
+  for (Parameter& p : params_.all()) {
+    Tensor full = Tensor::zeros(p.global_shape);
+    float* out = full.data<float>();
     int64_t n = shape_numel(p.global_shape);
     if (p.name == "wte.weight") n = config_.vocab_size * config_.n_embd;  // padding stays 0
-    if (ends_with(p.name, ".bias")) continue;                             // zero
-    if (p.name.find("ln_") != std::string::npos) {
+    const bool bias = ends_with(p.name, ".bias");  // biases stay 0
+    if (!bias && p.name.find("ln_") != std::string::npos) {
       std::fill(out, out + n, 1.0f);
-      continue;
+    } else if (!bias) {
+      const double std = ends_with(p.name, "c_proj.weight") ? residual_std : 0.02;
+      for (int64_t i = 0; i < n; ++i) out[i] = float(rng.next() * std);
     }
-    const bool residual = ends_with(p.name, "c_proj.weight");
-    const double std = residual ? residual_std : 0.02;
-    for (int64_t i = 0; i < n; ++i) out[i] = float(rng.next() * std);
+    p.value.copy_from(take_shard(full, p).to(p.value.device()));
   }
-  params_.flat_values().copy_from(host.to(params_.flat_values().device()));
 }
 
 void Gpt2Model::load_state(const std::map<std::string, Tensor>& tensors) {
   for (Parameter& p : params_.all()) {
     auto it = tensors.find(p.name);
     PENG_CHECK(it != tensors.end(), "load_state: missing tensor ", p.name);
-    Tensor src = it->second.to_dtype(DType::kF32);
+    Tensor src = it->second.to(Device::cpu()).to_dtype(DType::kF32);
     if (p.name == "wte.weight") {
       PENG_CHECK(src.shape() == (Shape{config_.vocab_size, config_.n_embd}),
                  "load_state: wte.weight has shape ", shape_str(src.shape()));
-      p.value.zero();
-      Tensor rows = p.value.slice(0, config_.vocab_size);
-      rows.copy_from(src);
-    } else {
-      PENG_CHECK(src.shape() == p.global_shape, "load_state: ", p.name, " has shape ",
-                 shape_str(src.shape()), ", expected ", shape_str(p.global_shape));
-      p.value.copy_from(src);
+      Tensor padded = Tensor::zeros(p.global_shape);
+      padded.slice(0, config_.vocab_size).copy_from(src);
+      src = padded;
     }
+    PENG_CHECK(src.shape() == p.global_shape, "load_state: ", p.name, " has shape ",
+               shape_str(src.shape()), ", expected ", shape_str(p.global_shape));
+    p.value.copy_from(take_shard(src, p).to(p.value.device()));
   }
 }
 
 std::map<std::string, Tensor> Gpt2Model::state() const {
   std::map<std::string, Tensor> out;
   for (const Parameter& p : params_.all()) {
-    Tensor v = p.name == "wte.weight" ? p.value.slice(0, config_.vocab_size) : p.value;
-    out[p.name] = v.to(Device::cpu());
+    Tensor whole = p.value.to(Device::cpu()).clone();
+    if (!p.shard.replicated()) {
+      Tensor mine = p.value.to(Device::cpu()).clone().view({-1});
+      Tensor all = Tensor::empty({mine.numel() * tp_.size()});
+      tp_.comm->all_gather(mine, all)->wait();
+      std::vector<Tensor> pieces;
+      for (int i = 0; i < tp_.size(); ++i) {
+        pieces.push_back(all.flat_view(i * mine.numel(), p.value.shape()));
+      }
+      whole = join_shards(pieces, p);
+    }
+    out[p.name] = p.name == "wte.weight" ? whole.slice(0, config_.vocab_size).clone() : whole;
   }
   return out;
 }
@@ -109,6 +127,7 @@ int64_t Gpt2Model::num_params(bool include_position_embedding) const {
   for (const Parameter& p : params_.all()) {
     if (p.name == "wpe.weight" && !include_position_embedding) continue;
     n += p.name == "wte.weight" ? config_.vocab_size * config_.n_embd : shape_numel(p.global_shape);
+    // (global shapes: the same count on every tensor-parallel rank)
   }
   return n;
 }
@@ -122,15 +141,22 @@ double Gpt2Model::forward(const Tensor& tokens, const Tensor& targets) {
   const Device dev = be.device();
   batch_ = tokens.dim(0);
   seq_ = tokens.dim(1);
-  const int64_t n = batch_ * seq_, c = config_.n_embd, vp = config_.padded_vocab();
+  const int64_t n = batch_ * seq_, c = config_.n_embd, vl = vp_ / tp_.size();
   tokens_ = tokens.device() == dev ? tokens : tokens.to(dev);
 
   ensure_buffer(x0_, {batch_, seq_, c}, dev);
-  be.embedding_forward(tokens_, params_.at(wte_).value, params_.at(wpe_).value, x0_);
+  if (tp_.size() == 1) {
+    be.embedding_forward(tokens_, params_.at(wte_).value, params_.at(wpe_).value, x0_);
+  } else {  // each rank's vocabulary rows (wpe on rank 0), summed
+    Tensor none;
+    be.embedding_forward_shard(tokens_, params_.at(wte_).value, vocab_begin_,
+                               tp_.rank() == 0 ? params_.at(wpe_).value : none, x0_);
+    tp_.all_reduce_sum(x0_);
+  }
   const Tensor* x = &x0_;
   for (auto& block : blocks_) x = &block->forward(be, *x);
   lnf_out_ = &ln_f_->forward(be, x->view({n, c}));
-  ensure_buffer(logits_, {n, vp}, dev);
+  ensure_buffer(logits_, {n, vl}, dev);
   be.matmul(*lnf_out_, params_.at(wte_).value, logits_, {.trans_b = true});
   if (!targets.defined()) {
     targets_ = Tensor();
@@ -139,12 +165,27 @@ double Gpt2Model::forward(const Tensor& tokens, const Tensor& targets) {
   PENG_CHECK(targets.shape() == tokens.shape(), "targets ", targets.str(), " vs tokens ",
              tokens.str());
   targets_ = targets.device() == dev ? targets.view({n}) : targets.to(dev).view({n});
-  ensure_buffer(losses_, {n}, dev);
-  be.cross_entropy_forward(logits_, targets_, config_.vocab_size, losses_);
-  Tensor host = losses_.to(Device::cpu());
-  const float* l = host.data<float>();
   double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += l[i];
+  if (tp_.size() == 1) {
+    ensure_buffer(losses_, {n}, dev);
+    be.cross_entropy_forward(logits_, targets_, config_.vocab_size, losses_);
+    Tensor host = losses_.to(Device::cpu());
+    const float* l = host.data<float>();
+    for (int64_t i = 0; i < n; ++i) sum += l[i];
+  } else {  // vocabulary-parallel: the group's row max, then its sums of exp and target logits
+    ensure_buffer(row_max_, {n}, dev);
+    ensure_buffer(ce_stats_, {n, 2}, dev);
+    be.cross_entropy_shard_max(logits_, vocab_valid_, row_max_);
+    tp_.all_reduce_max(row_max_);
+    be.cross_entropy_shard_sums(logits_, targets_, vocab_begin_, vocab_valid_, row_max_,
+                                ce_stats_);
+    tp_.all_reduce_sum(ce_stats_);
+    Tensor mx = row_max_.to(Device::cpu()), st = ce_stats_.to(Device::cpu());
+    for (int64_t i = 0; i < n; ++i) {
+      const float* r = st.data<float>() + 2 * i;
+      sum += std::log(double(r[0])) + double(mx.data<float>()[i]) - double(r[1]);
+    }
+  }
   return sum / double(n);
 }
 
@@ -154,9 +195,15 @@ void Gpt2Model::backward(float scale) {
   const Device dev = be.device();
   const int64_t n = batch_ * seq_, c = config_.n_embd;
   Parameter& wte = params_.at(wte_);
-  be.cross_entropy_backward(logits_, targets_, config_.vocab_size, scale, logits_);
+  if (tp_.size() == 1) {
+    be.cross_entropy_backward(logits_, targets_, config_.vocab_size, scale, logits_);
+  } else {
+    be.cross_entropy_shard_backward(logits_, targets_, vocab_begin_, vocab_valid_, row_max_,
+                                    ce_stats_, scale, logits_);
+  }
   ensure_buffer(dlnf_, {n, c}, dev);
-  be.matmul(logits_, wte.value, dlnf_);                                      // (N, Vp) @ (Vp, C)
+  be.matmul(logits_, wte.value, dlnf_);  // (N, Vl) @ (Vl, C): this shard's part of dL/dlnf
+  tp_.all_reduce_sum(dlnf_);
   be.matmul(logits_, *lnf_out_, wte.grad, {.trans_a = true, .beta = 1.0f});  // (Vp, C) +=
   ensure_buffer(dres_, {batch_, seq_, c}, dev);
   dres_.zero();
@@ -167,8 +214,20 @@ void Gpt2Model::backward(float scale) {
     blocks_[size_t(l)]->backward(be, dres_);
     params_.grads_ready_from(block_offsets_[size_t(l)]);
   }
-  be.embedding_backward(dres_, tokens_, wte.grad, params_.at(wpe_).grad);
+  if (tp_.size() == 1) {
+    be.embedding_backward(dres_, tokens_, wte.grad, params_.at(wpe_).grad);
+  } else {
+    be.embedding_backward_shard(dres_, tokens_, vocab_begin_, wte.grad, params_.at(wpe_).grad);
+  }
   params_.grads_ready_from(0);
+}
+
+Tensor Gpt2Model::logits_row(int64_t row) {
+  Tensor mine = logits_.slice(row, row + 1).to(Device::cpu()).clone().view({-1});
+  if (tp_.size() == 1) return mine;
+  Tensor all = Tensor::empty({vp_});
+  tp_.comm->all_gather(mine, all)->wait();
+  return all;
 }
 
 }  // namespace peng

@@ -18,6 +18,7 @@
 
 #include "core/backend.h"
 #include "core/parameter.h"
+#include "parallel/tensor_parallel/tp_group.h"
 #include "models/gpt2/block.h"
 #include "models/gpt2/config.h"
 
@@ -25,7 +26,11 @@ namespace peng {
 
 class Gpt2Model {
  public:
-  Gpt2Model(const Gpt2Config& config, Backend& backend);
+  // Over a tensor-parallel group `tp` every rank holds its shard of each weight (see
+  // models/nn/linear.h): heads and MLP columns split, wte split by vocabulary rows
+  // (padded_vocab(tp) / tp per rank, vocabulary-parallel embedding and cross-entropy: no
+  // rank holds the full logits). Every method but config() is then collective over tp.
+  Gpt2Model(const Gpt2Config& config, Backend& backend, const TpGroup& tp = {});
 
   const Gpt2Config& config() const { return config_; }
   ParameterSet& parameters() { return params_; }
@@ -46,9 +51,13 @@ class Gpt2Model {
   // Gradient of scale * sum(per-position losses) of the last forward, ADDED into the
   // parameter gradients. Overwrites the logits.
   void backward(float scale);
-  // Logits (B*T, padded_vocab) of the last forward; only the first vocab_size columns
-  // are meaningful.
+  // Logits (B*T, padded_vocab / tp) of the last forward: this rank's vocabulary columns
+  // [vocab_begin(), ...); only the real vocabulary is meaningful.
   const Tensor& logits() const { return logits_; }
+  int64_t vocab_begin() const { return vocab_begin_; }
+  // Row `row` of the last forward's logits over the whole padded vocabulary, on the host
+  // (gathered over tp).
+  Tensor logits_row(int64_t row);
 
   // Model parameters that count in FLOPs accounting: all but the position embedding.
   int64_t num_params(bool include_position_embedding = true) const;
@@ -56,6 +65,10 @@ class Gpt2Model {
  private:
   Gpt2Config config_;
   Backend& backend_;
+  TpGroup tp_;
+  int64_t vp_;            // padded vocabulary (all shards)
+  int64_t vocab_begin_;   // this rank's first vocabulary row / logit column
+  int64_t vocab_valid_;   // how many of its Vp / tp rows are real tokens
   ParameterSet params_;
   int wte_, wpe_;
   std::vector<std::unique_ptr<Block>> blocks_;
@@ -64,6 +77,7 @@ class Gpt2Model {
   int64_t lnf_offset_ = 0;
   int64_t batch_ = 0, seq_ = 0;
   Tensor tokens_, targets_, x0_, dres_, dlnf_, logits_, losses_;
+  Tensor row_max_, ce_stats_;  // vocabulary-parallel cross-entropy (N), (N, 2)
   const Tensor* lnf_out_ = nullptr;
 };
 

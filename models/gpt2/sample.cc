@@ -25,7 +25,7 @@ std::vector<int32_t> sample_tokens(Gpt2Model& model, const std::vector<int32_t>&
     Tensor tokens = Tensor::empty({1, len}, DType::kI32);
     std::copy(seq.end() - len, seq.end(), tokens.data<int32_t>());
     model.forward(tokens, Tensor());
-    Tensor row = model.logits().slice(len - 1, len).to(Device::cpu());
+    Tensor row = model.logits_row(len - 1);
     const float* logits = row.data<float>();
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + k, order.end(),

@@ -1,22 +1,35 @@
-// Linear layer in Hugging Face Conv1D layout: y = x @ W + b, W stored (in, out).
+// Linear layer in Hugging Face Conv1D layout: y = x @ W + b, W stored (in, out), optionally
+// split over a tensor-parallel group (Megatron-LM's ColumnParallelLinear and
+// RowParallelLinear, without sequence parallelism):
+// - kColumn: W's output columns (and b) are split; x (N, in) is the same on every rank and
+//   y (N, out / tp) is this rank's columns. Backward all-reduces dx over the group.
+//   `blocks` > 1 splits each of that many equal column blocks (c_attn's q | k | v).
+// - kRow: W's input rows are split; x (N, in / tp) is this rank's columns of the input
+//   (a column-parallel layer's output) and y (N, out) is all-reduced over the group, with
+//   b (replicated) added once. Backward needs no communication.
 #pragma once
 
 #include <string>
 
 #include "core/backend.h"
 #include "core/parameter.h"
+#include "parallel/tensor_parallel/tp_group.h"
 
 namespace peng {
 
+enum class LinearSplit { kNone, kColumn, kRow };
+
 class Linear {
  public:
-  // Registers `<prefix>.weight` (in, out) and, with bias, `<prefix>.bias` (out).
+  // Registers `<prefix>.weight` (in, out) and, with bias, `<prefix>.bias` (out): logical
+  // shapes; this rank holds its shard of them.
   Linear(ParameterSet& params, const std::string& prefix, int64_t in, int64_t out,
-         bool bias = true);
+         bool bias = true, LinearSplit split = LinearSplit::kNone, const TpGroup& tp = {},
+         int blocks = 1);
 
-  // x (N, in) -> y (N, out). Keeps a handle on x for backward.
+  // x (N, local in) -> y (N, local out). Keeps a handle on x for backward.
   const Tensor& forward(Backend& be, const Tensor& x);
-  // dy (N, out) -> dx (N, in); dW (in, out) and db (out) accumulate.
+  // dy (N, local out) -> dx (N, local in); dW and db accumulate.
   const Tensor& backward(Backend& be, const Tensor& dy);
 
   Parameter& weight() { return params_.at(weight_); }
@@ -24,7 +37,9 @@ class Linear {
  private:
   ParameterSet& params_;
   int weight_ = -1, bias_ = -1;
-  int64_t in_, out_;
+  LinearSplit split_;
+  TpGroup tp_;
+  int64_t in_, out_;  // local
   Tensor x_, y_, dx_;
 };
 

@@ -5,33 +5,37 @@
 namespace peng {
 
 SelfAttention::SelfAttention(ParameterSet& params, const std::string& prefix, int64_t n_embd,
-                             int n_head)
-    : c_attn_(params, prefix + ".c_attn", n_embd, 3 * n_embd),
-      c_proj_(params, prefix + ".c_proj", n_embd, n_embd),
+                             int n_head, const TpGroup& tp)
+    : c_attn_(params, prefix + ".c_attn", n_embd, 3 * n_embd, true, LinearSplit::kColumn, tp, 3),
+      c_proj_(params, prefix + ".c_proj", n_embd, n_embd, true, LinearSplit::kRow, tp),
       n_embd_(n_embd),
-      n_head_(n_head) {}
+      local_embd_(n_embd / tp.size()),
+      local_heads_(n_head / tp.size()) {
+  PENG_CHECK(n_head % tp.size() == 0, prefix, ": ", n_head, " heads do not split over ",
+             tp.size(), " tensor-parallel ranks");
+}
 
 const Tensor& SelfAttention::forward(Backend& be, const Tensor& x) {
   batch_ = x.dim(0);
   seq_ = x.dim(1);
   const int64_t n = batch_ * seq_;
-  qkv_ = c_attn_.forward(be, x.view({n, n_embd_})).view({batch_, seq_, 3 * n_embd_});
-  ensure_buffer(att_, {batch_, n_head_, seq_, seq_}, x.device());
-  ensure_buffer(y_, {batch_, seq_, n_embd_}, x.device());
-  be.attention_forward(qkv_, n_head_, y_, att_);
-  return c_proj_.forward(be, y_.view({n, n_embd_}));
+  qkv_ = c_attn_.forward(be, x.view({n, n_embd_})).view({batch_, seq_, 3 * local_embd_});
+  ensure_buffer(att_, {batch_, local_heads_, seq_, seq_}, x.device());
+  ensure_buffer(y_, {batch_, seq_, local_embd_}, x.device());
+  be.attention_forward(qkv_, local_heads_, y_, att_);
+  return c_proj_.forward(be, y_.view({n, local_embd_}));
 }
 
 const Tensor& SelfAttention::backward(Backend& be, const Tensor& dout) {
   const Tensor& dy = c_proj_.backward(be, dout);
   ensure_buffer(dqkv_, qkv_.shape(), dout.device());
-  be.attention_backward(dy.view({batch_, seq_, n_embd_}), qkv_, att_, n_head_, dqkv_);
-  return c_attn_.backward(be, dqkv_.view({batch_ * seq_, 3 * n_embd_}));
+  be.attention_backward(dy.view({batch_, seq_, local_embd_}), qkv_, att_, local_heads_, dqkv_);
+  return c_attn_.backward(be, dqkv_.view({batch_ * seq_, 3 * local_embd_}));
 }
 
-Mlp::Mlp(ParameterSet& params, const std::string& prefix, int64_t n_embd)
-    : c_fc_(params, prefix + ".c_fc", n_embd, 4 * n_embd),
-      c_proj_(params, prefix + ".c_proj", 4 * n_embd, n_embd) {}
+Mlp::Mlp(ParameterSet& params, const std::string& prefix, int64_t n_embd, const TpGroup& tp)
+    : c_fc_(params, prefix + ".c_fc", n_embd, 4 * n_embd, true, LinearSplit::kColumn, tp),
+      c_proj_(params, prefix + ".c_proj", 4 * n_embd, n_embd, true, LinearSplit::kRow, tp) {}
 
 const Tensor& Mlp::forward(Backend& be, const Tensor& x) {
   pre_ = c_fc_.forward(be, x);

@@ -65,11 +65,12 @@ struct DpCase {
   std::string name;
   int np, micro, zero;
   std::string bucket_mb;  // "" = default (25 MB: one bucket)
+  int tp = 1;             // dp = np / tp
 };
 
 void PrintTo(const DpCase& c, std::ostream* os) {
-  *os << c.name << " dp " << c.np << " micro " << c.micro << " zero " << c.zero << " bucket_mb "
-      << (c.bucket_mb.empty() ? "default" : c.bucket_mb);
+  *os << c.name << " dp " << c.np / c.tp << " tp " << c.tp << " micro " << c.micro << " zero "
+      << c.zero << " bucket_mb " << (c.bucket_mb.empty() ? "default" : c.bucket_mb);
 }
 
 std::vector<std::string> dp_args(const DpCase& c, const ReferenceRun& e,
@@ -77,8 +78,8 @@ std::vector<std::string> dp_args(const DpCase& c, const ReferenceRun& e,
   std::vector<std::string> args = {"train"};
   for (auto& a : e.train_args()) args.push_back(a);
   args.insert(args.end(), {"--metrics-jsonl", jsonl.string(), "--micro-batch-size",
-                           std::to_string(c.micro), "--dp", std::to_string(c.np), "--zero",
-                           std::to_string(c.zero), "--quiet"});
+                           std::to_string(c.micro), "--dp", std::to_string(c.np / c.tp), "--tp",
+                           std::to_string(c.tp), "--zero", std::to_string(c.zero), "--quiet"});
   if (!c.bucket_mb.empty()) args.insert(args.end(), {"--bucket-mb", c.bucket_mb});
   return args;
 }
@@ -91,8 +92,9 @@ TEST_P(ReferenceDataParallel, MatchesPyTorchEveryStep) {
   testing::TempDir tmp;
   testing::CommandResult r = testing::run_mpi_peng(c.np, dp_args(c, e, tmp / "m.jsonl"));
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-  EXPECT_NE(r.stdout_text.find("dp " + std::to_string(c.np) + ", zero " + std::to_string(c.zero)),
-            std::string::npos)
+  const std::string layout = "dp " + std::to_string(c.np / c.tp) + ", tp " + std::to_string(c.tp) +
+                             ", zero " + std::to_string(c.zero);
+  EXPECT_NE(r.stdout_text.find(layout), std::string::npos)
       << r.stdout_text;
   std::vector<double> loss, norm;
   testing::read_metrics_jsonl(tmp / "m.jsonl", loss, norm);
@@ -110,13 +112,20 @@ INSTANTIATE_TEST_SUITE_P(
                       DpCase{"gpt2-small-odd", 3, 0, 0, ""},
                       DpCase{"gpt2-small-odd", 2, 1, 1, "0.003"},
                       DpCase{"gpt2-small-odd", 3, 1, 2, "0.003"},
-                      DpCase{"gpt2-small-odd", 3, 0, 2, ""}),
+                      DpCase{"gpt2-small-odd", 3, 0, 2, ""},
+                      // tensor parallelism, alone and with dp, micro-batching and ZeRO
+                      DpCase{"gpt2-tiny", 2, 0, 0, "", 2}, DpCase{"gpt2-tiny", 2, 1, 0, "", 2},
+                      DpCase{"gpt2-tiny", 4, 0, 0, "", 4}, DpCase{"gpt2-tiny", 4, 1, 0, "0.01", 2},
+                      DpCase{"gpt2-tiny", 4, 0, 1, "0.01", 2}, DpCase{"gpt2-tiny", 4, 1, 2, "", 2},
+                      DpCase{"gpt2-small-odd", 3, 0, 0, "", 3},
+                      DpCase{"gpt2-small-odd", 3, 2, 0, "", 3}),
     [](const auto& info) {
       const DpCase& c = info.param;
       std::string n = c.name;
       for (char& ch : n) ch = ch == '-' ? '_' : ch;
-      return n + "_dp" + std::to_string(c.np) + "_micro" + std::to_string(c.micro) + "_zero" +
-             std::to_string(c.zero) + (c.bucket_mb.empty() ? "" : "_smallbuckets");
+      return n + "_dp" + std::to_string(c.np / c.tp) + "_tp" + std::to_string(c.tp) + "_micro" +
+             std::to_string(c.micro) + "_zero" + std::to_string(c.zero) +
+             (c.bucket_mb.empty() ? "" : "_smallbuckets");
     });
 
 // ZeRO 1 and 2 change only the order of the gradient sums: every step's loss and grad
@@ -155,6 +164,13 @@ TEST(ReferenceDataParallelErrors, BadLayoutsAreRefusedOnEveryRank) {
   EXPECT_NE(
       r.stderr_text.find("error: training.batch_size (6) is not divisible by parallel.dp (4)"),
       std::string::npos)
+      << r.stderr_text;
+  std::vector<std::string> tp_args = args;
+  tp_args.insert(tp_args.end(), {"--tp", "2"});
+  r = testing::run_mpi_peng(2, tp_args);  // 3 heads
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.stderr_text.find("error: model.n_head (3) is not divisible by parallel.tp (2)"),
+            std::string::npos)
       << r.stderr_text;
   args.push_back("--dp");
   args.push_back("3");
