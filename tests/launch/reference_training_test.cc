@@ -4,12 +4,14 @@
 // the `peng train` command line with its metrics JSONL.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "launch/config.h"
 #include "launch/trainer.h"
+#include "models/gpt2/hf_checkpoint.h"
 #include "tests/util/test_util.h"
 
 namespace peng {
@@ -179,6 +181,32 @@ TEST(ReferenceDataParallelErrors, BadLayoutsAreRefusedOnEveryRank) {
   EXPECT_NE(r.stderr_text.find("error: world size 2 != dp x tp x pp = 3 x 1 x 1"),
             std::string::npos)
       << r.stderr_text;
+}
+
+// With lr 0 the exported model is the initial one: under tp 2 the shards of every tensor
+// (c_attn's q | k | v blocks included) are gathered back exactly; sampling runs over tp.
+TEST(ReferenceTensorParallel, ExportGathersShardsAndSamplingRuns) {
+  ReferenceRun e = testing::load_reference_run("gpt2-tiny");
+  testing::TempDir tmp;
+  std::vector<std::string> args = {"train"};
+  for (auto& a : e.train_args(2)) args.push_back(a);
+  *(std::find(args.begin(), args.end(), "--lr") + 1) = "0";
+  args.insert(args.end(), {"--tp", "2", "--export-to", (tmp / "out").string(),
+                           "--sample-every", "1", "--sample-tokens", "4", "--log-every", "1"});
+  testing::CommandResult r = testing::run_mpi_peng(2, args);
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  EXPECT_NE(r.stdout_text.find("sample at step 2"), std::string::npos) << r.stdout_text;
+  const auto dir = testing::reference_dir() / "gpt2-tiny";
+  const Gpt2Config cfg = read_hf_gpt2_config(dir);
+  auto before = load_hf_gpt2(dir, cfg), after = load_hf_gpt2(tmp / "out", cfg);
+  ASSERT_EQ(before.size(), after.size());
+  for (const auto& [name, t] : before) {
+    const Tensor& u = after.at(name);
+    ASSERT_EQ(u.shape(), t.shape()) << name;
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      ASSERT_EQ(u.data<float>()[i], t.data<float>()[i]) << name << " [" << i << "]";
+    }
+  }
 }
 
 TEST(ReferenceTrainingCli, MetricsJsonlMatchesReference) {
