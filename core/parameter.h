@@ -34,6 +34,9 @@ struct Parameter {
   ShardSpec shard;            // which part of it `value` holds
   int64_t offset = 0;         // first element in the flat buffers
   bool weight_decay = false;  // AdamW decays tensors with >= 2 dims only
+  // Replicated over tp but each rank's gradient is a partial sum (LayerNorms under
+  // sequence parallelism: each rank saw its rows): summed over tp before use.
+  bool tp_partial_grad = false;
 };
 
 // The local shape of a shard; throws naming the parameter when the split is uneven.

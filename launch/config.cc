@@ -166,6 +166,8 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--collective-timeout", "parallel.collective_timeout_s",
        "seconds before a stuck collective aborts the job", false},
       {"--comm", "parallel.comm", "device-tensor collectives: auto | nccl | mpi", false},
+      {"--sequence-parallel", "parallel.sequence_parallel",
+       "shard LayerNorm/residual activations over tp", true},
   };
   return flags;
 }

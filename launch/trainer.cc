@@ -117,6 +117,9 @@ TrainReport train(const proto::TrainConfig& config) {
                    ") is not divisible by parallel.dp x training.micro_batch_size (", shape.dp,
                    " x ", micro, ")");
   const int64_t micro_steps = local_batch / micro;
+  const bool sp = pc.sequence_parallel() && shape.tp > 1;
+  PENG_INPUT_CHECK(!sp || (micro * T) % shape.tp == 0, "parallel.sequence_parallel: a micro-batch's ",
+                   micro, " x ", T, " positions do not split over parallel.tp (", shape.tp, ")");
   const Gpt2Config mc = resolve_model_config(config);
   PENG_INPUT_CHECK(mc.n_head % shape.tp == 0, "model.n_head (", mc.n_head,
                    ") is not divisible by parallel.tp (", shape.tp, ")");
@@ -132,7 +135,7 @@ TrainReport train(const proto::TrainConfig& config) {
   const bool rank0 = env.rank == 0;
 
   Backend& be = cpu_backend();
-  const TpGroup tp{shape.tp > 1 ? &mesh->tp() : nullptr};
+  const TpGroup tp{shape.tp > 1 ? &mesh->tp() : nullptr, sp};
   std::unique_ptr<Gpt2Model> model = build_model(config, mc, be, tp);
   TokenStream train_stream(config.data().train());
   BatchReader train_reader(train_stream, B, first_seq, micro, T, mc.vocab_size);
@@ -174,6 +177,11 @@ TrainReport train(const proto::TrainConfig& config) {
   // The gradient norm adds the squares over the ranks that hold disjoint parts of it.
   const std::vector<FlatSpan> grad_spans =
       zero > 0 ? reducer->owned() : std::vector<FlatSpan>{{0, model->parameters().numel(), 0}};
+  // Sequence parallelism leaves partial LayerNorm gradients on each tp rank.
+  std::vector<ParamSegment> tp_partial;
+  for (const ParamSegment& s : split_at_parameters(model->parameters(), grad_spans)) {
+    if (s.param->tp_partial_grad) tp_partial.push_back(s);
+  }
   std::vector<Communicator*> norm_groups;
   if (tp.comm) norm_groups.push_back(tp.comm);
   if (zero > 0) norm_groups.push_back(dp);
@@ -193,7 +201,7 @@ TrainReport train(const proto::TrainConfig& config) {
   progress.message(detail::concat(
       "peng: GPT-2 ", mc.n_layer, "L ", mc.n_head, "H ", mc.n_embd, "C vocab ", mc.vocab_size,
       " | ", double(model->num_params()) / 1e6, "M params | batch ", B, "x", T, " (micro ", micro,
-      ", dp ", shape.dp, ", tp ", shape.tp, ", zero ", zero, ") | ", tc.steps(), " steps | data ", train_stream.describe(), " (",
+      ", dp ", shape.dp, ", tp ", shape.tp, sp ? " sp" : "", ", zero ", zero, ") | ", tc.steps(), " steps | data ", train_stream.describe(), " (",
       train_stream.size(), " tokens)"));
 
   const double train_start = seconds_since(start);
@@ -220,6 +228,10 @@ TrainReport train(const proto::TrainConfig& config) {
         exposed_comm += seconds_since(w0);
       }
       if (zero == 2 && !last) model->parameters().zero_grads();
+    }
+    for (const ParamSegment& s : tp_partial) {
+      Tensor g = grads.flat_view(s.span.state_offset, {s.span.numel});
+      tp.all_reduce_sum(g);
     }
     loss = sum_over(dp, loss);
     PENG_CHECK(std::isfinite(loss), "loss is ", loss, " at step ", step,

@@ -20,18 +20,17 @@ Block::Block(ParameterSet& params, int index, int64_t n_embd, int n_head, float 
       mlp_(params, prefix(index, "mlp"), n_embd, tp),
       n_embd_(n_embd) {}
 
-const Tensor& Block::forward(Backend& be, const Tensor& x) {
-  const int64_t b = x.dim(0), t = x.dim(1), n = b * t;
-  Tensor flat = x.view({n, n_embd_});
-  const Tensor& h1 = ln_1_.forward(be, flat);
-  const Tensor& a = attn_.forward(be, h1.view({b, t, n_embd_}));
-  ensure_buffer(x2_, {n, n_embd_}, x.device());
-  be.add(flat, a, x2_);
+const Tensor& Block::forward(Backend& be, const Tensor& x, int64_t batch, int64_t seq,
+                             bool rows_sharded) {
+  const int64_t rows = x.dim(0);
+  const Tensor& h1 = ln_1_.forward(be, x);
+  const Tensor& a = attn_.forward(be, h1, batch, seq, rows_sharded);
+  ensure_buffer(x2_, {rows, n_embd_}, x.device());
+  be.add(x, a, x2_);
   const Tensor& h2 = ln_2_.forward(be, x2_);
-  const Tensor& m = mlp_.forward(be, h2);
-  ensure_buffer(x3_, {b, t, n_embd_}, x.device());
-  Tensor x3 = x3_.view({n, n_embd_});
-  be.add(x2_, m, x3);
+  const Tensor& m = mlp_.forward(be, h2, rows_sharded);
+  ensure_buffer(x3_, {rows, n_embd_}, x.device());
+  be.add(x2_, m, x3_);
   return x3_;
 }
 

@@ -13,9 +13,11 @@ class Block {
   Block(ParameterSet& params, int index, int64_t n_embd, int n_head, float eps,
         const TpGroup& tp = {});
 
-  // x (B, T, C) -> x3 (B, T, C), a buffer owned by the block. Keeps x.
-  const Tensor& forward(Backend& be, const Tensor& x);
-  // dres (B, T, C): on entry dL/dx3, on exit dL/dx (updated in place).
+  // x (R, C) rows of B sequences of T -> x3 (R, C), a buffer owned by the block; R = B*T,
+  // or B*T / tp with rows_sharded (sequence parallelism). Keeps x.
+  const Tensor& forward(Backend& be, const Tensor& x, int64_t batch, int64_t seq,
+                        bool rows_sharded = false);
+  // dres (R, C): on entry dL/dx3, on exit dL/dx (updated in place).
   void backward(Backend& be, Tensor& dres);
 
   SelfAttention& attn() { return attn_; }

@@ -30,6 +30,9 @@ Gpt2Model::Gpt2Model(const Gpt2Config& config, Backend& backend, const TpGroup& 
   }
   lnf_offset_ = params_.numel();
   ln_f_ = std::make_unique<LayerNorm>(params_, "ln_f", c, config_.layernorm_eps);
+  if (tp.sequence_parallel && tp.size() > 1) {  // LayerNorms see this rank's rows only
+    for (Parameter& p : params_.all()) p.tp_partial_grad = p.name.find("ln_") != std::string::npos;
+  }
   params_.finalize();
 }
 
@@ -144,18 +147,32 @@ double Gpt2Model::forward(const Tensor& tokens, const Tensor& targets) {
   const int64_t n = batch_ * seq_, c = config_.n_embd, vl = vp_ / tp_.size();
   tokens_ = tokens.device() == dev ? tokens : tokens.to(dev);
 
-  ensure_buffer(x0_, {batch_, seq_, c}, dev);
+  // Sequence parallelism: the residual stream is this rank's n / tp rows.
+  sp_ = tp_.sequence_parallel && tp_.size() > 1 && n % tp_.size() == 0;
+  const int64_t rows = sp_ ? n / tp_.size() : n;
+  ensure_buffer(x0_, {rows, c}, dev);
   if (tp_.size() == 1) {
-    be.embedding_forward(tokens_, params_.at(wte_).value, params_.at(wpe_).value, x0_);
+    Tensor out = x0_.view({batch_, seq_, c});
+    be.embedding_forward(tokens_, params_.at(wte_).value, params_.at(wpe_).value, out);
   } else {  // each rank's vocabulary rows (wpe on rank 0), summed
-    Tensor none;
+    if (sp_) ensure_buffer(emb_full_, {n, c}, dev);
+    Tensor out = (sp_ ? emb_full_ : x0_).view({batch_, seq_, c}), none;
     be.embedding_forward_shard(tokens_, params_.at(wte_).value, vocab_begin_,
-                               tp_.rank() == 0 ? params_.at(wpe_).value : none, x0_);
-    tp_.all_reduce_sum(x0_);
+                               tp_.rank() == 0 ? params_.at(wpe_).value : none, out);
+    if (sp_) {
+      tp_.reduce_scatter_rows(emb_full_, x0_);
+    } else {
+      tp_.all_reduce_sum(x0_);
+    }
   }
   const Tensor* x = &x0_;
-  for (auto& block : blocks_) x = &block->forward(be, *x);
-  lnf_out_ = &ln_f_->forward(be, x->view({n, c}));
+  for (auto& block : blocks_) x = &block->forward(be, *x, batch_, seq_, sp_);
+  lnf_out_ = &ln_f_->forward(be, *x);
+  if (sp_) {  // the LM head needs every row
+    ensure_buffer(lnf_full_, {n, c}, dev);
+    tp_.all_gather_rows(*lnf_out_, lnf_full_);
+    lnf_out_ = &lnf_full_;
+  }
   ensure_buffer(logits_, {n, vl}, dev);
   be.matmul(*lnf_out_, params_.at(wte_).value, logits_, {.trans_b = true});
   if (!targets.defined()) {
@@ -203,21 +220,32 @@ void Gpt2Model::backward(float scale) {
   }
   ensure_buffer(dlnf_, {n, c}, dev);
   be.matmul(logits_, wte.value, dlnf_);  // (N, Vl) @ (Vl, C): this shard's part of dL/dlnf
-  tp_.all_reduce_sum(dlnf_);
-  be.matmul(logits_, *lnf_out_, wte.grad, {.trans_a = true, .beta = 1.0f});  // (Vp, C) +=
-  ensure_buffer(dres_, {batch_, seq_, c}, dev);
+  be.matmul(logits_, *lnf_out_, wte.grad, {.trans_a = true, .beta = 1.0f});  // (Vl, C) +=
+  const int64_t rows = sp_ ? n / tp_.size() : n;
+  ensure_buffer(dres_, {rows, c}, dev);
   dres_.zero();
-  Tensor d = dres_.view({n, c});
-  ln_f_->backward(be, dlnf_, d);
+  if (sp_) {  // this rank's rows of the sum over vocabulary shards
+    ensure_buffer(dlnf_rows_, {rows, c}, dev);
+    tp_.reduce_scatter_rows(dlnf_, dlnf_rows_);
+    ln_f_->backward(be, dlnf_rows_, dres_);
+  } else {
+    tp_.all_reduce_sum(dlnf_);
+    ln_f_->backward(be, dlnf_, dres_);
+  }
   params_.grads_ready_from(lnf_offset_);
   for (int l = config_.n_layer - 1; l >= 0; --l) {
     blocks_[size_t(l)]->backward(be, dres_);
     params_.grads_ready_from(block_offsets_[size_t(l)]);
   }
+  if (sp_) {  // the embedding saw every row
+    ensure_buffer(dres_full_, {n, c}, dev);
+    tp_.all_gather_rows(dres_, dres_full_);
+  }
+  Tensor dx0 = (sp_ ? dres_full_ : dres_).view({batch_, seq_, c});
   if (tp_.size() == 1) {
-    be.embedding_backward(dres_, tokens_, wte.grad, params_.at(wpe_).grad);
+    be.embedding_backward(dx0, tokens_, wte.grad, params_.at(wpe_).grad);
   } else {
-    be.embedding_backward_shard(dres_, tokens_, vocab_begin_, wte.grad, params_.at(wpe_).grad);
+    be.embedding_backward_shard(dx0, tokens_, vocab_begin_, wte.grad, params_.at(wpe_).grad);
   }
   params_.grads_ready_from(0);
 }

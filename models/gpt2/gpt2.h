@@ -6,6 +6,10 @@
 // padded rows start at zero and stay zero: padded logits are excluded from the softmax,
 // so they receive no gradient.
 //
+// Under sequence parallelism (TpGroup::sequence_parallel, when B*T divides by tp) the
+// residual stream, LayerNorms and residual adds hold this rank's B*T / tp rows; the
+// LayerNorm parameters are then marked tp_partial_grad (their gradients sum over tp).
+//
 // Usage per micro-batch: forward(tokens, targets) -> mean loss; backward(scale) adds
 // scale * d(sum of per-position losses)/d(params) into the parameter gradients.
 // backward() announces finished gradients as it goes (ParameterSet::grads_ready_from):
@@ -78,6 +82,10 @@ class Gpt2Model {
   int64_t batch_ = 0, seq_ = 0;
   Tensor tokens_, targets_, x0_, dres_, dlnf_, logits_, losses_;
   Tensor row_max_, ce_stats_;  // vocabulary-parallel cross-entropy (N), (N, 2)
+  // Sequence parallelism (sp_ for the last forward): all rows of the embedding output,
+  // of ln_f's output, of dL/dx0; this rank's rows of dL/dlnf.
+  bool sp_ = false;
+  Tensor emb_full_, lnf_full_, dres_full_, dlnf_rows_;
   const Tensor* lnf_out_ = nullptr;
 };
 

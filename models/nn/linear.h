@@ -7,6 +7,11 @@
 // - kRow: W's input rows are split; x (N, in / tp) is this rank's columns of the input
 //   (a column-parallel layer's output) and y (N, out) is all-reduced over the group, with
 //   b (replicated) added once. Backward needs no communication.
+// Sequence parallelism (`rows_sharded` in forward): the activations outside the layer pair
+// are split by rows over the group (rank r: rows [r R, (r+1) R) of N = tp R). A column
+// layer then all-gathers its input rows (backward: reduce-scatters dx), a row layer
+// reduce-scatters its output into this rank's rows and adds b to them (backward:
+// all-gathers dy, so db is complete on every rank).
 #pragma once
 
 #include <string>
@@ -27,9 +32,10 @@ class Linear {
          bool bias = true, LinearSplit split = LinearSplit::kNone, const TpGroup& tp = {},
          int blocks = 1);
 
-  // x (N, local in) -> y (N, local out). Keeps a handle on x for backward.
-  const Tensor& forward(Backend& be, const Tensor& x);
-  // dy (N, local out) -> dx (N, local in); dW and db accumulate.
+  // x (N, local in) -> y (N, local out). Keeps a handle on x for backward. With
+  // rows_sharded: a column layer takes x (N / tp, in), a row layer returns y (N / tp, out).
+  const Tensor& forward(Backend& be, const Tensor& x, bool rows_sharded = false);
+  // dy (like y) -> dx (like x); dW and db accumulate.
   const Tensor& backward(Backend& be, const Tensor& dy);
 
   Parameter& weight() { return params_.at(weight_); }
@@ -40,7 +46,11 @@ class Linear {
   LinearSplit split_;
   TpGroup tp_;
   int64_t in_, out_;  // local
+  bool rows_sharded_ = false;
   Tensor x_, y_, dx_;
+  // Sequence parallelism: gathered rows (x or partial y), gathered dy, this rank's rows of
+  // dx, a column of ones for the bias.
+  Tensor full_, dfull_, dx_rows_, ones_;
 };
 
 }  // namespace peng

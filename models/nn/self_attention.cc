@@ -15,15 +15,16 @@ SelfAttention::SelfAttention(ParameterSet& params, const std::string& prefix, in
              tp.size(), " tensor-parallel ranks");
 }
 
-const Tensor& SelfAttention::forward(Backend& be, const Tensor& x) {
-  batch_ = x.dim(0);
-  seq_ = x.dim(1);
+const Tensor& SelfAttention::forward(Backend& be, const Tensor& x, int64_t batch, int64_t seq,
+                                     bool rows_sharded) {
+  batch_ = batch;
+  seq_ = seq;
   const int64_t n = batch_ * seq_;
-  qkv_ = c_attn_.forward(be, x.view({n, n_embd_})).view({batch_, seq_, 3 * local_embd_});
+  qkv_ = c_attn_.forward(be, x, rows_sharded).view({batch_, seq_, 3 * local_embd_});
   ensure_buffer(att_, {batch_, local_heads_, seq_, seq_}, x.device());
   ensure_buffer(y_, {batch_, seq_, local_embd_}, x.device());
   be.attention_forward(qkv_, local_heads_, y_, att_);
-  return c_proj_.forward(be, y_.view({n, local_embd_}));
+  return c_proj_.forward(be, y_.view({n, local_embd_}), rows_sharded);
 }
 
 const Tensor& SelfAttention::backward(Backend& be, const Tensor& dout) {
@@ -37,11 +38,11 @@ Mlp::Mlp(ParameterSet& params, const std::string& prefix, int64_t n_embd, const 
     : c_fc_(params, prefix + ".c_fc", n_embd, 4 * n_embd, true, LinearSplit::kColumn, tp),
       c_proj_(params, prefix + ".c_proj", 4 * n_embd, n_embd, true, LinearSplit::kRow, tp) {}
 
-const Tensor& Mlp::forward(Backend& be, const Tensor& x) {
-  pre_ = c_fc_.forward(be, x);
+const Tensor& Mlp::forward(Backend& be, const Tensor& x, bool rows_sharded) {
+  pre_ = c_fc_.forward(be, x, rows_sharded);
   ensure_buffer(act_, pre_.shape(), x.device());
   be.gelu_forward(pre_, act_);
-  return c_proj_.forward(be, act_);
+  return c_proj_.forward(be, act_, rows_sharded);
 }
 
 const Tensor& Mlp::backward(Backend& be, const Tensor& dout) {

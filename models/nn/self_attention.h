@@ -14,8 +14,10 @@ class SelfAttention {
   SelfAttention(ParameterSet& params, const std::string& prefix, int64_t n_embd, int n_head,
                 const TpGroup& tp = {});
 
-  // x (B, T, C) -> out (B*T, C). Keeps qkv (B, T, 3Cl) and att (B, Hl, T, T).
-  const Tensor& forward(Backend& be, const Tensor& x);
+  // x (B*T, C) rows of B sequences of T -> out (B*T, C). Keeps qkv (B, T, 3Cl) and att
+  // (B, Hl, T, T). With rows_sharded, x and out are this rank's B*T / tp rows.
+  const Tensor& forward(Backend& be, const Tensor& x, int64_t batch, int64_t seq,
+                        bool rows_sharded = false);
   // dout (B*T, C) -> dx (B*T, C).
   const Tensor& backward(Backend& be, const Tensor& dout);
 
@@ -35,8 +37,9 @@ class Mlp {
  public:
   Mlp(ParameterSet& params, const std::string& prefix, int64_t n_embd, const TpGroup& tp = {});
 
-  // x (N, C) -> out (N, C). Keeps the pre-activation (N, 4C / tp).
-  const Tensor& forward(Backend& be, const Tensor& x);
+  // x (N, C) -> out (N, C). Keeps the pre-activation (N, 4C / tp). With rows_sharded, x and
+  // out are this rank's N / tp rows.
+  const Tensor& forward(Backend& be, const Tensor& x, bool rows_sharded = false);
   // dout (N, C) -> dx (N, C).
   const Tensor& backward(Backend& be, const Tensor& dout);
 

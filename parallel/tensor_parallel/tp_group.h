@@ -12,6 +12,8 @@ namespace peng {
 
 struct TpGroup {
   Communicator* comm = nullptr;  // null: no tensor parallelism
+  // Activations between the tp layer pairs sharded by rows (models/nn/linear.h).
+  bool sequence_parallel = false;
 
   int size() const { return comm ? comm->size() : 1; }
   int rank() const { return comm ? comm->rank() : 0; }
@@ -21,6 +23,15 @@ struct TpGroup {
   }
   void all_reduce_max(Tensor& t) const {
     if (comm) comm->all_reduce(t, ReduceOp::kMax)->wait();
+  }
+  // Sequence parallelism: rank r holds rows [r R, (r+1) R) of an (N = size R, C) tensor.
+  // local (R, C) -> full (N, C) on every rank.
+  void all_gather_rows(const Tensor& local, Tensor& full) const {
+    comm->all_gather(local, full)->wait();
+  }
+  // full (N, C), one partial sum per rank -> local (R, C): this rank's rows of the sum.
+  void reduce_scatter_rows(const Tensor& full, Tensor& local) const {
+    comm->reduce_scatter(full, local, ReduceOp::kSum)->wait();
   }
 };
 

@@ -68,11 +68,13 @@ struct DpCase {
   int np, micro, zero;
   std::string bucket_mb;  // "" = default (25 MB: one bucket)
   int tp = 1;             // dp = np / tp
+  bool sp = false;        // sequence parallelism
 };
 
 void PrintTo(const DpCase& c, std::ostream* os) {
   *os << c.name << " dp " << c.np / c.tp << " tp " << c.tp << " micro " << c.micro << " zero "
-      << c.zero << " bucket_mb " << (c.bucket_mb.empty() ? "default" : c.bucket_mb);
+      << c.zero << " bucket_mb " << (c.bucket_mb.empty() ? "default" : c.bucket_mb)
+      << (c.sp ? " sequence parallel" : "");
 }
 
 std::vector<std::string> dp_args(const DpCase& c, const ReferenceRun& e,
@@ -83,6 +85,7 @@ std::vector<std::string> dp_args(const DpCase& c, const ReferenceRun& e,
                            std::to_string(c.micro), "--dp", std::to_string(c.np / c.tp), "--tp",
                            std::to_string(c.tp), "--zero", std::to_string(c.zero), "--quiet"});
   if (!c.bucket_mb.empty()) args.insert(args.end(), {"--bucket-mb", c.bucket_mb});
+  if (c.sp) args.push_back("--sequence-parallel");
   return args;
 }
 
@@ -95,7 +98,7 @@ TEST_P(ReferenceDataParallel, MatchesPyTorchEveryStep) {
   testing::CommandResult r = testing::run_mpi_peng(c.np, dp_args(c, e, tmp / "m.jsonl"));
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
   const std::string layout = "dp " + std::to_string(c.np / c.tp) + ", tp " + std::to_string(c.tp) +
-                             ", zero " + std::to_string(c.zero);
+                             (c.sp ? " sp" : "") + ", zero " + std::to_string(c.zero);
   EXPECT_NE(r.stdout_text.find(layout), std::string::npos)
       << r.stdout_text;
   std::vector<double> loss, norm;
@@ -120,14 +123,19 @@ INSTANTIATE_TEST_SUITE_P(
                       DpCase{"gpt2-tiny", 4, 0, 0, "", 4}, DpCase{"gpt2-tiny", 4, 1, 0, "0.01", 2},
                       DpCase{"gpt2-tiny", 4, 0, 1, "0.01", 2}, DpCase{"gpt2-tiny", 4, 1, 2, "", 2},
                       DpCase{"gpt2-small-odd", 3, 0, 0, "", 3},
-                      DpCase{"gpt2-small-odd", 3, 2, 0, "", 3}),
+                      DpCase{"gpt2-small-odd", 3, 2, 0, "", 3},
+                      // sequence parallelism
+                      DpCase{"gpt2-tiny", 2, 0, 0, "", 2, true},
+                      DpCase{"gpt2-tiny", 4, 1, 1, "0.01", 2, true},
+                      DpCase{"gpt2-tiny", 4, 0, 2, "", 4, true},
+                      DpCase{"gpt2-small-odd", 3, 1, 0, "", 3, true}),
     [](const auto& info) {
       const DpCase& c = info.param;
       std::string n = c.name;
       for (char& ch : n) ch = ch == '-' ? '_' : ch;
       return n + "_dp" + std::to_string(c.np / c.tp) + "_tp" + std::to_string(c.tp) + "_micro" +
              std::to_string(c.micro) + "_zero" + std::to_string(c.zero) +
-             (c.bucket_mb.empty() ? "" : "_smallbuckets");
+             (c.bucket_mb.empty() ? "" : "_smallbuckets") + (c.sp ? "_sp" : "");
     });
 
 // ZeRO 1 and 2 change only the order of the gradient sums: every step's loss and grad
