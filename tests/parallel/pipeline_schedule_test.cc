@@ -1,6 +1,6 @@
 // Pipeline schedules (GPipe, 1F1B, interleaved 1F1B) as data: every schedule for several
-// (pp, v, m) passes check_schedule with synchronous and buffered sends; known small
-// schedules come out exactly; broken schedules are caught with a useful message; the
+// (pp, v, m) passes check_schedule with synchronous, buffered and stream-ordered sends;
+// known small schedules come out exactly; broken schedules are caught with a useful message; the
 // simulated bubble matches (p-1)/(m+p-1) and shrinks with virtual stages.
 #include "parallel/pipeline/schedule.h"
 
@@ -26,15 +26,15 @@ std::string context(ScheduleKind kind, int pp, int v, int m) {
          " v=" + std::to_string(v) + " m=" + std::to_string(m);
 }
 
-// Checks with both send modes and returns the rendezvous result.
-ScheduleCheck check_both(const Schedule& s, int pp, int v, int m, const std::string& what) {
-  CheckOptions buffered;
-  buffered.send_mode = SendMode::kBuffered;
-  const ScheduleCheck b = check_schedule(s, pp, v, m, buffered);
-  EXPECT_TRUE(b.ok) << what << " (buffered): " << b.error << "\n" << format_schedule(s);
-  const ScheduleCheck r = check_schedule(s, pp, v, m);
-  EXPECT_TRUE(r.ok) << what << " (rendezvous): " << r.error << "\n" << format_schedule(s);
-  return r;
+// Checks with every send mode.
+void check_all(const Schedule& s, int pp, int v, int m, const std::string& what) {
+  for (SendMode mode : {SendMode::kRendezvous, SendMode::kBuffered, SendMode::kStreams}) {
+    CheckOptions o;
+    o.send_mode = mode;
+    const ScheduleCheck c = check_schedule(s, pp, v, m, o);
+    EXPECT_TRUE(c.ok) << what << " (send mode " << int(mode) << "): " << c.error << "\n"
+                      << format_schedule(s);
+  }
 }
 
 std::string error_of(const Schedule& s, int pp, int v, int m, SendMode mode) {
@@ -59,13 +59,13 @@ TEST(PipelineSchedule, EveryScheduleChecksOut) {
     for (int m : {pp, 2 * pp, 3 * pp + 1, 8}) {
       for (ScheduleKind kind : {ScheduleKind::kGPipe, ScheduleKind::k1F1B}) {
         const Schedule s = make_schedule(kind, pp, 1, m);
-        check_both(s, pp, 1, m, context(kind, pp, 1, m));
+        check_all(s, pp, 1, m, context(kind, pp, 1, m));
       }
       if (m % pp != 0) continue;
       for (int v = 1; v <= 3; ++v) {
         const ScheduleKind kind = ScheduleKind::kInterleaved1F1B;
         const Schedule s = make_schedule(kind, pp, v, m);
-        check_both(s, pp, v, m, context(kind, pp, v, m));
+        check_all(s, pp, v, m, context(kind, pp, v, m));
       }
     }
   }
@@ -73,10 +73,10 @@ TEST(PipelineSchedule, EveryScheduleChecksOut) {
 
 TEST(PipelineSchedule, GPipeSmall) {
   const Schedule s = make_schedule(ScheduleKind::kGPipe, 2, 1, 2);
-  EXPECT_EQ(s[0], (std::vector<Action>{F(0), sA(0, 1), F(1), sA(1, 1), rG(0, 1), B(0), rG(1, 1),
-                                       B(1)}));
-  EXPECT_EQ(s[1], (std::vector<Action>{rA(0, 0), F(0), rA(1, 0), F(1), B(0), sG(0, 0), B(1),
-                                       sG(1, 0)}));
+  EXPECT_EQ(s[0],
+            (std::vector<Action>{F(0), sA(0, 1), F(1), sA(1, 1), rG(0, 1), B(0), rG(1, 1), B(1)}));
+  EXPECT_EQ(s[1],
+            (std::vector<Action>{rA(0, 0), F(0), rA(1, 0), F(1), B(0), sG(0, 0), B(1), sG(1, 0)}));
 }
 
 TEST(PipelineSchedule, OneFOneBSmall) {
@@ -226,8 +226,7 @@ TEST(PipelineSchedule, CatchesBadPeersDuplicatesAndRanges) {
 }
 
 TEST(PipelineSchedule, ValidateNamesTheNumbers) {
-  const auto g = ScheduleKind::kGPipe, f = ScheduleKind::k1F1B,
-             i = ScheduleKind::kInterleaved1F1B;
+  const auto g = ScheduleKind::kGPipe, f = ScheduleKind::k1F1B, i = ScheduleKind::kInterleaved1F1B;
   EXPECT_NO_THROW(validate_pipeline(f, 12, 4, 1, 4));
   EXPECT_NO_THROW(validate_pipeline(g, 12, 4, 1, 1));
   EXPECT_NO_THROW(validate_pipeline(i, 12, 2, 3, 4));
@@ -270,18 +269,21 @@ TEST(PipelineSchedule, ParseKind) {
 }
 
 TEST(PipelineSchedule, BubbleMatchesTheFormula) {
-  // Unit forward, backward 1 or 2: both GPipe and 1F1B idle (p-1)/(m+p-1) of the time.
+  // Unit forward, backward 1 or 2 units: GPipe and 1F1B idle (p-1)/(m+p-1) of the rank-time
+  // under every send mode.
   for (int64_t backward_cost : {1, 2}) {
     for (int pp = 1; pp <= 4; ++pp) {
       for (int m : {pp, 2 * pp, 3 * pp + 1, 8}) {
         for (ScheduleKind kind : {ScheduleKind::kGPipe, ScheduleKind::k1F1B}) {
-          for (SendMode mode : {SendMode::kRendezvous, SendMode::kBuffered}) {
+          const Schedule s = make_schedule(kind, pp, 1, m);
+          for (SendMode mode : {SendMode::kRendezvous, SendMode::kBuffered, SendMode::kStreams}) {
             CheckOptions o;
             o.send_mode = mode;
             o.backward_cost = backward_cost;
-            const ScheduleCheck c = check_schedule(make_schedule(kind, pp, 1, m), pp, 1, m, o);
+            const ScheduleCheck c = check_schedule(s, pp, 1, m, o);
             ASSERT_TRUE(c.ok) << c.error;
             EXPECT_EQ(c.steps, (m + pp - 1) * (1 + backward_cost)) << context(kind, pp, 1, m);
+            EXPECT_EQ(c.busy_slots, pp * m * (1 + backward_cost));
             EXPECT_EQ(c.idle_slots * (m + pp - 1), (pp - 1) * (c.idle_slots + c.busy_slots))
                 << context(kind, pp, 1, m);
           }
@@ -292,17 +294,35 @@ TEST(PipelineSchedule, BubbleMatchesTheFormula) {
 }
 
 TEST(PipelineSchedule, InterleavingShrinksTheBubble) {
-  const int pp = 4, m = 8;
-  const double one = check_schedule(make_schedule(ScheduleKind::k1F1B, pp, 1, m), pp, 1, m)
-                         .idle_fraction();
-  EXPECT_NEAR(one, 3.0 / 11.0, 1e-12);
-  double last = one;
-  for (int v = 2; v <= 4; ++v) {
-    const ScheduleCheck c =
-        check_schedule(make_schedule(ScheduleKind::kInterleaved1F1B, pp, v, m), pp, v, m);
-    ASSERT_TRUE(c.ok) << c.error;
-    EXPECT_LT(c.idle_fraction(), last) << "v=" << v;
-    last = c.idle_fraction();
+  // With sends that do not block (buffered, or NCCL's comm stream) the interleaved
+  // schedule idles Megatron's (p-1)/(v*m+p-1) of the rank-time.
+  for (SendMode mode : {SendMode::kBuffered, SendMode::kStreams}) {
+    CheckOptions o;
+    o.send_mode = mode;
+    for (int pp : {2, 3, 4}) {
+      for (int m : {pp, 2 * pp, 8 - 8 % pp}) {
+        for (int v = 1; v <= 3; ++v) {
+          const ScheduleCheck c =
+              check_schedule(make_schedule(ScheduleKind::kInterleaved1F1B, pp, v, m), pp, v, m, o);
+          ASSERT_TRUE(c.ok) << c.error;
+          EXPECT_EQ(c.idle_slots * (v * m + pp - 1), (pp - 1) * (c.idle_slots + c.busy_slots))
+              << context(ScheduleKind::kInterleaved1F1B, pp, v, m) << " mode " << int(mode);
+        }
+      }
+    }
+    const int pp = 4, m = 8;
+    const double one =
+        check_schedule(make_schedule(ScheduleKind::k1F1B, pp, 1, m), pp, 1, m, o).idle_fraction();
+    EXPECT_NEAR(one, 3.0 / 11.0, 1e-12);
+    double last = one;
+    for (int v = 2; v <= 4; ++v) {
+      const ScheduleCheck c =
+          check_schedule(make_schedule(ScheduleKind::kInterleaved1F1B, pp, v, m), pp, v, m, o);
+      ASSERT_TRUE(c.ok) << c.error;
+      EXPECT_NEAR(c.idle_fraction(), 3.0 / (v * m + 3), 1e-12);
+      EXPECT_LT(c.idle_fraction(), last) << "v=" << v;
+      last = c.idle_fraction();
+    }
   }
 }
 
