@@ -105,6 +105,11 @@ void ParameterSet::finalize() {
   }
 }
 
+Parameter* ParameterSet::find(const std::string& name) {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &params_[size_t(it->second)];
+}
+
 Parameter& ParameterSet::get(const std::string& name) {
   auto it = index_.find(name);
   PENG_CHECK(it != index_.end(), "no parameter named ", name);

@@ -79,6 +79,8 @@ class ParameterSet {
   std::vector<Parameter>& all() { return params_; }
   const std::vector<Parameter>& all() const { return params_; }
   Parameter& at(int index) { return params_[size_t(index)]; }
+  // By name; nullptr when absent.
+  Parameter* find(const std::string& name);
   // By name; throws peng::Error naming the parameter when absent.
   Parameter& get(const std::string& name);
   const Parameter& get(const std::string& name) const;

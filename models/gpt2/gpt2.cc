@@ -5,14 +5,18 @@
 #include <numeric>
 #include <random>
 
+#include "models/gpt2/hf_checkpoint.h"
 #include "models/nn/buffer.h"
 
 namespace peng {
 
-Gpt2Model::Gpt2Model(const Gpt2Config& config, Backend& backend, const TpGroup& tp)
+Gpt2Model::Gpt2Model(const Gpt2Config& config, Backend& backend, const TpGroup& tp,
+                     const PipelineLayout& pipe)
     : config_(config),
       backend_(backend),
       tp_(tp),
+      pipe_(pipe),
+      layers_per_stage_(config.n_layer / std::max(1, pipe.stages())),
       vp_(config.padded_vocab(tp.size())),
       vocab_begin_(vp_ / tp.size() * tp.rank()),
       vocab_valid_(std::clamp<int64_t>(config.vocab_size - vocab_begin_, 0, vp_ / tp.size())),
@@ -20,16 +24,24 @@ Gpt2Model::Gpt2Model(const Gpt2Config& config, Backend& backend, const TpGroup& 
   config_.validate();
   PENG_INPUT_CHECK(config_.n_head % tp.size() == 0, "model.n_head (", config_.n_head,
                    ") is not divisible by parallel.tp (", tp.size(), ")");
+  PENG_INPUT_CHECK(config_.n_layer % pipe.stages() == 0, "model.n_layer (", config_.n_layer,
+                   ") is not divisible by pp x virtual stages (", pipe.pp, " x ",
+                   pipe.virtual_stages, ")");
   const int64_t c = config_.n_embd;
-  wte_ = params_.add("wte.weight", {vp_, c}, {.dim = 0, .parts = tp.size(), .index = tp.rank()});
-  wpe_ = params_.add("wpe.weight", {config_.max_seq_len, c});
-  for (int l = 0; l < config_.n_layer; ++l) {
-    block_offsets_.push_back(params_.numel());
-    blocks_.push_back(
-        std::make_unique<Block>(params_, l, c, config_.n_head, config_.layernorm_eps, tp));
+  if (pipe_.first_rank() || pipe_.last_rank()) {
+    wte_ = params_.add("wte.weight", {vp_, c}, {.dim = 0, .parts = tp.size(), .index = tp.rank()});
+  }
+  if (pipe_.first_rank()) wpe_ = params_.add("wpe.weight", {config_.max_seq_len, c});
+  for (int chunk = 0; chunk < pipe_.virtual_stages; ++chunk) {
+    const int first = (chunk * pipe_.pp + pipe_.rank) * layers_per_stage_;
+    for (int l = first; l < first + layers_per_stage_; ++l) {
+      block_offsets_.push_back(params_.numel());
+      blocks_.push_back(
+          std::make_unique<Block>(params_, l, c, config_.n_head, config_.layernorm_eps, tp));
+    }
   }
   lnf_offset_ = params_.numel();
-  ln_f_ = std::make_unique<LayerNorm>(params_, "ln_f", c, config_.layernorm_eps);
+  if (pipe_.last_rank()) ln_f_ = std::make_unique<LayerNorm>(params_, "ln_f", c, config_.layernorm_eps);
   if (tp.sequence_parallel && tp.size() > 1) {  // LayerNorms see this rank's rows only
     for (Parameter& p : params_.all()) p.tp_partial_grad = p.name.find("ln_") != std::string::npos;
   }
@@ -68,23 +80,30 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }  // namespace
 
 void Gpt2Model::init_random(uint64_t seed) {
-  // The same numbers as one process: every parameter's whole tensor is drawn in
-  // registration order, then each rank keeps its shard.
+  // The same numbers as one process: the whole model's tensors are drawn in registration
+  // order (gpt2_parameter_names); each rank keeps its shards of the ones it holds.
   NormalRng rng(seed);
   const double residual_std = 0.02 / std::sqrt(2.0 * config_.n_layer);
-  for (Parameter& p : params_.all()) {
-    Tensor full = Tensor::zeros(p.global_shape);
+  for (const std::string& name : gpt2_parameter_names(config_)) {
+    const bool bias = ends_with(name, ".bias"), ln = name.find("ln_") != std::string::npos;
+    const double std = ends_with(name, "c_proj.weight") ? residual_std : 0.02;
+    // wte: the real vocabulary's rows are drawn; the padding stays 0.
+    const int64_t n = shape_numel(gpt2_parameter_shape(config_, name));
+    Parameter* p = params_.find(name);
+    if (!p) {  // another pipeline stage's: draw its numbers all the same
+      if (!bias && !ln) {
+        for (int64_t i = 0; i < n; ++i) rng.next();
+      }
+      continue;
+    }
+    Tensor full = Tensor::zeros(p->global_shape);
     float* out = full.data<float>();
-    int64_t n = shape_numel(p.global_shape);
-    if (p.name == "wte.weight") n = config_.vocab_size * config_.n_embd;  // padding stays 0
-    const bool bias = ends_with(p.name, ".bias");  // biases stay 0
-    if (!bias && p.name.find("ln_") != std::string::npos) {
+    if (!bias && ln) {
       std::fill(out, out + n, 1.0f);
     } else if (!bias) {
-      const double std = ends_with(p.name, "c_proj.weight") ? residual_std : 0.02;
       for (int64_t i = 0; i < n; ++i) out[i] = float(rng.next() * std);
     }
-    p.value.copy_from(take_shard(full, p).to(p.value.device()));
+    p->value.copy_from(take_shard(full, *p).to(p->value.device()));
   }
 }
 
@@ -136,6 +155,19 @@ int64_t Gpt2Model::num_params(bool include_position_embedding) const {
 }
 
 double Gpt2Model::forward(const Tensor& tokens, const Tensor& targets) {
+  PENG_CHECK(pipe_.stages() == 1, "Gpt2Model::forward under pipeline parallelism: use forward_chunk");
+  double loss = 0;
+  forward_chunk(0, tokens, none_, targets, &loss);
+  return loss;
+}
+
+void Gpt2Model::backward(float scale) {
+  PENG_CHECK(pipe_.stages() == 1, "Gpt2Model::backward under pipeline parallelism: use backward_chunk");
+  backward_chunk(0, none_, scale);
+}
+
+const Tensor& Gpt2Model::forward_chunk(int chunk, const Tensor& tokens, const Tensor& x_in,
+                                       const Tensor& targets, double* loss) {
   PENG_CHECK(tokens.ndim() == 2 && tokens.dtype() == DType::kI32, "Gpt2Model::forward: tokens ",
              tokens.str());
   PENG_CHECK(tokens.dim(1) <= config_.max_seq_len, "sequence length ", tokens.dim(1),
@@ -145,28 +177,37 @@ double Gpt2Model::forward(const Tensor& tokens, const Tensor& targets) {
   batch_ = tokens.dim(0);
   seq_ = tokens.dim(1);
   const int64_t n = batch_ * seq_, c = config_.n_embd, vl = vp_ / tp_.size();
-  tokens_ = tokens.device() == dev ? tokens : tokens.to(dev);
-
   // Sequence parallelism: the residual stream is this rank's n / tp rows.
   sp_ = tp_.sequence_parallel && tp_.size() > 1 && n % tp_.size() == 0;
   const int64_t rows = sp_ ? n / tp_.size() : n;
-  ensure_buffer(x0_, {rows, c}, dev);
-  if (tp_.size() == 1) {
-    Tensor out = x0_.view({batch_, seq_, c});
-    be.embedding_forward(tokens_, params_.at(wte_).value, params_.at(wpe_).value, out);
-  } else {  // each rank's vocabulary rows (wpe on rank 0), summed
-    if (sp_) ensure_buffer(emb_full_, {n, c}, dev);
-    Tensor out = (sp_ ? emb_full_ : x0_).view({batch_, seq_, c}), none;
-    be.embedding_forward_shard(tokens_, params_.at(wte_).value, vocab_begin_,
-                               tp_.rank() == 0 ? params_.at(wpe_).value : none, out);
-    if (sp_) {
-      tp_.reduce_scatter_rows(emb_full_, x0_);
-    } else {
-      tp_.all_reduce_sum(x0_);
+  const Tensor* x = &x_in;
+  if (has_embedding(chunk)) {
+    tokens_ = tokens.device() == dev ? tokens : tokens.to(dev);
+    ensure_buffer(x0_, {rows, c}, dev);
+    if (tp_.size() == 1) {
+      Tensor out = x0_.view({batch_, seq_, c});
+      be.embedding_forward(tokens_, params_.at(wte_).value, params_.at(wpe_).value, out);
+    } else {  // each rank's vocabulary rows (wpe on rank 0), summed
+      if (sp_) ensure_buffer(emb_full_, {n, c}, dev);
+      Tensor out = (sp_ ? emb_full_ : x0_).view({batch_, seq_, c});
+      be.embedding_forward_shard(tokens_, params_.at(wte_).value, vocab_begin_,
+                                 tp_.rank() == 0 ? params_.at(wpe_).value : none_, out);
+      if (sp_) {
+        tp_.reduce_scatter_rows(emb_full_, x0_);
+      } else {
+        tp_.all_reduce_sum(x0_);
+      }
     }
+    x = &x0_;
   }
-  const Tensor* x = &x0_;
-  for (auto& block : blocks_) x = &block->forward(be, *x, batch_, seq_, sp_);
+  PENG_CHECK(x->defined() && x->ndim() == 2 && x->dim(0) == rows && x->dim(1) == c,
+             "Gpt2Model::forward_chunk ", chunk, ": input ", x->str(), ", expected (", rows,
+             ", ", c, ")");
+  for (int b = chunk * layers_per_stage_; b < (chunk + 1) * layers_per_stage_; ++b) {
+    x = &blocks_[size_t(b)]->forward(be, *x, batch_, seq_, sp_);
+  }
+  if (!has_head(chunk)) return *x;
+
   lnf_out_ = &ln_f_->forward(be, *x);
   if (sp_) {  // the LM head needs every row
     ensure_buffer(lnf_full_, {n, c}, dev);
@@ -177,7 +218,8 @@ double Gpt2Model::forward(const Tensor& tokens, const Tensor& targets) {
   be.matmul(*lnf_out_, params_.at(wte_).value, logits_, {.trans_b = true});
   if (!targets.defined()) {
     targets_ = Tensor();
-    return 0.0;
+    if (loss) *loss = 0;
+    return none_;
   }
   PENG_CHECK(targets.shape() == tokens.shape(), "targets ", targets.str(), " vs tokens ",
              tokens.str());
@@ -203,51 +245,61 @@ double Gpt2Model::forward(const Tensor& tokens, const Tensor& targets) {
       sum += std::log(double(r[0])) + double(mx.data<float>()[i]) - double(r[1]);
     }
   }
-  return sum / double(n);
+  if (loss) *loss = sum / double(n);
+  return none_;
 }
 
-void Gpt2Model::backward(float scale) {
-  PENG_CHECK(targets_.defined(), "Gpt2Model::backward without a forward with targets");
+const Tensor& Gpt2Model::backward_chunk(int chunk, const Tensor& dout, float scale) {
   Backend& be = backend_;
   const Device dev = be.device();
   const int64_t n = batch_ * seq_, c = config_.n_embd;
-  Parameter& wte = params_.at(wte_);
-  if (tp_.size() == 1) {
-    be.cross_entropy_backward(logits_, targets_, config_.vocab_size, scale, logits_);
-  } else {
-    be.cross_entropy_shard_backward(logits_, targets_, vocab_begin_, vocab_valid_, row_max_,
-                                    ce_stats_, scale, logits_);
-  }
-  ensure_buffer(dlnf_, {n, c}, dev);
-  be.matmul(logits_, wte.value, dlnf_);  // (N, Vl) @ (Vl, C): this shard's part of dL/dlnf
-  be.matmul(logits_, *lnf_out_, wte.grad, {.trans_a = true, .beta = 1.0f});  // (Vl, C) +=
   const int64_t rows = sp_ ? n / tp_.size() : n;
   ensure_buffer(dres_, {rows, c}, dev);
-  dres_.zero();
-  if (sp_) {  // this rank's rows of the sum over vocabulary shards
-    ensure_buffer(dlnf_rows_, {rows, c}, dev);
-    tp_.reduce_scatter_rows(dlnf_, dlnf_rows_);
-    ln_f_->backward(be, dlnf_rows_, dres_);
+  if (has_head(chunk)) {
+    PENG_CHECK(targets_.defined(), "Gpt2Model::backward without a forward with targets");
+    Parameter& wte = params_.at(wte_);
+    if (tp_.size() == 1) {
+      be.cross_entropy_backward(logits_, targets_, config_.vocab_size, scale, logits_);
+    } else {
+      be.cross_entropy_shard_backward(logits_, targets_, vocab_begin_, vocab_valid_, row_max_,
+                                      ce_stats_, scale, logits_);
+    }
+    ensure_buffer(dlnf_, {n, c}, dev);
+    be.matmul(logits_, wte.value, dlnf_);  // (N, Vl) @ (Vl, C): this shard's part of dL/dlnf
+    be.matmul(logits_, *lnf_out_, wte.grad, {.trans_a = true, .beta = 1.0f});  // (Vl, C) +=
+    dres_.zero();
+    if (sp_) {  // this rank's rows of the sum over vocabulary shards
+      ensure_buffer(dlnf_rows_, {rows, c}, dev);
+      tp_.reduce_scatter_rows(dlnf_, dlnf_rows_);
+      ln_f_->backward(be, dlnf_rows_, dres_);
+    } else {
+      tp_.all_reduce_sum(dlnf_);
+      ln_f_->backward(be, dlnf_, dres_);
+    }
+    params_.grads_ready_from(lnf_offset_);
   } else {
-    tp_.all_reduce_sum(dlnf_);
-    ln_f_->backward(be, dlnf_, dres_);
+    PENG_CHECK(dout.defined() && dout.shape() == dres_.shape(), "Gpt2Model::backward_chunk ",
+               chunk, ": output gradient ", dout.str(), ", expected (", rows, ", ", c, ")");
+    dres_.copy_from(dout);
   }
-  params_.grads_ready_from(lnf_offset_);
-  for (int l = config_.n_layer - 1; l >= 0; --l) {
-    blocks_[size_t(l)]->backward(be, dres_);
-    params_.grads_ready_from(block_offsets_[size_t(l)]);
+  for (int b = (chunk + 1) * layers_per_stage_ - 1; b >= chunk * layers_per_stage_; --b) {
+    blocks_[size_t(b)]->backward(be, dres_);
+    params_.grads_ready_from(block_offsets_[size_t(b)]);
   }
+  if (!has_embedding(chunk)) return dres_;
   if (sp_) {  // the embedding saw every row
     ensure_buffer(dres_full_, {n, c}, dev);
     tp_.all_gather_rows(dres_, dres_full_);
   }
   Tensor dx0 = (sp_ ? dres_full_ : dres_).view({batch_, seq_, c});
+  Parameter& wte = params_.at(wte_);
   if (tp_.size() == 1) {
     be.embedding_backward(dx0, tokens_, wte.grad, params_.at(wpe_).grad);
   } else {
     be.embedding_backward_shard(dx0, tokens_, vocab_begin_, wte.grad, params_.at(wpe_).grad);
   }
   params_.grads_ready_from(0);
+  return none_;
 }
 
 Tensor Gpt2Model::logits_row(int64_t row) {
