@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "optim/lr_schedule.h"
+#include "parallel/pipeline/schedule.h"
 
 namespace peng {
 
@@ -33,6 +34,8 @@ proto::TrainConfig default_train_config() {
   c.mutable_parallel()->set_bucket_mb(25);
   c.mutable_parallel()->set_collective_timeout_s(600);
   c.mutable_parallel()->set_comm("auto");
+  c.mutable_parallel()->set_pp_schedule("1f1b");
+  c.mutable_parallel()->set_virtual_stages(1);
   auto* l = c.mutable_logging();
   l->set_log_every(10);
   l->set_val_batches(4);
@@ -166,6 +169,8 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--collective-timeout", "parallel.collective_timeout_s",
        "seconds before a stuck collective aborts the job", false},
       {"--comm", "parallel.comm", "device-tensor collectives: auto | nccl | mpi", false},
+      {"--pp-schedule", "parallel.pp_schedule", "gpipe | 1f1b | interleaved", false},
+      {"--virtual-stages", "parallel.virtual_stages", "model chunks per pipeline rank", false},
       {"--sequence-parallel", "parallel.sequence_parallel",
        "shard LayerNorm/residual activations over tp", true},
   };
@@ -205,6 +210,9 @@ void validate_train_config(const proto::TrainConfig& c) {
   PENG_INPUT_CHECK(p.collective_timeout_s() > 0 && p.collective_timeout_s() <= 1e6,
                    "parallel.collective_timeout_s must be in (0, 1e6], got ",
                    p.collective_timeout_s());
+  parse_schedule_kind(p.pp_schedule());
+  PENG_INPUT_CHECK(p.virtual_stages() >= 1, "parallel.virtual_stages must be >= 1, got ",
+                   p.virtual_stages());
   PENG_INPUT_CHECK(p.comm() == "auto" || p.comm() == "nccl" || p.comm() == "mpi",
                    "parallel.comm must be auto, nccl or mpi, got \"", p.comm(), "\"");
   const auto& l = c.logging();

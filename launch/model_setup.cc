@@ -48,8 +48,9 @@ Gpt2Config resolve_model_config(const proto::TrainConfig& config) {
 }
 
 std::unique_ptr<Gpt2Model> build_model(const proto::TrainConfig& config, const Gpt2Config& c,
-                                       Backend& backend, const TpGroup& tp) {
-  auto model = std::make_unique<Gpt2Model>(c, backend, tp);
+                                       Backend& backend, const TpGroup& tp,
+                                       const PipelineLayout& pipe) {
+  auto model = std::make_unique<Gpt2Model>(c, backend, tp, pipe);
   if (!config.model().init_from().empty()) {
     model->load_state(load_hf_gpt2(config.model().init_from(), c));
   } else {

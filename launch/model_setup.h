@@ -15,8 +15,10 @@ Gpt2Config resolve_model_config(const proto::TrainConfig& config);
 
 // The model of the resolved hyper-parameters `model` with its initial weights
 // (model.init_from's weights, or the random init from model.seed).
-// Over a tensor-parallel group each rank builds its shards.
+// Over a tensor-parallel group each rank builds its shards, under pipeline parallelism its
+// stages.
 std::unique_ptr<Gpt2Model> build_model(const proto::TrainConfig& config, const Gpt2Config& model,
-                                       Backend& backend, const TpGroup& tp = {});
+                                       Backend& backend, const TpGroup& tp = {},
+                                       const PipelineLayout& pipe = {});
 
 }  // namespace peng

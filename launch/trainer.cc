@@ -11,6 +11,7 @@
 #include "launch/config.h"
 #include "launch/environment.h"
 #include "launch/model_setup.h"
+#include "launch/pipeline_runner.h"
 #include "models/gpt2/hf_checkpoint.h"
 #include "models/gpt2/sample.h"
 #include "optim/adamw.h"
@@ -68,19 +69,32 @@ double sum_over(Communicator* comm, double local) {
   return t.data<double>()[0];
 }
 
+// The micro-batches of step `step` for a pipeline runner.
+PipelineRunner::MicroBatch micro_batches(BatchReader& reader, int64_t step) {
+  return [&reader, step](int micro) {
+    reader.read(step, micro);
+    return std::make_pair(&reader.x(), &reader.y());
+  };
+}
+
 // Mean loss over `batches` global batches of the validation stream (always the same ones);
-// each dp rank evaluates its slice.
-double evaluate(Gpt2Model& model, BatchReader& reader, int64_t batches, int64_t micro_steps,
-                Communicator* dp) {
+// each dp rank evaluates its slice (through the pipeline when there is one: the last stage
+// has the losses, summed over `pp`).
+double evaluate(Gpt2Model& model, PipelineRunner* runner, BatchReader& reader, int64_t batches,
+                int64_t micro_steps, Communicator* dp, Communicator* pp) {
   double sum = 0;
   for (int64_t s = 0; s < batches; ++s) {
+    if (runner) {
+      sum += runner->evaluate(micro_batches(reader, s));
+      continue;
+    }
     for (int64_t k = 0; k < micro_steps; ++k) {
       reader.read(s, k);
       sum += model.forward(reader.x(), reader.y());
     }
   }
   const int ranks = dp ? dp->size() : 1;
-  return sum_over(dp, sum) / double(batches * micro_steps * ranks);
+  return sum_over(dp, sum_over(pp, sum)) / double(batches * micro_steps * ranks);
 }
 
 std::string sample_text(Gpt2Model& model, const Tokenizer& tok, const proto::TrainConfig& c,
@@ -103,8 +117,6 @@ TrainReport train(const proto::TrainConfig& config) {
   const auto& pc = config.parallel();
   // Layout checks come before any allocation.
   const MeshShape shape = resolve_mesh(env.world_size, pc.dp(), pc.tp(), pc.pp());
-  PENG_INPUT_CHECK(shape.pp == 1, "parallel.pp = ", shape.pp,
-                   ": pipeline parallelism is not in this build yet (use dp and tp)");
   PENG_INPUT_CHECK(pc.comm() != "nccl",
                    "parallel.comm = nccl: this build trains on the CPU backend, whose host "
                    "tensors go over MPI (use auto or mpi)");
@@ -125,18 +137,38 @@ TrainReport train(const proto::TrainConfig& config) {
                    ") is not divisible by parallel.tp (", shape.tp, ")");
   PENG_INPUT_CHECK(T <= mc.max_seq_len, "training.seq_len (", T,
                    ") exceeds the model's position embedding (", mc.max_seq_len, " positions)");
+  const ScheduleKind pp_kind = parse_schedule_kind(pc.pp_schedule());
+  const int v = pc.virtual_stages();
+  validate_pipeline(pp_kind, mc.n_layer, shape.pp, v, int(micro_steps));
+  PENG_INPUT_CHECK(shape.pp == 1 || lc.sample_every() == 0,
+                   "logging.sample_every with parallel.pp > 1 is not supported yet");
   std::unique_ptr<ProcessMesh> mesh;
   if (env.world_size > 1) {
     mpi_world().set_timeout(pc.collective_timeout_s());  // the mesh's groups inherit it
     mesh = std::make_unique<ProcessMesh>(mpi_world(), shape);
   }
   Communicator* dp = mesh ? &mesh->dp() : nullptr;
+  Communicator* pp = mesh && shape.pp > 1 ? &mesh->pp() : nullptr;
   const int64_t first_seq = mesh ? mesh->dp_rank() * local_batch : 0;
   const bool rank0 = env.rank == 0;
 
   Backend& be = cpu_backend();
   const TpGroup tp{shape.tp > 1 ? &mesh->tp() : nullptr, sp};
-  std::unique_ptr<Gpt2Model> model = build_model(config, mc, be, tp);
+  const PipelineLayout pipe{.pp = shape.pp, .rank = mesh ? mesh->pp_rank() : 0, .virtual_stages = v};
+  std::unique_ptr<Gpt2Model> model = build_model(config, mc, be, tp, pipe);
+  // Pipeline: the schedule's runner, and the group of the two ranks holding the tied wte.
+  std::unique_ptr<PipelineRunner> runner;
+  std::unique_ptr<Communicator> embedding_group;
+  if (shape.pp > 1 || v > 1) {
+    const int64_t rows = sp ? micro * T / shape.tp : micro * T;
+    runner = std::make_unique<PipelineRunner>(*model, mesh ? mesh->pp() : mpi_world(), pp_kind,
+                                              int(micro_steps), Shape{rows, mc.n_embd});
+  }
+  if (shape.pp > 1) {
+    const bool ends = pipe.first_rank() || pipe.last_rank();
+    embedding_group = mesh->pp().split(ends ? 0 : 1, pipe.rank, "embedding");  // collective
+    if (!ends) embedding_group.reset();
+  }
   TokenStream train_stream(config.data().train());
   BatchReader train_reader(train_stream, B, first_seq, micro, T, mc.vocab_size);
   std::unique_ptr<TokenStream> val_stream;
@@ -182,9 +214,16 @@ TrainReport train(const proto::TrainConfig& config) {
   for (const ParamSegment& s : split_at_parameters(model->parameters(), grad_spans)) {
     if (s.param->tp_partial_grad) tp_partial.push_back(s);
   }
+  // Each element counts once: tp-replicated parameters on tp rank 0, the tied wte on the
+  // first pipeline stage.
   std::vector<Communicator*> norm_groups;
   if (tp.comm) norm_groups.push_back(tp.comm);
+  if (pp) norm_groups.push_back(pp);
   if (zero > 0) norm_groups.push_back(dp);
+  const auto counted = [&](const Parameter& p) {
+    if (tp.rank() > 0 && p.shard.replicated()) return false;
+    return !(pipe.pp > 1 && pipe.last_rank() && p.name == "wte.weight");
+  };
   LrSchedule schedule{.kind = LrSchedule::parse_kind(config.schedule().lr_schedule()),
                       .lr = config.optim().lr(),
                       .warmup = config.schedule().warmup_steps(),
@@ -194,14 +233,16 @@ TrainReport train(const proto::TrainConfig& config) {
   ProgressLine progress(tc.steps(), lc.log_every(), !lc.quiet() && rank0, rank0);
 
   TrainReport report;
-  report.flops_per_token = model_flops_per_token({.params = model->num_params(false),
+  report.flops_per_token = model_flops_per_token({.params = gpt2_num_params(mc, false),
                                                   .n_layer = mc.n_layer,
                                                   .n_embd = mc.n_embd,
                                                   .seq_len = T});
   progress.message(detail::concat(
       "peng: GPT-2 ", mc.n_layer, "L ", mc.n_head, "H ", mc.n_embd, "C vocab ", mc.vocab_size,
-      " | ", double(model->num_params()) / 1e6, "M params | batch ", B, "x", T, " (micro ", micro,
-      ", dp ", shape.dp, ", tp ", shape.tp, sp ? " sp" : "", ", zero ", zero, ") | ", tc.steps(), " steps | data ", train_stream.describe(), " (",
+      " | ", double(gpt2_num_params(mc, true)) / 1e6, "M params | batch ", B, "x", T, " (micro ", micro,
+      ", dp ", shape.dp, ", tp ", shape.tp, sp ? " sp" : "", ", pp ", shape.pp,
+      runner ? std::string(" ") + schedule_kind_name(pp_kind) : std::string(),
+      v > 1 ? " v" + std::to_string(v) : std::string(), ", zero ", zero, ") | ", tc.steps(), " steps | data ", train_stream.describe(), " (",
       train_stream.size(), " tokens)"));
 
   const double train_start = seconds_since(start);
@@ -212,7 +253,7 @@ TrainReport train(const proto::TrainConfig& config) {
     model->parameters().zero_grads();
     double loss = 0;          // this rank's share of the global mean
     double exposed_comm = 0;  // seconds waiting for gradient and parameter collectives
-    for (int64_t k = 0; k < micro_steps; ++k) {
+    for (int64_t k = 0; !runner && k < micro_steps; ++k) {
       // Gradients are scaled by 1/(B*T) of the global batch: their sum over micro-batches
       // and dp ranks is the gradient of the global mean loss. Only the last micro-batch
       // communicates, except with ZeRO 2, which reduce-scatters each one into the shard.
@@ -229,15 +270,29 @@ TrainReport train(const proto::TrainConfig& config) {
       }
       if (zero == 2 && !last) model->parameters().zero_grads();
     }
+    if (runner) {  // the pipeline's schedule, then its tied embedding, then dp (no overlap)
+      loss = runner->train(micro_batches(train_reader, step), grad_scale) /
+             double(micro_steps * shape.dp);
+      if (embedding_group) {
+        embedding_group->all_reduce(model->parameters().get("wte.weight").grad, ReduceOp::kSum)
+            ->wait();
+      }
+      if (reducer) {
+        const auto w0 = Clock::now();
+        reducer->arm();
+        reducer->wait();
+        exposed_comm += seconds_since(w0);
+      }
+    }
     for (const ParamSegment& s : tp_partial) {
       Tensor g = grads.flat_view(s.span.state_offset, {s.span.numel});
       tp.all_reduce_sum(g);
     }
-    loss = sum_over(dp, loss);
+    loss = sum_over(dp, sum_over(pp, loss));
     PENG_CHECK(std::isfinite(loss), "loss is ", loss, " at step ", step,
                ": training diverged (lower optim.lr or check the data)");
-    const double norm = sharded_grad_norm(grads, grad_spans, model->parameters(), be, tp.rank(),
-                                          norm_groups);
+    const double norm =
+        sharded_grad_norm(grads, grad_spans, model->parameters(), be, counted, norm_groups);
     clip_grad_norm(grads, be, norm, config.optim().grad_clip());
     const float lr = schedule.at(step);
     optimizer->step(lr, grads);
@@ -270,7 +325,8 @@ TrainReport train(const proto::TrainConfig& config) {
 
     const bool last = step + 1 == tc.steps();
     if (val_reader && ((lc.val_every() > 0 && (step + 1) % lc.val_every() == 0) || last)) {
-      const double v = evaluate(*model, *val_reader, lc.val_batches(), micro_steps, dp);
+      const double v =
+          evaluate(*model, runner.get(), *val_reader, lc.val_batches(), micro_steps, dp, pp);
       report.val_losses.emplace_back(step, v);
       metrics.write({{"step", step}, {"val_loss", v}});
       progress.message(detail::concat("step ", step + 1, " | val loss ", v));

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "core/backend.h"
@@ -21,11 +22,13 @@ inline double global_grad_norm(ParameterSet& params, Backend& backend) {
 
 // The global norm when ranks hold parts of the gradient. `grads` is laid out like `spans`
 // of `params` (the whole flat buffer, or this rank's ZeRO shard). Each rank sums the
-// squares of its parameters' gradients (in double), leaving parameters replicated over
-// tensor parallelism to tp rank 0 so every element counts once, and the sums are added
-// over `groups` (tp; dp too with ZeRO). The same value on every rank.
+// squares of the gradients of the parameters it `counts` (in double; leave out copies held
+// elsewhere too: tp-replicated parameters on tp ranks > 0, the tied wte on the last
+// pipeline stage), and the sums are added over `groups` (tp, pp; dp too with ZeRO). The
+// same value on every rank.
 double sharded_grad_norm(const Tensor& grads, const std::vector<FlatSpan>& spans,
-                         const ParameterSet& params, Backend& backend, int tp_rank,
+                         const ParameterSet& params, Backend& backend,
+                         const std::function<bool(const Parameter&)>& counts,
                          const std::vector<Communicator*>& groups);
 
 // Scales `grads` by max_norm / (norm + 1e-6) when that is < 1 (no-op when max_norm <= 0).

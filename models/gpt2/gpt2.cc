@@ -144,12 +144,12 @@ std::map<std::string, Tensor> Gpt2Model::state() const {
   return out;
 }
 
-int64_t Gpt2Model::num_params(bool include_position_embedding) const {
+int64_t gpt2_num_params(const Gpt2Config& config, bool include_position_embedding) {
   int64_t n = 0;
-  for (const Parameter& p : params_.all()) {
-    if (p.name == "wpe.weight" && !include_position_embedding) continue;
-    n += p.name == "wte.weight" ? config_.vocab_size * config_.n_embd : shape_numel(p.global_shape);
-    // (global shapes: the same count on every tensor-parallel rank)
+  for (const std::string& name : gpt2_parameter_names(config)) {
+    if (name != "wpe.weight" || include_position_embedding) {
+      n += shape_numel(gpt2_parameter_shape(config, name));
+    }
   }
   return n;
 }

@@ -39,6 +39,10 @@ struct PipelineLayout {
   bool last_rank() const { return rank == pp - 1; }  // holds the last stage
 };
 
+// Parameters of the whole model (real vocabulary, every stage and shard); FLOPs accounting
+// counts all but the position embedding.
+int64_t gpt2_num_params(const Gpt2Config& config, bool include_position_embedding = true);
+
 class Gpt2Model {
  public:
   // Over a tensor-parallel group `tp` every rank holds its shard of each weight (see
@@ -90,8 +94,6 @@ class Gpt2Model {
   // (gathered over tp).
   Tensor logits_row(int64_t row);
 
-  // Model parameters that count in FLOPs accounting: all but the position embedding.
-  int64_t num_params(bool include_position_embedding = true) const;
 
  private:
   Gpt2Config config_;

@@ -67,14 +67,19 @@ struct DpCase {
   std::string name;
   int np, micro, zero;
   std::string bucket_mb;  // "" = default (25 MB: one bucket)
-  int tp = 1;             // dp = np / tp
+  int tp = 1;             // dp = np / (tp * pp)
   bool sp = false;        // sequence parallelism
+  int pp = 1;
+  std::string schedule = "1f1b";
+  int v = 1;  // virtual stages
+  int dp() const { return np / (tp * pp); }
 };
 
 void PrintTo(const DpCase& c, std::ostream* os) {
-  *os << c.name << " dp " << c.np / c.tp << " tp " << c.tp << " micro " << c.micro << " zero "
+  *os << c.name << " dp " << c.dp() << " tp " << c.tp << " micro " << c.micro << " zero "
       << c.zero << " bucket_mb " << (c.bucket_mb.empty() ? "default" : c.bucket_mb)
-      << (c.sp ? " sequence parallel" : "");
+      << (c.sp ? " sequence parallel" : "") << " pp " << c.pp << " " << c.schedule << " v "
+      << c.v;
 }
 
 std::vector<std::string> dp_args(const DpCase& c, const ReferenceRun& e,
@@ -82,10 +87,14 @@ std::vector<std::string> dp_args(const DpCase& c, const ReferenceRun& e,
   std::vector<std::string> args = {"train"};
   for (auto& a : e.train_args()) args.push_back(a);
   args.insert(args.end(), {"--metrics-jsonl", jsonl.string(), "--micro-batch-size",
-                           std::to_string(c.micro), "--dp", std::to_string(c.np / c.tp), "--tp",
+                           std::to_string(c.micro), "--dp", std::to_string(c.dp()), "--tp",
                            std::to_string(c.tp), "--zero", std::to_string(c.zero), "--quiet"});
   if (!c.bucket_mb.empty()) args.insert(args.end(), {"--bucket-mb", c.bucket_mb});
   if (c.sp) args.push_back("--sequence-parallel");
+  if (c.pp > 1 || c.v > 1) {
+    args.insert(args.end(), {"--pp", std::to_string(c.pp), "--pp-schedule", c.schedule,
+                             "--virtual-stages", std::to_string(c.v)});
+  }
   return args;
 }
 
@@ -97,8 +106,11 @@ TEST_P(ReferenceDataParallel, MatchesPyTorchEveryStep) {
   testing::TempDir tmp;
   testing::CommandResult r = testing::run_mpi_peng(c.np, dp_args(c, e, tmp / "m.jsonl"));
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-  const std::string layout = "dp " + std::to_string(c.np / c.tp) + ", tp " + std::to_string(c.tp) +
-                             (c.sp ? " sp" : "") + ", zero " + std::to_string(c.zero);
+  const std::string layout = "dp " + std::to_string(c.dp()) + ", tp " + std::to_string(c.tp) +
+                             (c.sp ? " sp" : "") + ", pp " + std::to_string(c.pp) +
+                             (c.pp > 1 || c.v > 1 ? " " + c.schedule : "") +
+                             (c.v > 1 ? " v" + std::to_string(c.v) : "") + ", zero " +
+                             std::to_string(c.zero);
   EXPECT_NE(r.stdout_text.find(layout), std::string::npos)
       << r.stdout_text;
   std::vector<double> loss, norm;
@@ -128,14 +140,27 @@ INSTANTIATE_TEST_SUITE_P(
                       DpCase{"gpt2-tiny", 2, 0, 0, "", 2, true},
                       DpCase{"gpt2-tiny", 4, 1, 1, "0.01", 2, true},
                       DpCase{"gpt2-tiny", 4, 0, 2, "", 4, true},
-                      DpCase{"gpt2-small-odd", 3, 1, 0, "", 3, true}),
+                      DpCase{"gpt2-small-odd", 3, 1, 0, "", 3, true},
+                      // pipeline parallelism: each schedule, and with tp, dp, ZeRO, sp
+                      DpCase{"gpt2-tiny", 2, 1, 0, "", 1, false, 2, "gpipe"},
+                      DpCase{"gpt2-tiny", 2, 1, 0, "", 1, false, 2, "1f1b"},
+                      DpCase{"gpt2-small-odd", 2, 2, 0, "", 1, false, 2, "1f1b"},
+                      DpCase{"gpt2-deep4", 2, 1, 0, "", 1, false, 2, "interleaved", 2},
+                      DpCase{"gpt2-deep4", 4, 2, 0, "", 1, false, 4, "1f1b"},
+                      DpCase{"gpt2-tiny", 4, 1, 0, "", 2, false, 2, "1f1b"},
+                      DpCase{"gpt2-tiny", 4, 1, 1, "0.01", 1, false, 2, "1f1b"},
+                      DpCase{"gpt2-deep4", 4, 1, 2, "", 1, false, 2, "interleaved", 2},
+                      DpCase{"gpt2-deep4", 8, 1, 1, "", 2, true, 2, "interleaved", 2}),
     [](const auto& info) {
       const DpCase& c = info.param;
       std::string n = c.name;
       for (char& ch : n) ch = ch == '-' ? '_' : ch;
-      return n + "_dp" + std::to_string(c.np / c.tp) + "_tp" + std::to_string(c.tp) + "_micro" +
+      return n + "_dp" + std::to_string(c.dp()) + "_tp" + std::to_string(c.tp) + "_micro" +
              std::to_string(c.micro) + "_zero" + std::to_string(c.zero) +
-             (c.bucket_mb.empty() ? "" : "_smallbuckets") + (c.sp ? "_sp" : "");
+             (c.bucket_mb.empty() ? "" : "_smallbuckets") + (c.sp ? "_sp" : "") +
+             (c.pp > 1 || c.v > 1 ? "_pp" + std::to_string(c.pp) + "_" + c.schedule + "_v" +
+                                        std::to_string(c.v)
+                                  : "");
     });
 
 // ZeRO 1 and 2 change only the order of the gradient sums: every step's loss and grad

@@ -201,7 +201,8 @@ std::string read_file(const fs::path& p) {
 }
 
 ReferenceRun load_reference_run(const std::string& name) {
-  const fs::path dir = reference_dir() / name;
+  const fs::path own = source_dir() / "tests" / "reference" / name;
+  const fs::path dir = fs::exists(own) ? own : reference_dir() / name;
   const nlohmann::json j = nlohmann::json::parse(read_file(dir / "expected.json"));
   const nlohmann::json& c = j.at("config");
   ReferenceRun r;

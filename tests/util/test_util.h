@@ -91,6 +91,7 @@ struct ReferenceRun {
   // `flags` and --steps N (the reference's own step count when N < 0).
   std::vector<std::string> train_args(int n = -1) const;
 };
+// Looks in tests/reference/ (cases kept with the tests), then in ../shared/reference/.
 ReferenceRun load_reference_run(const std::string& name);
 
 // Per-step loss and gradient norm of a metrics JSONL (validation lines skipped); EXPECTs

@@ -1,0 +1,112 @@
+#include "launch/pipeline_runner.h"
+
+namespace peng {
+
+PipelineRunner::PipelineRunner(Gpt2Model& model, Communicator& pp, ScheduleKind kind,
+                               int micro_batches, Shape activation)
+    : model_(model),
+      pp_(pp),
+      rank_(pp.rank()),
+      pp_size_(pp.size()),
+      v_(model.pipeline().virtual_stages),
+      micro_batches_(micro_batches),
+      activation_(std::move(activation)),
+      schedule_(make_schedule(kind, pp.size(), v_, micro_batches)),
+      last_forward_(size_t(v_), -1) {}
+
+const Tensor& PipelineRunner::forward(int micro, int chunk, const MicroBatch& batch,
+                                      double* loss) {
+  auto [tokens, targets] = batch(micro);
+  Tensor input;
+  if (stage(chunk) > 0) {
+    // With pp == 1 the previous stage is this rank's chunk - 1: its output, kept.
+    input = pp_size_ == 1 ? act_out_.at({micro, chunk - 1}) : act_in_.at({micro, chunk});
+  }
+  last_forward_[size_t(chunk)] = micro;
+  return model_.forward_chunk(chunk, *tokens, input, *targets, loss);
+}
+
+double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
+  double loss_sum = 0;
+  for (const Action& a : schedule_[size_t(rank_)]) {
+    const Key key{a.micro, a.chunk};
+    switch (a.op) {
+      case Action::kRecvActivation:
+      case Action::kRecvGrad: {
+        Tensor t = Tensor::empty(activation_);
+        pp_.recv(t, a.peer, p2p_tag(a, rank_, pp_size_, v_))->wait();
+        (a.op == Action::kRecvActivation ? act_in_ : grad_in_)[key] = t;
+        break;
+      }
+      case Action::kSendActivation:
+      case Action::kSendGrad: {
+        const Tensor& t = (a.op == Action::kSendActivation ? act_out_ : grad_out_).at(key);
+        sends_.push_back(pp_.send(t, a.peer, p2p_tag(a, rank_, pp_size_, v_)));
+        break;
+      }
+      case Action::kForward: {
+        double loss = 0;
+        const Tensor& out = forward(a.micro, a.chunk, batch, &loss);
+        if (last_stage(a.chunk)) {
+          loss_sum += loss;
+        } else {
+          act_out_[key] = out.clone();
+        }
+        break;
+      }
+      case Action::kBackward: {
+        if (last_forward_[size_t(a.chunk)] != a.micro) {
+          forward(a.micro, a.chunk, batch, nullptr);  // recompute this micro-batch's activations
+        }
+        Tensor dout;
+        if (!last_stage(a.chunk)) {
+          dout = pp_size_ == 1 ? grad_out_.at({a.micro, a.chunk + 1}) : grad_in_.at(key);
+        }
+        const Tensor& dx = model_.backward_chunk(a.chunk, dout, grad_scale);
+        last_forward_[size_t(a.chunk)] = -1;  // backward overwrote some buffers
+        if (stage(a.chunk) > 0) grad_out_[key] = dx.clone();
+        act_in_.erase(key);
+        grad_in_.erase(key);
+        break;
+      }
+    }
+  }
+  for (auto& w : sends_) w->wait();
+  sends_.clear();
+  act_in_.clear();
+  act_out_.clear();
+  grad_in_.clear();
+  grad_out_.clear();
+  return loss_sum;
+}
+
+double PipelineRunner::evaluate(const MicroBatch& batch) {
+  // A wavefront: each rank takes micro-batches and its chunks in order, receiving each
+  // input from the previous stage and sending each output on; deadlock-free because every
+  // rank meets the stages in the same order.
+  double loss_sum = 0;
+  const int stages = pp_size_ * v_;
+  for (int m = 0; m < micro_batches_; ++m) {
+    for (int c = 0; c < v_; ++c) {
+      const int s = stage(c);
+      if (s > 0 && pp_size_ > 1) {
+        Tensor t = Tensor::empty(activation_);
+        pp_.recv(t, rank_of_stage(s - 1, pp_size_), s - 1)->wait();
+        act_in_[{m, c}] = t;
+      }
+      double loss = 0;
+      const Tensor& out = forward(m, c, batch, &loss);
+      if (s == stages - 1) {
+        loss_sum += loss;
+      } else {
+        act_out_[{m, c}] = out.clone();
+        if (pp_size_ > 1) pp_.send(act_out_[{m, c}], rank_of_stage(s + 1, pp_size_), s)->wait();
+      }
+      act_in_.erase({m, c});
+    }
+  }
+  act_out_.clear();
+  return loss_sum;
+}
+
+}  // namespace peng

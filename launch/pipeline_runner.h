@@ -1,0 +1,60 @@
+// PipelineRunner: runs one training step's pipeline schedule (parallel/pipeline/schedule.h)
+// on this rank's stages of a Gpt2Model, moving activations and their gradients between
+// pipeline ranks with the pp communicator.
+//
+// Activations: each chunk keeps the activations of one micro-batch (its modules' buffers).
+// A backward whose micro-batch is not the chunk's last forward first recomputes that
+// forward from the stage input kept for it (full recomputation at stage granularity): the
+// memory of 1F1B's in-flight micro-batches is their stage inputs only, at the cost of one
+// extra forward per such backward (1F1B: every stage but the last; GPipe: all but the last
+// micro-batch).
+// Transfers: sends are non-blocking and finished at the end of the step; receives block;
+// tags from p2p_tag(), the same at both ends.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "models/gpt2/gpt2.h"
+#include "parallel/communicator.h"
+#include "parallel/pipeline/schedule.h"
+
+namespace peng {
+
+class PipelineRunner {
+ public:
+  // Micro-batch m's tokens and targets (B_micro, T); valid until the next call.
+  using MicroBatch = std::function<std::pair<const Tensor*, const Tensor*>(int micro)>;
+
+  // `activation` is the shape of a stage boundary's tensor: (rows, C).
+  PipelineRunner(Gpt2Model& model, Communicator& pp, ScheduleKind kind, int micro_batches,
+                 Shape activation);
+
+  // Forward and backward of every micro-batch, gradients scaled by `grad_scale` and
+  // accumulated. Returns the sum over micro-batches of their mean loss on the rank holding
+  // the last stage, 0 on the others.
+  double train(const MicroBatch& batch, float grad_scale);
+  // Forward only (validation), the same return value.
+  double evaluate(const MicroBatch& batch);
+  const Schedule& schedule() const { return schedule_; }
+
+ private:
+  using Key = std::pair<int, int>;  // (micro, chunk)
+  const Tensor& forward(int micro, int chunk, const MicroBatch& batch, double* loss);
+  int stage(int chunk) const { return stage_of(chunk, rank_, pp_size_); }
+  bool last_stage(int chunk) const { return stage(chunk) == pp_size_ * v_ - 1; }
+
+  Gpt2Model& model_;
+  Communicator& pp_;
+  int rank_, pp_size_, v_, micro_batches_;
+  Shape activation_;
+  Schedule schedule_;
+  std::map<Key, Tensor> act_in_, act_out_, grad_in_, grad_out_;
+  std::vector<int> last_forward_;  // per chunk: the micro-batch its buffers hold, or -1
+  std::vector<std::unique_ptr<Work>> sends_;
+};
+
+}  // namespace peng
