@@ -97,6 +97,27 @@ double evaluate(Gpt2Model& model, PipelineRunner* runner, BatchReader& reader, i
   return sum_over(dp, sum_over(pp, sum)) / double(batches * micro_steps * ranks);
 }
 
+// Every parameter of the model in Hugging Face layout on every rank: each rank's stages
+// (gathered over tp), then, under pipeline parallelism, each tensor broadcast from the
+// pipeline rank that holds it.
+std::map<std::string, Tensor> whole_model_state(Gpt2Model& model, Communicator* pp) {
+  std::map<std::string, Tensor> state = model.state();
+  if (!pp) return state;
+  const Gpt2Config& cfg = model.config();
+  const PipelineLayout& pipe = model.pipeline();
+  const int per_stage = cfg.n_layer / pipe.stages();
+  for (const std::string& name : gpt2_parameter_names(cfg)) {
+    int owner = 0;  // wte, wpe: the first stage
+    if (name.rfind("ln_f.", 0) == 0) owner = pipe.pp - 1;
+    if (name.rfind("h.", 0) == 0) owner = (std::stoi(name.substr(2)) / per_stage) % pipe.pp;
+    Tensor t = owner == pipe.rank ? state.at(name)
+                                  : Tensor::empty(gpt2_parameter_shape(cfg, name));
+    pp->broadcast(t, owner)->wait();
+    state[name] = t;
+  }
+  return state;
+}
+
 std::string sample_text(Gpt2Model& model, const Tokenizer& tok, const proto::TrainConfig& c,
                         int64_t step) {
   std::vector<int32_t> prompt = {int32_t(tok.eot_token().value_or('\n'))};
@@ -341,7 +362,7 @@ TrainReport train(const proto::TrainConfig& config) {
   progress.finish();
   report.seconds = seconds_since(loop_start);
   if (!lc.export_to().empty()) {
-    const auto state = model->state();  // collective over tp
+    const auto state = whole_model_state(*model, pp);  // collective over tp and pp
     if (rank0) save_hf_gpt2(lc.export_to(), mc, state);
   }
 

@@ -207,6 +207,20 @@ TEST(ReferenceDataParallelErrors, BadLayoutsAreRefusedOnEveryRank) {
   EXPECT_NE(r.stderr_text.find("error: model.n_head (3) is not divisible by parallel.tp (2)"),
             std::string::npos)
       << r.stderr_text;
+  for (const auto& [extra, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--pp", "2", "--pp-schedule", "interleaved", "--virtual-stages", "2"},
+            "error: model.n_layer (2) is not divisible by pp x virtual stages (2 x 2)"},
+           {{"--pp", "2"},  // micro-batch = batch: 1 micro-batch
+            "error: parallel.pp_schedule 1f1b needs at least pp (2) micro-batches, got 1"},
+           {{"--pp", "2", "--virtual-stages", "2"},
+            "error: parallel.virtual_stages (2) > 1 needs parallel.pp_schedule interleaved"},
+           {{"--pp", "2", "--pp-schedule", "zigzag"}, "error: parallel.pp_schedule"}}) {
+    std::vector<std::string> pp_args = args;
+    pp_args.insert(pp_args.end(), extra.begin(), extra.end());
+    r = testing::run_mpi_peng(2, pp_args);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.stderr_text.find(message), std::string::npos) << r.stderr_text;
+  }
   args.push_back("--dp");
   args.push_back("3");
   r = testing::run_mpi_peng(2, args);
@@ -216,28 +230,37 @@ TEST(ReferenceDataParallelErrors, BadLayoutsAreRefusedOnEveryRank) {
       << r.stderr_text;
 }
 
-// With lr 0 the exported model is the initial one: under tp 2 the shards of every tensor
-// (c_attn's q | k | v blocks included) are gathered back exactly; sampling runs over tp.
-TEST(ReferenceTensorParallel, ExportGathersShardsAndSamplingRuns) {
-  ReferenceRun e = testing::load_reference_run("gpt2-tiny");
-  testing::TempDir tmp;
-  std::vector<std::string> args = {"train"};
-  for (auto& a : e.train_args(2)) args.push_back(a);
-  *(std::find(args.begin(), args.end(), "--lr") + 1) = "0";
-  args.insert(args.end(), {"--tp", "2", "--export-to", (tmp / "out").string(),
-                           "--sample-every", "1", "--sample-tokens", "4", "--log-every", "1"});
-  testing::CommandResult r = testing::run_mpi_peng(2, args);
-  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-  EXPECT_NE(r.stdout_text.find("sample at step 2"), std::string::npos) << r.stdout_text;
-  const auto dir = testing::reference_dir() / "gpt2-tiny";
-  const Gpt2Config cfg = read_hf_gpt2_config(dir);
-  auto before = load_hf_gpt2(dir, cfg), after = load_hf_gpt2(tmp / "out", cfg);
-  ASSERT_EQ(before.size(), after.size());
-  for (const auto& [name, t] : before) {
-    const Tensor& u = after.at(name);
-    ASSERT_EQ(u.shape(), t.shape()) << name;
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      ASSERT_EQ(u.data<float>()[i], t.data<float>()[i]) << name << " [" << i << "]";
+// With lr 0 the exported model is the initial one: the shards of every tensor (c_attn's
+// q | k | v blocks included) are gathered back exactly over tp, and the stages over pp;
+// sampling runs over tp.
+TEST(ReferenceModelParallel, ExportGathersShardsAndStages) {
+  ReferenceRun e = testing::load_reference_run("gpt2-deep4");
+  const std::vector<std::pair<int, std::vector<std::string>>> layouts = {
+      {2, {"--tp", "2", "--sample-every", "1", "--sample-tokens", "4"}},
+      {2, {"--pp", "2", "--micro-batch-size", "4"}},
+      {4, {"--tp", "2", "--pp", "2", "--micro-batch-size", "2"}}};
+  for (const auto& [np, layout] : layouts) {
+    testing::TempDir tmp;
+    std::vector<std::string> args = {"train"};
+    for (auto& a : e.train_args(2)) args.push_back(a);
+    *(std::find(args.begin(), args.end(), "--lr") + 1) = "0";
+    args.insert(args.end(), {"--export-to", (tmp / "out").string(), "--log-every", "1"});
+    args.insert(args.end(), layout.begin(), layout.end());
+    testing::CommandResult r = testing::run_mpi_peng(np, args);
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+    if (std::find(layout.begin(), layout.end(), "--sample-every") != layout.end()) {
+      EXPECT_NE(r.stdout_text.find("sample at step 2"), std::string::npos) << r.stdout_text;
+    }
+    const auto dir = testing::source_dir() / "tests" / "reference" / "gpt2-deep4";
+    const Gpt2Config cfg = read_hf_gpt2_config(dir);
+    auto before = load_hf_gpt2(dir, cfg), after = load_hf_gpt2(tmp / "out", cfg);
+    ASSERT_EQ(before.size(), after.size());
+    for (const auto& [name, t] : before) {
+      const Tensor& u = after.at(name);
+      ASSERT_EQ(u.shape(), t.shape()) << name;
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        ASSERT_EQ(u.data<float>()[i], t.data<float>()[i]) << name << " [" << i << "]";
+      }
     }
   }
 }
