@@ -1,5 +1,8 @@
 #include "launch/pipeline_runner.h"
 
+#include <algorithm>
+#include <chrono>
+
 namespace peng {
 
 PipelineRunner::PipelineRunner(Gpt2Model& model, Communicator& pp, ScheduleKind kind,
@@ -26,15 +29,25 @@ const Tensor& PipelineRunner::forward(int micro, int chunk, const MicroBatch& ba
   return model_.forward_chunk(chunk, *tokens, input, *targets, loss);
 }
 
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+}  // namespace
+
 double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
-  double loss_sum = 0;
+  double loss_sum = 0, waiting = 0;
+  const auto start = Clock::now();
   for (const Action& a : schedule_[size_t(rank_)]) {
     const Key key{a.micro, a.chunk};
     switch (a.op) {
       case Action::kRecvActivation:
       case Action::kRecvGrad: {
         Tensor t = Tensor::empty(activation_);
+        const auto w0 = Clock::now();
         pp_.recv(t, a.peer, p2p_tag(a, rank_, pp_size_, v_))->wait();
+        waiting += seconds_since(w0);
         (a.op == Action::kRecvActivation ? act_in_ : grad_in_)[key] = t;
         break;
       }
@@ -71,7 +84,10 @@ double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
       }
     }
   }
+  const auto w0 = Clock::now();
   for (auto& w : sends_) w->wait();
+  waiting += seconds_since(w0);
+  bubble_ = waiting / std::max(seconds_since(start), 1e-9);
   sends_.clear();
   act_in_.clear();
   act_out_.clear();

@@ -40,6 +40,9 @@ class PipelineRunner {
   // Forward only (validation), the same return value.
   double evaluate(const MicroBatch& batch);
   const Schedule& schedule() const { return schedule_; }
+  // The last train()'s bubble on this rank: the fraction of its time spent waiting for
+  // transfers (receives, and the sends still in flight at the end) rather than computing.
+  double bubble() const { return bubble_; }
 
  private:
   using Key = std::pair<int, int>;  // (micro, chunk)
@@ -55,6 +58,7 @@ class PipelineRunner {
   std::map<Key, Tensor> act_in_, act_out_, grad_in_, grad_out_;
   std::vector<int> last_forward_;  // per chunk: the micro-batch its buffers hold, or -1
   std::vector<std::unique_ptr<Work>> sends_;
+  double bubble_ = 0;
 };
 
 }  // namespace peng

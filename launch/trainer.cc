@@ -310,6 +310,8 @@ TrainReport train(const proto::TrainConfig& config) {
       tp.all_reduce_sum(g);
     }
     loss = sum_over(dp, sum_over(pp, loss));
+    // The pipeline bubble: the fraction of the step the pipeline ranks waited, averaged.
+    const double bubble = runner ? sum_over(pp, runner->bubble()) / shape.pp : 0.0;
     PENG_CHECK(std::isfinite(loss), "loss is ", loss, " at step ", step,
                ": training diverged (lower optim.lr or check the data)");
     const double norm =
@@ -339,6 +341,7 @@ TrainReport train(const proto::TrainConfig& config) {
                    {"tokens_per_s", r.tokens_per_s},
                    {"step_time_s", dt},
                    {"exposed_comm_s", exposed_comm},
+                   {"pp_bubble", bubble},
                    {"tokens", report.tokens},
                    {"model_tflops", report.flops_per_token * r.tokens_per_s / 1e12}});
     const double elapsed = seconds_since(loop_start);
