@@ -161,6 +161,11 @@ TrainReport train(const proto::TrainConfig& config) {
   const ScheduleKind pp_kind = parse_schedule_kind(pc.pp_schedule());
   const int v = pc.virtual_stages();
   validate_pipeline(pp_kind, mc.n_layer, shape.pp, v, int(micro_steps));
+  if (shape.pp > 1 || v > 1) {  // checked for deadlock freedom before anything runs
+    const ScheduleCheck check = check_schedule(make_schedule(pp_kind, shape.pp, v, int(micro_steps)),
+                                               shape.pp, v, int(micro_steps));
+    PENG_CHECK(check.ok, "pipeline schedule check failed: ", check.error);
+  }
   PENG_INPUT_CHECK(shape.pp == 1 || lc.sample_every() == 0,
                    "logging.sample_every with parallel.pp > 1 is not supported yet");
   std::unique_ptr<ProcessMesh> mesh;

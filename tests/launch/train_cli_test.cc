@@ -89,3 +89,25 @@ TEST(ExportCli, RoundTripIsBitExact) {
 
 }  // namespace
 }  // namespace peng
+
+namespace peng {
+namespace {
+
+TEST(ScheduleCli, PrintsAndChecksASchedule) {
+  testing::CommandResult r =
+      testing::run_peng({"schedule", "--pp", "2", "--micro-batches", "4", "--pp-schedule", "1f1b"});
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  EXPECT_NE(r.stdout_text.find("rank 0: F0 sA0 F1 sA1 rG0 B0 F2 sA2 rG1 B1 F3 sA3 rG2 B2 rG3 B3"),
+            std::string::npos)
+      << r.stdout_text;
+  EXPECT_NE(r.stdout_text.find("check: ok"), std::string::npos) << r.stdout_text;
+  EXPECT_NE(r.stdout_text.find("bubble with backward = 2 x forward: 0.200"), std::string::npos)
+      << r.stdout_text;
+  r = testing::run_peng({"schedule", "--pp", "4", "--micro-batches", "2"});
+  EXPECT_EQ(r.exit_code, 1);
+  ASSERT_EQ(testing::error_lines(r.stderr_text).size(), 1u) << r.stderr_text;
+  EXPECT_NE(r.stderr_text.find("needs at least pp (4) micro-batches, got 2"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace peng
