@@ -98,9 +98,10 @@ int run_cli(int argc, char** argv) {
     const ScheduleCheck check =
         check_schedule(s, sched_pp, sched_v, sched_m, {.send_mode = SendMode::kBuffered});
     PENG_CHECK(check.ok, "schedule check failed: ", check.error);
-    std::printf("check: ok (every forward before its backward, transfers matched, no deadlock)"
-                " | bubble with backward = 2 x forward: %.3f of rank-time\n",
-                check.idle_fraction());
+    std::printf(
+        "check: ok (every forward before its backward, transfers matched, no deadlock)"
+        " | bubble with backward = 2 x forward: %.3f of rank-time\n",
+        check.idle_fraction());
   });
 
   try {

@@ -17,8 +17,7 @@ PipelineRunner::PipelineRunner(Gpt2Model& model, Communicator& pp, ScheduleKind 
       schedule_(make_schedule(kind, pp.size(), v_, micro_batches)),
       last_forward_(size_t(v_), -1) {}
 
-const Tensor& PipelineRunner::forward(int micro, int chunk, const MicroBatch& batch,
-                                      double* loss) {
+const Tensor& PipelineRunner::forward(int micro, int chunk, const MicroBatch& batch, double* loss) {
   auto [tokens, targets] = batch(micro);
   Tensor input;
   if (stage(chunk) > 0) {

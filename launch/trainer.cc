@@ -110,8 +110,7 @@ std::map<std::string, Tensor> whole_model_state(Gpt2Model& model, Communicator* 
     int owner = 0;  // wte, wpe: the first stage
     if (name.rfind("ln_f.", 0) == 0) owner = pipe.pp - 1;
     if (name.rfind("h.", 0) == 0) owner = (std::stoi(name.substr(2)) / per_stage) % pipe.pp;
-    Tensor t = owner == pipe.rank ? state.at(name)
-                                  : Tensor::empty(gpt2_parameter_shape(cfg, name));
+    Tensor t = owner == pipe.rank ? state.at(name) : Tensor::empty(gpt2_parameter_shape(cfg, name));
     pp->broadcast(t, owner)->wait();
     state[name] = t;
   }
@@ -151,8 +150,9 @@ TrainReport train(const proto::TrainConfig& config) {
                    " x ", micro, ")");
   const int64_t micro_steps = local_batch / micro;
   const bool sp = pc.sequence_parallel() && shape.tp > 1;
-  PENG_INPUT_CHECK(!sp || (micro * T) % shape.tp == 0, "parallel.sequence_parallel: a micro-batch's ",
-                   micro, " x ", T, " positions do not split over parallel.tp (", shape.tp, ")");
+  PENG_INPUT_CHECK(!sp || (micro * T) % shape.tp == 0,
+                   "parallel.sequence_parallel: a micro-batch's ", micro, " x ", T,
+                   " positions do not split over parallel.tp (", shape.tp, ")");
   const Gpt2Config mc = resolve_model_config(config);
   PENG_INPUT_CHECK(mc.n_head % shape.tp == 0, "model.n_head (", mc.n_head,
                    ") is not divisible by parallel.tp (", shape.tp, ")");
@@ -162,8 +162,8 @@ TrainReport train(const proto::TrainConfig& config) {
   const int v = pc.virtual_stages();
   validate_pipeline(pp_kind, mc.n_layer, shape.pp, v, int(micro_steps));
   if (shape.pp > 1 || v > 1) {  // checked for deadlock freedom before anything runs
-    const ScheduleCheck check = check_schedule(make_schedule(pp_kind, shape.pp, v, int(micro_steps)),
-                                               shape.pp, v, int(micro_steps));
+    const ScheduleCheck check = check_schedule(
+        make_schedule(pp_kind, shape.pp, v, int(micro_steps)), shape.pp, v, int(micro_steps));
     PENG_CHECK(check.ok, "pipeline schedule check failed: ", check.error);
   }
   PENG_INPUT_CHECK(shape.pp == 1 || lc.sample_every() == 0,
@@ -180,7 +180,8 @@ TrainReport train(const proto::TrainConfig& config) {
 
   Backend& be = cpu_backend();
   const TpGroup tp{shape.tp > 1 ? &mesh->tp() : nullptr, sp};
-  const PipelineLayout pipe{.pp = shape.pp, .rank = mesh ? mesh->pp_rank() : 0, .virtual_stages = v};
+  const PipelineLayout pipe{
+      .pp = shape.pp, .rank = mesh ? mesh->pp_rank() : 0, .virtual_stages = v};
   std::unique_ptr<Gpt2Model> model = build_model(config, mc, be, tp, pipe);
   // Pipeline: the schedule's runner, and the group of the two ranks holding the tied wte.
   std::unique_ptr<PipelineRunner> runner;
@@ -265,11 +266,11 @@ TrainReport train(const proto::TrainConfig& config) {
                                                   .seq_len = T});
   progress.message(detail::concat(
       "peng: GPT-2 ", mc.n_layer, "L ", mc.n_head, "H ", mc.n_embd, "C vocab ", mc.vocab_size,
-      " | ", double(gpt2_num_params(mc, true)) / 1e6, "M params | batch ", B, "x", T, " (micro ", micro,
-      ", dp ", shape.dp, ", tp ", shape.tp, sp ? " sp" : "", ", pp ", shape.pp,
+      " | ", double(gpt2_num_params(mc, true)) / 1e6, "M params | batch ", B, "x", T, " (micro ",
+      micro, ", dp ", shape.dp, ", tp ", shape.tp, sp ? " sp" : "", ", pp ", shape.pp,
       runner ? std::string(" ") + schedule_kind_name(pp_kind) : std::string(),
-      v > 1 ? " v" + std::to_string(v) : std::string(), ", zero ", zero, ") | ", tc.steps(), " steps | data ", train_stream.describe(), " (",
-      train_stream.size(), " tokens)"));
+      v > 1 ? " v" + std::to_string(v) : std::string(), ", zero ", zero, ") | ", tc.steps(),
+      " steps | data ", train_stream.describe(), " (", train_stream.size(), " tokens)"));
 
   const double train_start = seconds_since(start);
   const auto loop_start = Clock::now();

@@ -12,8 +12,8 @@ AdamW::AdamW(ParameterSet& params, Backend& backend, const AdamWConfig& config,
       config_(config),
       segments_(split_at_parameters(params, spans)) {
   for (const ParamSegment& s : segments_) {
-    PENG_CHECK(s.span.state_offset + s.span.numel <= state_numel, "AdamW: span [",
-               s.span.offset, ", +", s.span.numel, ") outside the state");
+    PENG_CHECK(s.span.state_offset + s.span.numel <= state_numel, "AdamW: span [", s.span.offset,
+               ", +", s.span.numel, ") outside the state");
   }
   m_ = Tensor::zeros({state_numel}, DType::kF32, backend.device());
   v_ = Tensor::zeros({state_numel}, DType::kF32, backend.device());

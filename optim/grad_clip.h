@@ -34,8 +34,7 @@ double sharded_grad_norm(const Tensor& grads, const std::vector<FlatSpan>& spans
 // Scales `grads` by max_norm / (norm + 1e-6) when that is < 1 (no-op when max_norm <= 0).
 // Returns the factor applied (1 when unchanged).
 float clip_grad_norm(Tensor& grads, Backend& backend, double norm, float max_norm);
-inline float clip_grad_norm(ParameterSet& params, Backend& backend, double norm,
-                            float max_norm) {
+inline float clip_grad_norm(ParameterSet& params, Backend& backend, double norm, float max_norm) {
   return clip_grad_norm(params.flat_grads(), backend, norm, max_norm);
 }
 

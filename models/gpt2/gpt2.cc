@@ -41,7 +41,8 @@ Gpt2Model::Gpt2Model(const Gpt2Config& config, Backend& backend, const TpGroup& 
     }
   }
   lnf_offset_ = params_.numel();
-  if (pipe_.last_rank()) ln_f_ = std::make_unique<LayerNorm>(params_, "ln_f", c, config_.layernorm_eps);
+  if (pipe_.last_rank())
+    ln_f_ = std::make_unique<LayerNorm>(params_, "ln_f", c, config_.layernorm_eps);
   if (tp.sequence_parallel && tp.size() > 1) {  // LayerNorms see this rank's rows only
     for (Parameter& p : params_.all()) p.tp_partial_grad = p.name.find("ln_") != std::string::npos;
   }
@@ -155,14 +156,16 @@ int64_t gpt2_num_params(const Gpt2Config& config, bool include_position_embeddin
 }
 
 double Gpt2Model::forward(const Tensor& tokens, const Tensor& targets) {
-  PENG_CHECK(pipe_.stages() == 1, "Gpt2Model::forward under pipeline parallelism: use forward_chunk");
+  PENG_CHECK(pipe_.stages() == 1,
+             "Gpt2Model::forward under pipeline parallelism: use forward_chunk");
   double loss = 0;
   forward_chunk(0, tokens, none_, targets, &loss);
   return loss;
 }
 
 void Gpt2Model::backward(float scale) {
-  PENG_CHECK(pipe_.stages() == 1, "Gpt2Model::backward under pipeline parallelism: use backward_chunk");
+  PENG_CHECK(pipe_.stages() == 1,
+             "Gpt2Model::backward under pipeline parallelism: use backward_chunk");
   backward_chunk(0, none_, scale);
 }
 
@@ -201,8 +204,8 @@ const Tensor& Gpt2Model::forward_chunk(int chunk, const Tensor& tokens, const Te
     x = &x0_;
   }
   PENG_CHECK(x->defined() && x->ndim() == 2 && x->dim(0) == rows && x->dim(1) == c,
-             "Gpt2Model::forward_chunk ", chunk, ": input ", x->str(), ", expected (", rows,
-             ", ", c, ")");
+             "Gpt2Model::forward_chunk ", chunk, ": input ", x->str(), ", expected (", rows, ", ",
+             c, ")");
   for (int b = chunk * layers_per_stage_; b < (chunk + 1) * layers_per_stage_; ++b) {
     x = &blocks_[size_t(b)]->forward(be, *x, batch_, seq_, sp_);
   }
@@ -236,8 +239,7 @@ const Tensor& Gpt2Model::forward_chunk(int chunk, const Tensor& tokens, const Te
     ensure_buffer(ce_stats_, {n, 2}, dev);
     be.cross_entropy_shard_max(logits_, vocab_valid_, row_max_);
     tp_.all_reduce_max(row_max_);
-    be.cross_entropy_shard_sums(logits_, targets_, vocab_begin_, vocab_valid_, row_max_,
-                                ce_stats_);
+    be.cross_entropy_shard_sums(logits_, targets_, vocab_begin_, vocab_valid_, row_max_, ce_stats_);
     tp_.all_reduce_sum(ce_stats_);
     Tensor mx = row_max_.to(Device::cpu()), st = ce_stats_.to(Device::cpu());
     for (int64_t i = 0; i < n; ++i) {
@@ -278,8 +280,8 @@ const Tensor& Gpt2Model::backward_chunk(int chunk, const Tensor& dout, float sca
     }
     params_.grads_ready_from(lnf_offset_);
   } else {
-    PENG_CHECK(dout.defined() && dout.shape() == dres_.shape(), "Gpt2Model::backward_chunk ",
-               chunk, ": output gradient ", dout.str(), ", expected (", rows, ", ", c, ")");
+    PENG_CHECK(dout.defined() && dout.shape() == dres_.shape(), "Gpt2Model::backward_chunk ", chunk,
+               ": output gradient ", dout.str(), ", expected (", rows, ", ", c, ")");
     dres_.copy_from(dout);
   }
   for (int b = (chunk + 1) * layers_per_stage_ - 1; b >= chunk * layers_per_stage_; --b) {

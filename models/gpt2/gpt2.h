@@ -22,9 +22,9 @@
 
 #include "core/backend.h"
 #include "core/parameter.h"
-#include "parallel/tensor_parallel/tp_group.h"
 #include "models/gpt2/block.h"
 #include "models/gpt2/config.h"
+#include "parallel/tensor_parallel/tp_group.h"
 
 namespace peng {
 
@@ -94,16 +94,15 @@ class Gpt2Model {
   // (gathered over tp).
   Tensor logits_row(int64_t row);
 
-
  private:
   Gpt2Config config_;
   Backend& backend_;
   TpGroup tp_;
   PipelineLayout pipe_;
   int layers_per_stage_;
-  int64_t vp_;            // padded vocabulary (all shards)
-  int64_t vocab_begin_;   // this rank's first vocabulary row / logit column
-  int64_t vocab_valid_;   // how many of its Vp / tp rows are real tokens
+  int64_t vp_;           // padded vocabulary (all shards)
+  int64_t vocab_begin_;  // this rank's first vocabulary row / logit column
+  int64_t vocab_valid_;  // how many of its Vp / tp rows are real tokens
   ParameterSet params_;
   int wte_ = -1, wpe_ = -1;  // -1 where this pipeline rank does not hold them
   bool has_embedding(int chunk) const { return pipe_.first_rank() && chunk == 0; }

@@ -28,9 +28,8 @@ class Linear {
  public:
   // Registers `<prefix>.weight` (in, out) and, with bias, `<prefix>.bias` (out): logical
   // shapes; this rank holds its shard of them.
-  Linear(ParameterSet& params, const std::string& prefix, int64_t in, int64_t out,
-         bool bias = true, LinearSplit split = LinearSplit::kNone, const TpGroup& tp = {},
-         int blocks = 1);
+  Linear(ParameterSet& params, const std::string& prefix, int64_t in, int64_t out, bool bias = true,
+         LinearSplit split = LinearSplit::kNone, const TpGroup& tp = {}, int blocks = 1);
 
   // x (N, local in) -> y (N, local out). Keeps a handle on x for backward. With
   // rows_sharded: a column layer takes x (N / tp, in), a row layer returns y (N / tp, out).

@@ -11,8 +11,8 @@ SelfAttention::SelfAttention(ParameterSet& params, const std::string& prefix, in
       n_embd_(n_embd),
       local_embd_(n_embd / tp.size()),
       local_heads_(n_head / tp.size()) {
-  PENG_CHECK(n_head % tp.size() == 0, prefix, ": ", n_head, " heads do not split over ",
-             tp.size(), " tensor-parallel ranks");
+  PENG_CHECK(n_head % tp.size() == 0, prefix, ": ", n_head, " heads do not split over ", tp.size(),
+             " tensor-parallel ranks");
 }
 
 const Tensor& SelfAttention::forward(Backend& be, const Tensor& x, int64_t batch, int64_t seq,

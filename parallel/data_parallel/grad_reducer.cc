@@ -138,10 +138,12 @@ void GradReducer::all_gather_values() {
     const int64_t chunk = b.padded / n;
     Tensor in = gather_in_.flat_view(b.shard_offset, {chunk});
     const int64_t valid = std::clamp<int64_t>(b.numel - r * chunk, 0, chunk);
-    if (valid > 0) in.flat_view(0, {valid}).copy_from(values.flat_view(b.offset + r * chunk, {valid}));
+    if (valid > 0)
+      in.flat_view(0, {valid}).copy_from(values.flat_view(b.offset + r * chunk, {valid}));
     if (valid < chunk) in.flat_view(valid, {chunk - valid}).zero();
     Tensor out = values.flat_view(b.offset, {b.numel});
-    if (b.padded != b.numel) out = padded_out[i] = Tensor::empty({b.padded}, DType::kF32, in.device());
+    if (b.padded != b.numel)
+      out = padded_out[i] = Tensor::empty({b.padded}, DType::kF32, in.device());
     works.push_back(dp_.all_gather(in, out));
   }
   for (auto& w : works) w->wait();

@@ -66,9 +66,9 @@ class GradReducer {
   void all_gather_values();
 
   struct Bucket {
-    int64_t offset, numel;       // flat range [offset, offset + numel)
-    int64_t padded;              // numel rounded up to a multiple of dp
-    int64_t shard_offset;        // where this rank's chunk (padded / dp) sits in the shard
+    int64_t offset, numel;  // flat range [offset, offset + numel)
+    int64_t padded;         // numel rounded up to a multiple of dp
+    int64_t shard_offset;   // where this rank's chunk (padded / dp) sits in the shard
   };
   const std::vector<Bucket>& buckets() const { return buckets_; }
 

@@ -1,13 +1,13 @@
 #include "parallel/mpi/mpi_communicator.h"
 
-#include <cstdlib>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
-#include <mutex>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -373,8 +373,7 @@ std::unique_ptr<Work> MpiCommunicator::all_gather(const Tensor& in, Tensor& out)
   PENG_CHECK(in.dtype() == out.dtype() && out.numel() == in.numel() * size_, "all_gather on group ",
              name_, ": out ", out.str(), " must hold ", size_, " chunks of in ", in.str());
   const std::string what = "all_gather on group " + name_;
-  auto work =
-      std::make_unique<MpiWork>(enter_collective(what, comm_, name_, seq_, timeout_s_));
+  auto work = std::make_unique<MpiWork>(enter_collective(what, comm_, name_, seq_, timeout_s_));
   check_mpi(MPI_Iallgather(in.raw_data(), int(in.numel()), mpi_type(in.dtype()), out.raw_data(),
                            int(in.numel()), mpi_type(in.dtype()), comm_, work->request()),
             what);
@@ -386,8 +385,7 @@ std::unique_ptr<Work> MpiCommunicator::broadcast(Tensor& t, int root) {
   PENG_CHECK(root >= 0 && root < size_, "broadcast on group ", name_, ": root ", root,
              " outside [0, ", size_, ")");
   const std::string what = "broadcast on group " + name_;
-  auto work =
-      std::make_unique<MpiWork>(enter_collective(what, comm_, name_, seq_, timeout_s_));
+  auto work = std::make_unique<MpiWork>(enter_collective(what, comm_, name_, seq_, timeout_s_));
   check_mpi(
       MPI_Ibcast(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), root, comm_, work->request()),
       what);
@@ -396,8 +394,8 @@ std::unique_ptr<Work> MpiCommunicator::broadcast(Tensor& t, int root) {
 
 std::unique_ptr<Work> MpiCommunicator::send(const Tensor& t, int dst, int tag) {
   check_host("send", t, name_);
-  PENG_CHECK(tag >= 0 && tag < kRingTag, "send on group ", name_, ": tag ", tag,
-             " outside [0, ", kRingTag, ")");
+  PENG_CHECK(tag >= 0 && tag < kRingTag, "send on group ", name_, ": tag ", tag, " outside [0, ",
+             kRingTag, ")");
   const std::string what = "send to rank " + std::to_string(dst) + " of group " + name_;
   auto work = std::make_unique<MpiWork>(Watch{what, comm_, name_, 0, timeout_s_});
   check_mpi(MPI_Isend(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), dst, tag, comm_,
@@ -408,8 +406,8 @@ std::unique_ptr<Work> MpiCommunicator::send(const Tensor& t, int dst, int tag) {
 
 std::unique_ptr<Work> MpiCommunicator::recv(Tensor& t, int src, int tag) {
   check_host("recv", t, name_);
-  PENG_CHECK(tag >= 0 && tag < kRingTag, "recv on group ", name_, ": tag ", tag,
-             " outside [0, ", kRingTag, ")");
+  PENG_CHECK(tag >= 0 && tag < kRingTag, "recv on group ", name_, ": tag ", tag, " outside [0, ",
+             kRingTag, ")");
   const std::string what = "recv from rank " + std::to_string(src) + " of group " + name_;
   auto work = std::make_unique<MpiWork>(Watch{what, comm_, name_, 0, timeout_s_});
   check_mpi(MPI_Irecv(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), src, tag, comm_,

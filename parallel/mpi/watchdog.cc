@@ -124,8 +124,7 @@ void note_entered(const std::string& group, int64_t seq) {
   s.entered[group] = seq;
 }
 
-std::string describe_missing(MPI_Comm comm, const std::string& group, int64_t seq,
-                             double grace_s) {
+std::string describe_missing(MPI_Comm comm, const std::string& group, int64_t seq, double grace_s) {
   State& s = state();
   if (s.comm == MPI_COMM_NULL) return "";
   int size = 0, me = 0;

@@ -38,8 +38,7 @@ void note_entered(const std::string& group, int64_t seq);
 // Which members of `comm` (group `group`) had not entered collective `seq`, as text
 // naming world ranks, e.g. "world rank 3 did not answer (dead, stopped or unreachable);
 // world rank 1 is at collective #6". Waits at most `grace_s` seconds for answers.
-std::string describe_missing(MPI_Comm comm, const std::string& group, int64_t seq,
-                             double grace_s);
+std::string describe_missing(MPI_Comm comm, const std::string& group, int64_t seq, double grace_s);
 
 }  // namespace watch
 

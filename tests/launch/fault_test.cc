@@ -92,8 +92,8 @@ TEST(Fault, HungRankTimesOutWithAnErrorNamingIt) {
   for (const std::string& e : errors) {
     EXPECT_NE(e.find("on group dp (collective #"), std::string::npos) << e;
     EXPECT_NE(e.find("did not complete within 3 s"), std::string::npos) << e;
-    named = named ||
-            e.find("world rank 1 did not answer (dead, stopped or unreachable)") != std::string::npos;
+    named = named || e.find("world rank 1 did not answer (dead, stopped or unreachable)") !=
+                         std::string::npos;
   }
   EXPECT_TRUE(named) << err;
 }

@@ -76,10 +76,9 @@ struct DpCase {
 };
 
 void PrintTo(const DpCase& c, std::ostream* os) {
-  *os << c.name << " dp " << c.dp() << " tp " << c.tp << " micro " << c.micro << " zero "
-      << c.zero << " bucket_mb " << (c.bucket_mb.empty() ? "default" : c.bucket_mb)
-      << (c.sp ? " sequence parallel" : "") << " pp " << c.pp << " " << c.schedule << " v "
-      << c.v;
+  *os << c.name << " dp " << c.dp() << " tp " << c.tp << " micro " << c.micro << " zero " << c.zero
+      << " bucket_mb " << (c.bucket_mb.empty() ? "default" : c.bucket_mb)
+      << (c.sp ? " sequence parallel" : "") << " pp " << c.pp << " " << c.schedule << " v " << c.v;
 }
 
 std::vector<std::string> dp_args(const DpCase& c, const ReferenceRun& e,
@@ -106,13 +105,11 @@ TEST_P(ReferenceDataParallel, MatchesPyTorchEveryStep) {
   testing::TempDir tmp;
   testing::CommandResult r = testing::run_mpi_peng(c.np, dp_args(c, e, tmp / "m.jsonl"));
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-  const std::string layout = "dp " + std::to_string(c.dp()) + ", tp " + std::to_string(c.tp) +
-                             (c.sp ? " sp" : "") + ", pp " + std::to_string(c.pp) +
-                             (c.pp > 1 || c.v > 1 ? " " + c.schedule : "") +
-                             (c.v > 1 ? " v" + std::to_string(c.v) : "") + ", zero " +
-                             std::to_string(c.zero);
-  EXPECT_NE(r.stdout_text.find(layout), std::string::npos)
-      << r.stdout_text;
+  const std::string layout =
+      "dp " + std::to_string(c.dp()) + ", tp " + std::to_string(c.tp) + (c.sp ? " sp" : "") +
+      ", pp " + std::to_string(c.pp) + (c.pp > 1 || c.v > 1 ? " " + c.schedule : "") +
+      (c.v > 1 ? " v" + std::to_string(c.v) : "") + ", zero " + std::to_string(c.zero);
+  EXPECT_NE(r.stdout_text.find(layout), std::string::npos) << r.stdout_text;
   std::vector<double> loss, norm;
   testing::read_metrics_jsonl(tmp / "m.jsonl", loss, norm);
   testing::expect_matches_reference(e, loss, norm);
@@ -120,37 +117,32 @@ TEST_P(ReferenceDataParallel, MatchesPyTorchEveryStep) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, ReferenceDataParallel,
-    ::testing::Values(DpCase{"gpt2-tiny", 2, 0, 0, ""}, DpCase{"gpt2-tiny", 2, 1, 0, "0.01"},
-                      DpCase{"gpt2-tiny", 4, 0, 0, ""}, DpCase{"gpt2-tiny", 2, 0, 1, "0.01"},
-                      DpCase{"gpt2-tiny", 2, 1, 1, ""}, DpCase{"gpt2-tiny", 4, 0, 1, ""},
-                      DpCase{"gpt2-tiny", 2, 1, 2, "0.01"}, DpCase{"gpt2-tiny", 4, 0, 2, ""},
-                      DpCase{"gpt2-small-odd", 2, 0, 0, ""},
-                      DpCase{"gpt2-small-odd", 2, 1, 0, "0.003"},
-                      DpCase{"gpt2-small-odd", 3, 0, 0, ""},
-                      DpCase{"gpt2-small-odd", 2, 1, 1, "0.003"},
-                      DpCase{"gpt2-small-odd", 3, 1, 2, "0.003"},
-                      DpCase{"gpt2-small-odd", 3, 0, 2, ""},
-                      // tensor parallelism, alone and with dp, micro-batching and ZeRO
-                      DpCase{"gpt2-tiny", 2, 0, 0, "", 2}, DpCase{"gpt2-tiny", 2, 1, 0, "", 2},
-                      DpCase{"gpt2-tiny", 4, 0, 0, "", 4}, DpCase{"gpt2-tiny", 4, 1, 0, "0.01", 2},
-                      DpCase{"gpt2-tiny", 4, 0, 1, "0.01", 2}, DpCase{"gpt2-tiny", 4, 1, 2, "", 2},
-                      DpCase{"gpt2-small-odd", 3, 0, 0, "", 3},
-                      DpCase{"gpt2-small-odd", 3, 2, 0, "", 3},
-                      // sequence parallelism
-                      DpCase{"gpt2-tiny", 2, 0, 0, "", 2, true},
-                      DpCase{"gpt2-tiny", 4, 1, 1, "0.01", 2, true},
-                      DpCase{"gpt2-tiny", 4, 0, 2, "", 4, true},
-                      DpCase{"gpt2-small-odd", 3, 1, 0, "", 3, true},
-                      // pipeline parallelism: each schedule, and with tp, dp, ZeRO, sp
-                      DpCase{"gpt2-tiny", 2, 1, 0, "", 1, false, 2, "gpipe"},
-                      DpCase{"gpt2-tiny", 2, 1, 0, "", 1, false, 2, "1f1b"},
-                      DpCase{"gpt2-small-odd", 2, 2, 0, "", 1, false, 2, "1f1b"},
-                      DpCase{"gpt2-deep4", 2, 1, 0, "", 1, false, 2, "interleaved", 2},
-                      DpCase{"gpt2-deep4", 4, 2, 0, "", 1, false, 4, "1f1b"},
-                      DpCase{"gpt2-tiny", 4, 1, 0, "", 2, false, 2, "1f1b"},
-                      DpCase{"gpt2-tiny", 4, 1, 1, "0.01", 1, false, 2, "1f1b"},
-                      DpCase{"gpt2-deep4", 4, 1, 2, "", 1, false, 2, "interleaved", 2},
-                      DpCase{"gpt2-deep4", 8, 1, 1, "", 2, true, 2, "interleaved", 2}),
+    ::testing::Values(
+        DpCase{"gpt2-tiny", 2, 0, 0, ""}, DpCase{"gpt2-tiny", 2, 1, 0, "0.01"},
+        DpCase{"gpt2-tiny", 4, 0, 0, ""}, DpCase{"gpt2-tiny", 2, 0, 1, "0.01"},
+        DpCase{"gpt2-tiny", 2, 1, 1, ""}, DpCase{"gpt2-tiny", 4, 0, 1, ""},
+        DpCase{"gpt2-tiny", 2, 1, 2, "0.01"}, DpCase{"gpt2-tiny", 4, 0, 2, ""},
+        DpCase{"gpt2-small-odd", 2, 0, 0, ""}, DpCase{"gpt2-small-odd", 2, 1, 0, "0.003"},
+        DpCase{"gpt2-small-odd", 3, 0, 0, ""}, DpCase{"gpt2-small-odd", 2, 1, 1, "0.003"},
+        DpCase{"gpt2-small-odd", 3, 1, 2, "0.003"}, DpCase{"gpt2-small-odd", 3, 0, 2, ""},
+        // tensor parallelism, alone and with dp, micro-batching and ZeRO
+        DpCase{"gpt2-tiny", 2, 0, 0, "", 2}, DpCase{"gpt2-tiny", 2, 1, 0, "", 2},
+        DpCase{"gpt2-tiny", 4, 0, 0, "", 4}, DpCase{"gpt2-tiny", 4, 1, 0, "0.01", 2},
+        DpCase{"gpt2-tiny", 4, 0, 1, "0.01", 2}, DpCase{"gpt2-tiny", 4, 1, 2, "", 2},
+        DpCase{"gpt2-small-odd", 3, 0, 0, "", 3}, DpCase{"gpt2-small-odd", 3, 2, 0, "", 3},
+        // sequence parallelism
+        DpCase{"gpt2-tiny", 2, 0, 0, "", 2, true}, DpCase{"gpt2-tiny", 4, 1, 1, "0.01", 2, true},
+        DpCase{"gpt2-tiny", 4, 0, 2, "", 4, true}, DpCase{"gpt2-small-odd", 3, 1, 0, "", 3, true},
+        // pipeline parallelism: each schedule, and with tp, dp, ZeRO, sp
+        DpCase{"gpt2-tiny", 2, 1, 0, "", 1, false, 2, "gpipe"},
+        DpCase{"gpt2-tiny", 2, 1, 0, "", 1, false, 2, "1f1b"},
+        DpCase{"gpt2-small-odd", 2, 2, 0, "", 1, false, 2, "1f1b"},
+        DpCase{"gpt2-deep4", 2, 1, 0, "", 1, false, 2, "interleaved", 2},
+        DpCase{"gpt2-deep4", 4, 2, 0, "", 1, false, 4, "1f1b"},
+        DpCase{"gpt2-tiny", 4, 1, 0, "", 2, false, 2, "1f1b"},
+        DpCase{"gpt2-tiny", 4, 1, 1, "0.01", 1, false, 2, "1f1b"},
+        DpCase{"gpt2-deep4", 4, 1, 2, "", 1, false, 2, "interleaved", 2},
+        DpCase{"gpt2-deep4", 8, 1, 1, "", 2, true, 2, "interleaved", 2}),
     [](const auto& info) {
       const DpCase& c = info.param;
       std::string n = c.name;
@@ -158,9 +150,9 @@ INSTANTIATE_TEST_SUITE_P(
       return n + "_dp" + std::to_string(c.dp()) + "_tp" + std::to_string(c.tp) + "_micro" +
              std::to_string(c.micro) + "_zero" + std::to_string(c.zero) +
              (c.bucket_mb.empty() ? "" : "_smallbuckets") + (c.sp ? "_sp" : "") +
-             (c.pp > 1 || c.v > 1 ? "_pp" + std::to_string(c.pp) + "_" + c.schedule + "_v" +
-                                        std::to_string(c.v)
-                                  : "");
+             (c.pp > 1 || c.v > 1
+                  ? "_pp" + std::to_string(c.pp) + "_" + c.schedule + "_v" + std::to_string(c.v)
+                  : "");
     });
 
 // ZeRO 1 and 2 change only the order of the gradient sums: every step's loss and grad

@@ -71,8 +71,8 @@ TEST(GradReducer, AllReduceSumsEveryBucketInPlace) {
       red.wait();
       const float* g = ps.flat_grads().data<float>();
       for (int64_t i = 0; i < ps.numel(); ++i) {
-        ASSERT_EQ(g[i], grad_sum(world.size(), i)) << "bucket bytes " << bucket_bytes << " [" << i
-                                                   << "]";
+        ASSERT_EQ(g[i], grad_sum(world.size(), i))
+            << "bucket bytes " << bucket_bytes << " [" << i << "]";
       }
     }
   }

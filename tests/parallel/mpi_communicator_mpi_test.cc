@@ -80,11 +80,13 @@ TEST(MpiCommunicator, ReduceScatterMaxAvgAndInFlightTogether) {
   Tensor in = filled(DType::kF32, chunk * n, [&](int64_t i) { return double((r * 5 + i) % n); });
   Tensor mx = Tensor::empty({chunk});
   c.reduce_scatter(in, mx, ReduceOp::kMax)->wait();
-  expect_values(mx, [&](int64_t) { return double(n - 1); }, "max");
+  expect_values(
+      mx, [&](int64_t) { return double(n - 1); }, "max");
   Tensor avg_in = filled(DType::kF64, chunk * n, [&](int64_t i) { return double(2 * r + i); });
   Tensor avg = Tensor::empty({chunk}, DType::kF64);
   c.reduce_scatter(avg_in, avg, ReduceOp::kAvg)->wait();
-  expect_values(avg, [&](int64_t i) { return double(r * chunk + i) + (n - 1); }, "avg");
+  expect_values(
+      avg, [&](int64_t i) { return double(r * chunk + i) + (n - 1); }, "avg");
 
   std::vector<Tensor> ins, outs;
   std::vector<std::unique_ptr<Work>> works;
@@ -186,7 +188,7 @@ TEST(MpiCommunicator, TimeoutNamesTheRankThatDidNotArrive) {
   auto* late = static_cast<MpiCommunicator*>(group.get());
   late->set_timeout(1.0);
   Tensor warmup = Tensor::from_vector<float>({1.0f}, {1});
-  late->all_reduce(warmup, ReduceOp::kSum)->wait();  // collective #1: everyone
+  late->all_reduce(warmup, ReduceOp::kSum)->wait();                // collective #1: everyone
   static Tensor orphan = Tensor::from_vector<float>({1.0f}, {1});  // outlives the request
   if (world.rank() != 1) {
     try {

@@ -109,8 +109,7 @@ CommandResult run_mpi_peng(int np, const std::vector<std::string>& args) {
   return run_command(mpi_peng_argv(np, args), mpi_env());
 }
 
-BackgroundProcess::BackgroundProcess(const std::vector<std::string>& args,
-                                     const fs::path& log_dir,
+BackgroundProcess::BackgroundProcess(const std::vector<std::string>& args, const fs::path& log_dir,
                                      const std::vector<std::pair<std::string, std::string>>& env)
     : out_(log_dir / "stdout.txt"), err_(log_dir / "stderr.txt") {
   std::vector<std::string> copy = args;
@@ -141,8 +140,7 @@ BackgroundProcess::~BackgroundProcess() {
 }
 
 std::optional<int> BackgroundProcess::wait_for(double seconds) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (!exit_code_) {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -164,8 +162,8 @@ std::vector<pid_t> find_processes(const std::string& needle, const std::string& 
   for (const auto& entry : fs::directory_iterator("/proc")) {
     const std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream cmd(entry.path() / "cmdline", std::ios::binary), env(entry.path() / "environ",
-                                                                       std::ios::binary);
+    std::ifstream cmd(entry.path() / "cmdline", std::ios::binary),
+        env(entry.path() / "environ", std::ios::binary);
     std::string cmdline((std::istreambuf_iterator<char>(cmd)), {});
     std::string environ((std::istreambuf_iterator<char>(env)), {});
     if (cmdline.find(needle) == std::string::npos) continue;
