@@ -53,7 +53,7 @@ double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
       case Action::kSendActivation:
       case Action::kSendGrad: {
         const Tensor& t = (a.op == Action::kSendActivation ? act_out_ : grad_out_).at(key);
-        sends_.push_back(pp_.send(t, a.peer, p2p_tag(a, rank_, pp_size_, v_)));
+        sends_[{key, a.op}] = pp_.send(t, a.peer, p2p_tag(a, rank_, pp_size_, v_));
         break;
       }
       case Action::kForward: {
@@ -75,6 +75,14 @@ double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
           dout = pp_size_ == 1 ? grad_out_.at({a.micro, a.chunk + 1}) : grad_in_.at(key);
         }
         const Tensor& dx = model_.backward_chunk(a.chunk, dout, grad_scale);
+        // This stage's output for the micro-batch is no longer needed: its gradient came
+        // back, so the next stage has received it (pp == 1: the next chunk consumed it).
+        if (auto it = sends_.find({key, Action::kSendActivation}); it != sends_.end()) {
+          it->second->wait();  // complete: the peer received it
+          sends_.erase(it);
+        }
+        act_out_.erase(key);
+        if (pp_size_ == 1) grad_out_.erase({a.micro, a.chunk + 1});
         last_forward_[size_t(a.chunk)] = -1;  // backward overwrote some buffers
         if (stage(a.chunk) > 0) grad_out_[key] = dx.clone();
         act_in_.erase(key);
@@ -84,7 +92,7 @@ double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
     }
   }
   const auto w0 = Clock::now();
-  for (auto& w : sends_) w->wait();
+  for (auto& [what, work] : sends_) work->wait();
   waiting += seconds_since(w0);
   bubble_ = waiting / std::max(seconds_since(start), 1e-9);
   sends_.clear();

@@ -166,8 +166,9 @@ TrainReport train(const proto::TrainConfig& config) {
         make_schedule(pp_kind, shape.pp, v, int(micro_steps)), shape.pp, v, int(micro_steps));
     PENG_CHECK(check.ok, "pipeline schedule check failed: ", check.error);
   }
-  PENG_INPUT_CHECK(shape.pp == 1 || lc.sample_every() == 0,
-                   "logging.sample_every with parallel.pp > 1 is not supported yet");
+  PENG_INPUT_CHECK((shape.pp == 1 && v == 1) || lc.sample_every() == 0,
+                   "logging.sample_every with pipeline parallelism (parallel.pp > 1 or "
+                   "parallel.virtual_stages > 1) is not supported yet");
   std::unique_ptr<ProcessMesh> mesh;
   if (env.world_size > 1) {
     mpi_world().set_timeout(pc.collective_timeout_s());  // the mesh's groups inherit it
@@ -329,6 +330,11 @@ TrainReport train(const proto::TrainConfig& config) {
       const auto g0 = Clock::now();
       reducer->all_gather_values();
       exposed_comm += seconds_since(g0);
+    }
+    // The tied wte's two copies got the same gradient, but summed over dp in buckets laid
+    // out differently on the two stages: keep them bit-identical.
+    if (embedding_group) {
+      embedding_group->broadcast(model->parameters().get("wte.weight").value, 0)->wait();
     }
     const double dt = seconds_since(t0);
 

@@ -180,12 +180,16 @@ const Tensor& Gpt2Model::forward_chunk(int chunk, const Tensor& tokens, const Te
   batch_ = tokens.dim(0);
   seq_ = tokens.dim(1);
   const int64_t n = batch_ * seq_, c = config_.n_embd, vl = vp_ / tp_.size();
-  // Sequence parallelism: the residual stream is this rank's n / tp rows.
+  // Sequence parallelism: the residual stream is this rank's n / tp rows (forward-only
+  // calls whose rows do not divide, such as sampling, run without it).
   sp_ = tp_.sequence_parallel && tp_.size() > 1 && n % tp_.size() == 0;
+  PENG_CHECK(sp_ || !targets.defined() || !tp_.sequence_parallel || tp_.size() == 1,
+             "sequence parallelism: ", n, " positions do not split over ", tp_.size(),
+             " tensor-parallel ranks");
   const int64_t rows = sp_ ? n / tp_.size() : n;
   const Tensor* x = &x_in;
   if (has_embedding(chunk)) {
-    tokens_ = tokens.device() == dev ? tokens : tokens.to(dev);
+    tokens_ = tokens.to(dev).clone();  // kept for backward: the caller may reuse its buffer
     ensure_buffer(x0_, {rows, c}, dev);
     if (tp_.size() == 1) {
       Tensor out = x0_.view({batch_, seq_, c});
@@ -226,7 +230,7 @@ const Tensor& Gpt2Model::forward_chunk(int chunk, const Tensor& tokens, const Te
   }
   PENG_CHECK(targets.shape() == tokens.shape(), "targets ", targets.str(), " vs tokens ",
              tokens.str());
-  targets_ = targets.device() == dev ? targets.view({n}) : targets.to(dev).view({n});
+  targets_ = targets.to(dev).clone().view({n});  // kept for backward
   double sum = 0;
   if (tp_.size() == 1) {
     ensure_buffer(losses_, {n}, dev);
