@@ -14,8 +14,7 @@ PipelineRunner::PipelineRunner(Gpt2Model& model, Communicator& pp, ScheduleKind 
       v_(model.pipeline().virtual_stages),
       micro_batches_(micro_batches),
       activation_(std::move(activation)),
-      schedule_(make_schedule(kind, pp.size(), v_, micro_batches)),
-      last_forward_(size_t(v_), -1) {}
+      schedule_(make_schedule(kind, pp.size(), v_, micro_batches)) {}
 
 const Tensor& PipelineRunner::forward(int micro, int chunk, const MicroBatch& batch, double* loss) {
   auto [tokens, targets] = batch(micro);
@@ -24,7 +23,6 @@ const Tensor& PipelineRunner::forward(int micro, int chunk, const MicroBatch& ba
     // With pp == 1 the previous stage is this rank's chunk - 1: its output, kept.
     input = pp_size_ == 1 ? act_out_.at({micro, chunk - 1}) : act_in_.at({micro, chunk});
   }
-  last_forward_[size_t(chunk)] = micro;
   return model_.forward_chunk(chunk, *tokens, input, *targets, loss);
 }
 
@@ -64,12 +62,12 @@ double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
         } else {
           act_out_[key] = out.clone();
         }
+        stash_[key] = model_.stash_activations(a.chunk);
         break;
       }
       case Action::kBackward: {
-        if (last_forward_[size_t(a.chunk)] != a.micro) {
-          forward(a.micro, a.chunk, batch, nullptr);  // recompute this micro-batch's activations
-        }
+        model_.restore_activations(a.chunk, std::move(stash_.at(key)));
+        stash_.erase(key);
         Tensor dout;
         if (!last_stage(a.chunk)) {
           dout = pp_size_ == 1 ? grad_out_.at({a.micro, a.chunk + 1}) : grad_in_.at(key);
@@ -83,7 +81,6 @@ double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
         }
         act_out_.erase(key);
         if (pp_size_ == 1) grad_out_.erase({a.micro, a.chunk + 1});
-        last_forward_[size_t(a.chunk)] = -1;  // backward overwrote some buffers
         if (stage(a.chunk) > 0) grad_out_[key] = dx.clone();
         act_in_.erase(key);
         grad_in_.erase(key);
@@ -96,6 +93,7 @@ double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
   waiting += seconds_since(w0);
   bubble_ = waiting / std::max(seconds_since(start), 1e-9);
   sends_.clear();
+  stash_.clear();
   act_in_.clear();
   act_out_.clear();
   grad_in_.clear();

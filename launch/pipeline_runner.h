@@ -2,12 +2,10 @@
 // on this rank's stages of a Gpt2Model, moving activations and their gradients between
 // pipeline ranks with the pp communicator.
 //
-// Activations: each chunk keeps the activations of one micro-batch (its modules' buffers).
-// A backward whose micro-batch is not the chunk's last forward first recomputes that
-// forward from the stage input kept for it (full recomputation at stage granularity): the
-// memory of 1F1B's in-flight micro-batches is their stage inputs and outputs, at the cost
-// of one extra forward per such backward (1F1B: every stage but the last; GPipe: all but
-// the last micro-batch). A stage output is dropped at its backward; the input gradients
+// Activations: after each forward the chunk's activations are stashed per micro-batch
+// (Gpt2Model::stash_activations: buffer handles moved out, no copy) and moved back for its
+// backward, so nothing is recomputed; in flight at once: 1F1B at most pp - r micro-batches
+// per chunk, GPipe all m. A stage output is dropped at its backward; the input gradients
 // sent back are kept until the end of the step (one per micro-batch).
 // Transfers: sends are non-blocking and finished at the end of the step; receives block;
 // tags from p2p_tag(), the same at both ends.
@@ -57,7 +55,7 @@ class PipelineRunner {
   Shape activation_;
   Schedule schedule_;
   std::map<Key, Tensor> act_in_, act_out_, grad_in_, grad_out_;
-  std::vector<int> last_forward_;  // per chunk: the micro-batch its buffers hold, or -1
+  std::map<Key, std::vector<Tensor>> stash_;  // activations of forwards awaiting backward
   std::map<std::pair<Key, int>, std::unique_ptr<Work>> sends_;  // (key, Action::Op) in flight
   double bubble_ = 0;
 };

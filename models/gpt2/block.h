@@ -22,6 +22,13 @@ class Block {
 
   SelfAttention& attn() { return attn_; }
   Mlp& mlp() { return mlp_; }
+  void activation_slots(std::vector<Tensor*>& out) {
+    ln_1_.activation_slots(out);
+    attn_.activation_slots(out);
+    ln_2_.activation_slots(out);
+    mlp_.activation_slots(out);
+    out.insert(out.end(), {&x2_, &x3_});
+  }
 
  private:
   LayerNorm ln_1_;

@@ -308,6 +308,36 @@ const Tensor& Gpt2Model::backward_chunk(int chunk, const Tensor& dout, float sca
   return none_;
 }
 
+std::vector<Tensor*> Gpt2Model::activation_slots(int chunk) {
+  std::vector<Tensor*> slots;
+  if (has_embedding(chunk)) slots.insert(slots.end(), {&tokens_, &x0_, &emb_full_});
+  for (int b = chunk * layers_per_stage_; b < (chunk + 1) * layers_per_stage_; ++b) {
+    blocks_[size_t(b)]->activation_slots(slots);
+  }
+  if (has_head(chunk)) {
+    ln_f_->activation_slots(slots);
+    slots.insert(slots.end(),
+                 {&lnf_full_, &logits_, &targets_, &losses_, &row_max_, &ce_stats_});
+  }
+  return slots;
+}
+
+std::vector<Tensor> Gpt2Model::stash_activations(int chunk) {
+  std::vector<Tensor> saved;
+  for (Tensor* slot : activation_slots(chunk)) {
+    saved.push_back(std::move(*slot));
+    *slot = Tensor();
+  }
+  return saved;
+}
+
+void Gpt2Model::restore_activations(int chunk, std::vector<Tensor>&& saved) {
+  std::vector<Tensor*> slots = activation_slots(chunk);
+  PENG_CHECK(slots.size() == saved.size(), "restore_activations: ", saved.size(),
+             " tensors for ", slots.size(), " slots");
+  for (size_t i = 0; i < slots.size(); ++i) *slots[i] = std::move(saved[i]);
+}
+
 Tensor Gpt2Model::logits_row(int64_t row) {
   Tensor mine = logits_.slice(row, row + 1).to(Device::cpu()).clone().view({-1});
   if (tp_.size() == 1) return mine;

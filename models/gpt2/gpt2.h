@@ -86,6 +86,11 @@ class Gpt2Model {
   // undefined on the first stage.
   const Tensor& backward_chunk(int chunk, const Tensor& dout, float scale);
   const PipelineLayout& pipeline() const { return pipe_; }
+  // Chunk c's activations of its last forward, moved out (the chunk's next forward
+  // allocates fresh buffers) and moved back before that forward's backward: pipelines keep
+  // one set per micro-batch in flight without recomputing.
+  std::vector<Tensor> stash_activations(int chunk);
+  void restore_activations(int chunk, std::vector<Tensor>&& saved);
   // Logits (B*T, padded_vocab / tp) of the last forward: this rank's vocabulary columns
   // [vocab_begin(), ...); only the real vocabulary is meaningful.
   const Tensor& logits() const { return logits_; }
@@ -108,6 +113,7 @@ class Gpt2Model {
   bool has_embedding(int chunk) const { return pipe_.first_rank() && chunk == 0; }
   bool has_head(int chunk) const { return pipe_.last_rank() && chunk == pipe_.virtual_stages - 1; }
   std::vector<std::unique_ptr<Block>> blocks_;  // chunk c: [c * layers_per_stage_, ...)
+  std::vector<Tensor*> activation_slots(int chunk);
   std::unique_ptr<LayerNorm> ln_f_;
   std::vector<int64_t> block_offsets_;  // flat offset of each block's first parameter
   int64_t lnf_offset_ = 0;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/backend.h"
 #include "core/parameter.h"
@@ -17,6 +18,8 @@ class LayerNorm {
   const Tensor& forward(Backend& be, const Tensor& x);
   // dy (N, C) is ADDED into dx (N, C) (the residual-stream gradient); dw, db accumulate.
   void backward(Backend& be, const Tensor& dy, Tensor& dx);
+  // What forward keeps for backward (pipeline stashes move these out and back).
+  void activation_slots(std::vector<Tensor*>& out) { out.insert(out.end(), {&x_, &y_, &mean_, &rstd_}); }
 
  private:
   ParameterSet& params_;

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/backend.h"
 #include "core/parameter.h"
@@ -38,6 +39,8 @@ class Linear {
   const Tensor& backward(Backend& be, const Tensor& dy);
 
   Parameter& weight() { return params_.at(weight_); }
+  // What forward keeps for backward (pipeline stashes move these out and back).
+  void activation_slots(std::vector<Tensor*>& out) { out.insert(out.end(), {&x_, &y_, &full_}); }
 
  private:
   ParameterSet& params_;

@@ -22,6 +22,11 @@ class SelfAttention {
   const Tensor& backward(Backend& be, const Tensor& dout);
 
   Linear& c_proj() { return c_proj_; }
+  void activation_slots(std::vector<Tensor*>& out) {
+    c_attn_.activation_slots(out);
+    c_proj_.activation_slots(out);
+    out.insert(out.end(), {&qkv_, &att_, &y_});
+  }
 
  private:
   Linear c_attn_, c_proj_;
@@ -44,6 +49,11 @@ class Mlp {
   const Tensor& backward(Backend& be, const Tensor& dout);
 
   Linear& c_proj() { return c_proj_; }
+  void activation_slots(std::vector<Tensor*>& out) {
+    c_fc_.activation_slots(out);
+    c_proj_.activation_slots(out);
+    out.insert(out.end(), {&pre_, &act_});
+  }
 
  private:
   Linear c_fc_, c_proj_;
