@@ -130,4 +130,28 @@ double PipelineRunner::evaluate(const MicroBatch& batch) {
   return loss_sum;
 }
 
+Tensor PipelineRunner::last_logits(const Tensor& tokens) {
+  const int64_t len = tokens.dim(1);
+  const Shape shape{model_.boundary_rows(len), model_.config().n_embd};
+  const int stages = pp_size_ * v_;
+  Tensor row = Tensor::empty({model_.padded_vocab()}), previous;
+  for (int c = 0; c < v_; ++c) {  // the evaluate() wavefront, one sequence
+    const int s = stage(c);
+    Tensor input = previous;
+    if (s > 0 && pp_size_ > 1) {
+      input = Tensor::empty(shape);
+      pp_.recv(input, rank_of_stage(s - 1, pp_size_), s - 1)->wait();
+    }
+    const Tensor& out = model_.forward_chunk(c, tokens, input, Tensor(), nullptr);
+    if (s == stages - 1) {
+      row = model_.logits_row(len - 1);
+    } else {
+      previous = out.clone();
+      if (pp_size_ > 1) pp_.send(previous, rank_of_stage(s + 1, pp_size_), s)->wait();
+    }
+  }
+  if (pp_size_ > 1) pp_.broadcast(row, rank_of_stage(stages - 1, pp_size_))->wait();
+  return row;
+}
+
 }  // namespace peng

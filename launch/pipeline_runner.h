@@ -38,6 +38,9 @@ class PipelineRunner {
   double train(const MicroBatch& batch, float grad_scale);
   // Forward only (validation), the same return value.
   double evaluate(const MicroBatch& batch);
+  // tokens (1, len) through every stage: the last position's logits over the whole padded
+  // vocabulary, on every rank (for sampling; sample_tokens' LastLogits).
+  Tensor last_logits(const Tensor& tokens);
   const Schedule& schedule() const { return schedule_; }
   // The last train()'s bubble on this rank: the fraction of its time spent waiting for
   // transfers (receives, and the sends still in flight at the end) rather than computing.

@@ -117,12 +117,18 @@ std::map<std::string, Tensor> whole_model_state(Gpt2Model& model, Communicator* 
   return state;
 }
 
-std::string sample_text(Gpt2Model& model, const Tokenizer& tok, const proto::TrainConfig& c,
-                        int64_t step) {
+// A text sample; through the pipeline when there is one (every rank draws the same text).
+std::string sample_text(Gpt2Model& model, PipelineRunner* runner, const Tokenizer& tok,
+                        const proto::TrainConfig& c, int64_t step) {
   std::vector<int32_t> prompt = {int32_t(tok.eot_token().value_or('\n'))};
-  std::vector<int32_t> ids =
-      sample_tokens(model, prompt, c.logging().sample_tokens(), c.training().seq_len(),
-                    c.logging().top_k(), c.model().seed() + uint64_t(step), tok.vocab_size());
+  const LastLogits last_logits = [&](const Tensor& tokens) {
+    if (runner) return runner->last_logits(tokens);
+    model.forward(tokens, Tensor());
+    return model.logits_row(tokens.dim(1) - 1);
+  };
+  std::vector<int32_t> ids = sample_tokens(
+      last_logits, model.config(), prompt, c.logging().sample_tokens(), c.training().seq_len(),
+      c.logging().top_k(), c.model().seed() + uint64_t(step), tok.vocab_size());
   return tok.decode(std::vector<uint32_t>(ids.begin(), ids.end()));
 }
 
@@ -166,9 +172,6 @@ TrainReport train(const proto::TrainConfig& config) {
         make_schedule(pp_kind, shape.pp, v, int(micro_steps)), shape.pp, v, int(micro_steps));
     PENG_CHECK(check.ok, "pipeline schedule check failed: ", check.error);
   }
-  PENG_INPUT_CHECK((shape.pp == 1 && v == 1) || lc.sample_every() == 0,
-                   "logging.sample_every with pipeline parallelism (parallel.pp > 1 or "
-                   "parallel.virtual_stages > 1) is not supported yet");
   std::unique_ptr<ProcessMesh> mesh;
   if (env.world_size > 1) {
     mpi_world().set_timeout(pc.collective_timeout_s());  // the mesh's groups inherit it
@@ -371,7 +374,7 @@ TrainReport train(const proto::TrainConfig& config) {
     // collective timeout would look like a hang to the others.
     if (lc.sample_every() > 0 && ((step + 1) % lc.sample_every() == 0 || last)) {
       progress.message("sample at step " + std::to_string(step + 1) + ":\n" +
-                       sample_text(*model, *tokenizer, config, step) + "\n---");
+                       sample_text(*model, runner.get(), *tokenizer, config, step) + "\n---");
     }
   }
   progress.finish();

@@ -182,7 +182,7 @@ const Tensor& Gpt2Model::forward_chunk(int chunk, const Tensor& tokens, const Te
   const int64_t n = batch_ * seq_, c = config_.n_embd, vl = vp_ / tp_.size();
   // Sequence parallelism: the residual stream is this rank's n / tp rows (forward-only
   // calls whose rows do not divide, such as sampling, run without it).
-  sp_ = tp_.sequence_parallel && tp_.size() > 1 && n % tp_.size() == 0;
+  sp_ = boundary_rows(n) != n;
   PENG_CHECK(sp_ || !targets.defined() || !tp_.sequence_parallel || tp_.size() == 1,
              "sequence parallelism: ", n, " positions do not split over ", tp_.size(),
              " tensor-parallel ranks");
@@ -316,8 +316,7 @@ std::vector<Tensor*> Gpt2Model::activation_slots(int chunk) {
   }
   if (has_head(chunk)) {
     ln_f_->activation_slots(slots);
-    slots.insert(slots.end(),
-                 {&lnf_full_, &logits_, &targets_, &losses_, &row_max_, &ce_stats_});
+    slots.insert(slots.end(), {&lnf_full_, &logits_, &targets_, &losses_, &row_max_, &ce_stats_});
   }
   return slots;
 }
@@ -333,8 +332,8 @@ std::vector<Tensor> Gpt2Model::stash_activations(int chunk) {
 
 void Gpt2Model::restore_activations(int chunk, std::vector<Tensor>&& saved) {
   std::vector<Tensor*> slots = activation_slots(chunk);
-  PENG_CHECK(slots.size() == saved.size(), "restore_activations: ", saved.size(),
-             " tensors for ", slots.size(), " slots");
+  PENG_CHECK(slots.size() == saved.size(), "restore_activations: ", saved.size(), " tensors for ",
+             slots.size(), " slots");
   for (size_t i = 0; i < slots.size(); ++i) *slots[i] = std::move(saved[i]);
 }
 

@@ -95,6 +95,13 @@ class Gpt2Model {
   // [vocab_begin(), ...); only the real vocabulary is meaningful.
   const Tensor& logits() const { return logits_; }
   int64_t vocab_begin() const { return vocab_begin_; }
+  int64_t padded_vocab() const { return vp_; }  // over all tp shards
+  // Rows of a stage boundary's tensor for `positions` = B*T positions (B*T / tp under
+  // sequence parallelism, when that divides).
+  int64_t boundary_rows(int64_t positions) const {
+    const bool sp = tp_.sequence_parallel && tp_.size() > 1 && positions % tp_.size() == 0;
+    return sp ? positions / tp_.size() : positions;
+  }
   // Row `row` of the last forward's logits over the whole padded vocabulary, on the host
   // (gathered over tp).
   Tensor logits_row(int64_t row);

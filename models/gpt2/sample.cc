@@ -10,11 +10,23 @@ namespace peng {
 std::vector<int32_t> sample_tokens(Gpt2Model& model, const std::vector<int32_t>& prompt, int n_new,
                                    int context, int top_k, uint64_t seed, int64_t vocab_limit,
                                    float temperature) {
+  const LastLogits last_logits = [&model](const Tensor& tokens) {
+    model.forward(tokens, Tensor());
+    return model.logits_row(tokens.dim(1) - 1);
+  };
+  return sample_tokens(last_logits, model.config(), prompt, n_new, context, top_k, seed,
+                       vocab_limit, temperature);
+}
+
+std::vector<int32_t> sample_tokens(const LastLogits& last_logits, const Gpt2Config& config,
+                                   const std::vector<int32_t>& prompt, int n_new, int context,
+                                   int top_k, uint64_t seed, int64_t vocab_limit,
+                                   float temperature) {
   PENG_CHECK(!prompt.empty(), "sample_tokens: empty prompt");
-  PENG_CHECK(context > 0 && context <= model.config().max_seq_len, "sample_tokens: context ",
-             context, " outside [1, ", model.config().max_seq_len, "]");
-  const int64_t vocab = vocab_limit > 0 ? std::min(vocab_limit, model.config().vocab_size)
-                                        : model.config().vocab_size;
+  PENG_CHECK(context > 0 && context <= config.max_seq_len, "sample_tokens: context ", context,
+             " outside [1, ", config.max_seq_len, "]");
+  const int64_t vocab =
+      vocab_limit > 0 ? std::min(vocab_limit, config.vocab_size) : config.vocab_size;
   const int k = int(std::min<int64_t>(std::max(top_k, 1), vocab));
   std::mt19937_64 gen(seed);
   std::vector<int32_t> seq = prompt, out;
@@ -24,8 +36,7 @@ std::vector<int32_t> sample_tokens(Gpt2Model& model, const std::vector<int32_t>&
     const int64_t len = std::min<int64_t>(int64_t(seq.size()), context);
     Tensor tokens = Tensor::empty({1, len}, DType::kI32);
     std::copy(seq.end() - len, seq.end(), tokens.data<int32_t>());
-    model.forward(tokens, Tensor());
-    Tensor row = model.logits_row(len - 1);
+    Tensor row = last_logits(tokens);
     const float* logits = row.data<float>();
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + k, order.end(),

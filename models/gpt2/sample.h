@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "models/gpt2/gpt2.h"
@@ -17,6 +18,15 @@ namespace peng {
 // saved activations: call between training steps, not between forward and backward.
 std::vector<int32_t> sample_tokens(Gpt2Model& model, const std::vector<int32_t>& prompt, int n_new,
                                    int context, int top_k, uint64_t seed, int64_t vocab_limit = 0,
+                                   float temperature = 1.0f);
+
+// The same with the model behind `last_logits`: tokens (1, len) -> the logits of the last
+// position over the whole padded vocabulary, on the host (a pipeline computes them on its
+// last stage and shares them, so every rank draws the same tokens).
+using LastLogits = std::function<Tensor(const Tensor& tokens)>;
+std::vector<int32_t> sample_tokens(const LastLogits& last_logits, const Gpt2Config& config,
+                                   const std::vector<int32_t>& prompt, int n_new, int context,
+                                   int top_k, uint64_t seed, int64_t vocab_limit = 0,
                                    float temperature = 1.0f);
 
 }  // namespace peng

@@ -155,10 +155,6 @@ TEST(BadInput, ParallelFieldsOutOfRange) {
   expect_error(with({"--collective-timeout", "-1"}), {"parallel.collective_timeout_s"});
   expect_error(with({"--comm", "gloo"}), {"parallel.comm", "gloo"});
   expect_error(with({"--comm", "nccl"}), {"parallel.comm = nccl", "CPU backend"});
-  // One process, two virtual stages: a pipeline, so no sampling yet.
-  expect_error(with({"--pp-schedule", "interleaved", "--virtual-stages", "2", "--micro-batch-size",
-                     "2", "--sample-every", "1"}),
-               {"logging.sample_every", "parallel.virtual_stages"});
 }
 
 TEST(BadInput, DivergedTrainingStopsWithAnError) {

@@ -222,27 +222,43 @@ TEST(ReferenceDataParallelErrors, BadLayoutsAreRefusedOnEveryRank) {
       << r.stderr_text;
 }
 
+// The first text sample a run prints.
+std::string first_sample(const std::string& stdout_text) {
+  const size_t at = stdout_text.find("sample at step 1:\n");
+  if (at == std::string::npos) return "";
+  const size_t begin = stdout_text.find('\n', at) + 1;
+  return stdout_text.substr(begin, stdout_text.find("\n---", begin) - begin);
+}
+
 // With lr 0 the exported model is the initial one: the shards of every tensor (c_attn's
-// q | k | v blocks included) are gathered back exactly over tp, and the stages over pp;
-// sampling runs over tp.
-TEST(ReferenceModelParallel, ExportGathersShardsAndStages) {
+// q | k | v blocks included) are gathered back exactly over tp, and the stages over pp.
+// Sampling runs over tp and through pipelines; pipeline stages compute exactly what one
+// process does, so their sample is the single-process one.
+TEST(ReferenceModelParallel, ExportGathersShardsAndStagesAndSamples) {
   ReferenceRun e = testing::load_reference_run("gpt2-deep4");
+  std::vector<std::string> base = {"train"};
+  for (auto& a : e.train_args(2)) base.push_back(a);
+  *(std::find(base.begin(), base.end(), "--lr") + 1) = "0";
+  base.insert(base.end(), {"--log-every", "1", "--sample-every", "1", "--sample-tokens", "8"});
+  testing::CommandResult single = testing::run_peng(base);
+  ASSERT_EQ(single.exit_code, 0) << single.stderr_text;
+  const std::string reference_sample = first_sample(single.stdout_text);
+  ASSERT_FALSE(reference_sample.empty()) << single.stdout_text;
   const std::vector<std::pair<int, std::vector<std::string>>> layouts = {
-      {2, {"--tp", "2", "--sample-every", "1", "--sample-tokens", "4"}},
+      {2, {"--tp", "2"}},
       {2, {"--pp", "2", "--micro-batch-size", "4"}},
-      {4, {"--tp", "2", "--pp", "2", "--micro-batch-size", "2"}}};
+      {4,
+       {"--tp", "2", "--pp", "2", "--pp-schedule", "interleaved", "--virtual-stages", "2",
+        "--micro-batch-size", "2", "--sequence-parallel"}}};
   for (const auto& [np, layout] : layouts) {
     testing::TempDir tmp;
-    std::vector<std::string> args = {"train"};
-    for (auto& a : e.train_args(2)) args.push_back(a);
-    *(std::find(args.begin(), args.end(), "--lr") + 1) = "0";
-    args.insert(args.end(), {"--export-to", (tmp / "out").string(), "--log-every", "1"});
+    std::vector<std::string> args = base;
+    args.insert(args.end(), {"--export-to", (tmp / "out").string()});
     args.insert(args.end(), layout.begin(), layout.end());
     testing::CommandResult r = testing::run_mpi_peng(np, args);
     ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-    if (std::find(layout.begin(), layout.end(), "--sample-every") != layout.end()) {
-      EXPECT_NE(r.stdout_text.find("sample at step 2"), std::string::npos) << r.stdout_text;
-    }
+    EXPECT_NE(r.stdout_text.find("sample at step 2"), std::string::npos) << r.stdout_text;
+    if (layout[0] == "--pp") EXPECT_EQ(first_sample(r.stdout_text), reference_sample);
     const auto dir = testing::source_dir() / "tests" / "reference" / "gpt2-deep4";
     const Gpt2Config cfg = read_hf_gpt2_config(dir);
     auto before = load_hf_gpt2(dir, cfg), after = load_hf_gpt2(tmp / "out", cfg);
