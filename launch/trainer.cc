@@ -10,6 +10,7 @@
 #include "core/tokenizer/tokenizer.h"
 #include "launch/config.h"
 #include "launch/environment.h"
+#include "launch/layout.h"
 #include "launch/model_setup.h"
 #include "launch/pipeline_runner.h"
 #include "models/gpt2/hf_checkpoint.h"
@@ -141,37 +142,15 @@ TrainReport train(const proto::TrainConfig& config) {
   const auto& tc = config.training();
   const auto& lc = config.logging();
   const auto& pc = config.parallel();
-  // Layout checks come before any allocation.
-  const MeshShape shape = resolve_mesh(env.world_size, pc.dp(), pc.tp(), pc.pp());
-  PENG_INPUT_CHECK(pc.comm() != "nccl",
-                   "parallel.comm = nccl: this build trains on the CPU backend, whose host "
-                   "tensors go over MPI (use auto or mpi)");
   const int64_t B = tc.batch_size(), T = tc.seq_len();
-  PENG_INPUT_CHECK(B % shape.dp == 0, "training.batch_size (", B,
-                   ") is not divisible by parallel.dp (", shape.dp, ")");
-  const int64_t local_batch = B / shape.dp;
-  const int64_t micro = tc.micro_batch_size() > 0 ? tc.micro_batch_size() : local_batch;
-  PENG_INPUT_CHECK(local_batch % micro == 0, "training.batch_size (", B,
-                   ") is not divisible by parallel.dp x training.micro_batch_size (", shape.dp,
-                   " x ", micro, ")");
-  const int64_t micro_steps = local_batch / micro;
-  const bool sp = pc.sequence_parallel() && shape.tp > 1;
-  PENG_INPUT_CHECK(!sp || (micro * T) % shape.tp == 0,
-                   "parallel.sequence_parallel: a micro-batch's ", micro, " x ", T,
-                   " positions do not split over parallel.tp (", shape.tp, ")");
   const Gpt2Config mc = resolve_model_config(config);
-  PENG_INPUT_CHECK(mc.n_head % shape.tp == 0, "model.n_head (", mc.n_head,
-                   ") is not divisible by parallel.tp (", shape.tp, ")");
-  PENG_INPUT_CHECK(T <= mc.max_seq_len, "training.seq_len (", T,
-                   ") exceeds the model's position embedding (", mc.max_seq_len, " positions)");
-  const ScheduleKind pp_kind = parse_schedule_kind(pc.pp_schedule());
-  const int v = pc.virtual_stages();
-  validate_pipeline(pp_kind, mc.n_layer, shape.pp, v, int(micro_steps));
-  if (shape.pp > 1 || v > 1) {  // checked for deadlock freedom before anything runs
-    const ScheduleCheck check = check_schedule(
-        make_schedule(pp_kind, shape.pp, v, int(micro_steps)), shape.pp, v, int(micro_steps));
-    PENG_CHECK(check.ok, "pipeline schedule check failed: ", check.error);
-  }
+  const TrainLayout layout = resolve_layout(config, env.world_size, mc);  // before allocating
+  const MeshShape& shape = layout.mesh;
+  const int64_t local_batch = layout.local_batch, micro = layout.micro;
+  const int64_t micro_steps = layout.micro_steps;
+  const bool sp = layout.sequence_parallel;
+  const ScheduleKind pp_kind = layout.pp_schedule;
+  const int v = layout.virtual_stages;
   std::unique_ptr<ProcessMesh> mesh;
   if (env.world_size > 1) {
     mpi_world().set_timeout(pc.collective_timeout_s());  // the mesh's groups inherit it
@@ -190,7 +169,7 @@ TrainReport train(const proto::TrainConfig& config) {
   // Pipeline: the schedule's runner, and the group of the two ranks holding the tied wte.
   std::unique_ptr<PipelineRunner> runner;
   std::unique_ptr<Communicator> embedding_group;
-  if (shape.pp > 1 || v > 1) {
+  if (layout.pipelined()) {
     const int64_t rows = sp ? micro * T / shape.tp : micro * T;
     runner = std::make_unique<PipelineRunner>(*model, mesh ? mesh->pp() : mpi_world(), pp_kind,
                                               int(micro_steps), Shape{rows, mc.n_embd});

@@ -1,0 +1,31 @@
+// TrainLayout: how one training job splits over its ranks, resolved and checked from the
+// config, the launcher's world size and the model's sizes before anything is allocated.
+// Every mistake (world != dp x tp x pp, a batch that does not split, heads or layers that
+// do not divide, a pipeline schedule that cannot run) is an InputError naming the fields
+// and the numbers.
+#pragma once
+
+#include <cstdint>
+
+#include "models/gpt2/config.h"
+#include "parallel/pipeline/schedule.h"
+#include "parallel/process_mesh.h"
+#include "peng/config.pb.h"
+
+namespace peng {
+
+struct TrainLayout {
+  MeshShape mesh;           // dp x tp x pp
+  int64_t local_batch = 0;  // sequences per dp rank and step (batch rule, DESIGN.md)
+  int64_t micro = 0;        // sequences per forward/backward
+  int64_t micro_steps = 0;  // micro-batches per step = local_batch / micro
+  bool sequence_parallel = false;
+  ScheduleKind pp_schedule = ScheduleKind::k1F1B;
+  int virtual_stages = 1;
+  bool pipelined() const { return mesh.pp > 1 || virtual_stages > 1; }
+};
+
+TrainLayout resolve_layout(const proto::TrainConfig& config, int world_size,
+                           const Gpt2Config& model);
+
+}  // namespace peng
