@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -118,8 +119,9 @@ std::function<void()> finish_for(ReduceOp op, Tensor t, int group_size) {
 struct Watch {
   std::string what;  // "all_reduce on group dp"
   MPI_Comm comm;
-  std::string group;
-  int64_t seq;  // the collective's number in its group; 0 for point-to-point
+  std::string group;  // its name, for messages
+  std::string key;    // its watchdog key: the name and the members' world ranks
+  int64_t seq;        // the collective's number in its group; 0 for point-to-point
   double timeout_s;
 };
 
@@ -128,7 +130,8 @@ struct Watch {
                                    w.seq ? std::to_string(w.seq) + ")" : "",
                                    " did not complete within ", w.timeout_s, " s");
   if (w.seq) {
-    msg += ": " + watch::describe_missing(w.comm, w.group, w.seq, std::min(5.0, w.timeout_s));
+    msg +=
+        ": " + watch::describe_missing(w.comm, w.key, w.group, w.seq, std::min(5.0, w.timeout_s));
   }
   throw CollectiveTimeout(msg);
 }
@@ -281,9 +284,32 @@ void progress_rings() {
 
 // Numbers the next collective of the group and records that this process entered it.
 Watch enter_collective(const std::string& what, MPI_Comm comm, const std::string& group,
-                       int64_t& seq, double timeout_s) {
-  watch::note_entered(group, ++seq);
-  return {what, comm, group, seq, timeout_s};
+                       const std::string& key, int64_t& seq, double timeout_s) {
+  watch::note_entered(key, ++seq);
+  return {what, comm, group, key, seq, timeout_s};
+}
+
+// "dp#<16 hex digits>": the name and an FNV-1a hash of the members' world ranks, the same on
+// every member and distinct for groups of one name with other members.
+std::string watch_key(MPI_Comm comm, const std::string& name) {
+  int size = 0;
+  MPI_Comm_size(comm, &size);
+  MPI_Group g, world;
+  MPI_Comm_group(comm, &g);
+  MPI_Comm_group(MPI_COMM_WORLD, &world);
+  std::vector<int> ranks(static_cast<size_t>(size)), world_ranks(static_cast<size_t>(size));
+  for (int i = 0; i < size; ++i) ranks[size_t(i)] = i;
+  MPI_Group_translate_ranks(g, size, ranks.data(), world, world_ranks.data());
+  MPI_Group_free(&g);
+  MPI_Group_free(&world);
+  uint64_t hash = 14695981039346656037ull;
+  for (int r : world_ranks) {
+    hash ^= uint64_t(uint32_t(r));
+    hash *= 1099511628211ull;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
+  return name.substr(0, 30) + "#" + hex;
 }
 
 void check_host(const char* op, const Tensor& t, const std::string& group) {
@@ -300,6 +326,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name)
   check_mpi(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
+  watch_key_ = watch_key(comm_, name_);
 }
 
 MpiCommunicator::~MpiCommunicator() {
@@ -319,8 +346,8 @@ std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key, const s
 std::unique_ptr<Work> MpiCommunicator::all_reduce(Tensor& t, ReduceOp op) {
   check_host("all_reduce", t, name_);
   const std::string what = "all_reduce on group " + name_;
-  auto work = std::make_unique<MpiWork>(enter_collective(what, comm_, name_, seq_, timeout_s_),
-                                        finish_for(op, t, size_));
+  auto work = std::make_unique<MpiWork>(
+      enter_collective(what, comm_, name_, watch_key_, seq_, timeout_s_), finish_for(op, t, size_));
   check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), int(t.numel()), mpi_type(t.dtype()),
                            mpi_op(t.dtype(), op), comm_, work->request()),
             what);
@@ -334,7 +361,7 @@ std::unique_ptr<Work> MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& 
              "reduce_scatter on group ", name_, ": in ", in.str(), " must hold ", size_,
              " chunks of out ", out.str());
   const std::string what = "reduce_scatter on group " + name_;
-  const Watch watch = enter_collective(what, comm_, name_, seq_, timeout_s_);
+  const Watch watch = enter_collective(what, comm_, name_, watch_key_, seq_, timeout_s_);
   if (size_ == 1) {
     out.copy_from(in.view(out.shape()));
     return std::make_unique<MpiWork>(watch);
@@ -373,7 +400,8 @@ std::unique_ptr<Work> MpiCommunicator::all_gather(const Tensor& in, Tensor& out)
   PENG_CHECK(in.dtype() == out.dtype() && out.numel() == in.numel() * size_, "all_gather on group ",
              name_, ": out ", out.str(), " must hold ", size_, " chunks of in ", in.str());
   const std::string what = "all_gather on group " + name_;
-  auto work = std::make_unique<MpiWork>(enter_collective(what, comm_, name_, seq_, timeout_s_));
+  auto work =
+      std::make_unique<MpiWork>(enter_collective(what, comm_, name_, watch_key_, seq_, timeout_s_));
   check_mpi(MPI_Iallgather(in.raw_data(), int(in.numel()), mpi_type(in.dtype()), out.raw_data(),
                            int(in.numel()), mpi_type(in.dtype()), comm_, work->request()),
             what);
@@ -385,7 +413,8 @@ std::unique_ptr<Work> MpiCommunicator::broadcast(Tensor& t, int root) {
   PENG_CHECK(root >= 0 && root < size_, "broadcast on group ", name_, ": root ", root,
              " outside [0, ", size_, ")");
   const std::string what = "broadcast on group " + name_;
-  auto work = std::make_unique<MpiWork>(enter_collective(what, comm_, name_, seq_, timeout_s_));
+  auto work =
+      std::make_unique<MpiWork>(enter_collective(what, comm_, name_, watch_key_, seq_, timeout_s_));
   check_mpi(
       MPI_Ibcast(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), root, comm_, work->request()),
       what);
@@ -397,7 +426,7 @@ std::unique_ptr<Work> MpiCommunicator::send(const Tensor& t, int dst, int tag) {
   PENG_CHECK(tag >= 0 && tag < kRingTag, "send on group ", name_, ": tag ", tag, " outside [0, ",
              kRingTag, ")");
   const std::string what = "send to rank " + std::to_string(dst) + " of group " + name_;
-  auto work = std::make_unique<MpiWork>(Watch{what, comm_, name_, 0, timeout_s_});
+  auto work = std::make_unique<MpiWork>(Watch{what, comm_, name_, watch_key_, 0, timeout_s_});
   check_mpi(MPI_Isend(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), dst, tag, comm_,
                       work->request()),
             what);
@@ -409,7 +438,7 @@ std::unique_ptr<Work> MpiCommunicator::recv(Tensor& t, int src, int tag) {
   PENG_CHECK(tag >= 0 && tag < kRingTag, "recv on group ", name_, ": tag ", tag, " outside [0, ",
              kRingTag, ")");
   const std::string what = "recv from rank " + std::to_string(src) + " of group " + name_;
-  auto work = std::make_unique<MpiWork>(Watch{what, comm_, name_, 0, timeout_s_});
+  auto work = std::make_unique<MpiWork>(Watch{what, comm_, name_, watch_key_, 0, timeout_s_});
   check_mpi(MPI_Irecv(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), src, tag, comm_,
                       work->request()),
             what);
@@ -418,7 +447,7 @@ std::unique_ptr<Work> MpiCommunicator::recv(Tensor& t, int src, int tag) {
 
 void MpiCommunicator::barrier() {
   const std::string what = "barrier on group " + name_;
-  MpiWork work(enter_collective(what, comm_, name_, seq_, timeout_s_));
+  MpiWork work(enter_collective(what, comm_, name_, watch_key_, seq_, timeout_s_));
   check_mpi(MPI_Ibarrier(comm_, work.request()), what);
   work.wait();
 }

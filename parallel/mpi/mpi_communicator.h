@@ -50,6 +50,7 @@ class MpiCommunicator : public Communicator {
   int rank_ = 0, size_ = 1;
   double timeout_s_ = 600;
   int64_t seq_ = 0;  // collectives issued on this group
+  std::string watch_key_;
 };
 
 // A collective that did not complete within the communicator's timeout.

@@ -124,7 +124,8 @@ void note_entered(const std::string& group, int64_t seq) {
   s.entered[group] = seq;
 }
 
-std::string describe_missing(MPI_Comm comm, const std::string& group, int64_t seq, double grace_s) {
+std::string describe_missing(MPI_Comm comm, const std::string& key, const std::string& group,
+                             int64_t seq, double grace_s) {
   State& s = state();
   if (s.comm == MPI_COMM_NULL) return "";
   int size = 0, me = 0;
@@ -140,7 +141,7 @@ std::string describe_missing(MPI_Comm comm, const std::string& group, int64_t se
   MPI_Group_free(&world_group);
 
   // Buffers stay alive after we give up on a rank: MPI may still touch them.
-  auto* query = new Query(make_query(group));
+  auto* query = new Query(make_query(key));
   query->id = s.next_query++;
   auto* answers = new Answer[size_t(size)]();
   std::vector<MPI_Request> recvs(size_t(size), MPI_REQUEST_NULL);

@@ -32,13 +32,17 @@ void start();
 // Stops and joins the responder thread (idempotent).
 void stop();
 
-// Records that this process entered collective `seq` on group `group`.
-void note_entered(const std::string& group, int64_t seq);
+// Records that this process entered collective `seq` on the group with key `key` (the same
+// on every member, distinct between groups: MpiCommunicator uses the name and a hash of
+// the members' world ranks; at most 55 characters are compared).
+void note_entered(const std::string& key, int64_t seq);
 
-// Which members of `comm` (group `group`) had not entered collective `seq`, as text
-// naming world ranks, e.g. "world rank 3 did not answer (dead, stopped or unreachable);
-// world rank 1 is at collective #6". Waits at most `grace_s` seconds for answers.
-std::string describe_missing(MPI_Comm comm, const std::string& group, int64_t seq, double grace_s);
+// Which members of `comm` (key `key`, called `group` in the text) had not entered
+// collective `seq`, as text naming world ranks, e.g. "world rank 3 did not answer (dead,
+// stopped or unreachable); world rank 1 is at collective #6 on group dp". Waits at most
+// `grace_s` seconds for answers.
+std::string describe_missing(MPI_Comm comm, const std::string& key, const std::string& group,
+                             int64_t seq, double grace_s);
 
 }  // namespace watch
 

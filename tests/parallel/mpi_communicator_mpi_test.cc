@@ -210,5 +210,32 @@ TEST(MpiCommunicator, TimeoutNamesTheRankThatDidNotArrive) {
   world.barrier();
 }
 
+// Two live groups of one name: the watchdog keeps their collectives apart (keyed by the
+// members too), so rank 1, busy on the other "twin" group, is not taken for arrived.
+TEST(MpiCommunicator, TimeoutTellsGroupsOfOneNameApart) {
+  MpiCommunicator& world = mpi_world();
+  auto a = world.split(world.rank() % 2, world.rank(), "twin");
+  auto b_group = world.split(world.rank() < 2 ? 0 : 1, world.rank(), "twin");
+  auto* b = static_cast<MpiCommunicator*>(b_group.get());
+  b->set_timeout(1.0);
+  Tensor t = Tensor::from_vector<float>({1.0f}, {1});
+  a->all_reduce(t, ReduceOp::kSum)->wait();  // collective #1 of the first "twin"
+  static Tensor orphan = Tensor::from_vector<float>({1.0f}, {1});
+  if (world.rank() == 0) {
+    try {
+      b->all_reduce(orphan, ReduceOp::kSum)->wait();
+      ADD_FAILURE() << "all_reduce completed without rank 1";
+    } catch (const CollectiveTimeout& e) {
+      EXPECT_NE(
+          std::string(e.what()).find("world rank 1 has not entered any collective on group twin"),
+          std::string::npos)
+          << e.what();
+    }
+  }
+  world.barrier();
+  if (world.rank() == 1) b->all_reduce(orphan, ReduceOp::kSum)->wait();
+  world.barrier();
+}
+
 }  // namespace
 }  // namespace peng
