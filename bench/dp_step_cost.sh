@@ -51,16 +51,7 @@ work=$(mktemp -d /tmp/dp_step_cost.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 B=8 T=128 V=4096
 # Synthetic llm.c shard (version 1, uint16 tokens < V), enough for every step's batch.
-/usr/bin/python3 - "$work/tokens.bin" $(( (steps + 2) * B * T + 1 )) $V <<'PY'
-import array, random, struct, sys
-path, n, vocab = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = random.Random(1234)
-header = [0] * 256
-header[0], header[1], header[2] = 20240520, 1, n
-with open(path, "wb") as f:
-    f.write(struct.pack("<256i", *header))
-    f.write(array.array("H", (rng.randrange(vocab) for _ in range(n))).tobytes())
-PY
+/usr/bin/python3 bench/synthetic_shard.py "$work/tokens.bin" $(( (steps + 2) * B * T + 1 )) $V
 
 common=(train --data "$work/tokens.bin" --n-layer 4 --n-head 4 --n-embd 256 --vocab-size $V
         --max-seq-len $T --seq-len $T --steps "$steps" --lr 1e-4 --lr-schedule constant

@@ -26,16 +26,7 @@ cmake --build "$build" -j"$(nproc)" --target peng >/dev/null
 work=$(mktemp -d /tmp/pipeline_bubble.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 T=128 V=4096
-/usr/bin/python3 - "$work/tokens.bin" $(( (steps + 2) * 8 * T + 1 )) $V <<'PY'
-import array, random, struct, sys
-path, n, vocab = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = random.Random(1234)
-header = [0] * 256
-header[0], header[1], header[2] = 20240520, 1, n
-with open(path, "wb") as f:
-    f.write(struct.pack("<256i", *header))
-    f.write(array.array("H", (rng.randrange(vocab) for _ in range(n))).tobytes())
-PY
+/usr/bin/python3 bench/synthetic_shard.py "$work/tokens.bin" $(( (steps + 2) * 8 * T + 1 )) $V
 
 echo "# machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1); $(mpirun --version 2>/dev/null | head -1)"
 echo "# date: $(date -u '+%Y-%m-%d %H:%M UTC'); tree $(git rev-parse --short HEAD 2>/dev/null)"

@@ -5,9 +5,8 @@
 //   layernorm.cc      layernorm_forward/backward
 //   gelu.cc           gelu_forward/backward
 //   attention.cc      attention_forward/backward (per (b, h) sgemm on strided qkv slices)
-//   embedding.cc      embedding_forward/backward
-//   cross_entropy.cc  cross_entropy_forward/backward
-//   vocab_parallel.cc embedding and cross-entropy on a vocabulary shard
+//   embedding.cc      embedding_forward/backward (whole table and vocabulary shard)
+//   cross_entropy.cc  cross_entropy_forward/backward (whole vocabulary and shard)
 //   elementwise.cc    add, scale
 //   adamw.cc          adamw_update, sum_squares
 //

@@ -1,4 +1,8 @@
-// Fused softmax + cross-entropy over the first `vocab` of Vp (padded) columns.
+// Fused softmax + cross-entropy over the first `vocab` of Vp (padded) columns; and the
+// same on a vocabulary shard (Megatron's vocab-parallel cross-entropy, at the end): per row
+// the shard max, then sum exp(l - max) with the group's max (double accumulation) and the
+// target's logit when it is in the shard, the caller reducing over the group between the
+// passes; backward recomputes exp(l - max) / sum per column.
 //
 // Layout: logits / dlogits (N, Vp) row-major (leading dimensions flattened), targets (N) i32,
 // losses (N). Rows are spread over OpenMP threads; columns >= vocab are never read (they may
@@ -10,6 +14,8 @@
 // stays in L1), then dlogits_j = dloss * (e_j / sum - [j == target]). Each pass reads l_j
 // before writing dlogits_j at the same index, so dlogits may alias logits.
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "core/cpu/cpu_backend.h"
 
@@ -95,6 +101,84 @@ void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targ
     for (int64_t j = 0; j < vocab; ++j) g[j] *= k;
     g[pt[i]] -= dloss;
     std::fill(g + vocab, g + d.vp, 0.0f);
+  }
+}
+
+namespace {
+struct ShardDims {
+  int64_t n, vl;
+};
+ShardDims shard_dims(const char* op, const Tensor& logits, int64_t valid) {
+  cpu::check_tensor(op, "logits", logits);
+  PENG_CHECK(logits.ndim() >= 1, op, ": logits must be (N, Vl), got ", logits.str());
+  ShardDims d{cpu::rows_of(logits), logits.dim(-1)};
+  PENG_CHECK(valid >= 0 && valid <= d.vl, op, ": valid ", valid, " outside [0, ", d.vl, "]");
+  return d;
+}
+}  // namespace
+
+void CpuBackend::cross_entropy_shard_max(const Tensor& logits, int64_t valid, Tensor& row_max) {
+  const char* op = "cross_entropy_shard_max";
+  const ShardDims d = shard_dims(op, logits, valid);
+  cpu::check_shape(op, "row_max", row_max, {d.n});
+  const float* l = logits.data<const float>();
+  float* mx = row_max.data<float>();
+#pragma omp parallel for schedule(static) if (d.n * valid >= cpu::kParallelMin)
+  for (int64_t i = 0; i < d.n; ++i) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < valid; ++j) m = std::max(m, l[i * d.vl + j]);
+    mx[i] = m;
+  }
+}
+
+void CpuBackend::cross_entropy_shard_sums(const Tensor& logits, const Tensor& targets,
+                                          int64_t vocab_begin, int64_t valid, const Tensor& row_max,
+                                          Tensor& stats) {
+  const char* op = "cross_entropy_shard_sums";
+  const ShardDims d = shard_dims(op, logits, valid);
+  cpu::check_tensor(op, "targets", targets, DType::kI32);
+  PENG_CHECK(targets.numel() == d.n, op, ": targets ", targets.str(), " for ", d.n, " rows");
+  cpu::check_shape(op, "row_max", row_max, {d.n});
+  cpu::check_shape(op, "stats", stats, {d.n, 2});
+  const float* l = logits.data<const float>();
+  const int32_t* t = targets.data<const int32_t>();
+  const float* mx = row_max.data<const float>();
+  float* st = stats.data<float>();
+#pragma omp parallel for schedule(static) if (d.n * valid >= cpu::kParallelMin)
+  for (int64_t i = 0; i < d.n; ++i) {
+    const float* row = l + i * d.vl;
+    double sum = 0;
+    for (int64_t j = 0; j < valid; ++j) sum += std::exp(double(row[j]) - double(mx[i]));
+    const int64_t col = int64_t(t[i]) - vocab_begin;
+    st[2 * i] = float(sum);
+    st[2 * i + 1] = col >= 0 && col < valid ? row[col] : 0.0f;
+  }
+}
+
+void CpuBackend::cross_entropy_shard_backward(const Tensor& logits, const Tensor& targets,
+                                              int64_t vocab_begin, int64_t valid,
+                                              const Tensor& row_max, const Tensor& stats,
+                                              float dloss, Tensor& dlogits) {
+  const char* op = "cross_entropy_shard_backward";
+  const ShardDims d = shard_dims(op, logits, valid);
+  cpu::check_tensor(op, "targets", targets, DType::kI32);
+  PENG_CHECK(targets.numel() == d.n, op, ": targets ", targets.str(), " for ", d.n, " rows");
+  cpu::check_shape(op, "row_max", row_max, {d.n});
+  cpu::check_shape(op, "stats", stats, {d.n, 2});
+  cpu::check_shape(op, "dlogits", dlogits, logits.shape());
+  const float* l = logits.data<const float>();
+  const int32_t* t = targets.data<const int32_t>();
+  const float* mx = row_max.data<const float>();
+  const float* st = stats.data<const float>();
+  float* dl = dlogits.data<float>();
+#pragma omp parallel for schedule(static) if (d.n * d.vl >= cpu::kParallelMin)
+  for (int64_t i = 0; i < d.n; ++i) {
+    const int64_t col = int64_t(t[i]) - vocab_begin;
+    const float inv = 1.0f / st[2 * i];
+    for (int64_t j = 0; j < d.vl; ++j) {
+      const int64_t k = i * d.vl + j;
+      dl[k] = j < valid ? dloss * (std::exp(l[k] - mx[i]) * inv - (j == col ? 1.0f : 0.0f)) : 0.0f;
+    }
   }
 }
 
