@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "core/dtype.h"
 #include "parallel/mpi/mpi_communicator.h"
 
 namespace peng {
@@ -166,24 +167,12 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-// bf16 sum with conversions the compiler can inline and vectorise (the raw_uop peer).
-inline float load_bf16(uint16_t x) {
-  uint32_t u = uint32_t(x) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-inline uint16_t store_bf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return uint16_t((u >> 16) | 0x40);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return uint16_t(u >> 16);
-}
+// bf16 sum through the blocking MPI path with core/dtype.h's inline conversions (the
+// raw_uop peer: what a user op costs without our non-blocking wrapper).
 void bf16_sum_inline(void* in, void* inout, int* len, MPI_Datatype*) {
   const uint16_t* a = static_cast<const uint16_t*>(in);
   uint16_t* b = static_cast<uint16_t*>(inout);
-  for (int i = 0; i < *len; ++i) b[i] = store_bf16(load_bf16(a[i]) + load_bf16(b[i]));
+  for (int i = 0; i < *len; ++i) b[i] = f32_to_bf16(bf16_to_f32(a[i]) + bf16_to_f32(b[i]));
 }
 
 struct Variant {
