@@ -45,8 +45,8 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor.h"
 #include "core/dtype.h"
+#include "core/tensor.h"
 #include "parallel/mpi/mpi_communicator.h"
 
 namespace peng {
@@ -151,10 +151,11 @@ Options parse(int argc, char** argv) {
     } else if (a == "--help" || a == "-h") {
       int rank = 0;
       MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-      if (rank == 0) std::printf(
-          "usage: mpirun -np N collective_bench [--min-bytes B] [--max-bytes B] [--step K]\n"
-          "  [--ops all_reduce,reduce_scatter,all_gather] [--dtypes f32,bf16] [--seconds S]\n"
-          "  [--min-iters N] [--max-iters N] [--warmup N] [--json] [--fixed-order] [--avg]\n");
+      if (rank == 0)
+        std::printf(
+            "usage: mpirun -np N collective_bench [--min-bytes B] [--max-bytes B] [--step K]\n"
+            "  [--ops all_reduce,reduce_scatter,all_gather] [--dtypes f32,bf16] [--seconds S]\n"
+            "  [--min-iters N] [--max-iters N] [--warmup N] [--json] [--fixed-order] [--avg]\n");
       std::exit(0);  // mpi_world()'s exit handler stops the watchdog and finalises MPI
     } else {
       usage_error("unknown argument " + a + " (see --help)");
@@ -235,17 +236,18 @@ class Bench {
 
  private:
   void print_header() {
-    std::printf("# collective_bench: %d ranks, Open MPI %d.%d, median of timed iterations, max "
-                "over ranks\n",
-                n_, OMPI_MAJOR_VERSION, OMPI_MINOR_VERSION);
+    std::printf(
+        "# collective_bench: %d ranks, Open MPI %d.%d, median of timed iterations, max "
+        "over ranks\n",
+        n_, OMPI_MAJOR_VERSION, OMPI_MINOR_VERSION);
     std::printf("# busbw = algbw * %s; ratio = ours busbw / raw busbw (median, best iteration)\n",
                 "2(n-1)/n (all_reduce) or (n-1)/n (reduce_scatter, all_gather)");
     std::printf("%-14s %-5s %7s %5s | %10s %8s %8s | %10s %8s %8s | %7s %7s | %10s %10s", "op",
-                "dtype", "bytes", "iters", "ours us", "algbw", "busbw", "raw us", "algbw",
-                "busbw", "ratio", "ratio", "raw_nb us", "raw_uop us");
+                "dtype", "bytes", "iters", "ours us", "algbw", "busbw", "raw us", "algbw", "busbw",
+                "ratio", "ratio", "raw_nb us", "raw_uop us");
     if (o_.avg) std::printf(" %11s", "ours_avg us");
-    std::printf("\n%-14s %-5s %7s %5s | %10s %8s %8s | %10s %8s %8s | %7s %7s | %10s %10s\n", "", "",
-                "", "", "", "GB/s", "GB/s", "", "GB/s", "GB/s", "median", "best", "", "");
+    std::printf("\n%-14s %-5s %7s %5s | %10s %8s %8s | %10s %8s %8s | %7s %7s | %10s %10s\n", "",
+                "", "", "", "", "GB/s", "GB/s", "", "GB/s", "GB/s", "median", "best", "", "");
     std::fflush(stdout);
   }
 
@@ -300,8 +302,7 @@ class Bench {
       case Op::kReduceScatter:
         vs.push_back(
             {"ours", [&] { comm_.reduce_scatter(full, part, ReduceOp::kSum)->wait(); }, {}});
-        vs.push_back(
-            {"raw", [&] { MPI_Reduce_scatter_block(fp, pp, k, mdt, MPI_SUM, w); }, {}});
+        vs.push_back({"raw", [&] { MPI_Reduce_scatter_block(fp, pp, k, mdt, MPI_SUM, w); }, {}});
         vs.push_back({"raw_nb",
                       [&] {
                         MPI_Request r;
@@ -314,8 +315,8 @@ class Bench {
               {"raw_uop", [&] { MPI_Reduce_scatter_block(fp, pp, k, mdt, bf16_uop_, w); }, {}});
         }
         if (o_.avg) {
-          vs.push_back({"ours_avg",
-                        [&] { comm_.reduce_scatter(full, part, ReduceOp::kAvg)->wait(); }, {}});
+          vs.push_back(
+              {"ours_avg", [&] { comm_.reduce_scatter(full, part, ReduceOp::kAvg)->wait(); }, {}});
         }
         break;
       case Op::kAllGather:
@@ -390,8 +391,8 @@ class Bench {
     std::printf(
         "%-14s %-5s %7s %5d | %10.1f %8.3f %8.3f | %10.1f %8.3f %8.3f | %7.3f %7.3f | %10.1f %10s",
         op_name(op), dtype_name(dt), human_bytes(full_bytes).c_str(), iters, med[0] * 1e6,
-        algbw(med[0]), busbw(med[0]), med[1] * 1e6, algbw(med[1]), busbw(med[1]), ratio,
-        ratio_best, med[2] * 1e6, cell("raw_uop").c_str());
+        algbw(med[0]), busbw(med[0]), med[1] * 1e6, algbw(med[1]), busbw(med[1]), ratio, ratio_best,
+        med[2] * 1e6, cell("raw_uop").c_str());
     if (o_.avg) std::printf(" %11s", cell("ours_avg").c_str());
     std::printf("\n");
     if (ratio < worst_ratio_) {
@@ -408,8 +409,7 @@ class Bench {
         std::snprintf(buf, sizeof(buf),
                       ",\"%s\":{\"median_s\":%.9g,\"mean_s\":%.9g,\"min_s\":%.9g,"
                       "\"algbw_gbs\":%.6g,\"busbw_gbs\":%.6g}",
-                      vs[j].name.c_str(), med[j], mean[j], best[j], algbw(med[j]),
-                      busbw(med[j]));
+                      vs[j].name.c_str(), med[j], mean[j], best[j], algbw(med[j]), busbw(med[j]));
         line += buf;
       }
       std::snprintf(buf, sizeof(buf), ",\"ratio_busbw\":%.6g,\"ratio_busbw_best\":%.6g}", ratio,
@@ -452,8 +452,9 @@ class Bench {
     MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, comm_.comm());
     if (any_bad) {
       if (!ok) {
-        std::fprintf(stderr, "error: collective_bench: %s %s of %lld elements on rank %d: got %g, "
-                             "want %g\n",
+        std::fprintf(stderr,
+                     "error: collective_bench: %s %s of %lld elements on rank %d: got %g, "
+                     "want %g\n",
                      op_name(op), dtype_name(dt), (long long)full.numel(), rank_, double(got),
                      double(want));
       }

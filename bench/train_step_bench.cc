@@ -50,8 +50,10 @@ void BM_TrainStep(benchmark::State& state) {
     opt.step(1e-4f);
   }
   const double tokens = double(kBatch) * kSeq;
-  const double flops = model_flops_per_token(
-      {.params = gpt2_num_params(model.config(), false), .n_layer = kLayers, .n_embd = kEmbd, .seq_len = kSeq});
+  const double flops = model_flops_per_token({.params = gpt2_num_params(model.config(), false),
+                                              .n_layer = kLayers,
+                                              .n_embd = kEmbd,
+                                              .seq_len = kSeq});
   state.counters["tokens_per_s"] =
       benchmark::Counter(tokens * double(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["model_flops"] =

@@ -105,22 +105,21 @@ class Backend {
                                        int64_t vocab_begin, const Tensor& wpe, Tensor& out) = 0;
   // dwte_shard += dout rows of tokens in the shard; dwpe += dout when defined.
   virtual void embedding_backward_shard(const Tensor& dout, const Tensor& tokens,
-                                        int64_t vocab_begin, Tensor& dwte_shard,
-                                        Tensor& dwpe) = 0;
+                                        int64_t vocab_begin, Tensor& dwte_shard, Tensor& dwpe) = 0;
   // logits (N, Vl) -> row_max (N): max over the valid columns (-inf when there are none).
   virtual void cross_entropy_shard_max(const Tensor& logits, int64_t valid, Tensor& row_max) = 0;
   // -> stats (N, 2): [sum over valid columns of exp(l - row_max), l[target - vocab_begin]
   // when the target is in the shard else 0]. With the group's max and these summed over
   // the group, loss = log(sum) + max - target_logit.
   virtual void cross_entropy_shard_sums(const Tensor& logits, const Tensor& targets,
-                                        int64_t vocab_begin, int64_t valid,
-                                        const Tensor& row_max, Tensor& stats) = 0;
+                                        int64_t vocab_begin, int64_t valid, const Tensor& row_max,
+                                        Tensor& stats) = 0;
   // dlogits (N, Vl) = dloss * (exp(l - row_max) / stats[:, 0] - [column is the target]) on
   // valid columns, 0 on padding, with the group's row_max and summed stats. May alias logits.
   virtual void cross_entropy_shard_backward(const Tensor& logits, const Tensor& targets,
                                             int64_t vocab_begin, int64_t valid,
-                                            const Tensor& row_max, const Tensor& stats,
-                                            float dloss, Tensor& dlogits) = 0;
+                                            const Tensor& row_max, const Tensor& stats, float dloss,
+                                            Tensor& dlogits) = 0;
 
   // ---- elementwise ----
   // out = a + b (same shape); out may alias a or b.

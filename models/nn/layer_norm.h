@@ -19,7 +19,9 @@ class LayerNorm {
   // dy (N, C) is ADDED into dx (N, C) (the residual-stream gradient); dw, db accumulate.
   void backward(Backend& be, const Tensor& dy, Tensor& dx);
   // What forward keeps for backward (pipeline stashes move these out and back).
-  void activation_slots(std::vector<Tensor*>& out) { out.insert(out.end(), {&x_, &y_, &mean_, &rstd_}); }
+  void activation_slots(std::vector<Tensor*>& out) {
+    out.insert(out.end(), {&x_, &y_, &mean_, &rstd_});
+  }
 
  private:
   ParameterSet& params_;
