@@ -17,6 +17,7 @@
 #include "parallel/make_communicator.h"
 #include "parallel/mpi/mpi_communicator.h"
 #include "parallel/staged_communicator.h"
+#include "tests/util/collective_checks.h"
 
 #ifdef PENG_HAS_NCCL
 #include <cuda_runtime_api.h>
@@ -27,29 +28,12 @@
 namespace peng {
 namespace {
 
-const std::vector<DType> kAllDTypes = {DType::kF32, DType::kF64,  DType::kI32,
-                                       DType::kU16, DType::kBF16, DType::kF16};
+using testing::expect_values;
+using testing::filled;
+using testing::kAllDTypes;
 
 int gpus() { return cuda::device_count(); }
 int my_device() { return mpi_world().rank() % gpus(); }
-
-// Small integers are exact in every dtype.
-Tensor filled(DType dt, int64_t n, const std::function<double(int64_t)>& f,
-              Device device = Device::cpu()) {
-  Tensor t = Tensor::empty({n}, DType::kF64);
-  for (int64_t i = 0; i < n; ++i) t.data<double>()[i] = f(i);
-  return t.to_dtype(dt).to(device);
-}
-
-// Compares (a host copy of) t with f, within `tol`.
-void expect_values(const Tensor& t, const std::function<double(int64_t)>& f,
-                   const std::string& what, double tol = 0) {
-  Tensor d = t.to(Device::cpu()).to_dtype(DType::kF64);
-  for (int64_t i = 0; i < d.numel(); ++i) {
-    ASSERT_NEAR(d.data<double>()[i], f(i), tol)
-        << what << " " << dtype_name(t.dtype()) << " [" << i << "] " << t.str();
-  }
-}
 
 #define SKIP_WITHOUT_GPU() \
   if (gpus() == 0) GTEST_SKIP() << "no CUDA device"

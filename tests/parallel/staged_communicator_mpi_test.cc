@@ -12,28 +12,13 @@
 #include "core/cuda/memory.h"
 #include "parallel/make_communicator.h"
 #include "parallel/mpi/mpi_communicator.h"
+#include "tests/util/collective_checks.h"
 
 namespace peng {
 namespace {
 
-const std::vector<DType> kDTypes = {DType::kF32, DType::kF64,  DType::kI32,
-                                    DType::kU16, DType::kBF16, DType::kF16};
-
-// Small integers are exact in every dtype.
-Tensor filled(DType dt, int64_t n, const std::function<double(int64_t)>& f) {
-  Tensor t = Tensor::empty({n}, DType::kF64);
-  for (int64_t i = 0; i < n; ++i) t.data<double>()[i] = f(i);
-  return t.to_dtype(dt);
-}
-
-void expect_values(const Tensor& t, const std::function<double(int64_t)>& f,
-                   const std::string& what) {
-  Tensor d = t.to_dtype(DType::kF64);
-  for (int64_t i = 0; i < d.numel(); ++i) {
-    ASSERT_EQ(d.data<double>()[i], f(i))
-        << what << " " << dtype_name(t.dtype()) << " [" << i << "]";
-  }
-}
+using testing::expect_values;
+using testing::filled;
 
 StagedCommunicator staged_world() {
   MpiCommunicator& w = mpi_world();
@@ -51,65 +36,17 @@ TEST(StagedCommunicator, ForwardsTheGroup) {
 
 TEST(StagedCommunicator, AllReduceEveryDtype) {
   StagedCommunicator c = staged_world();
-  const int r = c.rank(), n = c.size();
-  for (DType dt : kDTypes) {
-    Tensor s = filled(dt, 37, [&](int64_t i) { return r + double(i % 5); });
-    c.all_reduce(s, ReduceOp::kSum)->wait();
-    expect_values(
-        s, [&](int64_t i) { return n * (n - 1) / 2.0 + n * double(i % 5); }, "sum");
-    Tensor m = filled(dt, 37, [&](int64_t i) { return double((r * 7 + i) % n); });
-    c.all_reduce(m, ReduceOp::kMax)->wait();
-    expect_values(
-        m, [&](int64_t) { return double(n - 1); }, "max");
-    Tensor a = filled(dt, 37, [&](int64_t i) { return 2.0 * r + double(i % 3); });
-    c.all_reduce(a, ReduceOp::kAvg)->wait();
-    expect_values(
-        a, [&](int64_t i) { return double(n - 1) + double(i % 3); }, "avg");
-  }
+  testing::check_all_reduce(c, testing::kAllDTypes);
 }
 
 TEST(StagedCommunicator, ReduceScatterAndAllGather) {
   StagedCommunicator c = staged_world();
-  const int r = c.rank(), n = c.size();
-  const int64_t chunk = 5;
-  for (DType dt : kDTypes) {
-    Tensor in = filled(dt, chunk * n, [&](int64_t i) { return double(r + i); });
-    Tensor out = Tensor::empty({chunk}, dt);
-    c.reduce_scatter(in, out, ReduceOp::kSum)->wait();
-    expect_values(
-        out, [&](int64_t i) { return n * double(r * chunk + i) + n * (n - 1) / 2.0; },
-        "reduce_scatter");
-    Tensor mine = filled(dt, chunk, [&](int64_t i) { return double(10 * r + i); });
-    Tensor all = Tensor::empty({chunk * n}, dt);
-    c.all_gather(mine, all)->wait();
-    expect_values(
-        all, [&](int64_t i) { return double(10 * (i / chunk) + i % chunk); }, "all_gather");
-  }
-  Tensor bad = Tensor::empty({chunk * n + 1});
-  Tensor out = Tensor::empty({chunk});
-  EXPECT_THROW(c.reduce_scatter(bad, out, ReduceOp::kSum), Error);
+  testing::check_reduce_scatter_and_all_gather(c, testing::kAllDTypes);
 }
 
 TEST(StagedCommunicator, BroadcastAndRing) {
   StagedCommunicator c = staged_world();
-  const int r = c.rank(), n = c.size();
-  for (DType dt : kDTypes) {
-    const int root = n - 1;
-    Tensor t = filled(dt, 9, [&](int64_t i) { return r == root ? double(i + 3) : 0.0; });
-    c.broadcast(t, root)->wait();
-    expect_values(
-        t, [&](int64_t i) { return double(i + 3); }, "broadcast");
-    Tensor out = filled(dt, 4, [&](int64_t i) { return double(r * 4 + i); });
-    Tensor in = Tensor::empty({4}, dt);
-    auto rx = c.recv(in, (r + n - 1) % n, 7);
-    auto tx = c.send(out, (r + 1) % n, 7);
-    tx->wait();
-    rx->wait();
-    expect_values(
-        in, [&](int64_t i) { return double(((r + n - 1) % n) * 4 + i); }, "ring");
-  }
-  Tensor one = Tensor::empty({1});
-  EXPECT_THROW(c.broadcast(one, n), Error);  // root outside the group
+  testing::check_broadcast_and_ring(c, testing::kAllDTypes);
 }
 
 TEST(StagedCommunicator, SplitAndDroppedWork) {
