@@ -115,6 +115,16 @@ ShardDims shard_dims(const char* op, const Tensor& logits, int64_t valid) {
   PENG_CHECK(valid >= 0 && valid <= d.vl, op, ": valid ", valid, " outside [0, ", d.vl, "]");
   return d;
 }
+// ... and the per-row inputs of the sums and backward passes.
+ShardDims shard_dims(const char* op, const Tensor& logits, int64_t valid, const Tensor& targets,
+                     const Tensor& row_max, const Tensor& stats) {
+  const ShardDims d = shard_dims(op, logits, valid);
+  cpu::check_tensor(op, "targets", targets, DType::kI32);
+  PENG_CHECK(targets.numel() == d.n, op, ": targets ", targets.str(), " for ", d.n, " rows");
+  cpu::check_shape(op, "row_max", row_max, {d.n});
+  cpu::check_shape(op, "stats", stats, {d.n, 2});
+  return d;
+}
 }  // namespace
 
 void CpuBackend::cross_entropy_shard_max(const Tensor& logits, int64_t valid, Tensor& row_max) {
@@ -135,11 +145,7 @@ void CpuBackend::cross_entropy_shard_sums(const Tensor& logits, const Tensor& ta
                                           int64_t vocab_begin, int64_t valid, const Tensor& row_max,
                                           Tensor& stats) {
   const char* op = "cross_entropy_shard_sums";
-  const ShardDims d = shard_dims(op, logits, valid);
-  cpu::check_tensor(op, "targets", targets, DType::kI32);
-  PENG_CHECK(targets.numel() == d.n, op, ": targets ", targets.str(), " for ", d.n, " rows");
-  cpu::check_shape(op, "row_max", row_max, {d.n});
-  cpu::check_shape(op, "stats", stats, {d.n, 2});
+  const ShardDims d = shard_dims(op, logits, valid, targets, row_max, stats);
   const float* l = logits.data<const float>();
   const int32_t* t = targets.data<const int32_t>();
   const float* mx = row_max.data<const float>();
@@ -160,11 +166,7 @@ void CpuBackend::cross_entropy_shard_backward(const Tensor& logits, const Tensor
                                               const Tensor& row_max, const Tensor& stats,
                                               float dloss, Tensor& dlogits) {
   const char* op = "cross_entropy_shard_backward";
-  const ShardDims d = shard_dims(op, logits, valid);
-  cpu::check_tensor(op, "targets", targets, DType::kI32);
-  PENG_CHECK(targets.numel() == d.n, op, ": targets ", targets.str(), " for ", d.n, " rows");
-  cpu::check_shape(op, "row_max", row_max, {d.n});
-  cpu::check_shape(op, "stats", stats, {d.n, 2});
+  const ShardDims d = shard_dims(op, logits, valid, targets, row_max, stats);
   cpu::check_shape(op, "dlogits", dlogits, logits.shape());
   const float* l = logits.data<const float>();
   const int32_t* t = targets.data<const int32_t>();
