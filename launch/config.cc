@@ -36,6 +36,7 @@ proto::TrainConfig default_train_config() {
   c.mutable_parallel()->set_comm("auto");
   c.mutable_parallel()->set_pp_schedule("1f1b");
   c.mutable_parallel()->set_virtual_stages(1);
+  c.mutable_checkpoint()->set_resume("auto");
   auto* l = c.mutable_logging();
   l->set_log_every(10);
   l->set_val_batches(4);
@@ -173,6 +174,13 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--virtual-stages", "parallel.virtual_stages", "model chunks per pipeline rank", false},
       {"--sequence-parallel", "parallel.sequence_parallel",
        "shard LayerNorm/residual activations over tp", true},
+      {"--checkpoint-dir", "checkpoint.dir", "folder of sharded checkpoints (step-N/, latest)",
+       false},
+      {"--checkpoint-every", "checkpoint.every", "save every N steps (also at the end)", false},
+      {"--resume", "checkpoint.resume", "auto (newest in --checkpoint-dir) | none | PATH", false},
+      {"--keep-last", "checkpoint.keep_last", "keep the newest N checkpoints (0: all)", false},
+      {"--async-checkpoint", "checkpoint.async", "write checkpoints while training continues",
+       true},
   };
   return flags;
 }
@@ -215,6 +223,12 @@ void validate_train_config(const proto::TrainConfig& c) {
                    p.virtual_stages());
   PENG_INPUT_CHECK(p.comm() == "auto" || p.comm() == "nccl" || p.comm() == "mpi",
                    "parallel.comm must be auto, nccl or mpi, got \"", p.comm(), "\"");
+  const auto& k = c.checkpoint();
+  PENG_INPUT_CHECK(k.every() >= 0, "checkpoint.every must be >= 0, got ", k.every());
+  PENG_INPUT_CHECK(k.keep_last() >= 0, "checkpoint.keep_last must be >= 0, got ", k.keep_last());
+  PENG_INPUT_CHECK(!k.resume().empty(), "checkpoint.resume must be auto, none or a path");
+  PENG_INPUT_CHECK(k.every() == 0 || !k.dir().empty(),
+                   "checkpoint.every needs checkpoint.dir (--checkpoint-dir)");
   const auto& l = c.logging();
   PENG_INPUT_CHECK(l.log_every() >= 0 && l.val_every() >= 0 && l.sample_every() >= 0,
                    "logging.*_every must be >= 0");

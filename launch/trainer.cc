@@ -5,14 +5,18 @@
 #include <cstdio>
 #include <memory>
 
+#include "checkpoint/reader.h"
+#include "checkpoint/writer.h"
 #include "core/backend.h"
 #include "core/data/token_shard.h"
 #include "core/tokenizer/tokenizer.h"
+#include "launch/checkpointing.h"
 #include "launch/config.h"
 #include "launch/environment.h"
 #include "launch/layout.h"
 #include "launch/model_setup.h"
 #include "launch/pipeline_runner.h"
+#include "launch/stop_signals.h"
 #include "models/gpt2/hf_checkpoint.h"
 #include "models/gpt2/sample.h"
 #include "optim/adamw.h"
@@ -49,9 +53,15 @@ class BatchReader {
         x_(Tensor::empty({micro, seq}, DType::kI32)),
         y_(Tensor::empty({micro, seq}, DType::kI32)) {}
 
+  // Step `step` starts at global sequence `sequence` (a resumed run: its data position).
+  void set_origin(int64_t step, int64_t sequence) {
+    origin_step_ = step;
+    origin_seq_ = sequence;
+  }
+  int64_t batch_start(int64_t step) const { return origin_seq_ + (step - origin_step_) * batch_; }
   void read(int64_t step, int64_t micro_index) {
-    stream_.read_batch(step, first_ + micro_index * micro_, micro_, batch_, seq_,
-                       x_.data<int32_t>(), y_.data<int32_t>(), vocab_);
+    stream_.read_batch_at(batch_start(step), first_ + micro_index * micro_, micro_, batch_, seq_,
+                          x_.data<int32_t>(), y_.data<int32_t>(), vocab_);
   }
   const Tensor& x() const { return x_; }
   const Tensor& y() const { return y_; }
@@ -59,6 +69,7 @@ class BatchReader {
  private:
   const TokenStream& stream_;
   int64_t batch_, first_, micro_, seq_, vocab_;
+  int64_t origin_step_ = 0, origin_seq_ = 0;
   Tensor x_, y_;
 };
 
@@ -118,6 +129,13 @@ std::map<std::string, Tensor> whole_model_state(Gpt2Model& model, Communicator* 
   return state;
 }
 
+// Whether any rank received a stop signal (agreed by all ranks, once per step).
+int agreed_stop_signal() {
+  Tensor t = Tensor::from_vector<int32_t>({int32_t(stop_signal())}, {1});
+  if (mpi_world().size() > 1) mpi_world().all_reduce(t, ReduceOp::kMax)->wait();
+  return t.data<int32_t>()[0];
+}
+
 // A text sample; through the pipeline when there is one (every rank draws the same text).
 std::string sample_text(Gpt2Model& model, PipelineRunner* runner, const Tokenizer& tok,
                         const proto::TrainConfig& c, int64_t step) {
@@ -160,6 +178,8 @@ TrainReport train(const proto::TrainConfig& config) {
   Communicator* pp = mesh && shape.pp > 1 ? &mesh->pp() : nullptr;
   const int64_t first_seq = mesh ? mesh->dp_rank() * local_batch : 0;
   const bool rank0 = env.rank == 0;
+  const proto::CheckpointConfig& cc = config.checkpoint();
+  install_stop_handlers();
 
   Backend& be = cpu_backend();
   const TpGroup tp{shape.tp > 1 ? &mesh->tp() : nullptr, sp};
@@ -239,6 +259,38 @@ TrainReport train(const proto::TrainConfig& config) {
                       .warmup = config.schedule().warmup_steps(),
                       .min_lr = config.schedule().min_lr(),
                       .total = tc.steps()};
+  // Checkpoints: this rank's share of the state, resuming, and the writer (with its own
+  // communicator: an asynchronous save runs collectives on a background thread).
+  const RankState state{.params = &model->parameters(),
+                        .optimizer = optimizer.get(),
+                        .optim_spans = grad_spans,
+                        .sharded_optimizer = zero > 0,
+                        .dp_rank = mesh ? mesh->dp_rank() : 0,
+                        .dp_size = shape.dp,
+                        .writes = counted,
+                        .vocab_size = mc.vocab_size};
+  std::string resumed;
+  int64_t start_step = 0;
+  if (const auto from = resume_path(cc)) {
+    ckpt::CheckpointReader reader(*from);
+    const proto::Manifest& m = reader.manifest();
+    check_resumable(m, mc, *from);
+    reader.read(load_regions(state));
+    optimizer->set_steps_taken(m.optimizer().steps_taken());
+    start_step = m.step();
+    train_reader.set_origin(start_step, m.data().next_sequence());
+    const proto::SavedLayout& l = m.layout();
+    resumed = detail::concat("resumed from ", from->string(), " at step ", start_step,
+                             " (saved under dp ", l.dp(), ", tp ", l.tp(), ", pp ", l.pp(),
+                             ", zero ", l.zero(), ")");
+  }
+  std::unique_ptr<Communicator> ckpt_comm;
+  std::unique_ptr<ckpt::Checkpointer> checkpointer;
+  if (!cc.dir().empty()) {
+    if (env.world_size > 1) ckpt_comm = mpi_world().split(0, env.rank, "checkpoint");
+    checkpointer =
+        std::make_unique<ckpt::Checkpointer>(cc.dir(), cc.keep_last(), cc.async(), ckpt_comm.get());
+  }
   MetricsJsonl metrics(rank0 ? lc.metrics_jsonl() : std::string());
   ProgressLine progress(tc.steps(), lc.log_every(), !lc.quiet() && rank0, rank0);
 
@@ -254,11 +306,22 @@ TrainReport train(const proto::TrainConfig& config) {
       runner ? std::string(" ") + schedule_kind_name(pp_kind) : std::string(),
       v > 1 ? " v" + std::to_string(v) : std::string(), ", zero ", zero, ") | ", tc.steps(),
       " steps | data ", train_stream.describe(), " (", train_stream.size(), " tokens)"));
+  if (!resumed.empty()) progress.message(resumed);
+  if (start_step >= tc.steps()) {
+    if (rank0) {
+      std::printf(
+          "done: the checkpoint is at step %lld of training.steps = %d: nothing to "
+          "train (raise --steps to continue)\n",
+          static_cast<long long>(start_step), tc.steps());
+    }
+    return report;
+  }
 
   const double train_start = seconds_since(start);
   const auto loop_start = Clock::now();
   const float grad_scale = float(1.0 / double(B * T));
-  for (int64_t step = 0; step < tc.steps(); ++step) {
+  int stopped_by = 0;
+  for (int64_t step = start_step; step < tc.steps(); ++step) {
     const auto t0 = Clock::now();
     model->parameters().zero_grads();
     double loss = 0;          // this rank's share of the global mean
@@ -355,7 +418,30 @@ TrainReport train(const proto::TrainConfig& config) {
       progress.message("sample at step " + std::to_string(step + 1) + ":\n" +
                        sample_text(*model, runner.get(), *tokenizer, config, step) + "\n---");
     }
+    stopped_by = agreed_stop_signal();
+    if (checkpointer && ((cc.every() > 0 && (step + 1) % cc.every() == 0) || last || stopped_by)) {
+      const double stall = checkpointer->save(
+          save_regions(state), checkpoint_meta(config, mc, layout, env.world_size, step + 1,
+                                               train_reader.batch_start(step + 1), *optimizer));
+      report.checkpoint_stall_s += stall;
+      metrics.write({{"step", step}, {"checkpoint_step", step + 1}, {"checkpoint_stall_s", stall}});
+      if (!cc.async()) {
+        progress.message(detail::concat("checkpoint ", checkpointer->last_committed().string(),
+                                        " saved (", stall, " s)"));
+      }
+    }
+    if (stopped_by) {
+      std::string where = "no --checkpoint-dir: nothing saved";
+      if (checkpointer) {
+        checkpointer->wait();
+        where = "checkpoint saved to " + checkpointer->last_committed().string();
+      }
+      progress.message(detail::concat("received ", signal_name(stopped_by), ": stopped after step ",
+                                      step + 1, "; ", where, "; exiting"));
+      break;
+    }
   }
+  if (checkpointer) checkpointer->wait();
   progress.finish();
   report.seconds = seconds_since(loop_start);
   if (!lc.export_to().empty()) {
@@ -365,10 +451,15 @@ TrainReport train(const proto::TrainConfig& config) {
 
   const double tps = double(report.tokens) / report.seconds;
   std::string summary = detail::concat(
-      "done: ", tc.steps(), " steps, ", report.tokens, " tokens in ",
+      "done: ", report.steps.size(), " steps, ", report.tokens, " tokens in ",
       format_duration(report.seconds), " (start-up ", format_duration(train_start), ") | ",
       int64_t(tps), " tok/s | ", report.flops_per_token * tps / 1e9, " model GFLOP/s | loss ",
       report.steps.front().loss, " -> ", report.steps.back().loss);
+  if (!resumed.empty()) summary += detail::concat(" | from step ", start_step);
+  if (checkpointer) {
+    summary += detail::concat(" | checkpoint ", checkpointer->last_committed().string(), " (stall ",
+                              report.checkpoint_stall_s, " s)");
+  }
   if (!report.val_losses.empty())
     summary += detail::concat(" | val loss ", report.val_losses.back().second);
   if (!lc.export_to().empty()) summary += " | model written to " + lc.export_to();

@@ -25,6 +25,7 @@ struct TrainReport {
   double seconds = 0;
   int64_t tokens = 0;
   double flops_per_token = 0;
+  double checkpoint_stall_s = 0;  // seconds training waited for checkpoint saves
 };
 
 // Runs the whole job described by `config` (validated here). Throws peng::Error on

@@ -35,6 +35,8 @@ class AdamW {
   // One update of the whole set from its flat gradients.
   void step(float lr) { step(lr, params_.flat_grads()); }
   int64_t steps_taken() const { return step_; }
+  // Restores the bias-correction counter (resuming from a checkpoint).
+  void set_steps_taken(int64_t steps) { step_ = steps; }
   Tensor& exp_avg() { return m_; }
   Tensor& exp_avg_sq() { return v_; }
 

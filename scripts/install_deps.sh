@@ -12,6 +12,8 @@ pkgs=(
   nlohmann-json3-dev                    # JSON: HF config.json, safetensors headers, metrics JSONL
   libcli11-dev                          # command-line parsing of the peng CLI
   libpcre2-dev                          # GPT-2 pre-tokenizer regex (Unicode \\p{L}/\\p{N}, lookahead)
+  libxxhash-dev                         # XXH3 checksums of checkpoint chunks and manifests
+  clang                                 # libFuzzer targets (tests/fuzz) for the file readers
 
 )
 missing=()

@@ -228,6 +228,18 @@ void TokenStream::read_batch(int64_t step, int64_t first_seq, int64_t n_seq, int
   PENG_INPUT_CHECK(step >= 0, "read_batch: negative step ", step);
   PENG_INPUT_CHECK(global_batch > 0, "read_batch: global batch must be positive, got ",
                    global_batch);
+  const int64_t epoch = std::max<int64_t>(1, sequences_per_epoch(T));
+  // step * global_batch mod E without overflowing.
+  const int64_t base = int64_t((__int128(step % epoch) * __int128(global_batch % epoch)) % epoch);
+  read_batch_at(base, first_seq, n_seq, global_batch, T, x, y, vocab);
+}
+
+void TokenStream::read_batch_at(int64_t batch_start, int64_t first_seq, int64_t n_seq,
+                                int64_t global_batch, int64_t T, int32_t* x, int32_t* y,
+                                int64_t vocab) const {
+  PENG_INPUT_CHECK(batch_start >= 0, "read_batch: negative batch start ", batch_start);
+  PENG_INPUT_CHECK(global_batch > 0, "read_batch: global batch must be positive, got ",
+                   global_batch);
   PENG_INPUT_CHECK(first_seq >= 0 && n_seq >= 0 && first_seq + n_seq <= global_batch,
                    "read_batch: sequences [", first_seq, ", ", first_seq + n_seq,
                    ") outside the global batch of ", global_batch);
@@ -235,8 +247,7 @@ void TokenStream::read_batch(int64_t step, int64_t first_seq, int64_t n_seq, int
   const int64_t epoch = sequences_per_epoch(T);
   PENG_INPUT_CHECK(epoch > 0, "token data ", describe(), " holds ", total_,
                    " tokens, fewer than the ", T + 1, " needed for one sequence of length ", T);
-  // g mod E without overflowing step * global_batch.
-  const int64_t base = int64_t((__int128(step % epoch) * __int128(global_batch % epoch)) % epoch);
+  const int64_t base = batch_start % epoch;
   for (int64_t i = 0; i < n_seq; ++i) {
     const int64_t g = (base + (first_seq + i) % epoch) % epoch;
     const int64_t offset = g * T;

@@ -97,6 +97,10 @@ class TokenStream {
   // file(s)), on bad arguments, and on any token id >= vocab.
   void read_batch(int64_t step, int64_t first_seq, int64_t n_seq, int64_t global_batch, int64_t T,
                   int32_t* x, int32_t* y, int64_t vocab) const;
+  // The same with the batch's first global sequence given directly (step * global_batch
+  // above): a run resumed from a checkpoint continues from its saved data position.
+  void read_batch_at(int64_t batch_start, int64_t first_seq, int64_t n_seq, int64_t global_batch,
+                     int64_t T, int32_t* x, int32_t* y, int64_t vocab) const;
 
  private:
   std::string spec_;

@@ -61,9 +61,11 @@ void AtomicFileWriter::commit() {
     ::unlink(tmp_path_.c_str());
     throw os_error("renaming " + tmp_path_.string() + " to", path_, err);
   }
-  // Make the rename itself durable. Best effort: some file systems refuse fsync on folders.
   std::filesystem::path dir = path_.parent_path();
-  if (dir.empty()) dir = ".";
+  fsync_dir(dir.empty() ? std::filesystem::path(".") : dir);  // the rename itself, durable
+}
+
+void fsync_dir(const std::filesystem::path& dir) {
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);

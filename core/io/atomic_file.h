@@ -37,6 +37,10 @@ class AtomicFileWriter {
   size_t written_ = 0;
 };
 
+// Makes the entries of folder `dir` (creations, renames) durable. Best effort: some file
+// systems refuse fsync on folders.
+void fsync_dir(const std::filesystem::path& dir);
+
 // Writes `bytes` to `path` atomically (see AtomicFileWriter).
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
 

@@ -1,0 +1,155 @@
+#include "checkpoint/box.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace peng::ckpt {
+
+int64_t Box::numel() const {
+  int64_t n = 1;
+  for (int64_t l : length) n *= l;
+  return n;
+}
+
+Box intersect(const Box& a, const Box& b) {
+  PENG_CHECK(a.offset.size() == b.offset.size(), "intersect: boxes of rank ", a.offset.size(),
+             " and ", b.offset.size());
+  Box out{a.offset, a.length};
+  for (size_t d = 0; d < a.offset.size(); ++d) {
+    const int64_t lo = std::max(a.offset[d], b.offset[d]);
+    const int64_t hi = std::min(a.offset[d] + a.length[d], b.offset[d] + b.length[d]);
+    out.offset[d] = lo;
+    out.length[d] = std::max<int64_t>(0, hi - lo);
+  }
+  return out;
+}
+
+std::string box_str(const Box& b) {
+  std::string s = "[";
+  for (size_t d = 0; d < b.offset.size(); ++d) {
+    s += (d ? ", " : "") + std::to_string(b.offset[d]) + ":" +
+         std::to_string(b.offset[d] + b.length[d]);
+  }
+  return s + "]";
+}
+
+namespace {
+
+// Row-major flat range [a, b) of `shape` (dimensions from `dim` on, under the fixed
+// leading coordinates in `prefix`) as boxes, appended in order.
+void flat_to_boxes(const Shape& shape, size_t dim, std::vector<int64_t> prefix, int64_t a,
+                   int64_t b, std::vector<Box>& out) {
+  if (a >= b) return;
+  const size_t n = shape.size();
+  const auto box = [&](int64_t lo, int64_t hi) {  // rows [lo, hi) of dimension `dim`, whole below
+    Box x;
+    for (int64_t p : prefix) {
+      x.offset.push_back(p);
+      x.length.push_back(1);
+    }
+    x.offset.push_back(lo);
+    x.length.push_back(hi - lo);
+    for (size_t d = dim + 1; d < n; ++d) {
+      x.offset.push_back(0);
+      x.length.push_back(shape[d]);
+    }
+    out.push_back(std::move(x));
+  };
+  int64_t inner = 1;
+  for (size_t d = dim + 1; d < n; ++d) inner *= shape[d];
+  if (dim + 1 == n) return box(a, b);
+  int64_t r0 = a / inner;
+  const int64_t r1 = b / inner;
+  const auto row = [&](int64_t r, int64_t lo, int64_t hi) {
+    std::vector<int64_t> p = prefix;
+    p.push_back(r);
+    flat_to_boxes(shape, dim + 1, p, lo, hi, out);
+  };
+  if (r0 == r1) return row(r0, a % inner, b % inner);
+  if (a % inner != 0) row(r0++, a % inner, inner);
+  if (r0 < r1) box(r0, r1);
+  if (b % inner != 0) row(r1, 0, b % inner);
+}
+
+}  // namespace
+
+std::vector<BoxPair> region_boxes(const Region& r) {
+  const Shape local = shard_shape(r.tensor, r.global_shape, r.spec);
+  PENG_CHECK(r.logical_shape.size() == r.global_shape.size(), r.tensor, ": logical shape ",
+             shape_str(r.logical_shape), " and global shape ", shape_str(r.global_shape));
+  PENG_CHECK(0 <= r.begin && r.begin <= r.end && r.end <= shape_numel(local), r.tensor, ": range [",
+             r.begin, ", ", r.end, ") outside its shard ", shape_str(local));
+  std::vector<Box> boxes;
+  if (local.empty()) {
+    if (r.begin < r.end) boxes.push_back({});  // a scalar
+  } else {
+    flat_to_boxes(local, 0, {}, r.begin, r.end, boxes);
+  }
+  std::vector<BoxPair> out;
+  const auto emit = [&](Box l, Box g) {
+    for (size_t d = 0; d < g.offset.size(); ++d) {  // clip to the logical shape
+      const int64_t hi = std::min(g.offset[d] + g.length[d], r.logical_shape[d]);
+      g.length[d] = l.length[d] = std::max<int64_t>(0, hi - g.offset[d]);
+    }
+    if (!g.empty()) out.push_back({std::move(l), std::move(g)});
+  };
+  for (Box& l : boxes) {
+    if (r.spec.replicated()) {
+      emit(l, l);
+      continue;
+    }
+    // Along the split dimension local index i is piece i / k of block (i / k), at global
+    // (b * parts + index) * k + i % k.
+    const size_t d = size_t(r.spec.dim);
+    const int64_t k = r.global_shape[d] / (int64_t(r.spec.blocks) * r.spec.parts);
+    const int64_t lo = l.offset[d], hi = l.offset[d] + l.length[d];
+    for (int64_t i = lo; i < hi;) {
+      const int64_t block = i / k, stop = std::min(hi, (block + 1) * k);
+      Box lp = l, gp = l;
+      lp.offset[d] = i;
+      lp.length[d] = gp.length[d] = stop - i;
+      gp.offset[d] = (block * r.spec.parts + r.spec.index) * k + i % k;
+      emit(std::move(lp), std::move(gp));
+      i = stop;
+    }
+  }
+  return out;
+}
+
+void copy_box(const std::vector<int64_t>& lengths, const float* src, const ArrayView& s, float* dst,
+              const ArrayView& t) {
+  const size_t n = lengths.size();
+  PENG_CHECK(
+      s.shape.size() == n && t.shape.size() == n && s.start.size() == n && t.start.size() == n,
+      "copy_box: rank mismatch");
+  for (int64_t l : lengths) {
+    if (l == 0) return;
+  }
+  if (n == 0) {
+    dst[-t.base] = src[-s.base];
+    return;
+  }
+  // Strides of both arrays; iterate over every coordinate but the last, copy rows.
+  std::vector<int64_t> ss(n, 1), ts(n, 1);
+  for (size_t d = n - 1; d > 0; --d) {
+    ss[d - 1] = ss[d] * s.shape[d];
+    ts[d - 1] = ts[d] * t.shape[d];
+  }
+  std::vector<int64_t> c(n, 0);
+  const size_t row_bytes = size_t(lengths[n - 1]) * sizeof(float);
+  while (true) {
+    int64_t so = -s.base, to = -t.base;
+    for (size_t d = 0; d < n; ++d) {
+      so += (s.start[d] + c[d]) * ss[d];
+      to += (t.start[d] + c[d]) * ts[d];
+    }
+    std::memcpy(dst + to, src + so, row_bytes);
+    int d = int(n) - 2;  // the next row: an odometer over all dimensions but the last
+    for (; d >= 0 && ++c[size_t(d)] == lengths[size_t(d)]; --d) c[size_t(d)] = 0;
+    if (d < 0) return;
+  }
+}
+
+}  // namespace peng::ckpt

@@ -1,0 +1,77 @@
+#include "checkpoint/store.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+
+#include "checkpoint/manifest.h"
+
+namespace peng::ckpt {
+
+namespace fs = std::filesystem;
+
+std::string step_dir_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "step-%08lld", static_cast<long long>(step));
+  return buf;
+}
+
+std::string rank_file_name(int rank) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "rank-%05d.bin", rank);
+  return buf;
+}
+
+namespace {
+// The step of a committed-folder name "step-N" (digits only), else -1.
+int64_t step_of(const std::string& name) {
+  if (name.rfind("step-", 0) != 0 || name.size() == 5 || name.size() > 25) return -1;
+  int64_t s = 0;
+  for (char c : name.substr(5)) {
+    if (c < '0' || c > '9') return -1;
+    s = s * 10 + (c - '0');
+  }
+  return s;
+}
+
+fs::path latest_target(const fs::path& root) {
+  std::ifstream in(root / kLatestFile);
+  std::string name;
+  if (!(in >> name) || step_of(name) < 0) return {};
+  return root / name;
+}
+}  // namespace
+
+std::vector<std::pair<int64_t, fs::path>> committed_checkpoints(const fs::path& root) {
+  std::vector<std::pair<int64_t, fs::path>> out;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(root, ec)) {
+    const int64_t step = step_of(e.path().filename().string());
+    if (step >= 0 && fs::exists(e.path() / kManifestFile)) out.emplace_back(step, e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::optional<fs::path> latest_checkpoint(const fs::path& root) {
+  const fs::path named = latest_target(root);
+  if (!named.empty() && fs::exists(named / kManifestFile)) return named;
+  const auto all = committed_checkpoints(root);
+  if (all.empty()) return std::nullopt;
+  return all.back().second;
+}
+
+void apply_retention(const fs::path& root, int keep_last, const fs::path& keep) {
+  if (keep_last <= 0) return;
+  const fs::path named = latest_target(root);
+  auto all = committed_checkpoints(root);
+  size_t count = all.size();
+  for (const auto& [step, path] : all) {
+    if (count <= size_t(keep_last)) break;
+    if (fs::equivalent(path, keep) || (!named.empty() && path == named)) continue;
+    fs::remove_all(path);
+    --count;
+  }
+}
+
+}  // namespace peng::ckpt

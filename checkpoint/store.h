@@ -1,0 +1,38 @@
+// The checkpoint folder (`--checkpoint-dir ROOT`):
+//
+//   ROOT/step-00000200/       a committed checkpoint: manifest.pb + rank-NNNNN.bin files
+//   ROOT/step-00000300.tmp/   a save in progress, or left by a crash (removed by the next save)
+//   ROOT/latest               "step-00000200\n": the newest commit, replaced atomically
+//
+// A folder is committed by renaming its .tmp folder after every file in it, the manifest
+// last, was fsynced (LevelDB's CURRENT pattern); `latest` is written the same way after.
+// So a crash, kill -9 or full disk at any point leaves every committed checkpoint whole.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace peng::ckpt {
+
+inline constexpr char kLatestFile[] = "latest";
+
+std::string step_dir_name(int64_t step);  // "step-00000200"
+std::string rank_file_name(int rank);     // "rank-00003.bin"
+
+// Committed checkpoints in `root` (step-N folders holding a manifest.pb), by step.
+std::vector<std::pair<int64_t, std::filesystem::path>> committed_checkpoints(
+    const std::filesystem::path& root);
+
+// The checkpoint `latest` names if it is committed, else the newest committed one.
+std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& root);
+
+// Removes committed checkpoints, oldest first, until at most `keep_last` remain; never
+// `keep` (the one just committed) nor the one `latest` names. keep_last <= 0 keeps all.
+void apply_retention(const std::filesystem::path& root, int keep_last,
+                     const std::filesystem::path& keep);
+
+}  // namespace peng::ckpt

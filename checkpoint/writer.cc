@@ -1,0 +1,247 @@
+#include "checkpoint/writer.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <utility>
+
+#include "checkpoint/manifest.h"
+#include "checkpoint/store.h"
+#include "core/error.h"
+#include "core/io/atomic_file.h"
+
+namespace peng::ckpt {
+
+namespace fs = std::filesystem;
+
+StagedShards stage_regions(const std::vector<Region>& regions, int rank, uint64_t chunk_bytes) {
+  StagedShards out;
+  out.file = rank_file_name(rank);
+  std::map<std::string, size_t> index;  // tensor name -> position in out.tensors
+  struct Copy {
+    const Region* r;
+    BoxPair boxes;
+    uint64_t at;
+  };
+  std::vector<Copy> copies;
+  uint64_t size = 0;
+  for (const Region& r : regions) {
+    auto [it, fresh] = index.emplace(r.tensor, out.tensors.size());
+    if (fresh) {
+      proto::TensorInfo t;
+      t.set_name(r.tensor);
+      t.set_dtype("f32");
+      for (int64_t d : r.logical_shape) t.add_shape(d);
+      out.tensors.push_back(std::move(t));
+    }
+    for (BoxPair& b : region_boxes(r)) {
+      proto::Shard* s = out.tensors[it->second].add_shards();
+      s->set_file(out.file);
+      s->set_byte_offset(size);
+      s->set_byte_length(uint64_t(b.global.numel()) * sizeof(float));
+      for (size_t d = 0; d < b.global.offset.size(); ++d) {
+        s->add_offset(b.global.offset[d]);
+        s->add_length(b.global.length[d]);
+      }
+      copies.push_back({&r, std::move(b), size});
+      size += s->byte_length();
+    }
+  }
+  out.bytes.resize(size);
+  for (const Copy& c : copies) {
+    const Shape local = shard_shape(c.r->tensor, c.r->global_shape, c.r->spec);
+    copy_box(c.boxes.local.length, c.r->data, {local, c.boxes.local.offset, c.r->begin},
+             reinterpret_cast<float*>(out.bytes.data() + c.at),
+             {c.boxes.global.length, std::vector<int64_t>(local.size(), 0), 0});
+  }
+  for (proto::TensorInfo& t : out.tensors) {
+    for (proto::Shard& s : *t.mutable_shards()) {
+      for (uint64_t o = 0; o < s.byte_length(); o += chunk_bytes) {
+        const uint64_t n = std::min(chunk_bytes, s.byte_length() - o);
+        s.add_chunk_xxh3(checksum(out.bytes.data() + s.byte_offset() + o, n));
+      }
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// Every rank says whether it failed; returns 0 when none did, else 1 + the highest failed
+// rank. Collective.
+int failed_rank(Communicator* comm, bool failed, int rank) {
+  if (!comm) return failed ? 1 : 0;
+  Tensor t = Tensor::from_vector<int32_t>({failed ? rank + 1 : 0}, {1});
+  comm->all_reduce(t, ReduceOp::kMax)->wait();
+  return t.data<int32_t>()[0];
+}
+
+// Sends each rank's bytes to rank 0 (returned there, in rank order; elsewhere empty).
+std::vector<std::string> gather_to_root(Communicator* comm, const std::string& mine) {
+  if (!comm) return {mine};
+  const auto packed = [](int64_t bytes) { return Shape{(bytes + 3) / 4}; };
+  if (comm->rank() != 0) {
+    Tensor n = Tensor::from_vector<int32_t>({int32_t(mine.size())}, {1});
+    comm->send(n, 0, 1)->wait();
+    Tensor b = Tensor::zeros(packed(int64_t(mine.size())), DType::kI32);
+    std::copy(mine.begin(), mine.end(), reinterpret_cast<char*>(b.data<int32_t>()));
+    comm->send(b, 0, 2)->wait();
+    return {};
+  }
+  std::vector<std::string> out{mine};
+  for (int r = 1; r < comm->size(); ++r) {
+    Tensor n = Tensor::empty({1}, DType::kI32);
+    comm->recv(n, r, 1)->wait();
+    const int32_t bytes = n.data<int32_t>()[0];
+    Tensor b = Tensor::empty(packed(bytes), DType::kI32);
+    comm->recv(b, r, 2)->wait();
+    const char* p = reinterpret_cast<const char*>(b.data<int32_t>());
+    out.emplace_back(p, p + bytes);
+  }
+  return out;
+}
+
+// Fault injection for tests: PENG_CKPT_TEST_STALL=<point> makes rank 0 announce the point
+// on stderr and sleep there until killed.
+void test_stall(const char* point) {
+  const char* env = std::getenv("PENG_CKPT_TEST_STALL");
+  if (!env || std::string(env) != point) return;
+  std::fprintf(stderr, "peng: checkpoint test stall at %s\n", point);
+  std::fflush(stderr);
+  while (true) ::pause();
+}
+
+// Runs `body`, turning a failure into a message.
+template <typename F>
+bool attempt(F&& body, std::string& error) {
+  try {
+    body();
+    return true;
+  } catch (const std::exception& e) {
+    error = e.what();
+    return false;
+  }
+}
+
+}  // namespace
+
+fs::path commit_checkpoint(const StagedShards& shards, proto::Manifest meta, const fs::path& root,
+                           int keep_last, Communicator* comm) {
+  const int rank = comm ? comm->rank() : 0;
+  const fs::path final_dir = root / step_dir_name(meta.step());
+  const fs::path tmp = root / (step_dir_name(meta.step()) + ".tmp");
+  std::string error;
+  const auto fail = [&](int who, const char* what) {
+    if (who - 1 == rank) throw IoError(error);
+    throw IoError(detail::concat("checkpoint ", final_dir.string(), ": rank ", who - 1, " failed ",
+                                 what, " (see its error)"));
+  };
+
+  // 1. A fresh temporary folder.
+  bool ok = rank != 0 || attempt(
+                             [&] {
+                               fs::create_directories(root);
+                               for (const fs::directory_entry& e : fs::directory_iterator(root)) {
+                                 const std::string n = e.path().filename().string();
+                                 if (n.rfind("step-", 0) == 0 && n.ends_with(".tmp"))
+                                   fs::remove_all(e.path());
+                               }
+                               fs::create_directory(tmp);
+                             },
+                             error);
+  if (int who = failed_rank(comm, !ok, rank)) fail(who, "to create the checkpoint folder");
+
+  // 2. Every rank's file.
+  ok = attempt(
+      [&] {
+        AtomicFileWriter w(tmp / shards.file);
+        w.write(shards.bytes.data(), shards.bytes.size());
+        w.commit();
+      },
+      error);
+  if (int who = failed_rank(comm, !ok, rank)) fail(who, "to write its shard file");
+
+  // 3. The manifest and the commit, on rank 0.
+  proto::Manifest part;
+  proto::DataFile* f = part.add_files();
+  f->set_name(shards.file);
+  f->set_bytes(shards.bytes.size());
+  for (const proto::TensorInfo& t : shards.tensors) *part.add_tensors() = t;
+  const std::vector<std::string> parts = gather_to_root(comm, part.SerializeAsString());
+  ok = rank != 0 || attempt(
+                        [&] {
+                          test_stall("before-commit");
+                          meta.set_format_version(kFormatVersion);
+                          meta.set_chunk_bytes(kChunkBytes);
+                          meta.set_unix_time(double(std::time(nullptr)));
+                          std::map<std::string, int> index;
+                          for (const std::string& bytes : parts) {
+                            proto::Manifest p;
+                            PENG_CHECK(p.ParseFromString(bytes), "bad shard list from a rank");
+                            *meta.add_files() = p.files(0);
+                            for (const proto::TensorInfo& t : p.tensors()) {
+                              auto [it, fresh] = index.emplace(t.name(), meta.tensors_size());
+                              if (fresh) {
+                                *meta.add_tensors() = t;
+                              } else {
+                                for (const proto::Shard& s : t.shards())
+                                  *meta.mutable_tensors(it->second)->add_shards() = s;
+                              }
+                            }
+                          }
+                          write_file_atomic(tmp / kManifestFile, encode_manifest(meta));
+                          fsync_dir(tmp);
+                          if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a rerun
+                          fs::rename(tmp, final_dir);
+                          fsync_dir(root);
+                          test_stall("before-latest");
+                          write_file_atomic(root / kLatestFile, step_dir_name(meta.step()) + "\n");
+                          apply_retention(root, keep_last, final_dir);
+                        },
+                        error);
+  if (int who = failed_rank(comm, !ok, rank)) fail(who, "to commit the checkpoint");
+  return final_dir;
+}
+
+Checkpointer::Checkpointer(fs::path root, int keep_last, bool async, Communicator* comm)
+    : root_(std::move(root)), keep_last_(keep_last), async_(async), comm_(comm) {}
+
+Checkpointer::~Checkpointer() {
+  try {
+    wait();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+  }
+}
+
+void Checkpointer::wait() {
+  if (thread_.joinable()) thread_.join();
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  if (!pending_.empty()) last_ = std::exchange(pending_, {});
+}
+
+double Checkpointer::save(const std::vector<Region>& regions, proto::Manifest meta) {
+  const auto t0 = std::chrono::steady_clock::now();
+  wait();
+  auto staged = std::make_shared<StagedShards>(stage_regions(regions, comm_ ? comm_->rank() : 0));
+  if (async_) {
+    thread_ = std::thread([this, staged, meta = std::move(meta)]() mutable {
+      try {
+        pending_ = commit_checkpoint(*staged, std::move(meta), root_, keep_last_, comm_);
+      } catch (...) {
+        error_ = std::current_exception();
+      }
+    });
+  } else {
+    last_ = commit_checkpoint(*staged, std::move(meta), root_, keep_last_, comm_);
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace peng::ckpt
