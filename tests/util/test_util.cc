@@ -155,6 +155,9 @@ std::optional<int> BackgroundProcess::wait_for(double seconds) {
 }
 
 std::string BackgroundProcess::stdout_text() const { return read_file(out_); }
+void BackgroundProcess::signal(int sig) const {
+  if (!exit_code_) ::kill(pid_, sig);
+}
 std::string BackgroundProcess::stderr_text() const { return read_file(err_); }
 
 std::vector<pid_t> find_processes(const std::string& needle, const std::string& env_entry) {

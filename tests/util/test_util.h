@@ -62,6 +62,8 @@ class BackgroundProcess {
   std::optional<int> wait_for(double seconds);
   std::string stdout_text() const;
   std::string stderr_text() const;
+  // Sends `sig` to the command itself (not its group: mpirun forwards what it receives).
+  void signal(int sig) const;
 
  private:
   pid_t pid_ = -1;
