@@ -7,6 +7,9 @@
 // A folder is committed by renaming its .tmp folder after every file in it, the manifest
 // last, was fsynced (LevelDB's CURRENT pattern); `latest` is written the same way after.
 // So a crash, kill -9 or full disk at any point leaves every committed checkpoint whole.
+// `latest` decides what auto-resume uses: a crash between a folder's rename and the update
+// of `latest` leaves a whole newer folder that auto-resume ignores (it can be named with
+// --resume PATH) — the same choice as Megatron's latest_checkpointed_iteration.txt.
 #pragma once
 
 #include <cstdint>

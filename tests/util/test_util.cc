@@ -116,11 +116,13 @@ BackgroundProcess::BackgroundProcess(const std::vector<std::string>& args, const
   std::vector<char*> argv;
   for (auto& a : copy) argv.push_back(a.data());
   argv.push_back(nullptr);
+  write_file(out_, "");  // the logs exist (empty) as soon as the constructor returns
+  write_file(err_, "");
   pid_ = fork();
   if (pid_ == 0) {
     setpgid(0, 0);
-    int out = open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int err = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int out = open(out_.c_str(), O_WRONLY | O_TRUNC);
+    int err = open(err_.c_str(), O_WRONLY | O_TRUNC);
     int devnull = open("/dev/null", O_RDONLY);
     dup2(out, 1);
     dup2(err, 2);
