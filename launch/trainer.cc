@@ -425,10 +425,11 @@ TrainReport train(const proto::TrainConfig& config) {
                                                train_reader.batch_start(step + 1), *optimizer));
       report.checkpoint_stall_s += stall;
       metrics.write({{"step", step}, {"checkpoint_step", step + 1}, {"checkpoint_stall_s", stall}});
-      if (!cc.async()) {
-        progress.message(detail::concat("checkpoint ", checkpointer->last_committed().string(),
-                                        " saved (", stall, " s)"));
-      }
+      progress.message(
+          cc.async() ? detail::concat("checkpoint step ", step + 1, ": training resumed after ",
+                                      stall, " s; writing in the background")
+                     : detail::concat("checkpoint ", checkpointer->last_committed().string(),
+                                      " saved (", stall, " s)"));
     }
     if (stopped_by) {
       std::string where = "no --checkpoint-dir: nothing saved";
