@@ -129,7 +129,12 @@ std::optional<fs::path> resume_path(const proto::CheckpointConfig& c) {
     if (c.dir().empty()) return std::nullopt;
     return ckpt::latest_checkpoint(c.dir());
   }
-  return fs::path(c.resume());
+  // A checkpoint folder, or a root holding `latest` / step-N folders.
+  const fs::path p(c.resume());
+  if (!fs::exists(p / ckpt::kManifestFile)) {
+    if (auto newest = ckpt::latest_checkpoint(p)) return newest;
+  }
+  return p;
 }
 
 void check_resumable(const proto::Manifest& m, const Gpt2Config& model, const fs::path& dir) {

@@ -46,8 +46,8 @@ proto::Manifest checkpoint_meta(const proto::TrainConfig& config, const Gpt2Conf
                                 int64_t next_sequence, const AdamW& optimizer);
 
 // The checkpoint `config.checkpoint().resume` names: auto = the newest committed one in
-// checkpoint.dir (nullopt when there is none), none = nullopt, else the path (which must
-// be a committed checkpoint).
+// checkpoint.dir (nullopt when there is none), none = nullopt, else the path: a committed
+// checkpoint, or a checkpoint root (its auto choice).
 std::optional<std::filesystem::path> resume_path(const proto::CheckpointConfig& config);
 
 // InputError naming the field when the checkpoint's model differs from `model`.
