@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "checkpoint/manifest.h"
+#include "core/error.h"
 
 namespace peng::ckpt {
 
@@ -72,6 +73,21 @@ void apply_retention(const fs::path& root, int keep_last, const fs::path& keep) 
     fs::remove_all(path);
     --count;
   }
+}
+
+fs::path resolve_checkpoint(const fs::path& dir) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(dir, ec);
+  PENG_INPUT_CHECK(st.type() != fs::file_type::not_found, "checkpoint ", dir.string(),
+                   ": no such folder");
+  PENG_INPUT_CHECK(!ec, "checkpoint ", dir.string(), ": ", ec.message());
+  PENG_INPUT_CHECK(fs::is_directory(st), "checkpoint ", dir.string(),
+                   " is a file, not a checkpoint folder");
+  if (fs::exists(dir / ckpt::kManifestFile, ec)) return dir;
+  if (std::optional<fs::path> latest = ckpt::latest_checkpoint(dir)) return *latest;
+  throw InputError(detail::concat("checkpoint ", dir.string(), ": not a checkpoint (no ",
+                                  ckpt::kManifestFile,
+                                  ") nor a checkpoint folder (no committed step-N checkpoint)"));
 }
 
 }  // namespace peng::ckpt

@@ -33,6 +33,10 @@ std::vector<std::pair<int64_t, std::filesystem::path>> committed_checkpoints(
 // The checkpoint `latest` names if it is committed, else the newest committed one.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& root);
 
+// DIR itself when it holds a manifest.pb, else the latest committed checkpoint of the root
+// DIR. InputError when DIR does not exist, is not a folder, or is neither.
+std::filesystem::path resolve_checkpoint(const std::filesystem::path& dir);
+
 // Removes committed checkpoints, oldest first, until at most `keep_last` remain; never
 // `keep` (the one just committed) nor the one `latest` names. keep_last <= 0 keeps all.
 void apply_retention(const std::filesystem::path& root, int keep_last,

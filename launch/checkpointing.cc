@@ -129,12 +129,7 @@ std::optional<fs::path> resume_path(const proto::CheckpointConfig& c) {
     if (c.dir().empty()) return std::nullopt;
     return ckpt::latest_checkpoint(c.dir());
   }
-  // A checkpoint folder, or a root holding `latest` / step-N folders.
-  const fs::path p(c.resume());
-  if (!fs::exists(p / ckpt::kManifestFile)) {
-    if (auto newest = ckpt::latest_checkpoint(p)) return newest;
-  }
-  return p;
+  return ckpt::resolve_checkpoint(c.resume());
 }
 
 void check_resumable(const proto::Manifest& m, const Gpt2Config& model, const fs::path& dir) {

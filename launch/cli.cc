@@ -4,6 +4,7 @@
 #include <map>
 
 #include "core/backend.h"
+#include "launch/ckpt_command.h"
 #include "launch/config.h"
 #include "launch/data_command.h"
 #include "launch/model_setup.h"
@@ -79,6 +80,7 @@ int run_cli(int argc, char** argv) {
   });
 
   add_data_command(app);
+  add_ckpt_command(app);
 
   // `peng schedule`: a pipeline schedule printed and checked before anyone runs it.
   std::string sched_kind = "1f1b";

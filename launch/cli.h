@@ -1,4 +1,4 @@
-// The `peng` command line: subcommands train, data, export.
+// The `peng` command line: subcommands train, data, export, ckpt.
 #pragma once
 
 namespace peng {
