@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -122,6 +123,9 @@ proto::Manifest decode_manifest(std::string_view bytes, const std::string& where
     throw bad("truncated or padded: header says ", length, " payload bytes, file has ",
               bytes.size() - kHeader);
   const std::string_view payload = bytes.substr(kHeader);
+  // ParseFromArray takes an int size; past 2 GiB protobuf aborts (FatalException).
+  if (payload.size() > size_t(std::numeric_limits<int>::max()))
+    throw bad("payload of ", payload.size(), " bytes is over protobuf's 2 GiB message limit");
   if (checksum(payload.data(), payload.size()) != get_u64(bytes.data() + 16))
     throw bad("checksum mismatch (the file is corrupt)");
   proto::Manifest m;

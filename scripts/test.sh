@@ -14,3 +14,10 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 cd build
 ctest --output-on-failure -j"$(nproc)" "$@"
+cd ..
+# libFuzzer targets of the file readers (tests/fuzz: a separate clang build), 30 s each.
+if command -v clang++ >/dev/null 2>&1; then
+  bash scripts/fuzz.sh 30
+else
+  echo "skipping the fuzz targets (scripts/fuzz.sh): clang++ not found" >&2
+fi

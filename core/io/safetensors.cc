@@ -61,6 +61,37 @@ std::optional<uint64_t> non_negative_int(const Json& j) {
   return std::nullopt;
 }
 
+// Headers nesting arrays and objects deeper than this are rejected before parsing. A valid
+// header nests 3 levels ({"name": {"shape": [...]}}), but nlohmann::ordered_json copies
+// values recursively (ordered_map reallocation) and dump() recurses once per level, so a
+// few MB of '[' in a header overflowed the stack (SIGSEGV) instead of throwing InputError.
+constexpr int kMaxHeaderDepth = 64;
+
+// Whether JSON text nests arrays/objects more than `limit` deep (brackets inside strings
+// do not count; stray closing brackets are left to the parser).
+bool nests_deeper_than(const std::string& text, int limit) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 const char* safetensors_dtype_name(DType t) {
@@ -144,6 +175,10 @@ SafetensorsFile SafetensorsFile::open(const fs::path& path) {
   // ---- JSON header ----
   std::string text(header_len, '\0');
   f.pread_exact(text.data(), header_len, 8, "the header");
+  PENG_INPUT_CHECK(!nests_deeper_than(text, kMaxHeaderDepth), file,
+                   ": header nests JSON arrays/objects more than ", kMaxHeaderDepth,
+                   " levels deep (a safetensors header has 3; corrupt file, or not a "
+                   "safetensors file)");
   std::unordered_set<std::string> seen;
   std::string duplicate;
   Json::parser_callback_t note_duplicates = [&](int depth, Json::parse_event_t event,
