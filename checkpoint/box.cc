@@ -118,6 +118,22 @@ std::vector<BoxPair> region_boxes(const Region& r) {
   return out;
 }
 
+bool contiguous(const std::vector<int64_t>& lengths, const Shape& shape) {
+  size_t d = lengths.size();
+  while (d > 0 && lengths[d - 1] == shape[d - 1]) --d;  // whole trailing dimensions
+  if (d == 0) return true;
+  for (size_t i = 0; i + 1 < d; ++i) {  // one partial dimension, ones before it
+    if (lengths[i] != 1) return false;
+  }
+  return true;
+}
+
+int64_t flat_index(const Shape& shape, const std::vector<int64_t>& coords) {
+  int64_t f = 0;
+  for (size_t d = 0; d < shape.size(); ++d) f = f * shape[d] + coords[d];
+  return f;
+}
+
 void copy_box(const std::vector<int64_t>& lengths, const float* src, const ArrayView& s, float* dst,
               const ArrayView& t) {
   const size_t n = lengths.size();

@@ -48,6 +48,12 @@ struct BoxPair {
 // global shape outside the logical shape (vocabulary padding) belong to no box.
 std::vector<BoxPair> region_boxes(const Region& r);
 
+// Whether a box of `lengths` is one contiguous run of a row-major array of `shape`: ones,
+// then one dimension of any length, then whole dimensions.
+bool contiguous(const std::vector<int64_t>& lengths, const Shape& shape);
+// The row-major flat index of `coords` in `shape`.
+int64_t flat_index(const Shape& shape, const std::vector<int64_t>& coords);
+
 // Copies the elements of `lengths` from one row-major array to another. An array is
 // `shape`-shaped, its memory starts at flat element `base` of that shape, and the copied
 // block starts at coordinates `start` in it.

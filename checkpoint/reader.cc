@@ -53,15 +53,6 @@ int CheckpointReader::open_file(const std::string& name, const std::string& tens
   return fd;
 }
 
-namespace {
-// Row-major flat index of `coords` in an array of `lengths`.
-int64_t flat_index(const std::vector<int64_t>& lengths, const std::vector<int64_t>& coords) {
-  int64_t f = 0;
-  for (size_t d = 0; d < lengths.size(); ++d) f = f * lengths[d] + coords[d];
-  return f;
-}
-}  // namespace
-
 void CheckpointReader::read_box(const proto::TensorInfo& t, const Region& r, const BoxPair& b) {
   const Shape local = shard_shape(r.tensor, r.global_shape, r.spec);
   const uint64_t chunk = manifest_.chunk_bytes();
@@ -89,11 +80,20 @@ void CheckpointReader::read_box(const proto::TensorInfo& t, const Region& r, con
     const uint64_t hi = uint64_t(flat_index(sb.length, last) + 1) * 4;
     const uint64_t c0 = lo / chunk, c1 = (hi - 1) / chunk;
     const uint64_t begin = c0 * chunk, end = std::min((c1 + 1) * chunk, s.byte_length());
-    buffer_.resize(end - begin);
+    std::vector<int64_t> at_local = b.local.offset;
+    for (size_t d = 0; d < at_local.size(); ++d) at_local[d] += in.offset[d] - b.global.offset[d];
+    // Whole chunks of one run in the file, landing on one run in memory (a shard read by
+    // the layout that wrote it): read in place, then verify there.
+    const bool in_place = lo == begin && hi == end && contiguous(in.length, sb.length) &&
+                          contiguous(in.length, local);
+    char* dst = in_place ? reinterpret_cast<char*>(r.data + (flat_index(local, at_local) - r.begin))
+                         : nullptr;
+    if (!in_place) buffer_.resize(end - begin);
+    char* bytes = in_place ? dst : buffer_.data();
     const int fd = open_file(s.file(), t.name());
     for (uint64_t done = 0; done < end - begin;) {
-      const ssize_t n = ::pread(fd, buffer_.data() + done, end - begin - done,
-                                off_t(s.byte_offset() + begin + done));
+      const ssize_t n =
+          ::pread(fd, bytes + done, end - begin - done, off_t(s.byte_offset() + begin + done));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         throw InputError(
@@ -105,17 +105,17 @@ void CheckpointReader::read_box(const proto::TensorInfo& t, const Region& r, con
     bytes_read_ += end - begin;
     for (uint64_t c = c0; c <= c1; ++c) {
       const uint64_t o = c * chunk - begin, n = std::min(chunk, s.byte_length() - c * chunk);
-      if (checksum(buffer_.data() + o, n) != s.chunk_xxh3(int(c))) {
+      if (checksum(bytes + o, n) != s.chunk_xxh3(int(c))) {
         throw InputError(detail::concat(
             "checkpoint ", dir_.string(), ": checksum mismatch in tensor ", t.name(), " ",
             box_str(sb), " in ", s.file(), " (bytes ", s.byte_offset() + c * chunk, "..",
             s.byte_offset() + c * chunk + n, "): the file is corrupt"));
       }
     }
-    std::vector<int64_t> at_local = b.local.offset;
-    for (size_t d = 0; d < at_local.size(); ++d) at_local[d] += in.offset[d] - b.global.offset[d];
-    copy_box(in.length, reinterpret_cast<const float*>(buffer_.data()),
-             {sb.length, first, int64_t(begin / 4)}, r.data, {local, at_local, r.begin});
+    if (!in_place) {
+      copy_box(in.length, reinterpret_cast<const float*>(buffer_.data()),
+               {sb.length, first, int64_t(begin / 4)}, r.data, {local, at_local, r.begin});
+    }
   }
   if (covered != b.global.numel()) {
     throw InputError(detail::concat("checkpoint ", dir_.string(), ": tensor ", t.name(), " ",

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <map>
 #include <memory>
@@ -20,55 +21,93 @@ namespace peng::ckpt {
 
 namespace fs = std::filesystem;
 
-StagedShards stage_regions(const std::vector<Region>& regions, int rank, uint64_t chunk_bytes) {
-  StagedShards out;
-  out.file = rank_file_name(rank);
-  std::map<std::string, size_t> index;  // tensor name -> position in out.tensors
-  struct Copy {
-    const Region* r;
-    BoxPair boxes;
-    uint64_t at;
-  };
-  std::vector<Copy> copies;
-  uint64_t size = 0;
+SavePlan plan_regions(const std::vector<Region>& regions, int rank) {
+  SavePlan plan;
+  plan.file = rank_file_name(rank);
+  std::map<std::string, size_t> index;  // tensor name -> position in plan.tensors
   for (const Region& r : regions) {
-    auto [it, fresh] = index.emplace(r.tensor, out.tensors.size());
+    auto [it, fresh] = index.emplace(r.tensor, plan.tensors.size());
     if (fresh) {
       proto::TensorInfo t;
       t.set_name(r.tensor);
       t.set_dtype("f32");
       for (int64_t d : r.logical_shape) t.add_shape(d);
-      out.tensors.push_back(std::move(t));
+      plan.tensors.push_back(std::move(t));
     }
+    const Shape local = shard_shape(r.tensor, r.global_shape, r.spec);
     for (BoxPair& b : region_boxes(r)) {
-      proto::Shard* s = out.tensors[it->second].add_shards();
-      s->set_file(out.file);
-      s->set_byte_offset(size);
+      proto::TensorInfo& t = plan.tensors[it->second];
+      proto::Shard* s = t.add_shards();
+      s->set_file(plan.file);
+      s->set_byte_offset(plan.bytes);
       s->set_byte_length(uint64_t(b.global.numel()) * sizeof(float));
       for (size_t d = 0; d < b.global.offset.size(); ++d) {
         s->add_offset(b.global.offset[d]);
         s->add_length(b.global.length[d]);
       }
-      copies.push_back({&r, std::move(b), size});
-      size += s->byte_length();
-    }
-  }
-  out.bytes.resize(size);
-  for (const Copy& c : copies) {
-    const Shape local = shard_shape(c.r->tensor, c.r->global_shape, c.r->spec);
-    copy_box(c.boxes.local.length, c.r->data, {local, c.boxes.local.offset, c.r->begin},
-             reinterpret_cast<float*>(out.bytes.data() + c.at),
-             {c.boxes.global.length, std::vector<int64_t>(local.size(), 0), 0});
-  }
-  for (proto::TensorInfo& t : out.tensors) {
-    for (proto::Shard& s : *t.mutable_shards()) {
-      for (uint64_t o = 0; o < s.byte_length(); o += chunk_bytes) {
-        const uint64_t n = std::min(chunk_bytes, s.byte_length() - o);
-        s.add_chunk_xxh3(checksum(out.bytes.data() + s.byte_offset() + o, n));
+      SavePlan::Piece p{.tensor = it->second, .shard = size_t(t.shards_size() - 1)};
+      if (contiguous(b.local.length, local)) {
+        p.src = r.data + (flat_index(local, b.local.offset) - r.begin);
+      } else {
+        p.region = &r;
+        p.box = std::move(b);
       }
+      plan.bytes += s->byte_length();
+      plan.pieces.push_back(std::move(p));
     }
   }
-  return out;
+  return plan;
+}
+
+namespace {
+
+// The piece's bytes: in place, or gathered into `scratch`.
+const char* piece_bytes(const SavePlan::Piece& p, uint64_t bytes, std::vector<char>& scratch) {
+  if (p.src) return reinterpret_cast<const char*>(p.src);
+  scratch.resize(bytes);
+  const Region& r = *p.region;
+  const Shape local = shard_shape(r.tensor, r.global_shape, r.spec);
+  copy_box(p.box.local.length, r.data, {local, p.box.local.offset, r.begin},
+           reinterpret_cast<float*>(scratch.data()),
+           {p.box.global.length, std::vector<int64_t>(local.size(), 0), 0});
+  return scratch.data();
+}
+
+proto::Shard& shard_of(SavePlan& plan, const SavePlan::Piece& p) {
+  return *plan.tensors[p.tensor].mutable_shards(int(p.shard));
+}
+
+}  // namespace
+
+void snapshot(SavePlan& plan, std::vector<char>& buffer) {
+  buffer.resize(plan.bytes);
+  std::vector<char> scratch;
+  for (SavePlan::Piece& p : plan.pieces) {
+    const proto::Shard& s = shard_of(plan, p);
+    char* dst = buffer.data() + s.byte_offset();
+    if (p.src) {
+      std::memcpy(dst, p.src, s.byte_length());
+    } else {
+      std::memcpy(dst, piece_bytes(p, s.byte_length(), scratch), s.byte_length());
+    }
+    p = {.tensor = p.tensor, .shard = p.shard, .src = reinterpret_cast<const float*>(dst)};
+  }
+}
+
+void write_plan(SavePlan& plan, const fs::path& path, uint64_t chunk_bytes) {
+  AtomicFileWriter w(path);
+  std::vector<char> scratch;
+  for (const SavePlan::Piece& p : plan.pieces) {
+    proto::Shard& s = shard_of(plan, p);
+    PENG_CHECK(w.bytes_written() == s.byte_offset(), plan.file, ": pieces out of order");
+    const char* bytes = piece_bytes(p, s.byte_length(), scratch);
+    s.clear_chunk_xxh3();
+    for (uint64_t o = 0; o < s.byte_length(); o += chunk_bytes) {
+      s.add_chunk_xxh3(checksum(bytes + o, std::min(chunk_bytes, s.byte_length() - o)));
+    }
+    w.write(bytes, s.byte_length());
+  }
+  w.commit();
 }
 
 namespace {
@@ -131,7 +170,7 @@ bool attempt(F&& body, std::string& error) {
 
 }  // namespace
 
-fs::path commit_checkpoint(const StagedShards& shards, proto::Manifest meta, const fs::path& root,
+fs::path commit_checkpoint(SavePlan& plan, proto::Manifest meta, const fs::path& root,
                            int keep_last, Communicator* comm) {
   const int rank = comm ? comm->rank() : 0;
   const fs::path final_dir = root / step_dir_name(meta.step());
@@ -158,21 +197,15 @@ fs::path commit_checkpoint(const StagedShards& shards, proto::Manifest meta, con
   if (int who = failed_rank(comm, !ok, rank)) fail(who, "to create the checkpoint folder");
 
   // 2. Every rank's file.
-  ok = attempt(
-      [&] {
-        AtomicFileWriter w(tmp / shards.file);
-        w.write(shards.bytes.data(), shards.bytes.size());
-        w.commit();
-      },
-      error);
+  ok = attempt([&] { write_plan(plan, tmp / plan.file); }, error);
   if (int who = failed_rank(comm, !ok, rank)) fail(who, "to write its shard file");
 
   // 3. The manifest and the commit, on rank 0.
   proto::Manifest part;
   proto::DataFile* f = part.add_files();
-  f->set_name(shards.file);
-  f->set_bytes(shards.bytes.size());
-  for (const proto::TensorInfo& t : shards.tensors) *part.add_tensors() = t;
+  f->set_name(plan.file);
+  f->set_bytes(plan.bytes);
+  for (const proto::TensorInfo& t : plan.tensors) *part.add_tensors() = t;
   const std::vector<std::string> parts = gather_to_root(comm, part.SerializeAsString());
   ok = rank != 0 || attempt(
                         [&] {
@@ -229,17 +262,18 @@ void Checkpointer::wait() {
 double Checkpointer::save(const std::vector<Region>& regions, proto::Manifest meta) {
   const auto t0 = std::chrono::steady_clock::now();
   wait();
-  auto staged = std::make_shared<StagedShards>(stage_regions(regions, comm_ ? comm_->rank() : 0));
+  SavePlan plan = plan_regions(regions, comm_ ? comm_->rank() : 0);
   if (async_) {
-    thread_ = std::thread([this, staged, meta = std::move(meta)]() mutable {
+    snapshot(plan, snapshot_);
+    thread_ = std::thread([this, plan = std::move(plan), meta = std::move(meta)]() mutable {
       try {
-        pending_ = commit_checkpoint(*staged, std::move(meta), root_, keep_last_, comm_);
+        pending_ = commit_checkpoint(plan, std::move(meta), root_, keep_last_, comm_);
       } catch (...) {
         error_ = std::current_exception();
       }
     });
   } else {
-    last_ = commit_checkpoint(*staged, std::move(meta), root_, keep_last_, comm_);
+    last_ = commit_checkpoint(plan, std::move(meta), root_, keep_last_, comm_);
   }
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }

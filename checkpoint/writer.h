@@ -1,8 +1,11 @@
-// Saving a checkpoint: stage, write in parallel (one file per rank), commit atomically.
+// Saving a checkpoint: plan, write in parallel (one file per rank), commit atomically.
 //
-// stage_regions() copies what this rank saves into the byte image of its data file
-// (every region's boxes, row-major, one after another) and checksums it in chunks; after
-// it returns the training state may change. commit_checkpoint() then, collectively:
+// plan_regions() lays out this rank's data file: every region's boxes, row-major, one after
+// another. write_plan() writes it, checksumming each chunk: a box that is one contiguous
+// run of the rank's memory (most are: any flat range of an unsplit or row-split tensor) is
+// written straight from that memory, the others are gathered into a scratch buffer first.
+// snapshot() copies every box into a buffer the caller keeps from save to save, after which
+// the training state may change. commit_checkpoint() then, collectively:
 //   1. rank 0 clears stale ROOT/*.tmp folders and creates ROOT/step-N.tmp;
 //   2. every rank writes and fsyncs its file there;
 //   3. rank 0 gathers every rank's shard list, writes manifest.pb, fsyncs the folder,
@@ -10,10 +13,11 @@
 // Every rank learns the outcome of steps 1-3; a failure anywhere throws on every rank
 // (IoError naming the rank that failed) and leaves earlier checkpoints untouched.
 //
-// Checkpointer adds asynchrony: save() stages on the calling thread and, when async,
-// writes and commits on a background thread while training continues; the next save()
-// (or wait()) waits for it first. The background thread's collectives use the
-// communicator given to the Checkpointer, which nobody else may use.
+// Checkpointer adds asynchrony: save() snapshots on the calling thread and writes and
+// commits on a background thread while training continues; the next save() (or wait())
+// waits for it first. A synchronous save writes straight from the training state. The
+// background thread's collectives use the communicator given to the Checkpointer, which
+// nobody else may use.
 #pragma once
 
 #include <cstdint>
@@ -31,17 +35,30 @@ namespace peng::ckpt {
 
 inline constexpr uint64_t kChunkBytes = uint64_t(4) << 20;
 
-struct StagedShards {
+struct SavePlan {
+  struct Piece {
+    size_t tensor = 0, shard = 0;  // tensors[tensor].shards(shard)
+    const float* src = nullptr;    // the box's bytes, contiguous; else gathered from:
+    const Region* region = nullptr;
+    BoxPair box;
+  };
   std::string file;                        // "rank-00003.bin"
-  std::vector<char> bytes;                 // its content
+  uint64_t bytes = 0;                      // its size
   std::vector<proto::TensorInfo> tensors;  // this rank's shards, by tensor
+  std::vector<Piece> pieces;               // in file order
 };
-StagedShards stage_regions(const std::vector<Region>& regions, int rank,
-                           uint64_t chunk_bytes = kChunkBytes);
+// The plan of `regions` (which must outlive it until written or snapshot).
+SavePlan plan_regions(const std::vector<Region>& regions, int rank);
+// Copies every piece into `buffer` (resized; keep it across saves so its pages stay
+// mapped) and points the plan at it.
+void snapshot(SavePlan& plan, std::vector<char>& buffer);
+// Writes the plan's file at `path` atomically, filling in the chunk checksums.
+void write_plan(SavePlan& plan, const std::filesystem::path& path,
+                uint64_t chunk_bytes = kChunkBytes);
 
 // `meta`: the manifest without files, tensors and chunk_bytes (filled in here). `comm`:
 // every rank of the job (nullptr: a single process). Returns ROOT/step-N.
-std::filesystem::path commit_checkpoint(const StagedShards& shards, proto::Manifest meta,
+std::filesystem::path commit_checkpoint(SavePlan& plan, proto::Manifest meta,
                                         const std::filesystem::path& root, int keep_last,
                                         Communicator* comm);
 
@@ -54,7 +71,7 @@ class Checkpointer {
   Checkpointer& operator=(const Checkpointer&) = delete;
 
   // Saves `regions` as checkpoint meta.step(). Returns the seconds the caller was blocked
-  // (the previous save, staging, and the whole write when synchronous).
+  // (the previous save, the snapshot, and the whole write when synchronous).
   double save(const std::vector<Region>& regions, proto::Manifest meta);
   // Waits for the save in flight; rethrows its failure.
   void wait();
@@ -69,6 +86,7 @@ class Checkpointer {
   std::thread thread_;
   std::exception_ptr error_;
   std::filesystem::path pending_, last_;
+  std::vector<char> snapshot_;  // async saves' copy of the state, reused
 };
 
 }  // namespace peng::ckpt

@@ -105,7 +105,7 @@ TEST_F(Corruption, CorruptOrMissingManifest) {
   flip_byte(step_ / "manifest.pb", 40);
   EXPECT_NE(resume_error().find("manifest.pb: checksum mismatch"), std::string::npos);
   fs::remove(step_ / "manifest.pb");
-  EXPECT_NE(resume_error().find("no manifest.pb (not a committed checkpoint)"), std::string::npos);
+  EXPECT_NE(resume_error().find("not a checkpoint (no manifest.pb)"), std::string::npos);
 }
 
 TEST_F(Corruption, DifferentModelIsRefused) {

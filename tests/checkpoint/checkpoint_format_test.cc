@@ -99,6 +99,15 @@ TEST(Box, VocabularyPaddingIsClippedAway) {
   EXPECT_EQ(box_str(b[0].local), "[0:2, 0:3]");
 }
 
+TEST(Box, Contiguity) {
+  EXPECT_TRUE(contiguous({1, 3, 4}, {2, 3, 4}));
+  EXPECT_TRUE(contiguous({1, 1, 2}, {2, 3, 4}));
+  EXPECT_TRUE(contiguous({2, 3, 4}, {2, 3, 4}));
+  EXPECT_FALSE(contiguous({2, 2, 4}, {2, 3, 4}));
+  EXPECT_FALSE(contiguous({1, 2, 2}, {2, 3, 4}));
+  EXPECT_EQ(flat_index({2, 3, 4}, {1, 2, 3}), 23);
+}
+
 TEST(Box, CopyBoxMovesASubBlock) {
   Tensor src = iota({4, 5});
   Tensor dst = Tensor::zeros({2, 3});
@@ -191,44 +200,54 @@ TEST(SaveLoad, ReshardsBetweenSplits) {
   testing::TempDir dir;
   const Shape ms{6, 8}, vs{10};
   Tensor full_m = iota(ms), full_v = iota(vs);
-  std::vector<StagedShards> staged;
   std::vector<Tensor> keep;
+  std::vector<std::vector<Region>> regions(2);
   for (int rank = 0; rank < 2; ++rank) {
     const ShardSpec spec{.dim = 1, .parts = 2, .index = rank, .blocks = 2};
     Parameter p{.name = "m", .global_shape = ms, .shard = spec};
     keep.push_back(take_shard(full_m, p));
-    std::vector<Region> regions{{.tensor = "m",
-                                 .logical_shape = ms,
-                                 .global_shape = ms,
-                                 .spec = spec,
-                                 .begin = 0,
-                                 .end = 24,
-                                 .data = keep.back().data<float>()},
-                                {.tensor = "v",
-                                 .logical_shape = vs,
-                                 .global_shape = vs,
-                                 .spec = {},
-                                 .begin = rank * 3,  // rank 0: [0, 3), rank 1: [3, 10)
-                                 .end = rank ? 10 : 3,
-                                 .data = full_v.data<float>() + rank * 3}};
-    staged.push_back(stage_regions(regions, rank, /*chunk_bytes=*/8));
+    regions[size_t(rank)] = {{.tensor = "m",
+                              .logical_shape = ms,
+                              .global_shape = ms,
+                              .spec = spec,
+                              .begin = 0,
+                              .end = 24,
+                              .data = keep.back().data<float>()},
+                             {.tensor = "v",
+                              .logical_shape = vs,
+                              .global_shape = vs,
+                              .spec = {},
+                              .begin = rank * 3,  // rank 0: [0, 3), rank 1: [3, 10)
+                              .end = rank ? 10 : 3,
+                              .data = full_v.data<float>() + rank * 3}};
   }
-  // Both files in one folder, the manifest merged the way commit_checkpoint does.
+  // Both files in one folder, the manifest merged the way commit_checkpoint does. Rank 1
+  // writes a snapshot taken before its memory changed.
   proto::Manifest m;
   m.set_format_version(kFormatVersion);
   m.set_chunk_bytes(8);
   const std::filesystem::path step = dir / "step-00000001";
   std::filesystem::create_directories(step);
-  for (const StagedShards& s : staged) {
-    testing::write_file(step / s.file, std::string(s.bytes.begin(), s.bytes.end()));
+  std::vector<SavePlan> plans;
+  std::vector<char> copy;
+  for (int rank = 0; rank < 2; ++rank) {
+    plans.push_back(plan_regions(regions[size_t(rank)], rank));
+    SavePlan& plan = plans.back();
+    if (rank == 1) {
+      snapshot(plan, copy);
+      keep[1].zero();
+      full_v.data<float>()[5] = -1.0f;
+    }
+    write_plan(plan, step / plan.file, /*chunk_bytes=*/8);
     proto::DataFile* f = m.add_files();
-    f->set_name(s.file);
-    f->set_bytes(s.bytes.size());
+    f->set_name(plan.file);
+    f->set_bytes(plan.bytes);
   }
+  full_v = iota(vs);  // the values saved
   for (int t = 0; t < 2; ++t) {
     proto::TensorInfo* info = m.add_tensors();
-    *info = staged[0].tensors[size_t(t)];
-    for (const proto::Shard& s : staged[1].tensors[size_t(t)].shards()) *info->add_shards() = s;
+    *info = plans[0].tensors[size_t(t)];
+    for (const proto::Shard& s : plans[1].tensors[size_t(t)].shards()) *info->add_shards() = s;
   }
   testing::write_file(step / kManifestFile, encode_manifest(m));
 
@@ -265,8 +284,9 @@ TEST(Store, CommitLatestAndRetention) {
   for (int64_t step : {1, 2, 3, 4}) {
     proto::Manifest meta;
     meta.set_step(step);
-    commit_checkpoint(stage_regions({whole("x", {3}, x)}, 0), meta, dir.path(), /*keep_last=*/2,
-                      nullptr);
+    const std::vector<Region> regions{whole("x", {3}, x)};
+    SavePlan plan = plan_regions(regions, 0);
+    commit_checkpoint(plan, meta, dir.path(), /*keep_last=*/2, nullptr);
   }
   const auto all = committed_checkpoints(dir.path());
   ASSERT_EQ(all.size(), 2u);
