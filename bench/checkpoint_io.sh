@@ -6,12 +6,13 @@
 #     cache (when allowed; else the read figure is from the page cache, and says so);
 #   - peng's save: `peng train` of GPT-2 124M (values + 2 AdamW moments, ~1.5 GB) for one
 #     step on a synthetic shard, saving at the end; the save time is the metrics JSONL's
-#     checkpoint_stall_s (staging + write + fsync + commit), the size is `du` of step-1/;
+#     checkpoint_stall_s (write + fsync + commit), the size is `du` of step-1/;
 #   - peng's load: `peng ckpt inspect STEP --verify` (reads every tensor, checks every
 #     chunk checksum; one process), and the time a resume adds to a run (a 1-step run
 #     resumed from step 1, minus a fresh 1-step run; every rank reads its part);
-#   - the stall of an --async-checkpoint save (the time the training loop was blocked:
-#     staging) beside the synchronous one.
+#   - the stall of an --async-checkpoint save (the time the training loop was blocked: the
+#     snapshot into host memory), for a run's first save and a later one, beside the
+#     synchronous one.
 # Every measurement starts settled: page cache dropped, then SETTLE seconds idle. On VMs
 # that hand freed guest memory back to the host (free page reporting), memory touched for
 # the first time costs a host fault per page, so whether a write lands in just-freed or
@@ -54,9 +55,12 @@ train() {
     --seq-len 64 --dp "$ranks" --lr-schedule constant --quiet "$@" >>"$work/train.log" 2>&1 ||
     { cat "$work/train.log" >&2; exit 1; }
 }
-stall_of() { python3 -c "
+stall_of() {  # stall_of JSONL [K]: the K-th save's checkpoint_stall_s (default: the sum)
+  python3 -c "
 import json, sys
-print(sum(json.loads(l).get('checkpoint_stall_s', 0) for l in open(sys.argv[1])))" "$1"; }
+s = [json.loads(l)['checkpoint_stall_s'] for l in open(sys.argv[1]) if 'checkpoint_stall_s' in l]
+print(s[int(sys.argv[2])] if len(sys.argv) > 2 else sum(s))" "$@"
+}
 
 # ---- peng save, synchronous and asynchronous ----
 settle
@@ -65,8 +69,12 @@ step=$work/sync/step-00000001
 sync_stall=$(stall_of "$work/sync.jsonl")
 bytes=$(du -sb "$step" | cut -f1)
 settle
-train --steps 1 --checkpoint-dir "$work/async" --async-checkpoint --metrics-jsonl "$work/async.jsonl"
-async_stall=$(stall_of "$work/async.jsonl")
+# Two async saves, 5 steps apart: the first also maps the snapshot buffer (first touch of
+# every page), the second reuses it, as every later save of a run does.
+train --steps 10 --checkpoint-every 5 --checkpoint-dir "$work/async" --async-checkpoint \
+  --metrics-jsonl "$work/async.jsonl"
+async_first=$(stall_of "$work/async.jsonl" 0)
+async_stall=$(stall_of "$work/async.jsonl" 1)
 rm -rf "$work/async"
 
 # ---- dd, one stream per rank, the checkpoint's size in all ----
@@ -109,11 +117,11 @@ fresh_s=$(calc "$(now) - $t0")
 load_s=$(calc "$resume_s - $fresh_s")
 
 python3 - "$ranks" "$bytes" "$dd_write" "$sync_stall" "$dd_read" "$verify_s" "$load_s" \
-  "$resume_s" "$fresh_s" "$async_stall" "$dd_write_warm" "$cache" "$model" <<'PY'
+  "$resume_s" "$fresh_s" "$async_stall" "$dd_write_warm" "$async_first" "$cache" "$model" <<'PY'
 import sys
-(ranks, size, ddw, sync_s, ddr, verify_s, load_s, resume_s, fresh_s, async_s, ddw_warm) = map(
-    float, sys.argv[1:12])
-cache, model = sys.argv[12], sys.argv[13]
+(ranks, size, ddw, sync_s, ddr, verify_s, load_s, resume_s, fresh_s, async_s, ddw_warm,
+ async_first) = map(float, sys.argv[1:13])
+cache, model = sys.argv[13], sys.argv[14]
 mb = size / 1e6
 save = mb / sync_s
 verify = mb / verify_s
@@ -122,8 +130,8 @@ print(f"peng checkpoint I/O: {model}, {int(ranks)} rank(s), checkpoint {mb:.0f} 
       f"(du -sb of step-00000001/)")
 if cache != "cold":
     print("note: could not drop the page cache: the read and load figures are from the page cache")
-print(f"save: staging (= async stall) {async_s:.2f} s, write + fsync + commit (sync - async) "
-      f"{sync_s - async_s:.2f} s")
+print(f"async stall: first save {async_first:.2f} s (maps the snapshot buffer), later saves "
+      f"{async_s:.2f} s")
 print(f"load: verify {verify_s:.2f} s; resume {resume_s:.2f} s resumed run - {fresh_s:.2f} s "
       f"fresh run = {load_s:.2f} s")
 print(f"dd write into just-freed (warm) memory: {ddw_warm:.0f} MB/s")
