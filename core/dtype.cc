@@ -24,6 +24,13 @@ size_t dtype_size(DType t) {
   throw Error("dtype_size: unknown dtype");
 }
 
+DType parse_dtype(const std::string& name) {
+  for (DType t : {DType::kF32, DType::kBF16, DType::kF16, DType::kI32, DType::kU16, DType::kF64}) {
+    if (name == dtype_name(t)) return t;
+  }
+  throw InputError("unknown dtype '" + name + "' (f32, bf16, f16, i32, u16, f64)");
+}
+
 const char* dtype_name(DType t) {
   switch (t) {
     case DType::kF32:

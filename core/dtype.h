@@ -12,6 +12,8 @@ enum class DType : uint8_t { kF32, kBF16, kF16, kI32, kU16, kF64 };
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);  // "f32", "bf16", ...
+// The dtype dtype_name() calls `name`; InputError naming it otherwise.
+DType parse_dtype(const std::string& name);
 
 // bf16 / f16 <-> f32 conversions (round to nearest even; NaN stays NaN). Inline: they
 // run per element in reductions and casts.

@@ -150,13 +150,6 @@ Gpt2Config saved_model(const ckpt::CheckpointReader& reader) {
   return cfg;
 }
 
-DType parse_export_dtype(const std::string& s) {
-  if (s == "bf16") return DType::kBF16;
-  if (s == "f16") return DType::kF16;
-  PENG_INPUT_CHECK(s == "f32", "--dtype must be f32, bf16 or f16, got '", s, "'");
-  return DType::kF32;
-}
-
 struct CkptCommandOptions {
   std::string dir;
   bool verify = false;
@@ -176,7 +169,7 @@ void run_inspect(const CkptCommandOptions& o) {
 }
 
 void run_export(const CkptCommandOptions& o) {
-  const fs::path from = export_checkpoint(o.dir, o.to, parse_export_dtype(o.dtype));
+  const fs::path from = export_checkpoint(o.dir, o.to, parse_dtype(o.dtype));
   std::printf("wrote %s (config.json, model.safetensors, %s) from checkpoint %s\n", o.to.c_str(),
               o.dtype.c_str(), from.string().c_str());
 }

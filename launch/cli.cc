@@ -71,10 +71,7 @@ int run_cli(int argc, char** argv) {
   export_cmd->callback([&] {
     proto::TrainConfig c = export_opts.build();
     auto model = build_model(c, resolve_model_config(c), cpu_backend());
-    const DType dt = export_dtype == "bf16"  ? DType::kBF16
-                     : export_dtype == "f16" ? DType::kF16
-                                             : DType::kF32;
-    save_hf_gpt2(export_dir, model->config(), model->state(), dt);
+    save_hf_gpt2(export_dir, model->config(), model->state(), parse_dtype(export_dtype));
     std::printf("wrote %s (config.json, model.safetensors, %s)\n", export_dir.c_str(),
                 export_dtype.c_str());
   });
