@@ -241,7 +241,7 @@ TEST_P(StopSignal, SavesAndExitsZero) {
           : with_args({testing::peng_binary().string()}, args),
       tmp.path(), mpi ? testing::mpi_env() : std::vector<std::pair<std::string, std::string>>{});
   const auto t0 = Clock::now();
-  while (!fs::exists(tmp / "m.jsonl") || fs::file_size(tmp / "m.jsonl") == 0) {
+  while (testing::lines_in(tmp / "m.jsonl") == 0) {
     ASSERT_FALSE(job.wait_for(0.05)) << job.stderr_text();
     ASSERT_LT(Clock::now() - t0, std::chrono::seconds(120));
   }

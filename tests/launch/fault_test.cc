@@ -27,18 +27,10 @@ std::vector<std::string> long_job(const fs::path& dir, const std::string& timeou
           timeout_s});
 }
 
-size_t lines_in(const fs::path& p) {
-  if (!fs::exists(p)) return 0;
-  std::istringstream is(testing::read_file(p));
-  size_t n = 0;
-  for (std::string line; std::getline(is, line);) ++n;
-  return n;
-}
-
 // Waits until the job has logged `steps` steps; the pid of world rank `rank`.
 pid_t running_rank(testing::BackgroundProcess& job, const fs::path& dir, size_t steps, int rank) {
   const auto t0 = Clock::now();
-  while (lines_in(dir / "m.jsonl") < steps) {
+  while (testing::lines_in(dir / "m.jsonl") < steps) {
     if (job.wait_for(0.1)) {
       ADD_FAILURE() << "job ended early:\n" << job.stdout_text() << job.stderr_text();
       return -1;

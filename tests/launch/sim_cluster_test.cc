@@ -252,14 +252,6 @@ TEST(SimCluster, LocalRanksArePerHost) {
       << job.stdout_text();
 }
 
-size_t lines_in(const fs::path& p) {
-  if (!fs::exists(p)) return 0;
-  std::istringstream is(testing::read_file(p));
-  size_t n = 0;
-  for (std::string line; std::getline(is, line);) ++n;
-  return n;
-}
-
 // World ranks an error line names: "rank 3", "ranks 2, 3", "ranks 2 and 3", "rank 2 ... rank 3".
 std::set<int> ranks_named(const std::string& line) {
   std::set<int> out;
@@ -292,7 +284,7 @@ TEST(SimCluster, CutLinkEndsTheJobNamingTheUnreachableRanks) {
   testing::TempDir logs;
   testing::BackgroundProcess job(cluster.peng_argv(args), logs.path());
   const auto started = Clock::now();
-  while (lines_in(tmp / "m.jsonl") < 5) {
+  while (testing::lines_in(tmp / "m.jsonl") < 5) {
     ASSERT_FALSE(job.wait_for(0.1)) << "the job ended early:\n"
                                     << job.stdout_text() << job.stderr_text();
     ASSERT_LT(seconds_since(started), 120) << "no training steps after 120 s:\n"

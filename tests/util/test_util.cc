@@ -189,6 +189,14 @@ std::vector<std::string> error_lines(const std::string& text) {
   return out;
 }
 
+size_t lines_in(const fs::path& p) {
+  if (!fs::exists(p)) return 0;
+  std::istringstream is(read_file(p));
+  size_t n = 0;
+  for (std::string line; std::getline(is, line);) ++n;
+  return n;
+}
+
 void write_file(const fs::path& p, const std::string& bytes) {
   std::ofstream f(p, std::ios::binary);
   f.write(bytes.data(), std::streamsize(bytes.size()));

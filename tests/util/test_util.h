@@ -79,6 +79,8 @@ std::vector<pid_t> find_processes(const std::string& needle, const std::string& 
 std::vector<std::string> error_lines(const std::string& stderr_text);
 
 void write_file(const std::filesystem::path& p, const std::string& bytes);
+// Lines in the file (0 when it does not exist yet): how far a job's metrics JSONL got.
+size_t lines_in(const std::filesystem::path& p);
 std::string read_file(const std::filesystem::path& p);
 
 // A reference run of ../shared/reference/NAME (expected.json): the expected per-step loss
