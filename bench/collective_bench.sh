@@ -16,20 +16,8 @@ nps=${NPS:-"2 4"}
 bin="$build/bin/collective_bench"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
-if [[ ! -f "$build/CMakeCache.txt" ]]; then
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null || { echo "error: cmake configure of $build failed" >&2; exit 1; }
-fi
-if ! cmake --build "$build" -j"$(nproc)" --target collective_bench >"/tmp/collective_bench_build.$$.log" 2>&1; then
-  if [[ -x "$bin" ]]; then
-    echo "warning: building collective_bench failed (see /tmp/collective_bench_build.$$.log); using the existing $bin" >&2
-  else
-    tail -20 "/tmp/collective_bench_build.$$.log" >&2
-    echo "error: cannot build $bin" >&2
-    exit 1
-  fi
-else
-  rm -f "/tmp/collective_bench_build.$$.log"
-fi
+source bench/build_target.sh
+build_target "$build" collective_bench "$bin"
 
 echo "# machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
 echo "# $(mpirun --version 2>/dev/null | head -1); $(uname -sr)"

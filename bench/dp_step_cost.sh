@@ -32,20 +32,8 @@ half=$((cores / 2 > 0 ? cores / 2 : 1))
 peng="$build/bin/peng"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
-if [[ ! -f "$build/CMakeCache.txt" ]]; then
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null || { echo "error: cmake configure of $build failed" >&2; exit 1; }
-fi
-if ! cmake --build "$build" -j"$cores" --target peng >"/tmp/dp_step_cost_build.$$.log" 2>&1; then
-  if [[ -x "$peng" ]]; then
-    echo "warning: building peng failed (see /tmp/dp_step_cost_build.$$.log); using the existing $peng" >&2
-  else
-    tail -20 "/tmp/dp_step_cost_build.$$.log" >&2
-    echo "error: cannot build $peng" >&2
-    exit 1
-  fi
-else
-  rm -f "/tmp/dp_step_cost_build.$$.log"
-fi
+source bench/build_target.sh
+build_target "$build" peng "$peng"
 
 work=$(mktemp -d /tmp/dp_step_cost.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -20,8 +20,8 @@ skip=${SKIP:-2}
 ms=${MS:-"2 4 8"}
 peng=$build/bin/peng
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-[[ -f "$build/CMakeCache.txt" ]] || cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j"$(nproc)" --target peng >/dev/null
+source bench/build_target.sh
+build_target "$build" peng "$peng"
 
 work=$(mktemp -d /tmp/pipeline_bubble.XXXXXX)
 trap 'rm -rf "$work"' EXIT
