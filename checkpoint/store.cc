@@ -1,11 +1,15 @@
 #include "checkpoint/store.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 #include "checkpoint/manifest.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 
 namespace peng::ckpt {
 
@@ -23,7 +27,20 @@ std::string rank_file_name(int rank) {
   return buf;
 }
 
+fs::path tmp_dir(const fs::path& root, int64_t step) {
+  return root / (step_dir_name(step) + ".tmp");
+}
+
 namespace {
+// Fault injection for tests (see publish()).
+void test_stall(const char* point) {
+  const char* env = std::getenv("PENG_CKPT_TEST_STALL");
+  if (!env || std::string(env) != point) return;
+  std::fprintf(stderr, "peng: checkpoint test stall at %s\n", point);
+  std::fflush(stderr);
+  while (true) ::pause();
+}
+
 // The step of a committed-folder name "step-N" (digits only), else -1.
 int64_t step_of(const std::string& name) {
   if (name.rfind("step-", 0) != 0 || name.size() == 5 || name.size() > 25) return -1;
@@ -42,6 +59,28 @@ fs::path latest_target(const fs::path& root) {
   return root / name;
 }
 }  // namespace
+
+void begin_save(const fs::path& root, int64_t step) {
+  fs::create_directories(root);
+  for (const fs::directory_entry& e : fs::directory_iterator(root)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("step-", 0) == 0 && n.ends_with(".tmp")) fs::remove_all(e.path());
+  }
+  fs::create_directory(tmp_dir(root, step));
+}
+
+void publish(const fs::path& root, int64_t step, const std::string& manifest, int keep_last) {
+  const fs::path tmp = tmp_dir(root, step), final_dir = root / step_dir_name(step);
+  test_stall("before-commit");
+  write_file_atomic(tmp / kManifestFile, manifest);
+  fsync_dir(tmp);
+  if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a rerun of this step
+  fs::rename(tmp, final_dir);
+  fsync_dir(root);
+  test_stall("before-latest");
+  write_file_atomic(root / kLatestFile, step_dir_name(step) + "\n");
+  apply_retention(root, keep_last, final_dir);
+}
 
 std::vector<std::pair<int64_t, fs::path>> committed_checkpoints(const fs::path& root) {
   std::vector<std::pair<int64_t, fs::path>> out;

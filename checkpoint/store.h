@@ -24,7 +24,19 @@ namespace peng::ckpt {
 inline constexpr char kLatestFile[] = "latest";
 
 std::string step_dir_name(int64_t step);  // "step-00000200"
-std::string rank_file_name(int rank);     // "rank-00003.bin"
+// ROOT/step-N.tmp: where a save of step N is written before it is committed.
+std::filesystem::path tmp_dir(const std::filesystem::path& root, int64_t step);
+std::string rank_file_name(int rank);  // "rank-00003.bin"
+
+// The commit protocol's folder steps, on one rank (rank 0):
+// Creates ROOT (and parents), removes stale step-*.tmp folders, creates tmp_dir(root, step).
+void begin_save(const std::filesystem::path& root, int64_t step);
+// Writes `manifest` (encoded) into tmp_dir(root, step), fsyncs it, renames the folder to
+// ROOT/step-N (replacing one of a rerun), fsyncs ROOT, points `latest` at it, applies
+// retention. Fault injection for tests: PENG_CKPT_TEST_STALL=before-commit|before-latest
+// makes it announce that point on stderr and sleep there until killed.
+void publish(const std::filesystem::path& root, int64_t step, const std::string& manifest,
+             int keep_last);
 
 // Committed checkpoints in `root` (step-N folders holding a manifest.pb), by step.
 std::vector<std::pair<int64_t, std::filesystem::path>> committed_checkpoints(

@@ -1,15 +1,11 @@
 #include "checkpoint/writer.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <map>
-#include <memory>
 #include <utility>
 
 #include "checkpoint/manifest.h"
@@ -146,14 +142,26 @@ std::vector<std::string> gather_to_root(Communicator* comm, const std::string& m
   return out;
 }
 
-// Fault injection for tests: PENG_CKPT_TEST_STALL=<point> makes rank 0 announce the point
-// on stderr and sleep there until killed.
-void test_stall(const char* point) {
-  const char* env = std::getenv("PENG_CKPT_TEST_STALL");
-  if (!env || std::string(env) != point) return;
-  std::fprintf(stderr, "peng: checkpoint test stall at %s\n", point);
-  std::fflush(stderr);
-  while (true) ::pause();
+// The manifest: `meta` plus every rank's file and shards (`parts`, in rank order).
+void merge_parts(const std::vector<std::string>& parts, proto::Manifest& meta) {
+  meta.set_format_version(kFormatVersion);
+  meta.set_chunk_bytes(kChunkBytes);
+  meta.set_unix_time(double(std::time(nullptr)));
+  std::map<std::string, int> index;  // tensor name -> position in meta.tensors
+  for (const std::string& bytes : parts) {
+    proto::Manifest p;
+    PENG_CHECK(p.ParseFromString(bytes), "bad shard list from a rank");
+    *meta.add_files() = p.files(0);
+    for (const proto::TensorInfo& t : p.tensors()) {
+      auto [it, fresh] = index.emplace(t.name(), meta.tensors_size());
+      if (fresh) {
+        *meta.add_tensors() = t;
+      } else {
+        for (const proto::Shard& s : t.shards())
+          *meta.mutable_tensors(it->second)->add_shards() = s;
+      }
+    }
+  }
 }
 
 // Runs `body`, turning a failure into a message.
@@ -174,7 +182,6 @@ fs::path commit_checkpoint(SavePlan& plan, proto::Manifest meta, const fs::path&
                            int keep_last, Communicator* comm) {
   const int rank = comm ? comm->rank() : 0;
   const fs::path final_dir = root / step_dir_name(meta.step());
-  const fs::path tmp = root / (step_dir_name(meta.step()) + ".tmp");
   std::string error;
   const auto fail = [&](int who, const char* what) {
     if (who - 1 == rank) throw IoError(error);
@@ -183,17 +190,8 @@ fs::path commit_checkpoint(SavePlan& plan, proto::Manifest meta, const fs::path&
   };
 
   // 1. A fresh temporary folder.
-  bool ok = rank != 0 || attempt(
-                             [&] {
-                               fs::create_directories(root);
-                               for (const fs::directory_entry& e : fs::directory_iterator(root)) {
-                                 const std::string n = e.path().filename().string();
-                                 if (n.rfind("step-", 0) == 0 && n.ends_with(".tmp"))
-                                   fs::remove_all(e.path());
-                               }
-                               fs::create_directory(tmp);
-                             },
-                             error);
+  const fs::path tmp = tmp_dir(root, meta.step());
+  bool ok = rank != 0 || attempt([&] { begin_save(root, meta.step()); }, error);
   if (int who = failed_rank(comm, !ok, rank)) fail(who, "to create the checkpoint folder");
 
   // 2. Every rank's file.
@@ -209,33 +207,8 @@ fs::path commit_checkpoint(SavePlan& plan, proto::Manifest meta, const fs::path&
   const std::vector<std::string> parts = gather_to_root(comm, part.SerializeAsString());
   ok = rank != 0 || attempt(
                         [&] {
-                          test_stall("before-commit");
-                          meta.set_format_version(kFormatVersion);
-                          meta.set_chunk_bytes(kChunkBytes);
-                          meta.set_unix_time(double(std::time(nullptr)));
-                          std::map<std::string, int> index;
-                          for (const std::string& bytes : parts) {
-                            proto::Manifest p;
-                            PENG_CHECK(p.ParseFromString(bytes), "bad shard list from a rank");
-                            *meta.add_files() = p.files(0);
-                            for (const proto::TensorInfo& t : p.tensors()) {
-                              auto [it, fresh] = index.emplace(t.name(), meta.tensors_size());
-                              if (fresh) {
-                                *meta.add_tensors() = t;
-                              } else {
-                                for (const proto::Shard& s : t.shards())
-                                  *meta.mutable_tensors(it->second)->add_shards() = s;
-                              }
-                            }
-                          }
-                          write_file_atomic(tmp / kManifestFile, encode_manifest(meta));
-                          fsync_dir(tmp);
-                          if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a rerun
-                          fs::rename(tmp, final_dir);
-                          fsync_dir(root);
-                          test_stall("before-latest");
-                          write_file_atomic(root / kLatestFile, step_dir_name(meta.step()) + "\n");
-                          apply_retention(root, keep_last, final_dir);
+                          merge_parts(parts, meta);
+                          publish(root, meta.step(), encode_manifest(meta), keep_last);
                         },
                         error);
   if (int who = failed_rank(comm, !ok, rank)) fail(who, "to commit the checkpoint");
