@@ -1,0 +1,307 @@
+#include "accounting/ledger.h"
+
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "core/error.h"
+
+namespace peng::ledger {
+
+namespace {
+
+using nlohmann::json;
+
+const std::string kZeroHash(64, '0');
+
+std::string to_hex(const unsigned char* bytes, size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(2 * n, '\0');
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = kDigits[bytes[i] >> 4];
+    out[2 * i + 1] = kDigits[bytes[i] & 0xf];
+  }
+  return out;
+}
+
+IoError os_error(const std::filesystem::path& path, const std::string& what, int err) {
+  return IoError(
+      detail::concat("ledger ", path.string(), ": ", what, " failed: ", std::strerror(err)));
+}
+
+// The canonical form of a record. Invalid UTF-8 in a string (a status carrying the bytes of
+// an error message, say) becomes U+FFFD, so the line parses back to the same dump.
+std::string dump(const json& record) {
+  return record.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void pread_all(int fd, char* buf, size_t n, off_t offset, const std::filesystem::path& path) {
+  while (n > 0) {
+    ssize_t r = ::pread(fd, buf, n, offset);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) throw os_error(path, "reading", errno);
+    if (r == 0) throw IoError("ledger " + path.string() + ": unexpected end of file");
+    buf += r;
+    n -= size_t(r);
+    offset += r;
+  }
+}
+
+constexpr off_t kChunk = 4096;
+
+// 1-based number of the last line of a non-empty file of `size` bytes: its '\n's, plus one
+// when the last line has none. Reads the whole file: only for error messages.
+int64_t last_line_number(int fd, off_t size, const std::filesystem::path& path) {
+  int64_t newlines = 0;
+  char last = '\n';
+  std::string chunk;
+  for (off_t pos = 0; pos < size; pos += kChunk) {
+    chunk.resize(size_t(std::min(kChunk, size - pos)));
+    pread_all(fd, chunk.data(), chunk.size(), pos, path);
+    newlines += std::count(chunk.begin(), chunk.end(), '\n');
+    last = chunk.back();
+  }
+  return newlines + (last == '\n' ? 0 : 1);
+}
+
+// The end of a ledger: the bytes of its last line (without '\n') and the record's "seq".
+struct Tail {
+  std::string line;
+  int64_t seq = 0;
+};
+
+// The Tail of the ledger open on `fd`; nullopt when the file is empty. Reads backwards from
+// the end, a chunk at a time. Throws InputError when the last line is torn or not a record:
+// appending after it would extend a chain that no longer verifies.
+std::optional<Tail> read_tail(int fd, const std::filesystem::path& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw os_error(path, "fstat", errno);
+  const off_t size = st.st_size;
+  if (size == 0) return std::nullopt;
+  auto not_a_record = [&](const std::string& why) {
+    return InputError(detail::concat(
+        "ledger ", path.string(), ": the last line is not a complete record (line ",
+        last_line_number(fd, size, path), ": ", why,
+        "); refusing to append after it: check the ledger with `peng report --verify` and "
+        "restore it from a copy"));
+  };
+  char last = 0;
+  pread_all(fd, &last, 1, size - 1, path);
+  if (last != '\n') throw not_a_record("no final newline, a torn write");
+  // Find the start of the last line: one past the '\n' before the final one.
+  const off_t end = size - 1;
+  off_t start = 0;
+  std::string chunk;
+  for (off_t pos = end; pos > 0;) {
+    const off_t n = std::min(kChunk, pos);
+    pos -= n;
+    chunk.resize(size_t(n));
+    pread_all(fd, chunk.data(), chunk.size(), pos, path);
+    const size_t nl = chunk.rfind('\n');
+    if (nl != std::string::npos) {
+      start = pos + off_t(nl) + 1;
+      break;
+    }
+  }
+  Tail tail;
+  tail.line.resize(size_t(end - start));
+  pread_all(fd, tail.line.data(), tail.line.size(), start, path);
+  json record = json::parse(tail.line, nullptr, false);
+  if (!record.is_object()) throw not_a_record("not a JSON object");
+  auto seq = record.find("seq");
+  if (seq == record.end() || !seq->is_number_integer() || seq->get<int64_t>() < 0) {
+    throw not_a_record("no valid \"seq\"");
+  }
+  tail.seq = seq->get<int64_t>();
+  return tail;
+}
+
+// Holds flock(LOCK_EX) on a descriptor for its lifetime.
+class ExclusiveLock {
+ public:
+  ExclusiveLock(int fd, const std::filesystem::path& path) : fd_(fd) {
+    while (::flock(fd_, LOCK_EX) != 0) {
+      if (errno != EINTR) throw os_error(path, "locking (flock)", errno);
+    }
+  }
+  ~ExclusiveLock() { ::flock(fd_, LOCK_UN); }
+  ExclusiveLock(const ExclusiveLock&) = delete;
+  ExclusiveLock& operator=(const ExclusiveLock&) = delete;
+
+ private:
+  int fd_;
+};
+
+// Checks the lines of a ledger; with `records`, collects the parsed records too.
+VerifyResult check(const std::filesystem::path& path, const std::string& key,
+                   std::vector<json>* records) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw os_error(path, "opening", errno);
+  VerifyResult result;
+  result.head = kZeroHash;
+  result.hmac_checked = !key.empty();
+  std::string line;
+  for (int64_t i = 0; std::getline(in, line); ++i) {
+    auto bad = [&](std::string error) {
+      result.ok = false;
+      result.first_bad = i;
+      result.error = std::move(error);
+      return result;
+    };
+    // getline stops at the end of the file without a '\n' only on the last, torn line.
+    if (in.eof()) return bad("the last line has no final newline (torn write)");
+    json record = json::parse(line, nullptr, false);
+    if (record.is_discarded()) return bad("not valid JSON");
+    if (!record.is_object()) return bad("not a JSON object");
+    if (record.dump() != line) return bad("not in canonical form (edited by hand?)");
+    auto v = record.find("v");
+    if (v == record.end() || !v->is_number_integer() || v->get<int64_t>() != 1) {
+      return bad(v == record.end() ? "record has no \"v\""
+                                   : "unknown format version v " + v->dump());
+    }
+    auto seq = record.find("seq");
+    if (seq == record.end() || !seq->is_number_integer()) return bad("record has no integer seq");
+    if (seq->get<int64_t>() != i) {
+      return bad(detail::concat("seq is ", seq->dump(), ", expected ", i,
+                                " (deleted, inserted or reordered record)"));
+    }
+    auto prev = record.find("prev");
+    if (prev == record.end() || !prev->is_string() || prev->get<std::string>() != result.head) {
+      return bad(i == 0 ? std::string("prev of the first record is not 64 zeros "
+                                      "(deleted, inserted or reordered record)")
+                        : detail::concat("prev does not match the hash of line ", i,
+                                         " (edited, deleted, inserted or reordered record)"));
+    }
+    if (!key.empty()) {
+      auto hmac = record.find("hmac");
+      if (hmac == record.end() || !hmac->is_string()) {
+        return bad("record has no hmac but a key was given");
+      }
+      const std::string given = hmac->get<std::string>();
+      json body = record;
+      body.erase("hmac");
+      const std::string expected = hmac_sha256_hex(key, body.dump());
+      if (given.size() != expected.size() ||
+          CRYPTO_memcmp(given.data(), expected.data(), expected.size()) != 0) {
+        return bad("hmac does not match (edited record or wrong key)");
+      }
+    }
+    result.head = sha256_hex(line);
+    result.records = i + 1;
+    if (records) records->push_back(std::move(record));
+  }
+  if (in.bad()) throw os_error(path, "reading", errno);
+  return result;
+}
+
+}  // namespace
+
+std::string sha256_hex(std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  PENG_CHECK(EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr) == 1,
+             "OpenSSL SHA-256 failed");
+  return to_hex(md, n);
+}
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  // A non-null pointer even for an empty key: OpenSSL reads a null key as "no key set".
+  const char* key_bytes = key.empty() ? "" : key.data();
+  PENG_CHECK(
+      HMAC(EVP_sha256(), key_bytes, int(key.size()),
+           reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), md, &n) != nullptr,
+      "OpenSSL HMAC-SHA-256 failed");
+  return to_hex(md, n);
+}
+
+LedgerWriter::LedgerWriter(std::filesystem::path path, std::string key)
+    : path_(std::move(path)), key_(std::move(key)) {
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw os_error(path_, "opening", errno);
+  try {
+    ExclusiveLock lock(fd_, path_);
+    read_tail(fd_, path_);
+  } catch (...) {
+    ::close(fd_);
+    throw;
+  }
+}
+
+LedgerWriter::~LedgerWriter() { ::close(fd_); }
+
+std::string LedgerWriter::append(json record) {
+  PENG_CHECK(record.is_object(), "ledger ", path_.string(), ": a record must be a JSON object");
+  ExclusiveLock lock(fd_, path_);
+  std::optional<Tail> tail = read_tail(fd_, path_);
+  record.erase("hmac");
+  record["v"] = 1;
+  record["seq"] = tail ? tail->seq + 1 : 0;
+  record["prev"] = tail ? sha256_hex(tail->line) : kZeroHash;
+  if (!key_.empty()) record["hmac"] = hmac_sha256_hex(key_, dump(record));
+  const std::string line = dump(record);
+  const std::string bytes = line + '\n';
+
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) throw os_error(path_, "fstat", errno);
+  const char* p = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    ssize_t w = ::write(fd_, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      const int err = errno;
+      // Cut off a partly written line (we hold the lock) so the ledger stays appendable;
+      // when that fails too, the next writer refuses the torn ledger and names the line.
+      const bool cut = ::ftruncate(fd_, st.st_size) == 0;
+      throw os_error(path_, cut ? "appending a record" : "appending a record (torn line left)",
+                     err);
+    }
+    p += w;
+    left -= size_t(w);
+  }
+  if (::fsync(fd_) != 0) throw os_error(path_, "fsync", errno);
+  return line;
+}
+
+std::string read_key_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw IoError(
+        detail::concat("cannot read ledger key file ", path.string(), ": ", std::strerror(errno)));
+  }
+  std::string key((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    throw IoError(
+        detail::concat("cannot read ledger key file ", path.string(), ": ", std::strerror(errno)));
+  }
+  const size_t end = key.find_last_not_of(" \t\r\n");
+  key.resize(end == std::string::npos ? 0 : end + 1);
+  PENG_INPUT_CHECK(!key.empty(), "ledger key file ", path.string(), " is empty");
+  return key;
+}
+
+VerifyResult verify(const std::filesystem::path& path, const std::string& key) {
+  return check(path, key, nullptr);
+}
+
+std::vector<json> read_verified(const std::filesystem::path& path, const std::string& key) {
+  std::vector<json> records;
+  const VerifyResult result = check(path, key, &records);
+  PENG_INPUT_CHECK(result.ok, "ledger ", path.string(), ": record ", result.first_bad, " (line ",
+                   result.first_bad + 1, "): ", result.error);
+  return records;
+}
+
+}  // namespace peng::ledger
