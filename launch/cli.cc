@@ -8,6 +8,7 @@
 #include "launch/config.h"
 #include "launch/data_command.h"
 #include "launch/model_setup.h"
+#include "launch/report_command.h"
 #include "launch/trainer.h"
 #include "models/gpt2/hf_checkpoint.h"
 #include "parallel/pipeline/schedule.h"
@@ -78,6 +79,7 @@ int run_cli(int argc, char** argv) {
 
   add_data_command(app);
   add_ckpt_command(app);
+  add_report_command(app);
 
   // `peng schedule`: a pipeline schedule printed and checked before anyone runs it.
   std::string sched_kind = "1f1b";

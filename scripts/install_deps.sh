@@ -14,6 +14,8 @@ pkgs=(
   libpcre2-dev                          # GPT-2 pre-tokenizer regex (Unicode \\p{L}/\\p{N}, lookahead)
   libxxhash-dev                         # XXH3 checksums of checkpoint chunks and manifests
   clang                                 # libFuzzer targets (tests/fuzz) for the file readers
+  libssl-dev                            # SHA-256 hash chain and HMAC-SHA-256 of the usage ledger
+  chromium                              # headless rendering test of the HTML usage report
 
 )
 missing=()

@@ -1,0 +1,452 @@
+#include "accounting/report.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <ctime>
+#include <set>
+#include <string_view>
+
+#include "core/error.h"
+
+namespace peng::report {
+
+namespace {
+
+using nlohmann::json;
+
+// printf into a std::string.
+__attribute__((format(printf, 1, 2))) std::string format(const char* fmt, ...) {
+  va_list args, again;
+  va_start(args, fmt);
+  va_copy(again, args);
+  const int n = std::vsnprintf(nullptr, 0, fmt, args);
+  va_end(args);
+  std::string s(size_t(n) + 1, '\0');
+  std::vsnprintf(s.data(), s.size(), fmt, again);
+  va_end(again);
+  s.resize(size_t(n));
+  return s;
+}
+
+// `n` decimal digits of `s` at `at` into `out`.
+bool read_digits(std::string_view s, size_t at, size_t n, int& out) {
+  if (at + n > s.size()) return false;
+  out = 0;
+  for (size_t i = at; i < at + n; ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    out = out * 10 + (s[i] - '0');
+  }
+  return true;
+}
+
+// Unix seconds of "YYYY-MM-DD[THH:MM:SS[.fff]Z]", or nullopt when `s` is no such time.
+std::optional<double> try_parse_time(std::string_view s) {
+  int y, mo, d, h = 0, mi = 0, sec = 0;
+  if (!read_digits(s, 0, 4, y) || s.size() < 10 || s[4] != '-' || !read_digits(s, 5, 2, mo) ||
+      s[7] != '-' || !read_digits(s, 8, 2, d)) {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day date{std::chrono::year(y), std::chrono::month(unsigned(mo)),
+                                         std::chrono::day(unsigned(d))};
+  if (!date.ok()) return std::nullopt;
+  double fraction = 0;
+  if (s.size() > 10) {
+    if (s.size() < 20 || s[10] != 'T' || !read_digits(s, 11, 2, h) || s[13] != ':' ||
+        !read_digits(s, 14, 2, mi) || s[16] != ':' || !read_digits(s, 17, 2, sec) || h > 23 ||
+        mi > 59 || sec > 59 || s.back() != 'Z') {
+      return std::nullopt;
+    }
+    const std::string_view frac = s.substr(19, s.size() - 20);  // "" or ".fff"
+    if (!frac.empty()) {
+      if (frac.size() < 2 || frac[0] != '.') return std::nullopt;
+      double scale = 0.1;
+      for (char c : frac.substr(1)) {
+        if (c < '0' || c > '9') return std::nullopt;
+        fraction += (c - '0') * scale;
+        scale /= 10;
+      }
+    }
+  }
+  const auto days = std::chrono::sys_days(date).time_since_epoch().count();
+  return double(days) * 86400 + h * 3600 + mi * 60 + sec + fraction;
+}
+
+// Where a record is, for error messages.
+struct Where {
+  const std::string& ledger;
+  size_t index;
+};
+
+[[noreturn]] void bad_field(const Where& w, const char* field, const char* want) {
+  throw InputError(detail::concat("ledger ", w.ledger, ": record ", w.index, ": field \"", field,
+                                  "\" is missing or not ", want));
+}
+
+double number(const json& r, const char* field, const Where& w) {
+  const auto it = r.find(field);
+  if (it == r.end() || !it->is_number()) bad_field(w, field, "a number");
+  return it->get<double>();
+}
+
+// Null (or absent) reads as unknown.
+std::optional<double> optional_number(const json& r, const char* field, const Where& w) {
+  const auto it = r.find(field);
+  if (it == r.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number()) bad_field(w, field, "a number or null");
+  return it->get<double>();
+}
+
+int64_t integer(const json& r, const char* field, const Where& w) {
+  const auto it = r.find(field);
+  if (it == r.end() || !it->is_number_integer()) bad_field(w, field, "an integer");
+  return it->get<int64_t>();
+}
+
+std::string text(const json& r, const char* field, const Where& w) {
+  const auto it = r.find(field);
+  if (it == r.end() || !it->is_string()) bad_field(w, field, "a string");
+  return it->get<std::string>();
+}
+
+double time_of(const json& r, const char* field, const Where& w) {
+  const std::optional<double> t = try_parse_time(text(r, field, w));
+  if (!t) bad_field(w, field, "an ISO 8601 UTC time (YYYY-MM-DDTHH:MM:SSZ)");
+  return *t;
+}
+
+// A record's cumulative totals, in the units the columns sum.
+struct Totals {
+  double device_seconds = 0;
+  double productive_device_seconds = 0;  // productive_s x devices
+  int64_t tokens = 0;
+  double model_flops = 0;
+  double mfu_flops = 0;  // model_flops of records with a positive mfu
+  double capacity = 0;   // model_flops / mfu: device-seconds in steps x peak FLOP/s
+  std::optional<double> energy_j = 0.0;
+  int64_t steps = 0;
+  int64_t checkpoints = 0;
+};
+
+Totals totals_of(const json& r, const Where& w) {
+  Totals t;
+  t.device_seconds = number(r, "device_seconds", w);
+  t.productive_device_seconds = number(r, "productive_s", w) * double(integer(r, "devices", w));
+  t.tokens = integer(r, "tokens", w);
+  t.model_flops = number(r, "model_flops", w);
+  const std::optional<double> mfu = optional_number(r, "mfu", w);
+  if (mfu && *mfu > 0) {
+    t.mfu_flops = t.model_flops;
+    t.capacity = t.model_flops / *mfu;
+  }
+  t.energy_j = optional_number(r, "energy_j", w);
+  t.steps = integer(r, "steps", w);
+  const auto ck = r.find("checkpoint_steps");
+  if (ck == r.end() || !ck->is_array()) bad_field(w, "checkpoint_steps", "an array");
+  t.checkpoints = int64_t(ck->size());
+  return t;
+}
+
+// What a record adds: `cur` minus `prev`; energy unknown when either side has no meter.
+Totals delta(const Totals& cur, const Totals& prev) {
+  Totals d;
+  d.device_seconds = cur.device_seconds - prev.device_seconds;
+  d.productive_device_seconds = cur.productive_device_seconds - prev.productive_device_seconds;
+  d.tokens = cur.tokens - prev.tokens;
+  d.model_flops = cur.model_flops - prev.model_flops;
+  d.mfu_flops = cur.mfu_flops - prev.mfu_flops;
+  d.capacity = cur.capacity - prev.capacity;
+  d.energy_j =
+      cur.energy_j && prev.energy_j ? std::optional(*cur.energy_j - *prev.energy_j) : std::nullopt;
+  d.steps = cur.steps - prev.steps;
+  d.checkpoints = cur.checkpoints - prev.checkpoints;
+  return d;
+}
+
+// The sums behind one row.
+struct Accumulator {
+  std::set<std::string> jobs;
+  Totals sum;
+
+  void add(const std::string& job, const Totals& d) {
+    jobs.insert(job);
+    sum.device_seconds += d.device_seconds;
+    sum.productive_device_seconds += d.productive_device_seconds;
+    sum.tokens += d.tokens;
+    sum.model_flops += d.model_flops;
+    sum.mfu_flops += d.mfu_flops;
+    sum.capacity += d.capacity;
+    sum.energy_j =
+        sum.energy_j && d.energy_j ? std::optional(*sum.energy_j + *d.energy_j) : std::nullopt;
+  }
+
+  Row row(std::string key) const {
+    Row r;
+    r.key = std::move(key);
+    r.jobs = int64_t(jobs.size());
+    r.device_hours = sum.device_seconds / 3600;
+    if (sum.energy_j) r.kwh = *sum.energy_j / 3.6e6;
+    r.tokens = sum.tokens;
+    r.model_flops = sum.model_flops;
+    if (sum.capacity > 0) r.avg_mfu = sum.mfu_flops / sum.capacity;
+    if (sum.device_seconds > 0) r.goodput = sum.productive_device_seconds / sum.device_seconds;
+    return r;
+  }
+};
+
+std::string period_key(double time, Period p) {
+  return format_time(time).substr(0, p == Period::kDay ? 10 : 7);
+}
+
+json optional_json(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
+
+json row_json(const Row& r) {
+  return {{"key", r.key},
+          {"jobs", r.jobs},
+          {"device_hours", r.device_hours},
+          {"kwh", optional_json(r.kwh)},
+          {"tokens", r.tokens},
+          {"model_flops", r.model_flops},
+          {"avg_mfu", optional_json(r.avg_mfu)},
+          {"goodput", optional_json(r.goodput)}};
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+std::string csv_decimal(const std::optional<double>& v) {
+  return v ? format("%.6f", *v) : std::string();
+}
+
+std::string csv_row(const std::string& group, const Row& r) {
+  return group + "," + csv_field(r.key) + "," + std::to_string(r.jobs) + "," +
+         format("%.6f", r.device_hours) + "," + csv_decimal(r.kwh) + "," +
+         std::to_string(r.tokens) + "," + format("%.0f", r.model_flops) + "," +
+         csv_decimal(r.avg_mfu) + "," + csv_decimal(r.goodput) + "\n";
+}
+
+std::string percent(const std::optional<double>& v) {
+  return v ? format("%.1f%%", *v * 100) : std::string("n/a");
+}
+
+// Columns padded to their widest cell; `align` holds 'l' or 'r' per column.
+std::string text_table(const std::vector<std::vector<std::string>>& cells, std::string_view align) {
+  std::vector<size_t> width;
+  for (const auto& row : cells) {
+    width.resize(std::max(width.size(), row.size()));
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  }
+  std::string out;
+  for (const auto& row : cells) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      const std::string pad(width[c] - row[c].size(), ' ');
+      line += (c == 0 ? "" : "  ") + (align[c] == 'l' ? row[c] + pad : pad + row[c]);
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+double parse_time(const std::string& text, const std::string& what) {
+  const std::optional<double> t = try_parse_time(text);
+  PENG_INPUT_CHECK(t, what, ": '", text,
+                   "' is not a date (YYYY-MM-DD) or UTC time (YYYY-MM-DDTHH:MM:SSZ)");
+  return *t;
+}
+
+std::string format_time(double unix_seconds) {
+  const std::time_t t = std::time_t(std::floor(unix_seconds));
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Period parse_period(const std::string& name) {
+  if (name == "day") return Period::kDay;
+  PENG_INPUT_CHECK(name == "month", "--period: '", name, "' is not day or month");
+  return Period::kMonth;
+}
+
+const std::vector<std::string>& group_names() {
+  static const std::vector<std::string> kNames = {"job", "user", "device", "period"};
+  return kNames;
+}
+
+Report build_report(std::vector<Ledger> ledgers, const Options& options) {
+  Report rep;
+  rep.options = options;
+  std::map<std::string, std::map<std::string, Accumulator>> groups;
+  Accumulator total;
+  std::map<std::string, JobDetail> jobs;
+  for (Ledger& ledger : ledgers) {
+    std::map<std::string, Totals> previous;  // job -> its last record's totals in this ledger
+    for (size_t i = 0; i < ledger.lines.size(); ++i) {
+      const json& r = ledger.lines[i];
+      const Where w{ledger.path, i};
+      const std::string job = text(r, "job", w);
+      const Totals cur = totals_of(r, w);
+      const Totals d = delta(cur, previous[job]);
+      previous[job] = cur;
+
+      const double time = time_of(r, "time", w);
+      const std::string project = text(r, "project", w);
+      if ((options.from && time < *options.from) || (options.to && time >= *options.to) ||
+          (options.project && project != *options.project)) {
+        continue;
+      }
+      ++rep.records_in_window;
+      const std::string user = text(r, "user", w), device = text(r, "device", w);
+      groups["job"][job].add(job, d);
+      groups["user"][user].add(job, d);
+      groups["device"][device].add(job, d);
+      groups["period"][period_key(time, options.period)].add(job, d);
+      total.add(job, d);
+
+      JobDetail& jd = jobs[job];
+      if (jd.job.empty()) {
+        jd.job = job;
+        jd.start = format_time(time_of(r, "start", w));
+      }
+      jd.project = project;
+      jd.user = user;
+      jd.device = device;
+      jd.ledger = ledger.path;
+      jd.devices = integer(r, "devices", w);
+      jd.hosts.clear();
+      const auto hosts = r.find("hosts");
+      if (hosts == r.end() || !hosts->is_array()) bad_field(w, "hosts", "an array");
+      for (const json& h : *hosts) {
+        if (!h.is_string()) bad_field(w, "hosts", "an array of strings");
+        jd.hosts.push_back(h.get<std::string>());
+      }
+      jd.last = format_time(time);
+      jd.status = text(r, "status", w);
+      if (text(r, "kind", w) == "end") jd.end = jd.last;
+      jd.steps += d.steps;
+      jd.step = integer(r, "step", w);
+      jd.checkpoints += d.checkpoints;
+
+      rep.series[job].push_back({time, optional_number(r, "loss", w),
+                                 optional_number(r, "interval_mfu", w),
+                                 optional_number(r, "power_w", w)});
+    }
+    ledger.lines.clear();
+    rep.ledgers.push_back(std::move(ledger));
+  }
+  for (const std::string& g : group_names()) {
+    std::vector<Row>& rows = rep.groups[g];
+    for (const auto& [key, acc] : groups[g]) rows.push_back(acc.row(key));
+  }
+  rep.total = total.row("all");
+  for (auto& [job, jd] : jobs) rep.jobs.push_back(std::move(jd));
+  for (auto& [job, points] : rep.series) {
+    std::stable_sort(points.begin(), points.end(),
+                     [](const Point& a, const Point& b) { return a.time < b.time; });
+  }
+  return rep;
+}
+
+std::string to_csv(const Report& r) {
+  std::string out = "group,key,jobs,device_hours,kwh,tokens,model_flops,avg_mfu,goodput\n";
+  for (const std::string& g : group_names()) {
+    for (const Row& row : r.groups.at(g)) out += csv_row(g, row);
+  }
+  return out + csv_row("total", r.total);
+}
+
+json to_json(const Report& r) {
+  json out;
+  const auto window_end = [](const std::optional<double>& t) {
+    return t ? json(format_time(*t)) : json(nullptr);
+  };
+  out["window"] = {{"from", window_end(r.options.from)},
+                   {"to", window_end(r.options.to)},
+                   {"project", r.options.project ? json(*r.options.project) : json(nullptr)},
+                   {"period", r.options.period == Period::kDay ? "day" : "month"}};
+  out["ledgers"] = json::array();
+  for (const Ledger& l : r.ledgers) {
+    out["ledgers"].push_back({{"path", l.path},
+                              {"records", l.records},
+                              {"head", l.head},
+                              {"hmac_checked", l.hmac_checked}});
+  }
+  out["records_in_window"] = r.records_in_window;
+  for (const std::string& g : group_names()) {
+    out["groups"][g] = json::array();
+    for (const Row& row : r.groups.at(g)) out["groups"][g].push_back(row_json(row));
+  }
+  out["total"] = row_json(r.total);
+  out["jobs"] = json::array();
+  for (const JobDetail& j : r.jobs) {
+    out["jobs"].push_back({{"job", j.job},
+                           {"project", j.project},
+                           {"user", j.user},
+                           {"device", j.device},
+                           {"devices", j.devices},
+                           {"hosts", j.hosts},
+                           {"ledger", j.ledger},
+                           {"start", j.start},
+                           {"last", j.last},
+                           {"end", j.end ? json(*j.end) : json(nullptr)},
+                           {"status", j.status},
+                           {"steps", j.steps},
+                           {"step", j.step},
+                           {"checkpoints", j.checkpoints}});
+  }
+  return out;
+}
+
+std::vector<std::string> row_cells(const Row& r) {
+  return {r.key,
+          std::to_string(r.jobs),
+          format("%.3f", r.device_hours),
+          r.kwh ? format("%.3f", *r.kwh) : "n/a",
+          std::to_string(r.tokens),
+          format("%.3e", r.model_flops),
+          percent(r.avg_mfu),
+          percent(r.goodput)};
+}
+
+std::string to_text(const Report& r) {
+  const Options& o = r.options;
+  std::string out = "usage report: " + std::to_string(r.records_in_window) +
+                    (r.records_in_window == 1 ? " record" : " records") + ", window [" +
+                    (o.from ? format_time(*o.from) : "start") + ", " +
+                    (o.to ? format_time(*o.to) : "end") + ")" +
+                    (o.project ? ", project " + *o.project : std::string()) + "\n";
+  for (const std::string& g : group_names()) {
+    std::vector<std::vector<std::string>> cells = {
+        {g, "jobs", "device_hours", "kwh", "tokens", "model_flops", "avg_mfu", "goodput"}};
+    for (const Row& row : r.groups.at(g)) cells.push_back(row_cells(row));
+    out += '\n';
+    out += text_table(cells, "lrrrrrrr");
+  }
+  out += '\n';
+  out += text_table(
+      {{"total", "jobs", "device_hours", "kwh", "tokens", "model_flops", "avg_mfu", "goodput"},
+       row_cells(r.total)},
+      "lrrrrrrr");
+  std::vector<std::vector<std::string>> cells = {
+      {"job", "user", "project", "start", "last", "devices", "steps", "step", "ckpts", "status"}};
+  for (const JobDetail& j : r.jobs) {
+    cells.push_back({j.job, j.user, j.project, j.start, j.last, std::to_string(j.devices),
+                     std::to_string(j.steps), std::to_string(j.step), std::to_string(j.checkpoints),
+                     j.status});
+  }
+  out += '\n';
+  return out + text_table(cells, "lllllrrrrl");
+}
+
+}  // namespace peng::report
