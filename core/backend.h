@@ -76,6 +76,9 @@ class Backend {
   // dout (B, T, C) -> dqkv (B, T, 3C) overwritten.
   virtual void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& att,
                                   int n_head, Tensor& dqkv) = 0;
+  // The share of the T x T score and value products the two calls above execute (1: the
+  // full square; a kernel that skips masked blocks does less). Hardware FLOPs use it.
+  virtual double attention_work_fraction(int64_t seq_len) const = 0;
 
   // ---- token + position embedding ----
   // tokens (B, T) i32, wte (Vp, C), wpe (Tmax >= T, C) -> out (B, T, C) = wte[tok] + wpe[t]

@@ -182,4 +182,16 @@ void CpuBackend::attention_backward(const Tensor& dout, const Tensor& qkv, const
   }
 }
 
+// Query block I multiplies against keys [0, i1) (and key block J against queries [j0, T),
+// the same count): sum over blocks of rows * i1, out of T^2.
+double CpuBackend::attention_work_fraction(int64_t T) const {
+  if (T <= 0) return 1.0;
+  double products = 0;
+  for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+    const int64_t i1 = std::min(T, i0 + kBlock);
+    products += double(i1 - i0) * double(i1);
+  }
+  return products / (double(T) * double(T));
+}
+
 }  // namespace peng

@@ -47,6 +47,7 @@ class CpuBackend final : public Backend {
   void attention_forward(const Tensor& qkv, int n_head, Tensor& out, Tensor& att) override;
   void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& att, int n_head,
                           Tensor& dqkv) override;
+  double attention_work_fraction(int64_t seq_len) const override;
 
   void embedding_forward(const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
                          Tensor& out) override;
