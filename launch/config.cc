@@ -37,6 +37,11 @@ proto::TrainConfig default_train_config() {
   c.mutable_parallel()->set_pp_schedule("1f1b");
   c.mutable_parallel()->set_virtual_stages(1);
   c.mutable_checkpoint()->set_resume("auto");
+  auto* tm = c.mutable_telemetry();
+  tm->set_peak("auto");
+  tm->set_ledger_every_s(600);
+  tm->set_nvml_period_s(1);
+  tm->set_export_every(1);
   auto* l = c.mutable_logging();
   l->set_log_every(10);
   l->set_val_batches(4);
@@ -181,6 +186,18 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--keep-last", "checkpoint.keep_last", "keep the newest N checkpoints (0: all)", false},
       {"--async-checkpoint", "checkpoint.async", "write checkpoints while training continues",
        true},
+      {"--peak", "telemetry.peak",
+       "peak per device for MFU: auto | TFLOP/s | a device of the table (\"H100 SXM\")", false},
+      {"--tensorboard", "telemetry.tensorboard", "folder for TensorBoard event files", false},
+      {"--prometheus-textfile", "telemetry.prometheus_textfile",
+       "Prometheus textfile (node_exporter), rewritten atomically", false},
+      {"--ledger", "telemetry.ledger", "usage ledger to append this job's records to", false},
+      {"--ledger-key", "telemetry.ledger_key", "file with the ledger's HMAC-SHA-256 key", false},
+      {"--ledger-every", "telemetry.ledger_every_s", "seconds between ledger interval records",
+       false},
+      {"--project", "telemetry.project", "project name for the ledger", false},
+      {"--export-every", "telemetry.export_every", "TensorBoard and Prometheus every N steps",
+       false},
   };
   return flags;
 }
@@ -234,6 +251,15 @@ void validate_train_config(const proto::TrainConfig& c) {
                    "logging.*_every must be >= 0");
   PENG_INPUT_CHECK(l.val_batches() > 0, "logging.val_batches must be > 0, got ", l.val_batches());
   PENG_INPUT_CHECK(l.top_k() > 0, "logging.top_k must be > 0, got ", l.top_k());
+  const auto& m = c.telemetry();
+  PENG_INPUT_CHECK(m.ledger_every_s() > 0, "telemetry.ledger_every_s must be > 0, got ",
+                   m.ledger_every_s());
+  PENG_INPUT_CHECK(m.nvml_period_s() > 0, "telemetry.nvml_period_s must be > 0, got ",
+                   m.nvml_period_s());
+  PENG_INPUT_CHECK(m.export_every() > 0, "telemetry.export_every must be > 0, got ",
+                   m.export_every());
+  PENG_INPUT_CHECK(m.ledger_key().empty() || !m.ledger().empty(),
+                   "telemetry.ledger_key needs telemetry.ledger (--ledger FILE)");
 }
 
 std::string config_to_text(const proto::TrainConfig& config) {

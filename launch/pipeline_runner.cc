@@ -16,16 +16,6 @@ PipelineRunner::PipelineRunner(Gpt2Model& model, Communicator& pp, ScheduleKind 
       activation_(std::move(activation)),
       schedule_(make_schedule(kind, pp.size(), v_, micro_batches)) {}
 
-const Tensor& PipelineRunner::forward(int micro, int chunk, const MicroBatch& batch, double* loss) {
-  auto [tokens, targets] = batch(micro);
-  Tensor input;
-  if (stage(chunk) > 0) {
-    // With pp == 1 the previous stage is this rank's chunk - 1: its output, kept.
-    input = pp_size_ == 1 ? act_out_.at({micro, chunk - 1}) : act_in_.at({micro, chunk});
-  }
-  return model_.forward_chunk(chunk, *tokens, input, *targets, loss);
-}
-
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) {
@@ -33,8 +23,22 @@ double seconds_since(Clock::time_point t0) {
 }
 }  // namespace
 
+const Tensor& PipelineRunner::forward(int micro, int chunk, const MicroBatch& batch, double* loss) {
+  auto [tokens, targets] = batch(micro);
+  Tensor input;
+  if (stage(chunk) > 0) {
+    // With pp == 1 the previous stage is this rank's chunk - 1: its output, kept.
+    input = pp_size_ == 1 ? act_out_.at({micro, chunk - 1}) : act_in_.at({micro, chunk});
+  }
+  const auto t0 = Clock::now();
+  const Tensor& out = model_.forward_chunk(chunk, *tokens, input, *targets, loss);
+  forward_s_ += seconds_since(t0);
+  return out;
+}
+
 double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
   double loss_sum = 0, waiting = 0;
+  forward_s_ = backward_s_ = 0;
   const auto start = Clock::now();
   for (const Action& a : schedule_[size_t(rank_)]) {
     const Key key{a.micro, a.chunk};
@@ -72,7 +76,9 @@ double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
         if (!last_stage(a.chunk)) {
           dout = pp_size_ == 1 ? grad_out_.at({a.micro, a.chunk + 1}) : grad_in_.at(key);
         }
+        const auto b0 = Clock::now();
         const Tensor& dx = model_.backward_chunk(a.chunk, dout, grad_scale);
+        backward_s_ += seconds_since(b0);
         // This stage's output for the micro-batch is no longer needed: its gradient came
         // back, so the next stage has received it (pp == 1: the next chunk consumed it).
         if (auto it = sends_.find({key, Action::kSendActivation}); it != sends_.end()) {

@@ -45,6 +45,10 @@ class PipelineRunner {
   // The last train()'s bubble on this rank: the fraction of its time spent waiting for
   // transfers (receives, and the sends still in flight at the end) rather than computing.
   double bubble() const { return bubble_; }
+  // The last train()'s seconds in the model's forward and backward passes on this rank
+  // (without reading micro-batches and without waiting for transfers).
+  double forward_seconds() const { return forward_s_; }
+  double backward_seconds() const { return backward_s_; }
 
  private:
   using Key = std::pair<int, int>;  // (micro, chunk)
@@ -60,7 +64,7 @@ class PipelineRunner {
   std::map<Key, Tensor> act_in_, act_out_, grad_in_, grad_out_;
   std::map<Key, std::vector<Tensor>> stash_;  // activations of forwards awaiting backward
   std::map<std::pair<Key, int>, std::unique_ptr<Work>> sends_;  // (key, Action::Op) in flight
-  double bubble_ = 0;
+  double bubble_ = 0, forward_s_ = 0, backward_s_ = 0;
 };
 
 }  // namespace peng

@@ -13,6 +13,7 @@
 #include "launch/checkpointing.h"
 #include "launch/config.h"
 #include "launch/environment.h"
+#include "launch/job_telemetry.h"
 #include "launch/layout.h"
 #include "launch/model_setup.h"
 #include "launch/pipeline_runner.h"
@@ -25,8 +26,6 @@
 #include "parallel/data_parallel/grad_reducer.h"
 #include "parallel/mpi/mpi_communicator.h"
 #include "parallel/process_mesh.h"
-#include "telemetry/flops.h"
-#include "telemetry/metrics_jsonl.h"
 #include "telemetry/progress.h"
 
 namespace peng {
@@ -81,10 +80,14 @@ double sum_over(Communicator* comm, double local) {
   return t.data<double>()[0];
 }
 
-// The micro-batches of step `step` for a pipeline runner.
-PipelineRunner::MicroBatch micro_batches(BatchReader& reader, int64_t step) {
-  return [&reader, step](int micro) {
+// The micro-batches of step `step` for a pipeline runner; adds the reading time to
+// `*data_s` when given.
+PipelineRunner::MicroBatch micro_batches(BatchReader& reader, int64_t step,
+                                         double* data_s = nullptr) {
+  return [&reader, step, data_s](int micro) {
+    const auto t0 = Clock::now();
     reader.read(step, micro);
+    if (data_s) *data_s += seconds_since(t0);
     return std::make_pair(&reader.x(), &reader.y());
   };
 }
@@ -127,13 +130,6 @@ std::map<std::string, Tensor> whole_model_state(Gpt2Model& model, Communicator* 
     state[name] = t;
   }
   return state;
-}
-
-// Whether any rank received a stop signal (agreed by all ranks, once per step).
-int agreed_stop_signal() {
-  Tensor t = Tensor::from_vector<int32_t>({int32_t(stop_signal())}, {1});
-  if (mpi_world().size() > 1) mpi_world().all_reduce(t, ReduceOp::kMax)->wait();
-  return t.data<int32_t>()[0];
 }
 
 // A text sample; through the pipeline when there is one (every rank draws the same text).
@@ -291,14 +287,17 @@ TrainReport train(const proto::TrainConfig& config) {
     checkpointer =
         std::make_unique<ckpt::Checkpointer>(cc.dir(), cc.keep_last(), cc.async(), ckpt_comm.get());
   }
-  MetricsJsonl metrics(rank0 ? lc.metrics_jsonl() : std::string());
   ProgressLine progress(tc.steps(), lc.log_every(), !lc.quiet() && rank0, rank0);
+  JobTelemetry telemetry(config, env, env.world_size > 1 ? &mpi_world() : nullptr,
+                         {.params = gpt2_num_params(mc, false),
+                          .n_layer = mc.n_layer,
+                          .n_embd = mc.n_embd,
+                          .seq_len = T,
+                          .attention_fraction = be.attention_work_fraction(T)},
+                         B * T, start);  // collective
 
   TrainReport report;
-  report.flops_per_token = model_flops_per_token({.params = gpt2_num_params(mc, false),
-                                                  .n_layer = mc.n_layer,
-                                                  .n_embd = mc.n_embd,
-                                                  .seq_len = T});
+  report.flops_per_token = telemetry.flops_per_token();
   progress.message(detail::concat(
       "peng: GPT-2 ", mc.n_layer, "L ", mc.n_head, "H ", mc.n_embd, "C vocab ", mc.vocab_size,
       " | ", double(gpt2_num_params(mc, true)) / 1e6, "M params | batch ", B, "x", T, " (micro ",
@@ -306,6 +305,7 @@ TrainReport train(const proto::TrainConfig& config) {
       runner ? std::string(" ") + schedule_kind_name(pp_kind) : std::string(),
       v > 1 ? " v" + std::to_string(v) : std::string(), ", zero ", zero, ") | ", tc.steps(),
       " steps | data ", train_stream.describe(), " (", train_stream.size(), " tokens)"));
+  for (const std::string& line : telemetry.start_messages()) progress.message(line);
   if (!resumed.empty()) progress.message(resumed);
   if (start_step >= tc.steps()) {
     if (rank0) {
@@ -321,141 +321,165 @@ TrainReport train(const proto::TrainConfig& config) {
   const auto loop_start = Clock::now();
   const float grad_scale = float(1.0 / double(B * T));
   int stopped_by = 0;
-  for (int64_t step = start_step; step < tc.steps(); ++step) {
-    const auto t0 = Clock::now();
-    model->parameters().zero_grads();
-    double loss = 0;          // this rank's share of the global mean
-    double exposed_comm = 0;  // seconds waiting for gradient and parameter collectives
-    for (int64_t k = 0; !runner && k < micro_steps; ++k) {
-      // Gradients are scaled by 1/(B*T) of the global batch: their sum over micro-batches
-      // and dp ranks is the gradient of the global mean loss. Only the last micro-batch
-      // communicates, except with ZeRO 2, which reduce-scatters each one into the shard.
-      const bool last = k + 1 == micro_steps;
-      const bool communicate = reducer && (last || zero == 2);
-      if (communicate) reducer->arm(/*accumulate=*/zero == 2 && k > 0);
-      train_reader.read(step, k);
-      loss += model->forward(train_reader.x(), train_reader.y()) / double(micro_steps * shape.dp);
-      model->backward(grad_scale);
-      if (communicate) {
-        const auto w0 = Clock::now();
-        reducer->wait();
-        exposed_comm += seconds_since(w0);
+  telemetry.begin(start_step, cc.dir());
+  try {
+    for (int64_t step = start_step; step < tc.steps(); ++step) {
+      const auto t0 = Clock::now();
+      StepBreakdown time;  // exposed_comm_s: waiting for gradient and parameter collectives
+      model->parameters().zero_grads();
+      double loss = 0;  // this rank's share of the global mean
+      for (int64_t k = 0; !runner && k < micro_steps; ++k) {
+        // Gradients are scaled by 1/(B*T) of the global batch: their sum over micro-batches
+        // and dp ranks is the gradient of the global mean loss. Only the last micro-batch
+        // communicates, except with ZeRO 2, which reduce-scatters each one into the shard.
+        const bool last = k + 1 == micro_steps;
+        const bool communicate = reducer && (last || zero == 2);
+        if (communicate) reducer->arm(/*accumulate=*/zero == 2 && k > 0);
+        auto p0 = Clock::now();
+        train_reader.read(step, k);
+        time.data_s += seconds_since(p0);
+        p0 = Clock::now();
+        loss += model->forward(train_reader.x(), train_reader.y()) / double(micro_steps * shape.dp);
+        time.forward_s += seconds_since(p0);
+        p0 = Clock::now();
+        model->backward(grad_scale);
+        time.backward_s += seconds_since(p0);
+        if (communicate) {
+          const auto w0 = Clock::now();
+          reducer->wait();
+          time.exposed_comm_s += seconds_since(w0);
+        }
+        if (zero == 2 && !last) model->parameters().zero_grads();
       }
-      if (zero == 2 && !last) model->parameters().zero_grads();
-    }
-    if (runner) {  // the pipeline's schedule, then its tied embedding, then dp (no overlap)
-      loss = runner->train(micro_batches(train_reader, step), grad_scale) /
-             double(micro_steps * shape.dp);
+      if (runner) {  // the pipeline's schedule, then its tied embedding, then dp (no overlap)
+        const auto p0 = Clock::now();
+        loss = runner->train(micro_batches(train_reader, step, &time.data_s), grad_scale) /
+               double(micro_steps * shape.dp);
+        time.forward_s = runner->forward_seconds();
+        time.backward_s = runner->backward_seconds();
+        time.pp_bubble_s = runner->bubble() * seconds_since(p0);
+        const auto w0 = Clock::now();
+        if (embedding_group) {
+          embedding_group->all_reduce(model->parameters().get("wte.weight").grad, ReduceOp::kSum)
+              ->wait();
+        }
+        if (reducer) {
+          reducer->arm();
+          reducer->wait();
+        }
+        time.exposed_comm_s += seconds_since(w0);
+      }
+      auto w0 = Clock::now();
+      for (const ParamSegment& s : tp_partial) {
+        Tensor g = grads.flat_view(s.span.state_offset, {s.span.numel});
+        tp.all_reduce_sum(g);
+      }
+      loss = sum_over(dp, sum_over(pp, loss));
+      time.exposed_comm_s += seconds_since(w0);
+      PENG_CHECK(std::isfinite(loss), "loss is ", loss, " at step ", step,
+                 ": training diverged (lower optim.lr or check the data)");
+      const auto o0 = Clock::now();
+      const double norm =
+          sharded_grad_norm(grads, grad_spans, model->parameters(), be, counted, norm_groups);
+      clip_grad_norm(grads, be, norm, config.optim().grad_clip());
+      const float lr = schedule.at(step);
+      optimizer->step(lr, grads);
+      time.optimizer_s = seconds_since(o0);
+      w0 = Clock::now();
+      if (zero > 0) reducer->all_gather_values();
+      // The tied wte's two copies got the same gradient, but summed over dp in buckets laid
+      // out differently on the two stages: keep them bit-identical.
       if (embedding_group) {
-        embedding_group->all_reduce(model->parameters().get("wte.weight").grad, ReduceOp::kSum)
-            ->wait();
+        embedding_group->broadcast(model->parameters().get("wte.weight").value, 0)->wait();
       }
-      if (reducer) {
-        const auto w0 = Clock::now();
-        reducer->arm();
-        reducer->wait();
-        exposed_comm += seconds_since(w0);
+      time.exposed_comm_s += seconds_since(w0);
+      if (runner) {  // the bubble averaged over the pipeline ranks, as a share of the step
+        const double dt = seconds_since(t0);
+        time.pp_bubble_s = sum_over(pp, time.pp_bubble_s / dt) / shape.pp * dt;
       }
-    }
-    for (const ParamSegment& s : tp_partial) {
-      Tensor g = grads.flat_view(s.span.state_offset, {s.span.numel});
-      tp.all_reduce_sum(g);
-    }
-    loss = sum_over(dp, sum_over(pp, loss));
-    // The pipeline bubble: the fraction of the step the pipeline ranks waited, averaged.
-    const double bubble = runner ? sum_over(pp, runner->bubble()) / shape.pp : 0.0;
-    PENG_CHECK(std::isfinite(loss), "loss is ", loss, " at step ", step,
-               ": training diverged (lower optim.lr or check the data)");
-    const double norm =
-        sharded_grad_norm(grads, grad_spans, model->parameters(), be, counted, norm_groups);
-    clip_grad_norm(grads, be, norm, config.optim().grad_clip());
-    const float lr = schedule.at(step);
-    optimizer->step(lr, grads);
-    if (zero > 0) {
-      const auto g0 = Clock::now();
-      reducer->all_gather_values();
-      exposed_comm += seconds_since(g0);
-    }
-    // The tied wte's two copies got the same gradient, but summed over dp in buckets laid
-    // out differently on the two stages: keep them bit-identical.
-    if (embedding_group) {
-      embedding_group->broadcast(model->parameters().get("wte.weight").value, 0)->wait();
-    }
-    const double dt = seconds_since(t0);
+      const double dt = seconds_since(t0);
 
-    StepRecord r{.step = step,
-                 .loss = loss,
-                 .grad_norm = norm,
-                 .lr = lr,
-                 .tokens_per_s = double(B * T) / dt,
-                 .step_time_s = dt};
-    report.steps.push_back(r);
-    report.tokens += B * T;
-    metrics.write({{"step", step},
-                   {"loss", loss},
-                   {"grad_norm", norm},
-                   {"lr", lr},
-                   {"tokens_per_s", r.tokens_per_s},
-                   {"step_time_s", dt},
-                   {"exposed_comm_s", exposed_comm},
-                   {"pp_bubble", bubble},
-                   {"tokens", report.tokens},
-                   {"model_tflops", report.flops_per_token * r.tokens_per_s / 1e12}});
-    const double elapsed = seconds_since(loop_start);
-    progress.step(step, loss, double(report.tokens) / elapsed, elapsed);
+      StepRecord r{.step = step,
+                   .loss = loss,
+                   .grad_norm = norm,
+                   .lr = lr,
+                   .tokens_per_s = double(B * T) / dt,
+                   .step_time_s = dt};
+      report.steps.push_back(r);
+      report.tokens += B * T;
+      telemetry.on_step({.step = step,
+                         .loss = loss,
+                         .grad_norm = norm,
+                         .lr = lr,
+                         .step_time_s = dt,
+                         .breakdown = time});
+      const double elapsed = seconds_since(loop_start);
+      progress.step(step, loss, double(report.tokens) / elapsed, elapsed);
 
-    const bool last = step + 1 == tc.steps();
-    if (val_reader && ((lc.val_every() > 0 && (step + 1) % lc.val_every() == 0) || last)) {
-      const double v =
-          evaluate(*model, runner.get(), *val_reader, lc.val_batches(), micro_steps, dp, pp);
-      report.val_losses.emplace_back(step, v);
-      metrics.write({{"step", step}, {"val_loss", v}});
-      progress.message(detail::concat("step ", step + 1, " | val loss ", v));
-    }
-    // Every rank samples (only rank 0 prints): a rank-0-only pause longer than the
-    // collective timeout would look like a hang to the others.
-    if (lc.sample_every() > 0 && ((step + 1) % lc.sample_every() == 0 || last)) {
-      progress.message("sample at step " + std::to_string(step + 1) + ":\n" +
-                       sample_text(*model, runner.get(), *tokenizer, config, step) + "\n---");
-    }
-    stopped_by = agreed_stop_signal();
-    if (checkpointer && ((cc.every() > 0 && (step + 1) % cc.every() == 0) || last || stopped_by)) {
-      const double stall = checkpointer->save(
-          save_regions(state), checkpoint_meta(config, mc, layout, env.world_size, step + 1,
-                                               train_reader.batch_start(step + 1), *optimizer));
-      report.checkpoint_stall_s += stall;
-      metrics.write({{"step", step}, {"checkpoint_step", step + 1}, {"checkpoint_stall_s", stall}});
-      progress.message(
-          cc.async() ? detail::concat("checkpoint step ", step + 1, ": training resumed after ",
-                                      stall, " s; writing in the background")
-                     : detail::concat("checkpoint ", checkpointer->last_committed().string(),
-                                      " saved (", stall, " s)"));
-    }
-    if (stopped_by) {
-      std::string where = "no --checkpoint-dir: nothing saved";
-      if (checkpointer) {
-        checkpointer->wait();
-        where = "checkpoint saved to " + checkpointer->last_committed().string();
+      const bool last = step + 1 == tc.steps();
+      const auto e0 = Clock::now();
+      if (val_reader && ((lc.val_every() > 0 && (step + 1) % lc.val_every() == 0) || last)) {
+        const double v =
+            evaluate(*model, runner.get(), *val_reader, lc.val_batches(), micro_steps, dp, pp);
+        report.val_losses.emplace_back(step, v);
+        telemetry.on_validation(step, v);
+        progress.message(detail::concat("step ", step + 1, " | val loss ", v));
       }
-      progress.message(detail::concat("received ", signal_name(stopped_by), ": stopped after step ",
-                                      step + 1, "; ", where, "; exiting"));
-      break;
+      // Every rank samples (only rank 0 prints): a rank-0-only pause longer than the
+      // collective timeout would look like a hang to the others.
+      if (lc.sample_every() > 0 && ((step + 1) % lc.sample_every() == 0 || last)) {
+        progress.message("sample at step " + std::to_string(step + 1) + ":\n" +
+                         sample_text(*model, runner.get(), *tokenizer, config, step) + "\n---");
+      }
+      telemetry.add_evaluation_time(seconds_since(e0));
+      stopped_by = telemetry.end_of_step(stop_signal());  // collective
+      if (checkpointer &&
+          ((cc.every() > 0 && (step + 1) % cc.every() == 0) || last || stopped_by)) {
+        const double stall = checkpointer->save(
+            save_regions(state), checkpoint_meta(config, mc, layout, env.world_size, step + 1,
+                                                 train_reader.batch_start(step + 1), *optimizer));
+        report.checkpoint_stall_s += stall;
+        telemetry.on_checkpoint(step, step + 1, stall);
+        progress.message(
+            cc.async() ? detail::concat("checkpoint step ", step + 1, ": training resumed after ",
+                                        stall, " s; writing in the background")
+                       : detail::concat("checkpoint ", checkpointer->last_committed().string(),
+                                        " saved (", stall, " s)"));
+      }
+      if (stopped_by) {
+        std::string where = "no --checkpoint-dir: nothing saved";
+        if (checkpointer) {
+          checkpointer->wait();
+          where = "checkpoint saved to " + checkpointer->last_committed().string();
+        }
+        progress.message(detail::concat("received ", signal_name(stopped_by),
+                                        ": stopped after step ", step + 1, "; ", where,
+                                        "; exiting"));
+        break;
+      }
     }
+    if (checkpointer) checkpointer->wait();
+  } catch (const std::exception& e) {
+    telemetry.fail(e.what());
+    throw;
   }
-  if (checkpointer) checkpointer->wait();
   progress.finish();
   report.seconds = seconds_since(loop_start);
   if (!lc.export_to().empty()) {
     const auto state = whole_model_state(*model, pp);  // collective over tp and pp
     if (rank0) save_hf_gpt2(lc.export_to(), mc, state);
   }
+  telemetry.finish(stopped_by ? std::string("stopped: ") + signal_name(stopped_by)
+                              : std::string("completed"));  // collective
 
   const double tps = double(report.tokens) / report.seconds;
   std::string summary = detail::concat(
       "done: ", report.steps.size(), " steps, ", report.tokens, " tokens in ",
       format_duration(report.seconds), " (start-up ", format_duration(train_start), ") | ",
-      int64_t(tps), " tok/s | ", report.flops_per_token * tps / 1e9, " model GFLOP/s | loss ",
-      report.steps.front().loss, " -> ", report.steps.back().loss);
+      int64_t(tps), " tok/s | ", report.flops_per_token * tps / env.world_size / 1e12,
+      " TFLOP/s per device | MFU ", 100 * telemetry.mfu(), "% | HFU ", 100 * telemetry.hfu(),
+      "% | goodput ", 100 * telemetry.goodput(), "% | loss ", report.steps.front().loss, " -> ",
+      report.steps.back().loss);
   if (!resumed.empty()) summary += detail::concat(" | from step ", start_step);
   if (checkpointer) {
     summary += detail::concat(" | checkpoint ", checkpointer->last_committed().string(), " (stall ",
