@@ -126,17 +126,18 @@ std::optional<Tail> read_tail(int fd, const std::filesystem::path& path) {
   return tail;
 }
 
-// Holds flock(LOCK_EX) on a descriptor for its lifetime.
-class ExclusiveLock {
+// Holds flock(LOCK_EX) (writers) or flock(LOCK_SH) (readers) on a descriptor for its
+// lifetime: a reader never sees another job's append half-written.
+class FileLock {
  public:
-  ExclusiveLock(int fd, const std::filesystem::path& path) : fd_(fd) {
-    while (::flock(fd_, LOCK_EX) != 0) {
+  FileLock(int fd, const std::filesystem::path& path, int how = LOCK_EX) : fd_(fd) {
+    while (::flock(fd_, how) != 0) {
       if (errno != EINTR) throw os_error(path, "locking (flock)", errno);
     }
   }
-  ~ExclusiveLock() { ::flock(fd_, LOCK_UN); }
-  ExclusiveLock(const ExclusiveLock&) = delete;
-  ExclusiveLock& operator=(const ExclusiveLock&) = delete;
+  ~FileLock() { ::flock(fd_, LOCK_UN); }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
 
  private:
   int fd_;
@@ -147,6 +148,13 @@ VerifyResult check(const std::filesystem::path& path, const std::string& key,
                    std::vector<json>* records) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw os_error(path, "opening", errno);
+  const int lock_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (lock_fd < 0) throw os_error(path, "opening", errno);
+  struct Close {
+    int fd;
+    ~Close() { ::close(fd); }
+  } close_lock{lock_fd};
+  FileLock shared(lock_fd, path, LOCK_SH);
   VerifyResult result;
   result.head = kZeroHash;
   result.hmac_checked = !key.empty();
@@ -231,8 +239,16 @@ LedgerWriter::LedgerWriter(std::filesystem::path path, std::string key)
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd_ < 0) throw os_error(path_, "opening", errno);
   try {
-    ExclusiveLock lock(fd_, path_);
-    read_tail(fd_, path_);
+    FileLock lock(fd_, path_);
+    // Records with and without HMACs in one ledger would make it unverifiable either way.
+    if (const std::optional<Tail> tail = read_tail(fd_, path_)) {
+      const bool signed_tail = json::parse(tail->line).contains("hmac");
+      PENG_INPUT_CHECK(signed_tail || key_.empty(), "ledger ", path_.string(),
+                       ": its records carry no HMAC, so records signed with --ledger-key "
+                       "cannot join it; start a new ledger for signed records");
+      PENG_INPUT_CHECK(!signed_tail || !key_.empty(), "ledger ", path_.string(),
+                       ": its records are signed with an HMAC key; pass --ledger-key");
+    }
   } catch (...) {
     ::close(fd_);
     throw;
@@ -243,7 +259,7 @@ LedgerWriter::~LedgerWriter() { ::close(fd_); }
 
 std::string LedgerWriter::append(json record) {
   PENG_CHECK(record.is_object(), "ledger ", path_.string(), ": a record must be a JSON object");
-  ExclusiveLock lock(fd_, path_);
+  FileLock lock(fd_, path_);
   std::optional<Tail> tail = read_tail(fd_, path_);
   record.erase("hmac");
   record["v"] = 1;

@@ -28,7 +28,8 @@
 //   "steps" (optimizer steps run by this job), "step" (the training step reached),
 //   "tokens", "model_flops", "peak_flops" (per device, FLOP/s), "peak_source",
 //   "mfu", "hfu" (over the job's step time), "energy_j" (null when no meter),
-//   "energy_source" ("nvml", "none"), "checkpoint_steps" (array of committed steps)
+//   "energy_source" ("nvml", "none"), "checkpoint_steps" (steps saved; an async save commits
+//   in the background, by the end record at the latest)
 // Of the interval that ends at this record (for charts):
 //   "loss" (last training loss, null before the first step), "interval_mfu",
 //   "power_w" (mean power of the job's devices summed, null when no meter)

@@ -13,12 +13,7 @@
 
 namespace peng::report {
 
-namespace {
-
-using nlohmann::json;
-
-// printf into a std::string.
-__attribute__((format(printf, 1, 2))) std::string format(const char* fmt, ...) {
+std::string format(const char* fmt, ...) {
   va_list args, again;
   va_start(args, fmt);
   va_copy(again, args);
@@ -30,6 +25,10 @@ __attribute__((format(printf, 1, 2))) std::string format(const char* fmt, ...) {
   s.resize(size_t(n));
   return s;
 }
+
+namespace {
+
+using nlohmann::json;
 
 // `n` decimal digits of `s` at `at` into `out`.
 bool read_digits(std::string_view s, size_t at, size_t n, int& out) {
@@ -291,14 +290,17 @@ Report build_report(std::vector<Ledger> ledgers, const Options& options) {
   Accumulator total;
   std::map<std::string, JobDetail> jobs;
   for (Ledger& ledger : ledgers) {
-    std::map<std::string, Totals> previous;  // job -> its last record's totals in this ledger
+    // (job, start) -> its last record's totals in this ledger: a job id a launcher reuses
+    // (a requeued Slurm job) starts a new series at its new start time.
+    std::map<std::pair<std::string, std::string>, Totals> previous;
     for (size_t i = 0; i < ledger.lines.size(); ++i) {
       const json& r = ledger.lines[i];
       const Where w{ledger.path, i};
       const std::string job = text(r, "job", w);
       const Totals cur = totals_of(r, w);
-      const Totals d = delta(cur, previous[job]);
-      previous[job] = cur;
+      Totals& last = previous[{job, text(r, "start", w)}];
+      const Totals d = delta(cur, last);
+      last = cur;
 
       const double time = time_of(r, "time", w);
       const std::string project = text(r, "project", w);

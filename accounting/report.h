@@ -45,6 +45,9 @@ double parse_time(const std::string& text, const std::string& what);
 // Unix seconds as "YYYY-MM-DDTHH:MM:SSZ".
 std::string format_time(double unix_seconds);
 
+// printf into a std::string (the report's number formats).
+__attribute__((format(printf, 1, 2))) std::string format(const char* fmt, ...);
+
 enum class Period { kDay, kMonth };
 // "day" | "month"; throws InputError otherwise.
 Period parse_period(const std::string& name);

@@ -40,20 +40,6 @@ ul.legend li{display:inline-block;margin-right:14px}
 .swatch{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}
 )";
 
-// printf into a std::string.
-__attribute__((format(printf, 1, 2))) std::string format(const char* fmt, ...) {
-  va_list args, again;
-  va_start(args, fmt);
-  va_copy(again, args);
-  const int n = std::vsnprintf(nullptr, 0, fmt, args);
-  va_end(args);
-  std::string s(size_t(n) + 1, '\0');
-  std::vsnprintf(s.data(), s.size(), fmt, again);
-  va_end(again);
-  s.resize(size_t(n));
-  return s;
-}
-
 std::string escape(std::string_view s) {
   std::string out;
   for (char c : s) {

@@ -3,6 +3,7 @@
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -252,9 +253,11 @@ void validate_train_config(const proto::TrainConfig& c) {
   PENG_INPUT_CHECK(l.val_batches() > 0, "logging.val_batches must be > 0, got ", l.val_batches());
   PENG_INPUT_CHECK(l.top_k() > 0, "logging.top_k must be > 0, got ", l.top_k());
   const auto& m = c.telemetry();
-  PENG_INPUT_CHECK(m.ledger_every_s() > 0, "telemetry.ledger_every_s must be > 0, got ",
+  PENG_INPUT_CHECK(m.ledger_every_s() > 0 && std::isfinite(m.ledger_every_s()),
+                   "telemetry.ledger_every_s must be a positive number of seconds, got ",
                    m.ledger_every_s());
-  PENG_INPUT_CHECK(m.nvml_period_s() > 0, "telemetry.nvml_period_s must be > 0, got ",
+  PENG_INPUT_CHECK(m.nvml_period_s() >= 0.01 && std::isfinite(m.nvml_period_s()),
+                   "telemetry.nvml_period_s must be a number of seconds >= 0.01, got ",
                    m.nvml_period_s());
   PENG_INPUT_CHECK(m.export_every() > 0, "telemetry.export_every must be > 0, got ",
                    m.export_every());

@@ -7,6 +7,7 @@
 
 #include "accounting/ledger.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "core/tensor.h"
 #include "launch/config.h"
 #include "parallel/communicator.h"
@@ -82,8 +83,8 @@ nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::js
 }  // namespace
 
 JobTelemetry::JobTelemetry(const proto::TrainConfig& config, const LaunchEnv& env,
-                           Communicator* world, const FlopsShape& flops, int64_t tokens_per_step,
-                           Clock::time_point job_start)
+                           Communicator* world, Device compute, const FlopsShape& flops,
+                           int64_t tokens_per_step, Clock::time_point job_start)
     : config_(config),
       env_(env),
       world_(world),
@@ -98,11 +99,32 @@ JobTelemetry::JobTelemetry(const proto::TrainConfig& config, const LaunchEnv& en
       hardware_flops_(hardware_flops_per_token(flops)),
       tokens_per_step_(tokens_per_step) {
   const proto::TelemetryConfig& tc = config.telemetry();
-  // Rank 0 opens its sinks first: a bad path fails before any collective below.
-  if (rank0_) {
+  hosts_ = gather_hosts(world_);  // collective; also lines the ranks up for the probe
+  const bool gpu = compute.type == DeviceType::kCuda;
+  std::string why_not;
+  nvml_ = NvmlSampler::open(env.local_rank, tc.nvml_period_s(), &why_not);
+  device_ = gpu ? (nvml_ ? nvml_->latest().name : std::string("cuda")) : "cpu: " + cpu_model_name();
+  const Peak peak = resolve_peak(tc.peak(), device_, gpu, kProbeSeconds);
+  // (peak, has a meter) of every rank; collective.
+  const std::vector<double> rows = all_gather_rows(world_, {peak.flops, nvml_ ? 1.0 : 0.0});
+  int meters = 0;
+  for (size_t r = 0; r < rows.size(); r += 2) {
+    peak_flops_ += rows[r] / double(rows.size() / 2);
+    meters += int(rows[r + 1]);
+  }
+  peak_source_ = peak.source;
+  // Energy is the compute devices': NVML's GPUs count only when the job computes on them,
+  // and only when every rank has its meter (a partial sum would understate a claim).
+  energy_metered_ = gpu && meters == env.world_size;
+  if (energy_metered_) last_energy_j_ = 0;
+
+  if (rank0_) {  // the sinks; a bad path ends the job here (main() aborts every rank)
     metrics_ = std::make_unique<MetricsJsonl>(config.logging().metrics_jsonl());
     if (!tc.tensorboard().empty()) {
       tensorboard_ = std::make_unique<tensorboard::EventFileWriter>(tc.tensorboard());
+    }
+    if (!tc.prometheus_textfile().empty()) {
+      AtomicFileWriter probe(tc.prometheus_textfile());  // fails now on a bad folder
     }
     if (!tc.ledger().empty()) {
       const std::string key =
@@ -115,27 +137,23 @@ JobTelemetry::JobTelemetry(const proto::TrainConfig& config, const LaunchEnv& en
     job_id_ = job_id_from_env(job_start_utc_);
     config_hash_ = ledger::sha256_hex(config_to_text(config));
   }
-  hosts_ = gather_hosts(world_);  // collective; also lines the ranks up for the probe
-  device_ = "cpu: " + cpu_model_name();
-  const Peak peak = resolve_peak(tc.peak(), device_, /*device_is_gpu=*/false, kProbeSeconds);
-  const std::vector<double> peaks = all_gather_rows(world_, {peak.flops});  // collective
-  for (double p : peaks) peak_flops_ += p / double(peaks.size());
-  peak_source_ = peak.source;
 
-  std::string why_not;
-  nvml_ = NvmlSampler::open(env.local_rank, tc.nvml_period_s(), &why_not);
-  const int devices = env.world_size;
   char line[512];
   std::snprintf(line, sizeof line,
                 "flops/token: %.4g (PaLM 6N+12LCT, used for MFU) | causal-halved (Megatron) "
                 "%.4g | executed %.4g (HFU) | peak %.4g TFLOP/s per device (%s) x %d",
                 model_flops_, causal_flops_, hardware_flops_, peak_flops_ / 1e12,
-                peak_source_.c_str(), devices);
+                peak_source_.c_str(), env.world_size);
   messages_.push_back(line);
-  messages_.push_back(nvml_ ? "nvml: sampling " + nvml_->latest().name + " every " +
-                                  std::to_string(tc.nvml_period_s()) + " s"
-                            : "nvml: not available (" + why_not +
-                                  "): no GPU power, energy or utilisation readings");
+  if (!nvml_) {
+    messages_.push_back("nvml: not available on rank 0 (" + why_not +
+                        "): no GPU power, energy or utilisation readings");
+  } else {
+    messages_.push_back(detail::concat(
+        "nvml: sampling ", nvml_->latest().name, " every ", tc.nvml_period_s(), " s on ", meters,
+        " of ", env.world_size, " ranks",
+        energy_metered_ ? "" : " (readings only: the job computes on the CPU, no energy billed)"));
+  }
 }
 
 JobTelemetry::~JobTelemetry() = default;
@@ -154,8 +172,12 @@ void JobTelemetry::begin(int64_t start_step, const std::string& checkpoint_dir) 
   // Steps an earlier run of this checkpoint folder reached beyond the resumed checkpoint
   // are done again: goodput counts them as lost.
   for (const nlohmann::json& r : ledger_records_) {
-    if (!checkpoint_dir_.empty() && r.value("checkpoint_dir", "") == checkpoint_dir_) {
-      reached_before_ = std::max<int64_t>(reached_before_, r.value("step", int64_t(0)));
+    if (start_step == 0 || checkpoint_dir_.empty()) break;  // nothing was resumed
+    const auto dir = r.find("checkpoint_dir");
+    const auto step = r.find("step");
+    if (dir != r.end() && dir->is_string() && *dir == checkpoint_dir_ && step != r.end() &&
+        step->is_number_integer()) {
+      reached_before_ = std::max(reached_before_, step->get<int64_t>());
     }
   }
   ledger_records_.clear();
@@ -297,11 +319,11 @@ nlohmann::json JobTelemetry::ledger_record(const std::string& kind, const std::s
   const double wall = wall_s();
   const int devices = env_.world_size;
   double energy = kNaN, power = kNaN;
-  if (stats) {
-    energy = sum_column(*stats, kEnergy);  // NaN unless every rank has a meter
+  if (stats && energy_metered_) {
+    energy = sum_column(*stats, kEnergy);
     power = sum_column(*stats, kIntervalPower);
-    last_energy_j_ = std::isfinite(energy) ? energy : -1;
-  } else if (last_energy_j_ >= 0) {
+    last_energy_j_ = energy;
+  } else if (energy_metered_) {
     energy = last_energy_j_;  // a failing job: the last figure all ranks agreed on
   }
   const double model_flops = model_flops_ * double(tokens_);
@@ -332,7 +354,7 @@ nlohmann::json JobTelemetry::ledger_record(const std::string& kind, const std::s
           {"mfu", mfu()},
           {"hfu", hfu()},
           {"energy_j", number_or_null(energy)},
-          {"energy_source", std::isfinite(energy) ? "nvml" : "none"},
+          {"energy_source", energy_metered_ ? "nvml" : "none"},
           {"checkpoint_steps", checkpoint_steps_},
           {"loss", have_loss_ ? nlohmann::json(last_loss_) : nlohmann::json(nullptr)},
           {"interval_mfu", interval_step_s_ > 0

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "launch/environment.h"
 #include "peng/config.pb.h"
 #include "telemetry/flops.h"
@@ -45,7 +46,7 @@ struct StepBreakdown {
   double backward_s = 0;      // backward passes (gradient buckets launched meanwhile)
   double optimizer_s = 0;     // norm, clipping, AdamW
   double exposed_comm_s = 0;  // waiting for data-parallel collectives
-  double pp_bubble_s = 0;     // pipeline ranks waiting for transfers
+  double pp_bubble_s = 0;     // the pipeline ranks' mean share of waiting x this step
 };
 
 struct StepMetrics {
@@ -57,9 +58,9 @@ struct StepMetrics {
 
 class JobTelemetry {
  public:
-  // `world`: null for a single process. `device_count`: ranks = devices of the job.
+  // `world`: null for a single process; every rank drives one device of kind `compute`.
   JobTelemetry(const proto::TrainConfig& config, const LaunchEnv& env, Communicator* world,
-               const FlopsShape& flops, int64_t tokens_per_step,
+               Device compute, const FlopsShape& flops, int64_t tokens_per_step,
                std::chrono::steady_clock::time_point job_start);
   ~JobTelemetry();
 
@@ -120,7 +121,8 @@ class JobTelemetry {
   bool have_loss_ = false;
   std::vector<int64_t> checkpoint_steps_;
   StepMetrics last_;
-  double last_energy_j_ = -1;  // from the last ledger gather (-1: no meter)
+  bool energy_metered_ = false;  // GPU compute and an NVML meter on every rank
+  double last_energy_j_ = 0;     // the job's energy at the last ledger gather
 };
 
 }  // namespace peng

@@ -28,6 +28,8 @@ report::Ledger load_ledger(const std::string& path, const std::string& key, bool
   l.hmac_checked = v.hmac_checked;
   if (read_records) {
     l.lines = ledger::read_verified(path, key);
+    PENG_INPUT_CHECK(l.lines.size() >= size_t(v.records), path,
+                     ": the ledger lost records while it was being read");
     // Records appended after verify() are left for the next report: the head covers these.
     l.lines.resize(size_t(v.records));
   }
@@ -57,7 +59,16 @@ void run_report_command(const ReportCommandOptions& o) {
     return;
   }
   std::vector<report::Ledger> ledgers;
-  for (const std::string& path : o.ledgers) ledgers.push_back(load_ledger(path, key, true));
+  for (const std::string& path : o.ledgers) {
+    ledgers.push_back(load_ledger(path, key, true));
+    // The same ledger twice (or a copy of it) would count every job twice.
+    for (size_t i = 0; i + 1 < ledgers.size(); ++i) {
+      const bool same = std::filesystem::equivalent(ledgers[i].path, path) ||
+                        (ledgers[i].records > 0 && ledgers[i].head == ledgers.back().head);
+      PENG_INPUT_CHECK(!same, path, " is the same ledger as ", ledgers[i].path,
+                       " (its records would count twice)");
+    }
+  }
   const report::Report r = report::build_report(std::move(ledgers), opts);
   if (!o.csv.empty()) write_file_atomic(o.csv, report::to_csv(r));
   if (!o.json.empty()) write_file_atomic(o.json, report::to_json(r).dump(2) + "\n");

@@ -288,7 +288,7 @@ TrainReport train(const proto::TrainConfig& config) {
         std::make_unique<ckpt::Checkpointer>(cc.dir(), cc.keep_last(), cc.async(), ckpt_comm.get());
   }
   ProgressLine progress(tc.steps(), lc.log_every(), !lc.quiet() && rank0, rank0);
-  JobTelemetry telemetry(config, env, env.world_size > 1 ? &mpi_world() : nullptr,
+  JobTelemetry telemetry(config, env, env.world_size > 1 ? &mpi_world() : nullptr, be.device(),
                          {.params = gpt2_num_params(mc, false),
                           .n_layer = mc.n_layer,
                           .n_embd = mc.n_embd,
@@ -459,27 +459,27 @@ TrainReport train(const proto::TrainConfig& config) {
       }
     }
     if (checkpointer) checkpointer->wait();
+    progress.finish();
+    report.seconds = seconds_since(loop_start);
+    if (!lc.export_to().empty()) {
+      const auto state = whole_model_state(*model, pp);  // collective over tp and pp
+      if (rank0) save_hf_gpt2(lc.export_to(), mc, state);
+    }
+    telemetry.finish(stopped_by ? std::string("stopped: ") + signal_name(stopped_by)
+                                : std::string("completed"));  // collective
   } catch (const std::exception& e) {
     telemetry.fail(e.what());
     throw;
   }
-  progress.finish();
-  report.seconds = seconds_since(loop_start);
-  if (!lc.export_to().empty()) {
-    const auto state = whole_model_state(*model, pp);  // collective over tp and pp
-    if (rank0) save_hf_gpt2(lc.export_to(), mc, state);
-  }
-  telemetry.finish(stopped_by ? std::string("stopped: ") + signal_name(stopped_by)
-                              : std::string("completed"));  // collective
 
   const double tps = double(report.tokens) / report.seconds;
   std::string summary = detail::concat(
       "done: ", report.steps.size(), " steps, ", report.tokens, " tokens in ",
       format_duration(report.seconds), " (start-up ", format_duration(train_start), ") | ",
-      int64_t(tps), " tok/s | ", report.flops_per_token * tps / env.world_size / 1e12,
-      " TFLOP/s per device | MFU ", 100 * telemetry.mfu(), "% | HFU ", 100 * telemetry.hfu(),
-      "% | goodput ", 100 * telemetry.goodput(), "% | loss ", report.steps.front().loss, " -> ",
-      report.steps.back().loss);
+      int64_t(tps), " tok/s | ", telemetry.mfu() * telemetry.peak_flops() / 1e12,
+      " TFLOP/s per device in steps | MFU ", 100 * telemetry.mfu(), "% | HFU ",
+      100 * telemetry.hfu(), "% | goodput ", 100 * telemetry.goodput(), "% | loss ",
+      report.steps.front().loss, " -> ", report.steps.back().loss);
   if (!resumed.empty()) summary += detail::concat(" | from step ", start_step);
   if (checkpointer) {
     summary += detail::concat(" | checkpoint ", checkpointer->last_committed().string(), " (stall ",

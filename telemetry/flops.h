@@ -12,7 +12,7 @@
 //
 // Hardware FLOPs (HFU) are what the kernels execute: 6 N + 12 L C T * f + recomputation,
 // where f is the fraction of the T x T attention products the attention kernel computes
-// (peng's CPU kernel skips whole blocks above the diagonal: f = cpu_attention_work_fraction)
+// (peng's CPU kernel skips whole blocks above the diagonal: Backend::attention_work_fraction)
 // and nothing is recomputed (activations are kept; see models/). Elementwise work
 // (softmax, LayerNorm, GELU, AdamW) is not counted in either figure.
 #pragma once

@@ -87,7 +87,8 @@ std::string format_prometheus(const std::vector<PromMetric>& metrics) {
 
 void write_prometheus_textfile(const std::filesystem::path& path,
                                const std::vector<PromMetric>& metrics) {
-  write_file_atomic(path, format_prometheus(metrics));
+  // Rewritten every few steps: atomic for node_exporter, no fsync (the next write comes).
+  write_file_atomic(path, format_prometheus(metrics), Durability::kAtomicOnly);
 }
 
 }  // namespace peng

@@ -15,20 +15,23 @@ std::string env_or(const char* name, const std::string& fallback) {
   return v && *v ? v : fallback;
 }
 
-std::string compact_utc(std::chrono::system_clock::time_point t) {
+std::string utc(std::chrono::system_clock::time_point t, const char* format) {
   const std::time_t s = std::chrono::system_clock::to_time_t(t);
   std::tm tm{};
   gmtime_r(&s, &tm);
   char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  std::strftime(buf, sizeof buf, format, &tm);
   return buf;
+}
+std::string compact_utc(std::chrono::system_clock::time_point t) {
+  return utc(t, "%Y%m%dT%H%M%SZ");
 }
 }  // namespace
 
 std::string job_id_from_env(std::chrono::system_clock::time_point start) {
   if (const std::string slurm = env_or("SLURM_JOB_ID", ""); !slurm.empty()) {
     const std::string step = env_or("SLURM_STEP_ID", "");
-    return "slurm-" + slurm + (step.empty() ? "" : "." + step);
+    return "slurm-" + slurm + (step.empty() ? "" : "." + step) + "-" + compact_utc(start);
   }
   if (const std::string ompi = env_or("OMPI_MCA_ess_base_jobid", ""); !ompi.empty()) {
     return "ompi-" + ompi + "-" + compact_utc(start);
@@ -48,12 +51,7 @@ std::string host_name() {
 }
 
 std::string utc_iso8601(std::chrono::system_clock::time_point t) {
-  const std::time_t s = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&s, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return utc(t, "%Y-%m-%dT%H:%M:%SZ");
 }
 
 int64_t memory_high_water_bytes() {

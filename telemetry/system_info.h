@@ -7,9 +7,10 @@
 
 namespace peng {
 
-// The job's id from the launcher: Slurm "slurm-<SLURM_JOB_ID>[.<SLURM_STEP_ID>]", Open MPI
-// "ompi-<jobid>-<start>", else "peng-<start>-<pid>", where <start> is `start` as
-// YYYYMMDDTHHMMSSZ (Open MPI's job ids repeat across mpirun invocations and hosts).
+// The job's id from the launcher: Slurm "slurm-<SLURM_JOB_ID>[.<SLURM_STEP_ID>]-<start>",
+// Open MPI "ompi-<jobid>-<start>", else "peng-<start>-<pid>", where <start> is `start` as
+// YYYYMMDDTHHMMSSZ (a requeued Slurm job keeps its id; Open MPI's ids repeat across
+// mpirun invocations and hosts).
 std::string job_id_from_env(std::chrono::system_clock::time_point start);
 std::string user_name();  // the login name of the real user id ($USER when unknown)
 std::string host_name();

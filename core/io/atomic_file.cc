@@ -46,9 +46,10 @@ void AtomicFileWriter::write(const void* data, size_t n) {
   }
 }
 
-void AtomicFileWriter::commit() {
+void AtomicFileWriter::commit(Durability durability) {
   PENG_CHECK(fd_ >= 0, path_.string(), ": commit called twice");
-  if (::fsync(fd_) != 0) throw os_error("fsync of", tmp_path_, errno);
+  const bool sync = durability == Durability::kSynced;
+  if (sync && ::fsync(fd_) != 0) throw os_error("fsync of", tmp_path_, errno);
   int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) {
@@ -61,6 +62,7 @@ void AtomicFileWriter::commit() {
     ::unlink(tmp_path_.c_str());
     throw os_error("renaming " + tmp_path_.string() + " to", path_, err);
   }
+  if (!sync) return;
   std::filesystem::path dir = path_.parent_path();
   fsync_dir(dir.empty() ? std::filesystem::path(".") : dir);  // the rename itself, durable
 }
@@ -73,10 +75,11 @@ void fsync_dir(const std::filesystem::path& dir) {
   }
 }
 
-void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
+void write_file_atomic(const std::filesystem::path& path, std::string_view bytes,
+                       Durability durability) {
   AtomicFileWriter w(path);
   w.write(bytes);
-  w.commit();
+  w.commit(durability);
 }
 
 }  // namespace peng

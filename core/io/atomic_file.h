@@ -12,6 +12,11 @@
 
 namespace peng {
 
+// kSynced: fsync the file and the folder, so the new content survives a crash (checkpoints,
+// manifests). kAtomicOnly: readers still see old or new, never torn, but a crash may keep
+// the old file (metrics rewritten every step, where an fsync would cost more than the data).
+enum class Durability { kSynced, kAtomicOnly };
+
 class AtomicFileWriter {
  public:
   // Creates (truncates) `path + ".tmp"`. The folder must exist.
@@ -24,8 +29,9 @@ class AtomicFileWriter {
   // Appends n bytes (retries partial writes and EINTR).
   void write(const void* data, size_t n);
   void write(std::string_view bytes) { write(bytes.data(), bytes.size()); }
-  // fsync, close, rename to the final path, fsync the folder. Call at most once.
-  void commit();
+  // fsync, close, rename to the final path, fsync the folder (kAtomicOnly: close and
+  // rename). Call at most once.
+  void commit(Durability durability = Durability::kSynced);
 
   const std::filesystem::path& path() const { return path_; }
   size_t bytes_written() const { return written_; }
@@ -42,6 +48,7 @@ class AtomicFileWriter {
 void fsync_dir(const std::filesystem::path& dir);
 
 // Writes `bytes` to `path` atomically (see AtomicFileWriter).
-void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
+void write_file_atomic(const std::filesystem::path& path, std::string_view bytes,
+                       Durability durability = Durability::kSynced);
 
 }  // namespace peng

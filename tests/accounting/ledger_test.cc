@@ -373,6 +373,22 @@ TEST(Ledger, WriterRefusesATornLedger) {
   EXPECT_EQ(lines_of(path).size(), 4u);  // nothing was appended
 }
 
+// Signed and unsigned records in one ledger would make it fail verification either way.
+TEST(Ledger, WriterRefusesToMixSignedAndUnsignedRecords) {
+  TempDir dir;
+  const std::filesystem::path signed_path = dir / "signed.jsonl";
+  write_ledger(signed_path, kKey, 2);
+  const std::string no_key = error_of<InputError>([&] { LedgerWriter writer(signed_path, ""); });
+  EXPECT_NE(no_key.find("signed with an HMAC key; pass --ledger-key"), std::string::npos) << no_key;
+  const std::filesystem::path plain_path = dir / "plain.jsonl";
+  write_ledger(plain_path, "", 2);
+  const std::string key = error_of<InputError>([&] { LedgerWriter writer(plain_path, kKey); });
+  EXPECT_NE(key.find("carry no HMAC"), std::string::npos) << key;
+  EXPECT_EQ(lines_of(signed_path).size(), 2u);
+  EXPECT_EQ(lines_of(plain_path).size(), 2u);
+  EXPECT_TRUE(verify(signed_path, kKey).ok);
+}
+
 TEST(Ledger, AppendRefusesALedgerTornMeanwhile) {
   TempDir dir;
   const std::filesystem::path path = dir / "l.jsonl";

@@ -155,6 +155,21 @@ TEST(ReportTotals, CumulativeRecordsCountEachJobOnce) {
   EXPECT_DOUBLE_EQ(row(r, "device", kH100).device_hours, 6.0);
 }
 
+// A launcher that reuses a job id (a requeued Slurm job restarting its steps) starts a new
+// series of cumulative records: its start time tells the runs apart.
+TEST(ReportTotals, ARequeuedJobIdStartsANewSeries) {
+  std::vector<json> records = sample_records();
+  json again = records[2];  // slurm-1's end record, as the first record of a second run
+  again["start"] = "2025-03-02T02:00:00Z";
+  again["time"] = "2025-03-02T03:00:00Z";
+  again["wall_s"] = 1800.0, again["device_seconds"] = 3600.0, again["tokens"] = 100;
+  records.push_back(again);
+  const report::Report r = build({}, records);
+  // The first run's 6 device-hours stay; the second run adds its own hour.
+  EXPECT_DOUBLE_EQ(row(r, "job", "slurm-1").device_hours, 7.0);
+  EXPECT_EQ(row(r, "job", "slurm-1").tokens, 3000100);
+}
+
 TEST(ReportTotals, MfuIsWeightedByCapacityAndGoodputByDeviceSeconds) {
   const report::Report r = build({});
   // slurm-1: capacity 9000 s x 2 x 1e15 = 1.8e19 for 5.4e18 FLOPs; slurm-2: 3600 s x 1e12.
@@ -393,6 +408,18 @@ TEST_F(ReportCommand, WrongKeyAndMissingFiles) {
   expect_error(testing::run_peng({"report", path, "--from", "2025-02-30"}),
                "error: --from: '2025-02-30' is not a date (YYYY-MM-DD) or UTC time "
                "(YYYY-MM-DDTHH:MM:SSZ)");
+}
+
+TEST_F(ReportCommand, TheSameLedgerTwiceIsRefused) {
+  const std::string path = ledger_path().string();
+  const fs::path copy = tmp_ / "copy.jsonl";
+  fs::copy_file(ledger_path(), copy);
+  expect_error(
+      testing::run_peng({"report", path, path}),
+      "error: " + path + " is the same ledger as " + path + " (its records would count twice)");
+  expect_error(testing::run_peng({"report", path, copy.string()}),
+               "error: " + copy.string() + " is the same ledger as " + path +
+                   " (its records would count twice)");
 }
 
 TEST_F(ReportCommand, WritesTheOutputs) {
