@@ -254,5 +254,50 @@ TEST_F(TelemetryJob, ResumedJobCountsRecomputedSteps) {
   EXPECT_GT(end["productive_s"].get<double>(), 0);
 }
 
+// A job that fails still leaves its end record, with the error, for the claim.
+TEST(TelemetryFailure, ADivergedJobLeavesAFailedEndRecord) {
+  testing::TempDir dir;
+  const testing::ReferenceRun ref = testing::load_reference_run("gpt2-tiny");
+  const testing::CommandResult r = testing::run_peng(with(
+      with({"train"}, ref.train_args(10)), {"--set", "optim.lr=1e30", "--set", "optim.grad_clip=0",
+                                            "--quiet", "--ledger", (dir / "l").string()}));
+  EXPECT_EQ(r.exit_code, 1);
+  ASSERT_EQ(testing::error_lines(r.stderr_text).size(), 1u) << r.stderr_text;
+  const std::vector<json> records = ledger::read_verified(dir / "l", "");
+  ASSERT_FALSE(records.empty());
+  const json& end = records.back();
+  EXPECT_EQ(end["kind"], "end");
+  EXPECT_EQ(end["status"].get<std::string>().rfind("failed: loss is ", 0), 0u) << end["status"];
+  EXPECT_GE(end["steps"].get<int64_t>(), 1);  // the steps before the divergence count
+  EXPECT_GT(end["device_seconds"].get<double>(), 0);
+}
+
+// Bad telemetry input: one error line naming the flag or file, before any training.
+TEST(TelemetryFailure, BadInputNamesIt) {
+  testing::TempDir dir;
+  const testing::ReferenceRun ref = testing::load_reference_run("gpt2-tiny");
+  const auto run = [&](const std::vector<std::string>& flags) {
+    const testing::CommandResult r =
+        testing::run_peng(with(with({"train"}, ref.train_args(2)), flags));
+    EXPECT_EQ(r.exit_code, 1);
+    const std::vector<std::string> errors = testing::error_lines(r.stderr_text);
+    return errors.size() == 1 ? errors[0] : "not one error line: " + r.stderr_text;
+  };
+  EXPECT_NE(run({"--peak", "Z80"}).find("one of: A100 SXM"), std::string::npos);
+  EXPECT_NE(run({"--peak", "-3"}).find("--peak"), std::string::npos);
+  EXPECT_NE(run({"--prometheus-textfile", (dir / "no" / "p.prom").string()}).find("no/p.prom"),
+            std::string::npos);
+  EXPECT_NE(run({"--ledger", (dir / "l").string(), "--ledger-key", (dir / "none").string()})
+                .find((dir / "none").string()),
+            std::string::npos);
+  EXPECT_NE(run({"--ledger-key", (dir / "k").string()}).find("needs telemetry.ledger"),
+            std::string::npos);
+  EXPECT_NE(run({"--ledger-every", "0"}).find("telemetry.ledger_every_s"), std::string::npos);
+  EXPECT_NE(run({"--set", "telemetry.nvml_period_s=inf"}).find("telemetry.nvml_period_s"),
+            std::string::npos);
+  testing::write_file(dir / "torn", "{\"seq\":0");
+  EXPECT_NE(run({"--ledger", (dir / "torn").string()}).find("torn"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace peng
