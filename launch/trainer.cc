@@ -147,6 +147,15 @@ std::string sample_text(Gpt2Model& model, PipelineRunner* runner, const Tokenize
   return tok.decode(std::vector<uint32_t>(ids.begin(), ids.end()));
 }
 
+// "0.120 TFLOP/s per device in steps | MFU 77.3% | HFU 77.1% | goodput 82.0%"
+std::string efficiency_summary(const JobTelemetry& t) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf,
+                "%.3g TFLOP/s per device in steps | MFU %.1f%% | HFU %.1f%% | goodput %.1f%%",
+                t.mfu() * t.peak_flops() / 1e12, 100 * t.mfu(), 100 * t.hfu(), 100 * t.goodput());
+  return buf;
+}
+
 }  // namespace
 
 TrainReport train(const proto::TrainConfig& config) {
@@ -473,13 +482,11 @@ TrainReport train(const proto::TrainConfig& config) {
   }
 
   const double tps = double(report.tokens) / report.seconds;
-  std::string summary = detail::concat(
-      "done: ", report.steps.size(), " steps, ", report.tokens, " tokens in ",
-      format_duration(report.seconds), " (start-up ", format_duration(train_start), ") | ",
-      int64_t(tps), " tok/s | ", telemetry.mfu() * telemetry.peak_flops() / 1e12,
-      " TFLOP/s per device in steps | MFU ", 100 * telemetry.mfu(), "% | HFU ",
-      100 * telemetry.hfu(), "% | goodput ", 100 * telemetry.goodput(), "% | loss ",
-      report.steps.front().loss, " -> ", report.steps.back().loss);
+  std::string summary =
+      detail::concat("done: ", report.steps.size(), " steps, ", report.tokens, " tokens in ",
+                     format_duration(report.seconds), " (start-up ", format_duration(train_start),
+                     ") | ", int64_t(tps), " tok/s | ", efficiency_summary(telemetry), " | loss ",
+                     report.steps.front().loss, " -> ", report.steps.back().loss);
   if (!resumed.empty()) summary += detail::concat(" | from step ", start_step);
   if (checkpointer) {
     summary += detail::concat(" | checkpoint ", checkpointer->last_committed().string(), " (stall ",
