@@ -143,75 +143,6 @@ class FileLock {
   int fd_;
 };
 
-// Checks the lines of a ledger; with `records`, collects the parsed records too.
-VerifyResult check(const std::filesystem::path& path, const std::string& key,
-                   std::vector<json>* records) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw os_error(path, "opening", errno);
-  const int lock_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (lock_fd < 0) throw os_error(path, "opening", errno);
-  struct Close {
-    int fd;
-    ~Close() { ::close(fd); }
-  } close_lock{lock_fd};
-  FileLock shared(lock_fd, path, LOCK_SH);
-  VerifyResult result;
-  result.head = kZeroHash;
-  result.hmac_checked = !key.empty();
-  std::string line;
-  for (int64_t i = 0; std::getline(in, line); ++i) {
-    auto bad = [&](std::string error) {
-      result.ok = false;
-      result.first_bad = i;
-      result.error = std::move(error);
-      return result;
-    };
-    // getline stops at the end of the file without a '\n' only on the last, torn line.
-    if (in.eof()) return bad("the last line has no final newline (torn write)");
-    json record = json::parse(line, nullptr, false);
-    if (record.is_discarded()) return bad("not valid JSON");
-    if (!record.is_object()) return bad("not a JSON object");
-    if (record.dump() != line) return bad("not in canonical form (edited by hand?)");
-    auto v = record.find("v");
-    if (v == record.end() || !v->is_number_integer() || v->get<int64_t>() != 1) {
-      return bad(v == record.end() ? "record has no \"v\""
-                                   : "unknown format version v " + v->dump());
-    }
-    auto seq = record.find("seq");
-    if (seq == record.end() || !seq->is_number_integer()) return bad("record has no integer seq");
-    if (seq->get<int64_t>() != i) {
-      return bad(detail::concat("seq is ", seq->dump(), ", expected ", i,
-                                " (deleted, inserted or reordered record)"));
-    }
-    auto prev = record.find("prev");
-    if (prev == record.end() || !prev->is_string() || prev->get<std::string>() != result.head) {
-      return bad(i == 0 ? std::string("prev of the first record is not 64 zeros "
-                                      "(deleted, inserted or reordered record)")
-                        : detail::concat("prev does not match the hash of line ", i,
-                                         " (edited, deleted, inserted or reordered record)"));
-    }
-    if (!key.empty()) {
-      auto hmac = record.find("hmac");
-      if (hmac == record.end() || !hmac->is_string()) {
-        return bad("record has no hmac but a key was given");
-      }
-      const std::string given = hmac->get<std::string>();
-      json body = record;
-      body.erase("hmac");
-      const std::string expected = hmac_sha256_hex(key, body.dump());
-      if (given.size() != expected.size() ||
-          CRYPTO_memcmp(given.data(), expected.data(), expected.size()) != 0) {
-        return bad("hmac does not match (edited record or wrong key)");
-      }
-    }
-    result.head = sha256_hex(line);
-    result.records = i + 1;
-    if (records) records->push_back(std::move(record));
-  }
-  if (in.bad()) throw os_error(path, "reading", errno);
-  return result;
-}
-
 }  // namespace
 
 std::string sha256_hex(std::string_view bytes) {
@@ -308,13 +239,77 @@ std::string read_key_file(const std::filesystem::path& path) {
   return key;
 }
 
-VerifyResult verify(const std::filesystem::path& path, const std::string& key) {
-  return check(path, key, nullptr);
+VerifyResult verify(const std::filesystem::path& path, const std::string& key,
+                    std::vector<json>* records) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw os_error(path, "opening", errno);
+  const int lock_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (lock_fd < 0) throw os_error(path, "opening", errno);
+  struct Close {
+    int fd;
+    ~Close() { ::close(fd); }
+  } close_lock{lock_fd};
+  FileLock shared(lock_fd, path, LOCK_SH);
+  VerifyResult result;
+  result.head = kZeroHash;
+  result.hmac_checked = !key.empty();
+  std::string line;
+  for (int64_t i = 0; std::getline(in, line); ++i) {
+    auto bad = [&](std::string error) {
+      result.ok = false;
+      result.first_bad = i;
+      result.error = std::move(error);
+      return result;
+    };
+    // getline stops at the end of the file without a '\n' only on the last, torn line.
+    if (in.eof()) return bad("the last line has no final newline (torn write)");
+    json record = json::parse(line, nullptr, false);
+    if (record.is_discarded()) return bad("not valid JSON");
+    if (!record.is_object()) return bad("not a JSON object");
+    if (record.dump() != line) return bad("not in canonical form (edited by hand?)");
+    auto v = record.find("v");
+    if (v == record.end() || !v->is_number_integer() || v->get<int64_t>() != 1) {
+      return bad(v == record.end() ? "record has no \"v\""
+                                   : "unknown format version v " + v->dump());
+    }
+    auto seq = record.find("seq");
+    if (seq == record.end() || !seq->is_number_integer()) return bad("record has no integer seq");
+    if (seq->get<int64_t>() != i) {
+      return bad(detail::concat("seq is ", seq->dump(), ", expected ", i,
+                                " (deleted, inserted or reordered record)"));
+    }
+    auto prev = record.find("prev");
+    if (prev == record.end() || !prev->is_string() || prev->get<std::string>() != result.head) {
+      return bad(i == 0 ? std::string("prev of the first record is not 64 zeros "
+                                      "(deleted, inserted or reordered record)")
+                        : detail::concat("prev does not match the hash of line ", i,
+                                         " (edited, deleted, inserted or reordered record)"));
+    }
+    if (!key.empty()) {
+      auto hmac = record.find("hmac");
+      if (hmac == record.end() || !hmac->is_string()) {
+        return bad("record has no hmac but a key was given");
+      }
+      const std::string given = hmac->get<std::string>();
+      json body = record;
+      body.erase("hmac");
+      const std::string expected = hmac_sha256_hex(key, body.dump());
+      if (given.size() != expected.size() ||
+          CRYPTO_memcmp(given.data(), expected.data(), expected.size()) != 0) {
+        return bad("hmac does not match (edited record or wrong key)");
+      }
+    }
+    result.head = sha256_hex(line);
+    result.records = i + 1;
+    if (records) records->push_back(std::move(record));
+  }
+  if (in.bad()) throw os_error(path, "reading", errno);
+  return result;
 }
 
 std::vector<json> read_verified(const std::filesystem::path& path, const std::string& key) {
   std::vector<json> records;
-  const VerifyResult result = check(path, key, &records);
+  const VerifyResult result = verify(path, key, &records);
   PENG_INPUT_CHECK(result.ok, "ledger ", path.string(), ": record ", result.first_bad, " (line ",
                    result.first_bad + 1, "): ", result.error);
   return records;

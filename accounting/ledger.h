@@ -89,8 +89,10 @@ struct VerifyResult {
 // "seq" = line index, "prev" chain, a final '\n' (a torn last line is bad), and with a
 // non-empty `key` the HMAC (a record without one is bad). Without a key only the chain is
 // checked, which whoever can write the file can recompute after an edit. An empty file is
-// an intact ledger of 0 records. Throws peng::IoError when the file cannot be read.
-VerifyResult verify(const std::filesystem::path& path, const std::string& key);
+// an intact ledger of 0 records. With `records`, the good records are appended to it (the
+// same pass). Throws peng::IoError when the file cannot be read.
+VerifyResult verify(const std::filesystem::path& path, const std::string& key,
+                    std::vector<nlohmann::json>* records = nullptr);
 
 // The records of a ledger, in file order; throws peng::InputError naming the file and the
 // line when the ledger does not verify (use verify() to inspect without throwing).

@@ -15,24 +15,18 @@ namespace peng {
 
 report::Ledger load_ledger(const std::string& path, const std::string& key, bool read_records) {
   PENG_INPUT_CHECK(std::filesystem::is_regular_file(path), path, ": no such ledger file");
-  const ledger::VerifyResult v = ledger::verify(path, key);
+  report::Ledger l;
+  // One pass: the records read are exactly the ones verified (and `head` covers them).
+  const ledger::VerifyResult v = ledger::verify(path, key, read_records ? &l.lines : nullptr);
   if (!v.ok && v.first_bad >= 0) {
     throw InputError(
         detail::concat(path, ": record ", v.first_bad, " (line ", v.first_bad + 1, "): ", v.error));
   }
   PENG_INPUT_CHECK(v.ok, path, ": ", v.error);
-  report::Ledger l;
   l.path = path;
   l.records = v.records;
   l.head = v.head;
   l.hmac_checked = v.hmac_checked;
-  if (read_records) {
-    l.lines = ledger::read_verified(path, key);
-    PENG_INPUT_CHECK(l.lines.size() >= size_t(v.records), path,
-                     ": the ledger lost records while it was being read");
-    // Records appended after verify() are left for the next report: the head covers these.
-    l.lines.resize(size_t(v.records));
-  }
   return l;
 }
 
