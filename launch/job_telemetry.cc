@@ -199,8 +199,6 @@ void JobTelemetry::on_step(const StepMetrics& m) {
   step_seconds_ += m.step_time_s;
   interval_flops_ += model_flops_ * double(tokens_per_step_);
   interval_step_s_ += m.step_time_s;
-  last_loss_ = m.loss;
-  have_loss_ = true;
   goodput_.add_step(m.step_time_s, m.step < reached_before_);
 
   const double tokens_per_s = double(tokens_per_step_) / m.step_time_s;
@@ -228,7 +226,7 @@ void JobTelemetry::on_step(const StepMetrics& m) {
                            {"optimizer_s", b.optimizer_s},
                            {"exposed_comm_s", b.exposed_comm_s},
                            {"pp_bubble_s", b.pp_bubble_s},
-                           {"pp_bubble", m.step_time_s > 0 ? b.pp_bubble_s / m.step_time_s : 0},
+                           {"pp_bubble", m.pp_bubble},
                            {"mem_high_water_bytes", memory_high_water_bytes()}};
     if (nvml_) {
       const GpuSample g = nvml_->latest();
@@ -356,7 +354,7 @@ nlohmann::json JobTelemetry::ledger_record(const std::string& kind, const std::s
           {"energy_j", number_or_null(energy)},
           {"energy_source", energy_metered_ ? "nvml" : "none"},
           {"checkpoint_steps", checkpoint_steps_},
-          {"loss", have_loss_ ? nlohmann::json(last_loss_) : nlohmann::json(nullptr)},
+          {"loss", steps_ > 0 ? nlohmann::json(last_.loss) : nlohmann::json(nullptr)},
           {"interval_mfu", interval_step_s_ > 0
                                ? nlohmann::json(utilisation(1.0, interval_flops_, interval_step_s_,
                                                             devices, peak_flops_))

@@ -46,13 +46,14 @@ struct StepBreakdown {
   double backward_s = 0;      // backward passes (gradient buckets launched meanwhile)
   double optimizer_s = 0;     // norm, clipping, AdamW
   double exposed_comm_s = 0;  // waiting for data-parallel collectives
-  double pp_bubble_s = 0;     // the pipeline ranks' mean share of waiting x this step
+  double pp_bubble_s = 0;     // waiting for pipeline transfers
 };
 
 struct StepMetrics {
   int64_t step = 0;
   double loss = 0, grad_norm = 0, lr = 0;
   double step_time_s = 0;  // this rank's wall time of the step
+  double pp_bubble = 0;    // the pipeline ranks' mean share of the schedule spent waiting
   StepBreakdown breakdown;
 };
 
@@ -117,8 +118,7 @@ class JobTelemetry {
   // Running totals (rank 0's view of the job).
   GoodputAccount goodput_;
   int64_t steps_ = 0, step_ = 0, tokens_ = 0, job_records_ = 0;
-  double step_seconds_ = 0, last_loss_ = 0, interval_flops_ = 0, interval_step_s_ = 0;
-  bool have_loss_ = false;
+  double step_seconds_ = 0, interval_flops_ = 0, interval_step_s_ = 0;
   std::vector<int64_t> checkpoint_steps_;
   StepMetrics last_;
   bool energy_metered_ = false;  // GPU compute and an NVML meter on every rank

@@ -37,6 +37,20 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+// Seconds since the previous lap (or the construction): one phase of a step after another.
+class Laps {
+ public:
+  double lap() {
+    const Clock::time_point now = Clock::now();
+    const double s = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    return s;
+  }
+
+ private:
+  Clock::time_point last_ = Clock::now();
+};
+
 // Reads micro-batches of this rank's slice of one step's global batch (batch rule: the
 // slice starts at sequence `first_seq`) into host tensors.
 class BatchReader {
@@ -72,12 +86,16 @@ class BatchReader {
   Tensor x_, y_;
 };
 
-// Sum over ranks of a double (the identity without data parallelism).
-double sum_over(Communicator* comm, double local) {
+// Element-wise sum over ranks (the identity without the group).
+std::vector<double> sum_over(Communicator* comm, std::vector<double> local) {
   if (!comm) return local;
-  Tensor t = Tensor::from_vector<double>({local}, {1});
+  Tensor t = Tensor::from_vector<double>(local, {int64_t(local.size())});
   comm->all_reduce(t, ReduceOp::kSum)->wait();
-  return t.data<double>()[0];
+  const double* p = t.data<double>();
+  return std::vector<double>(p, p + local.size());
+}
+double sum_over(Communicator* comm, double local) {
+  return sum_over(comm, std::vector<double>{local})[0];
 }
 
 // The micro-batches of step `step` for a pipeline runner; adds the reading time to
@@ -335,6 +353,7 @@ TrainReport train(const proto::TrainConfig& config) {
     for (int64_t step = start_step; step < tc.steps(); ++step) {
       const auto t0 = Clock::now();
       StepBreakdown time;  // exposed_comm_s: waiting for gradient and parameter collectives
+      Laps laps;
       model->parameters().zero_grads();
       double loss = 0;  // this rank's share of the global mean
       for (int64_t k = 0; !runner && k < micro_steps; ++k) {
@@ -344,30 +363,26 @@ TrainReport train(const proto::TrainConfig& config) {
         const bool last = k + 1 == micro_steps;
         const bool communicate = reducer && (last || zero == 2);
         if (communicate) reducer->arm(/*accumulate=*/zero == 2 && k > 0);
-        auto p0 = Clock::now();
+        laps.lap();
         train_reader.read(step, k);
-        time.data_s += seconds_since(p0);
-        p0 = Clock::now();
+        time.data_s += laps.lap();
         loss += model->forward(train_reader.x(), train_reader.y()) / double(micro_steps * shape.dp);
-        time.forward_s += seconds_since(p0);
-        p0 = Clock::now();
+        time.forward_s += laps.lap();
         model->backward(grad_scale);
-        time.backward_s += seconds_since(p0);
+        time.backward_s += laps.lap();
         if (communicate) {
-          const auto w0 = Clock::now();
           reducer->wait();
-          time.exposed_comm_s += seconds_since(w0);
+          time.exposed_comm_s += laps.lap();
         }
         if (zero == 2 && !last) model->parameters().zero_grads();
       }
       if (runner) {  // the pipeline's schedule, then its tied embedding, then dp (no overlap)
-        const auto p0 = Clock::now();
+        laps.lap();
         loss = runner->train(micro_batches(train_reader, step, &time.data_s), grad_scale) /
                double(micro_steps * shape.dp);
         time.forward_s = runner->forward_seconds();
         time.backward_s = runner->backward_seconds();
-        time.pp_bubble_s = runner->bubble() * seconds_since(p0);
-        const auto w0 = Clock::now();
+        time.pp_bubble_s = runner->bubble() * laps.lap();
         if (embedding_group) {
           embedding_group->all_reduce(model->parameters().get("wte.weight").grad, ReduceOp::kSum)
               ->wait();
@@ -376,36 +391,33 @@ TrainReport train(const proto::TrainConfig& config) {
           reducer->arm();
           reducer->wait();
         }
-        time.exposed_comm_s += seconds_since(w0);
+        time.exposed_comm_s += laps.lap();
       }
-      auto w0 = Clock::now();
       for (const ParamSegment& s : tp_partial) {
         Tensor g = grads.flat_view(s.span.state_offset, {s.span.numel});
         tp.all_reduce_sum(g);
       }
-      loss = sum_over(dp, sum_over(pp, loss));
-      time.exposed_comm_s += seconds_since(w0);
+      // One pipeline reduction: the loss (held by the last stage) and the ranks' bubbles.
+      const std::vector<double> pp_sums = sum_over(pp, {loss, runner ? runner->bubble() : 0.0});
+      loss = sum_over(dp, pp_sums[0]);
+      const double bubble = pp_sums[1] / shape.pp;  // the pipeline ranks' mean waiting share
+      time.exposed_comm_s += laps.lap();
       PENG_CHECK(std::isfinite(loss), "loss is ", loss, " at step ", step,
                  ": training diverged (lower optim.lr or check the data)");
-      const auto o0 = Clock::now();
+      laps.lap();
       const double norm =
           sharded_grad_norm(grads, grad_spans, model->parameters(), be, counted, norm_groups);
       clip_grad_norm(grads, be, norm, config.optim().grad_clip());
       const float lr = schedule.at(step);
       optimizer->step(lr, grads);
-      time.optimizer_s = seconds_since(o0);
-      w0 = Clock::now();
+      time.optimizer_s = laps.lap();
       if (zero > 0) reducer->all_gather_values();
       // The tied wte's two copies got the same gradient, but summed over dp in buckets laid
       // out differently on the two stages: keep them bit-identical.
       if (embedding_group) {
         embedding_group->broadcast(model->parameters().get("wte.weight").value, 0)->wait();
       }
-      time.exposed_comm_s += seconds_since(w0);
-      if (runner) {  // the bubble averaged over the pipeline ranks, as a share of the step
-        const double dt = seconds_since(t0);
-        time.pp_bubble_s = sum_over(pp, time.pp_bubble_s / dt) / shape.pp * dt;
-      }
+      time.exposed_comm_s += laps.lap();
       const double dt = seconds_since(t0);
 
       StepRecord r{.step = step,
@@ -421,6 +433,7 @@ TrainReport train(const proto::TrainConfig& config) {
                          .grad_norm = norm,
                          .lr = lr,
                          .step_time_s = dt,
+                         .pp_bubble = bubble,
                          .breakdown = time});
       const double elapsed = seconds_since(loop_start);
       progress.step(step, loss, double(report.tokens) / elapsed, elapsed);
