@@ -9,7 +9,9 @@
 // so gradients accumulate over micro-batches; they OVERWRITE activation gradients
 // (dx) unless the op says otherwise.
 //
-// A backend that lacks an op throws peng::Error naming it (never a silent fallback).
+// Ops are grouped by family; every virtual has a default that throws peng::Error naming the
+// op and the backend ("backend cpu has no op rope_forward"), so a backend implements the
+// families it supports and still compiles (MLX's no_gpu stubs). Never a silent fallback.
 #pragma once
 
 #include <memory>
@@ -24,6 +26,10 @@ struct MatmulOptions {
   float alpha = 1.0f;
   float beta = 0.0f;  // out = alpha * op(a) @ op(b) + beta * out
 };
+
+// How a linear layer's weight is stored: Hugging Face GPT-2's Conv1D (in, out), y = x W + b,
+// or torch.nn.Linear's (out, in), y = x W^T + b (Llama, Qwen).
+enum class WeightLayout { kInOut, kOutIn };
 
 struct AdamWOptions {
   float lr = 1e-3f;
@@ -44,59 +50,111 @@ class Backend {
   // 2-D: a (M, K) [or (K, M) if trans_a], b (K, N) [or (N, K) if trans_b] -> out (M, N).
   // 3-D: the same per batch index; a, b, out all carry the leading batch dimension.
   virtual void matmul(const Tensor& a, const Tensor& b, Tensor& out,
-                      const MatmulOptions& opt = {}) = 0;
+                      const MatmulOptions& opt = {});
 
-  // ---- linear (Conv1D layout, y = x @ w + bias) ----
-  // x (N, Cin), w (Cin, Cout), bias (Cout) or undefined -> y (N, Cout)
-  virtual void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) = 0;
-  // dy (N, Cout) -> dx (N, Cin) overwritten (skipped if undefined); dw (Cin, Cout) +=;
+  // ---- linear: y = x W + bias (kInOut, w (Cin, Cout)) or x W^T + bias (kOutIn, w (Cout, Cin)) ----
+  // x (N, Cin), bias (Cout) or undefined -> y (N, Cout)
+  virtual void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
+                              WeightLayout layout = WeightLayout::kInOut);
+  // dy (N, Cout) -> dx (N, Cin) overwritten (skipped if undefined); dw (w's shape) +=;
   // dbias (Cout) += (skipped if undefined).
   virtual void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx,
-                               Tensor& dw, Tensor& dbias) = 0;
+                               Tensor& dw, Tensor& dbias,
+                               WeightLayout layout = WeightLayout::kInOut);
 
   // ---- layernorm over the last dimension ----
   // x (N, C), w (C), b (C) -> y (N, C); mean (N), rstd (N) saved for backward.
   virtual void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, float eps,
-                                 Tensor& y, Tensor& mean, Tensor& rstd) = 0;
+                                 Tensor& y, Tensor& mean, Tensor& rstd);
   // dy (N, C) -> dx (N, C) ADDED INTO (residual stream convention); dw, db (C) +=.
   virtual void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w,
                                   const Tensor& mean, const Tensor& rstd, Tensor& dx, Tensor& dw,
-                                  Tensor& db) = 0;
+                                  Tensor& db);
 
   // ---- GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) ----
-  virtual void gelu_forward(const Tensor& x, Tensor& y) = 0;
+  virtual void gelu_forward(const Tensor& x, Tensor& y);
   // dx = dy * gelu'(x); dx may alias dy.
-  virtual void gelu_backward(const Tensor& dy, const Tensor& x, Tensor& dx) = 0;
+  virtual void gelu_backward(const Tensor& dy, const Tensor& x, Tensor& dx);
 
-  // ---- causal multi-head self-attention ----
-  // qkv (B, T, 3C) laid out [q | k | v], each C = H * hd with head h at columns h*hd.
-  // out (B, T, C) = concat_h softmax(q_h k_h^T / sqrt(hd) + causal mask) v_h.
+  // ---- RMSNorm over the last dimension: y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps) ----
+  // x (N, C), w (C) -> y (N, C); rstd (N) saved for backward.
+  virtual void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y,
+                               Tensor& rstd);
+  // dy (N, C) -> dx (N, C) ADDED INTO (residual stream convention); dw (C) +=.
+  virtual void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w,
+                                const Tensor& rstd, Tensor& dx, Tensor& dw);
+
+  // ---- SwiGLU: out = silu(gate) * up, silu(g) = g / (1 + exp(-g)) ----
+  // gate_up (N, 2F) laid out [gate | up] -> out (N, F).
+  virtual void swiglu_forward(const Tensor& gate_up, Tensor& out);
+  // dout (N, F) -> dgate_up (N, 2F) overwritten.
+  virtual void swiglu_backward(const Tensor& dout, const Tensor& gate_up, Tensor& dgate_up);
+
+  // ---- fused grouped-query qkv: (B, T, (H + 2K) * hd) = [q | k | v] ----
+  // Query head h at columns h*hd, key head g at (H + g)*hd, value head g at (H + K + g)*hd;
+  // query head h attends with kv head h / (H / K) (H divisible by K; K = H is multi-head
+  // attention, where the layout is GPT-2's (B, T, 3C)). hd = qkv.dim(2) / (H + 2K).
+
+  // Per-head RMSNorm of the query and key heads (Qwen3's q_norm / k_norm): query heads with
+  // wq (hd), key heads with wk (hd), value heads copied. qkv -> out (same shape), rstd
+  // (B*T, H + K) saved for backward.
+  virtual void qk_norm_forward(const Tensor& qkv, int n_head, int n_kv_head, const Tensor& wq,
+                               const Tensor& wk, float eps, Tensor& out, Tensor& rstd);
+  // dout (like qkv) -> dqkv overwritten (may alias dout; value heads copied); dwq, dwk +=.
+  virtual void qk_norm_backward(const Tensor& dout, const Tensor& qkv, int n_head, int n_kv_head,
+                                const Tensor& wq, const Tensor& wk, const Tensor& rstd,
+                                Tensor& dqkv, Tensor& dwq, Tensor& dwk);
+
+  // Rotary position embedding, Hugging Face "rotate_half" form, IN PLACE on the first
+  // `n_rot` heads of x (B, T, G * hd) (the q and k heads of a fused qkv: n_rot = H + K of
+  // G = H + 2K): with x1 = x[..., :hd/2], x2 = x[..., hd/2:] of a head at position t,
+  //   x1' = x1 cos[t] - x2 sin[t],  x2' = x2 cos[t] + x1 sin[t]
+  // cos, sin (Tmax >= T, hd/2): the angles t * inv_freq[i] (the caller's frequency rule).
+  virtual void rope_forward(Tensor& x, int n_heads, int n_rot, const Tensor& cos,
+                            const Tensor& sin);
+  // The transposed (inverse) rotation, in place: the gradient of rope_forward.
+  virtual void rope_backward(Tensor& dx, int n_heads, int n_rot, const Tensor& cos,
+                             const Tensor& sin);
+
+  // ---- causal self-attention over a fused qkv (layout above) ----
+  // out (B, T, H*hd) = concat_h softmax(q_h k_{g(h)}^T / sqrt(hd) + causal mask) v_{g(h)}.
   // att (B, H, T, T) saves the probabilities (upper triangle unspecified).
-  virtual void attention_forward(const Tensor& qkv, int n_head, Tensor& out, Tensor& att) = 0;
-  // dout (B, T, C) -> dqkv (B, T, 3C) overwritten.
+  virtual void attention_forward(const Tensor& qkv, int n_head, int n_kv_head, Tensor& out,
+                                 Tensor& att);
+  // dout (B, T, H*hd) -> dqkv (like qkv) overwritten (a kv head's gradient sums over the
+  // query heads of its group).
   virtual void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& att,
-                                  int n_head, Tensor& dqkv) = 0;
+                                  int n_head, int n_kv_head, Tensor& dqkv);
+  // Multi-head attention (K = H): qkv (B, T, 3C), out (B, T, C).
+  void attention_forward(const Tensor& qkv, int n_head, Tensor& out, Tensor& att) {
+    attention_forward(qkv, n_head, n_head, out, att);
+  }
+  void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& att, int n_head,
+                          Tensor& dqkv) {
+    attention_backward(dout, qkv, att, n_head, n_head, dqkv);
+  }
   // The share of the T x T score and value products the two calls above execute (1: the
   // full square; a kernel that skips masked blocks does less). Hardware FLOPs use it.
-  virtual double attention_work_fraction(int64_t seq_len) const = 0;
+  virtual double attention_work_fraction(int64_t seq_len) const;
 
   // ---- token + position embedding ----
   // tokens (B, T) i32, wte (Vp, C), wpe (Tmax >= T, C) -> out (B, T, C) = wte[tok] + wpe[t]
+  // (a model without position embedding uses the shard form below with vocab_begin 0).
   virtual void embedding_forward(const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
-                                 Tensor& out) = 0;
+                                 Tensor& out);
   // dout (B, T, C) -> dwte (Vp, C) +=, dwpe (Tmax, C) += (rows 0..T-1).
   virtual void embedding_backward(const Tensor& dout, const Tensor& tokens, Tensor& dwte,
-                                  Tensor& dwpe) = 0;
+                                  Tensor& dwpe);
 
   // ---- fused softmax + cross-entropy over the first `vocab` of Vp columns ----
   // logits (N, Vp), targets (N) i32 in [0, vocab) -> losses (N) = -log softmax(logits)[target].
   // Columns >= vocab (padding) are excluded from the softmax.
   virtual void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t vocab,
-                                     Tensor& losses) = 0;
+                                     Tensor& losses);
   // dlogits (N, Vp) = dloss * (softmax(logits) - onehot(target)), 0 in padded columns.
   // dlogits may alias logits (the usual case: the logits buffer is reused).
   virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t vocab,
-                                      float dloss, Tensor& dlogits) = 0;
+                                      float dloss, Tensor& dlogits);
 
   // ---- vocabulary-parallel embedding and cross-entropy (tensor parallelism) ----
   // A shard holds vocabulary rows (wte) or logit columns [vocab_begin, vocab_begin + Vl); of
@@ -105,39 +163,43 @@ class Backend {
   // out (B, T, C) = wte_shard[tok - vocab_begin] for tokens in the shard, else 0, plus
   // wpe[t] when wpe is defined (pass it on one shard only).
   virtual void embedding_forward_shard(const Tensor& tokens, const Tensor& wte_shard,
-                                       int64_t vocab_begin, const Tensor& wpe, Tensor& out) = 0;
+                                       int64_t vocab_begin, const Tensor& wpe, Tensor& out);
   // dwte_shard += dout rows of tokens in the shard; dwpe += dout when defined.
   virtual void embedding_backward_shard(const Tensor& dout, const Tensor& tokens,
-                                        int64_t vocab_begin, Tensor& dwte_shard, Tensor& dwpe) = 0;
+                                        int64_t vocab_begin, Tensor& dwte_shard, Tensor& dwpe);
   // logits (N, Vl) -> row_max (N): max over the valid columns (-inf when there are none).
-  virtual void cross_entropy_shard_max(const Tensor& logits, int64_t valid, Tensor& row_max) = 0;
+  virtual void cross_entropy_shard_max(const Tensor& logits, int64_t valid, Tensor& row_max);
   // -> stats (N, 2): [sum over valid columns of exp(l - row_max), l[target - vocab_begin]
   // when the target is in the shard else 0]. With the group's max and these summed over
   // the group, loss = log(sum) + max - target_logit.
   virtual void cross_entropy_shard_sums(const Tensor& logits, const Tensor& targets,
                                         int64_t vocab_begin, int64_t valid, const Tensor& row_max,
-                                        Tensor& stats) = 0;
+                                        Tensor& stats);
   // dlogits (N, Vl) = dloss * (exp(l - row_max) / stats[:, 0] - [column is the target]) on
   // valid columns, 0 on padding, with the group's row_max and summed stats. May alias logits.
   virtual void cross_entropy_shard_backward(const Tensor& logits, const Tensor& targets,
                                             int64_t vocab_begin, int64_t valid,
                                             const Tensor& row_max, const Tensor& stats, float dloss,
-                                            Tensor& dlogits) = 0;
+                                            Tensor& dlogits);
 
   // ---- elementwise ----
   // out = a + b (same shape); out may alias a or b.
-  virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
+  virtual void add(const Tensor& a, const Tensor& b, Tensor& out);
   // x *= s
-  virtual void scale(Tensor& x, float s) = 0;
+  virtual void scale(Tensor& x, float s);
 
   // ---- optimizer ----
   // One AdamW step on a flat parameter range, PyTorch semantics:
   //   p -= lr*wd*p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
   //   p -= (lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
   virtual void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
-                            const AdamWOptions& opt) = 0;
+                            const AdamWOptions& opt);
   // Sum of squares of all elements, accumulated in double (for global L2 norms).
-  virtual double sum_squares(const Tensor& x) = 0;
+  virtual double sum_squares(const Tensor& x);
+
+ protected:
+  // The error of an op this backend does not implement: "backend NAME has no op OP".
+  [[noreturn]] void missing(const char* op) const;
 };
 
 // The CPU backend (OpenBLAS + OpenMP). One shared instance.

@@ -66,7 +66,9 @@ void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t 
 
 }  // namespace
 
-void CpuBackend::attention_forward(const Tensor& qkv, int n_head, Tensor& out, Tensor& att) {
+void CpuBackend::attention_forward(const Tensor& qkv, int n_head, int n_kv_head, Tensor& out,
+                                   Tensor& att) {
+  PENG_CHECK(n_kv_head == n_head, "attention_forward: GQA not implemented yet");
   const char* op = "attention_forward";
   const AttnDims d = attention_dims(op, qkv, n_head);
   cpu::check_shape(op, "out", out, {d.b, d.t, d.c});
@@ -110,7 +112,8 @@ void CpuBackend::attention_forward(const Tensor& qkv, int n_head, Tensor& out, T
 }
 
 void CpuBackend::attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& att,
-                                    int n_head, Tensor& dqkv) {
+                                    int n_head, int n_kv_head, Tensor& dqkv) {
+  PENG_CHECK(n_kv_head == n_head, "attention_backward: GQA not implemented yet");
   const char* op = "attention_backward";
   const AttnDims d = attention_dims(op, qkv, n_head);
   cpu::check_shape(op, "dout", dout, {d.b, d.t, d.c});

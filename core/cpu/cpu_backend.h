@@ -32,9 +32,10 @@ class CpuBackend final : public Backend {
 
   void matmul(const Tensor& a, const Tensor& b, Tensor& out,
               const MatmulOptions& opt = {}) override;
-  void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) override;
+  void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
+                      WeightLayout layout = WeightLayout::kInOut) override;
   void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx, Tensor& dw,
-                       Tensor& dbias) override;
+                       Tensor& dbias, WeightLayout layout = WeightLayout::kInOut) override;
 
   void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y,
                          Tensor& mean, Tensor& rstd) override;
@@ -44,9 +45,12 @@ class CpuBackend final : public Backend {
   void gelu_forward(const Tensor& x, Tensor& y) override;
   void gelu_backward(const Tensor& dy, const Tensor& x, Tensor& dx) override;
 
-  void attention_forward(const Tensor& qkv, int n_head, Tensor& out, Tensor& att) override;
+  using Backend::attention_backward;
+  using Backend::attention_forward;
+  void attention_forward(const Tensor& qkv, int n_head, int n_kv_head, Tensor& out,
+                         Tensor& att) override;
   void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& att, int n_head,
-                          Tensor& dqkv) override;
+                          int n_kv_head, Tensor& dqkv) override;
   double attention_work_fraction(int64_t seq_len) const override;
 
   void embedding_forward(const Tensor& tokens, const Tensor& wte, const Tensor& wpe,

@@ -164,7 +164,9 @@ LinearDims check_linear(const char* op, const Tensor& x, const Tensor& w) {
 }
 }  // namespace
 
-void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
+void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
+                                WeightLayout layout) {
+  PENG_CHECK(layout == WeightLayout::kInOut, "linear_forward: kOutIn not implemented yet");
   const char* op = "linear_forward";
   const auto [n, cin, cout, ys] = check_linear(op, x, w);
   cpu::check_shape(op, "y", y, ys);
@@ -183,7 +185,8 @@ void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& 
 }
 
 void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx,
-                                 Tensor& dw, Tensor& dbias) {
+                                 Tensor& dw, Tensor& dbias, WeightLayout layout) {
+  PENG_CHECK(layout == WeightLayout::kInOut, "linear_backward: kOutIn not implemented yet");
   const char* op = "linear_backward";
   const auto [n, cin, cout, ys] = check_linear(op, x, w);
   cpu::check_shape(op, "dy", dy, ys);

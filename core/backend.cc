@@ -1,0 +1,101 @@
+// The Backend ops' defaults: an op a backend does not implement is a clear error naming it.
+#include "core/backend.h"
+
+#include "core/error.h"
+
+namespace peng {
+
+void Backend::missing(const char* op) const {
+  throw Error(detail::concat("backend ", name(), " has no op ", op));
+}
+
+void Backend::matmul(const Tensor&, const Tensor&, Tensor&, const MatmulOptions&) {
+  missing("matmul");
+}
+void Backend::linear_forward(const Tensor&, const Tensor&, const Tensor&, Tensor&, WeightLayout) {
+  missing("linear_forward");
+}
+void Backend::linear_backward(const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&,
+                              Tensor&, WeightLayout) {
+  missing("linear_backward");
+}
+void Backend::layernorm_forward(const Tensor&, const Tensor&, const Tensor&, float, Tensor&,
+                                Tensor&, Tensor&) {
+  missing("layernorm_forward");
+}
+void Backend::layernorm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                 const Tensor&, Tensor&, Tensor&, Tensor&) {
+  missing("layernorm_backward");
+}
+void Backend::gelu_forward(const Tensor&, Tensor&) { missing("gelu_forward"); }
+void Backend::gelu_backward(const Tensor&, const Tensor&, Tensor&) { missing("gelu_backward"); }
+void Backend::rmsnorm_forward(const Tensor&, const Tensor&, float, Tensor&, Tensor&) {
+  missing("rmsnorm_forward");
+}
+void Backend::rmsnorm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&,
+                               Tensor&) {
+  missing("rmsnorm_backward");
+}
+void Backend::swiglu_forward(const Tensor&, Tensor&) { missing("swiglu_forward"); }
+void Backend::swiglu_backward(const Tensor&, const Tensor&, Tensor&) {
+  missing("swiglu_backward");
+}
+void Backend::qk_norm_forward(const Tensor&, int, int, const Tensor&, const Tensor&, float, Tensor&,
+                              Tensor&) {
+  missing("qk_norm_forward");
+}
+void Backend::qk_norm_backward(const Tensor&, const Tensor&, int, int, const Tensor&,
+                               const Tensor&, const Tensor&, Tensor&, Tensor&, Tensor&) {
+  missing("qk_norm_backward");
+}
+void Backend::rope_forward(Tensor&, int, int, const Tensor&, const Tensor&) {
+  missing("rope_forward");
+}
+void Backend::rope_backward(Tensor&, int, int, const Tensor&, const Tensor&) {
+  missing("rope_backward");
+}
+void Backend::attention_forward(const Tensor&, int, int, Tensor&, Tensor&) {
+  missing("attention_forward");
+}
+void Backend::attention_backward(const Tensor&, const Tensor&, const Tensor&, int, int, Tensor&) {
+  missing("attention_backward");
+}
+double Backend::attention_work_fraction(int64_t) const { return 1.0; }
+void Backend::embedding_forward(const Tensor&, const Tensor&, const Tensor&, Tensor&) {
+  missing("embedding_forward");
+}
+void Backend::embedding_backward(const Tensor&, const Tensor&, Tensor&, Tensor&) {
+  missing("embedding_backward");
+}
+void Backend::cross_entropy_forward(const Tensor&, const Tensor&, int64_t, Tensor&) {
+  missing("cross_entropy_forward");
+}
+void Backend::cross_entropy_backward(const Tensor&, const Tensor&, int64_t, float, Tensor&) {
+  missing("cross_entropy_backward");
+}
+void Backend::embedding_forward_shard(const Tensor&, const Tensor&, int64_t, const Tensor&,
+                                      Tensor&) {
+  missing("embedding_forward_shard");
+}
+void Backend::embedding_backward_shard(const Tensor&, const Tensor&, int64_t, Tensor&, Tensor&) {
+  missing("embedding_backward_shard");
+}
+void Backend::cross_entropy_shard_max(const Tensor&, int64_t, Tensor&) {
+  missing("cross_entropy_shard_max");
+}
+void Backend::cross_entropy_shard_sums(const Tensor&, const Tensor&, int64_t, int64_t,
+                                       const Tensor&, Tensor&) {
+  missing("cross_entropy_shard_sums");
+}
+void Backend::cross_entropy_shard_backward(const Tensor&, const Tensor&, int64_t, int64_t,
+                                           const Tensor&, const Tensor&, float, Tensor&) {
+  missing("cross_entropy_shard_backward");
+}
+void Backend::add(const Tensor&, const Tensor&, Tensor&) { missing("add"); }
+void Backend::scale(Tensor&, float) { missing("scale"); }
+void Backend::adamw_update(Tensor&, const Tensor&, Tensor&, Tensor&, const AdamWOptions&) {
+  missing("adamw_update");
+}
+double Backend::sum_squares(const Tensor&) { missing("sum_squares"); }
+
+}  // namespace peng
