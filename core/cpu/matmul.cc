@@ -1,12 +1,15 @@
-// matmul and linear (Conv1D layout) on the CPU: every product is cblas_sgemm.
+// matmul and linear (both weight layouts) on the CPU: every product is cblas_sgemm.
 //
 // Layout: all tensors row-major and contiguous, so a stored (R, S) matrix has ld = S and a
 // transposed operand is passed to sgemm as CblasTrans with its stored leading dimension.
 // Threading: a product is split into one block of output rows (or columns) per OpenMP
 // thread, each computed by a single-threaded sgemm (see `sgemm` below).
 // linear_forward folds the bias into the GEMM: each thread fills its block of y with the
-// broadcast bias and runs sgemm with beta = 1. linear_backward is two GEMMs (dx = dy w^T
-// overwriting, dw += x^T dy with beta = 1) and an OpenMP column sum of dy for dbias.
+// broadcast bias and runs sgemm with beta = 1. linear_backward is two GEMMs (dx overwriting,
+// dw accumulating with beta = 1) and an OpenMP column sum of dy for dbias. The weight
+// layout only picks the transposes (w is read in place, never copied):
+//   kInOut  w (Cin, Cout):  y = x w + b,    dx = dy w^T,  dw (Cin, Cout) += x^T dy
+//   kOutIn  w (Cout, Cin):  y = x w^T + b,  dx = dy w,    dw (Cout, Cin) += dy^T x
 // Batched (3-D) matmul loops over the batch: small matrices are spread over the threads
 // (one whole product each), large ones are split as above.
 #include <cblas.h>
@@ -14,7 +17,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <vector>
 
 #include "core/cpu/cpu_backend.h"
 
@@ -145,30 +147,33 @@ void CpuBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out, const Mat
 // ---- linear ----
 
 namespace {
-// Checks x (N, Cin) and w (Cin, Cout) of a linear op; returns N, Cin, Cout and the shape
-// of y (x's leading dimensions with Cout last).
+// Checks x (N, Cin) and w ((Cin, Cout) for kInOut, (Cout, Cin) for kOutIn) of a linear op;
+// returns N, Cin, Cout and the shape of y (x's leading dimensions with Cout last).
 struct LinearDims {
   int64_t n, cin, cout;
   Shape y_shape;
 };
-LinearDims check_linear(const char* op, const Tensor& x, const Tensor& w) {
+LinearDims check_linear(const char* op, const Tensor& x, const Tensor& w, WeightLayout layout) {
   cpu::check_tensor(op, "x", x);
   cpu::check_tensor(op, "w", w);
+  PENG_CHECK(layout == WeightLayout::kInOut || layout == WeightLayout::kOutIn, op,
+             ": unknown weight layout ", int(layout));
   PENG_CHECK(x.ndim() >= 2, op, ": x must be (N, Cin), got ", x.str());
-  PENG_CHECK(w.ndim() == 2 && w.dim(0) == x.dim(-1), op,
-             ": w must be (Cin, Cout) with Cin = ", x.dim(-1), ", got ", w.str(), " for x ",
-             x.str());
+  const bool out_in = layout == WeightLayout::kOutIn;
+  PENG_CHECK(w.ndim() == 2 && w.dim(out_in ? 1 : 0) == x.dim(-1), op, ": w must be ",
+             out_in ? "(Cout, Cin)" : "(Cin, Cout)", " with Cin = ", x.dim(-1), " (layout ",
+             out_in ? "kOutIn" : "kInOut", "), got ", w.str(), " for x ", x.str());
+  const int64_t cin = x.dim(-1), cout = w.dim(out_in ? 0 : 1);
   Shape ys = x.shape();
-  ys.back() = w.dim(1);
-  return {cpu::rows_of(x), w.dim(0), w.dim(1), ys};
+  ys.back() = cout;
+  return {cpu::rows_of(x), cin, cout, ys};
 }
 }  // namespace
 
 void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
                                 WeightLayout layout) {
-  PENG_CHECK(layout == WeightLayout::kInOut, "linear_forward: kOutIn not implemented yet");
   const char* op = "linear_forward";
-  const auto [n, cin, cout, ys] = check_linear(op, x, w);
+  const auto [n, cin, cout, ys] = check_linear(op, x, w, layout);
   cpu::check_shape(op, "y", y, ys);
   if (bias.defined()) cpu::check_shape(op, "bias", bias, {cout});
   for (int64_t d : {n, cin, cout}) check_blas_dim(op, d);
@@ -180,17 +185,20 @@ void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& 
   const float* pw = w.data<const float>();
   float* py = y.data<float>();
   const float* pb = bias.defined() ? bias.data<const float>() : nullptr;
-  // y (N, Cout) = bias + x (N, Cin) @ w (Cin, Cout)
-  sgemm(false, false, n, cout, cin, 1.0f, px, cin, pw, cout, pb ? 1.0f : 0.0f, py, cout, pb);
+  if (layout == WeightLayout::kInOut) {  // y (N, Cout) = bias + x (N, Cin) @ w (Cin, Cout)
+    sgemm(false, false, n, cout, cin, 1.0f, px, cin, pw, cout, pb ? 1.0f : 0.0f, py, cout, pb);
+  } else {  // y (N, Cout) = bias + x (N, Cin) @ w^T (Cin, Cout), w stored (Cout, Cin)
+    sgemm(false, true, n, cout, cin, 1.0f, px, cin, pw, cin, pb ? 1.0f : 0.0f, py, cout, pb);
+  }
 }
 
 void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx,
                                  Tensor& dw, Tensor& dbias, WeightLayout layout) {
-  PENG_CHECK(layout == WeightLayout::kInOut, "linear_backward: kOutIn not implemented yet");
   const char* op = "linear_backward";
-  const auto [n, cin, cout, ys] = check_linear(op, x, w);
+  const auto [n, cin, cout, ys] = check_linear(op, x, w, layout);
+  const bool out_in = layout == WeightLayout::kOutIn;
   cpu::check_shape(op, "dy", dy, ys);
-  cpu::check_shape(op, "dw", dw, {cin, cout});
+  cpu::check_shape(op, "dw", dw, w.shape());
   if (dx.defined()) {
     cpu::check_shape(op, "dx", dx, x.shape());
     cpu::check_no_overlap(op, "dx", dx, "dy", dy);
@@ -205,11 +213,20 @@ void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor
   const float* pdy = dy.data<const float>();
   const float* px = x.data<const float>();
   const float* pw = w.data<const float>();
-  if (dx.defined()) {  // dx (N, Cin) = dy (N, Cout) @ w^T (Cout, Cin)
-    sgemm(false, true, n, cin, cout, 1.0f, pdy, cout, pw, cout, 0.0f, dx.data<float>(), cin);
+  float* pdw = dw.data<float>();
+  if (!out_in) {
+    if (dx.defined()) {  // dx (N, Cin) = dy (N, Cout) @ w^T (Cout, Cin)
+      sgemm(false, true, n, cin, cout, 1.0f, pdy, cout, pw, cout, 0.0f, dx.data<float>(), cin);
+    }
+    // dw (Cin, Cout) += x^T (Cin, N) @ dy (N, Cout)
+    sgemm(true, false, cin, cout, n, 1.0f, px, cin, pdy, cout, 1.0f, pdw, cout);
+  } else {
+    if (dx.defined()) {  // dx (N, Cin) = dy (N, Cout) @ w (Cout, Cin)
+      sgemm(false, false, n, cin, cout, 1.0f, pdy, cout, pw, cin, 0.0f, dx.data<float>(), cin);
+    }
+    // dw (Cout, Cin) += dy^T (Cout, N) @ x (N, Cin)
+    sgemm(true, false, cout, cin, n, 1.0f, pdy, cout, px, cin, 1.0f, pdw, cin);
   }
-  // dw (Cin, Cout) += x^T (Cin, N) @ dy (N, Cout)
-  sgemm(true, false, cin, cout, n, 1.0f, px, cin, pdy, cout, 1.0f, dw.data<float>(), cout);
   if (dbias.defined()) {  // dbias (Cout) += sum over rows of dy; threads own column ranges
     float* pdb = dbias.data<float>();
     bool par = n * cout >= cpu::kParallelMin;
@@ -219,15 +236,17 @@ void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor
       int64_t per = (cout + nt - 1) / nt;
       per = (per + 15) / 16 * 16;  // whole cache lines per thread
       int64_t c0 = std::min(cout, t * per), c1 = std::min(cout, c0 + per);
-      if (c1 > c0) {
-        std::vector<float> acc(size_t(c1 - c0), 0.0f);
-        float* pacc = acc.data();
+      // Column chunks summed on the stack (no allocation per call), then added to dbias.
+      constexpr int64_t kChunk = 512;
+      for (int64_t k0 = c0; k0 < c1; k0 += kChunk) {
+        const int64_t len = std::min(kChunk, c1 - k0);
+        float acc[kChunk] = {};
         for (int64_t i = 0; i < n; ++i) {
-          const float* row = pdy + i * cout + c0;
+          const float* row = pdy + i * cout + k0;
 #pragma omp simd
-          for (int64_t j = 0; j < c1 - c0; ++j) pacc[j] += row[j];
+          for (int64_t j = 0; j < len; ++j) acc[j] += row[j];
         }
-        for (int64_t j = 0; j < c1 - c0; ++j) pdb[c0 + j] += pacc[j];
+        for (int64_t j = 0; j < len; ++j) pdb[k0 + j] += acc[j];
       }
     }
   }
