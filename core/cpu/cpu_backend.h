@@ -1,10 +1,16 @@
 // CpuBackend: the Backend ops on the host, with OpenBLAS (sgemm) and OpenMP.
 //
 // One file per op family, llm.c style; each defines the CpuBackend members of its family:
-//   matmul.cc         matmul, linear_forward/backward (cblas_sgemm, bias folded into beta)
+//   matmul.cc         matmul, linear_forward/backward (cblas_sgemm, bias folded into beta;
+//                     both weight layouts)
 //   layernorm.cc      layernorm_forward/backward
+//   rmsnorm.cc        rmsnorm_forward/backward
 //   gelu.cc           gelu_forward/backward
-//   attention.cc      attention_forward/backward (per (b, h) sgemm on strided qkv slices)
+//   swiglu.cc         swiglu_forward/backward
+//   qk_norm.cc        qk_norm_forward/backward (per-head RMSNorm of a fused qkv's q and k)
+//   rope.cc           rope_forward/backward (rotate_half, in place)
+//   attention.cc      attention_forward/backward (causal, grouped-query; per (b, head) sgemm
+//                     on strided qkv slices)
 //   embedding.cc      embedding_forward/backward (whole table and vocabulary shard)
 //   cross_entropy.cc  cross_entropy_forward/backward (whole vocabulary and shard)
 //   elementwise.cc    add, scale
@@ -12,7 +18,8 @@
 //
 // Threading: ops parallelise with OpenMP. OpenBLAS (OpenMP build) runs cblas_sgemm
 // single-threaded inside a parallel region; the GEMM ops split each product over the
-// threads themselves (matmul.cc), attention gives each thread whole (b, h) pairs.
+// threads themselves (matmul.cc), attention gives each thread whole (b, head) pairs, the
+// row-wise ops (norms, SwiGLU, RoPE) give each thread a block of rows.
 // Every op validates dtype, device and shapes and throws peng::Error naming the op and the
 // offending tensor.
 #pragma once
@@ -22,6 +29,7 @@
 #include <cstring>
 
 #include "core/backend.h"
+#include "core/error.h"
 
 namespace peng {
 
@@ -44,6 +52,25 @@ class CpuBackend final : public Backend {
 
   void gelu_forward(const Tensor& x, Tensor& y) override;
   void gelu_backward(const Tensor& dy, const Tensor& x, Tensor& dx) override;
+
+  void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y,
+                       Tensor& rstd) override;
+  void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
+                        Tensor& dx, Tensor& dw) override;
+
+  void swiglu_forward(const Tensor& gate_up, Tensor& out) override;
+  void swiglu_backward(const Tensor& dout, const Tensor& gate_up, Tensor& dgate_up) override;
+
+  void qk_norm_forward(const Tensor& qkv, int n_head, int n_kv_head, const Tensor& wq,
+                       const Tensor& wk, float eps, Tensor& out, Tensor& rstd) override;
+  void qk_norm_backward(const Tensor& dout, const Tensor& qkv, int n_head, int n_kv_head,
+                        const Tensor& wq, const Tensor& wk, const Tensor& rstd, Tensor& dqkv,
+                        Tensor& dwq, Tensor& dwk) override;
+
+  void rope_forward(Tensor& x, int n_heads, int n_rot, const Tensor& cos,
+                    const Tensor& sin) override;
+  void rope_backward(Tensor& dx, int n_heads, int n_rot, const Tensor& cos,
+                     const Tensor& sin) override;
 
   using Backend::attention_backward;
   using Backend::attention_forward;
@@ -96,6 +123,23 @@ void check_no_overlap(const char* op, const char* out_name, const Tensor& out, c
                       const Tensor& in);
 // Rows of a tensor whose last dimension is `cols` (all leading dimensions flattened).
 int64_t rows_of(const Tensor& t);
+
+// The dimensions of a fused grouped-query qkv (B, T, (H + 2K) * hd) (core/backend.h).
+struct QkvDims {
+  int64_t b, t, h, k, hd;
+  int64_t width() const { return (h + 2 * k) * hd; }  // qkv's last dimension
+};
+// Checks qkv (f32, 3-D) and the head counts: n_head >= 1, n_kv_head >= 1 dividing n_head, and
+// H + 2K dividing qkv's last dimension.
+inline QkvDims check_qkv(const char* op, const Tensor& qkv, int n_head, int n_kv_head) {
+  check_tensor(op, "qkv", qkv);
+  PENG_CHECK(n_head >= 1 && n_kv_head >= 1 && n_head % n_kv_head == 0, op, ": n_head ", n_head,
+             " must be a positive multiple of n_kv_head ", n_kv_head);
+  const int64_t groups = int64_t(n_head) + 2 * int64_t(n_kv_head);
+  PENG_CHECK(qkv.ndim() == 3 && qkv.dim(2) % groups == 0, op,
+             ": qkv must be (B, T, (H + 2K) * hd) with H + 2K = ", groups, ", got ", qkv.str());
+  return {qkv.dim(0), qkv.dim(1), n_head, n_kv_head, qkv.dim(2) / groups};
+}
 
 // Work below this many elements is not worth waking the OpenMP team for.
 constexpr int64_t kParallelMin = 1 << 14;
