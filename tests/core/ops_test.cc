@@ -107,6 +107,20 @@ double dot(const Vec& a, const Vec& b) {
   return s;
 }
 
+// f throws peng::Error whose message starts with "op:" (the op names itself) and contains
+// `needle`.
+void expect_op_error(const std::function<void()>& f, const std::string& op,
+                     const std::string& needle = "") {
+  try {
+    f();
+    ADD_FAILURE() << op << ": no throw";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.rfind(op + ":", 0), 0u) << "message does not start with " << op << ": " << msg;
+    EXPECT_NE(msg.find(needle), std::string::npos) << "no '" << needle << "' in: " << msg;
+  }
+}
+
 // ---- float64 references ----
 
 // out (M, N) = alpha op(a) op(b) + beta out0, per batch; a stored (M, K) or (K, M) if ta.
@@ -326,54 +340,74 @@ TEST(CpuOps, MatmulRejectsBadShapes) {
 
 // ---- linear ----
 
+// w stored (R, S) -> (S, R).
+Vec transpose(const Vec& w, int64_t r, int64_t s) {
+  Vec t(w.size());
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t j = 0; j < s; ++j) t[size_t(j * r + i)] = w[size_t(i * s + j)];
+  return t;
+}
+
+// A linear layer in either weight layout against linear_ref (which takes w (Cin, Cout); a
+// kOutIn weight (Cout, Cin) is transposed for it): y, dx (overwritten), dw and dbias
+// (accumulated into random starting values), by finite differences or analytically.
 void run_linear_case(const Shape& xs, int64_t cout, bool with_bias, bool with_dx, bool with_dbias,
-                     bool finite_diff, std::mt19937& rng) {
+                     bool finite_diff, std::mt19937& rng,
+                     WeightLayout layout = WeightLayout::kInOut) {
+  const bool out_in = layout == WeightLayout::kOutIn;
+  const std::string what = std::string("linear ") + (out_in ? "kOutIn " : "kInOut ") +
+                           shape_str(xs) + " -> " + std::to_string(cout);
   const int64_t cin = xs.back();
   Tensor x = randn(xs, rng);
   const int64_t n = x.numel() / cin;
-  Tensor w = randn({cin, cout}, rng, 0.3f);
+  const Shape ws = out_in ? Shape{cout, cin} : Shape{cin, cout};
+  Tensor w = randn(ws, rng, 0.3f);
+  // The weight as linear_ref takes it, (Cin, Cout), from the stored layout.
+  auto w_in_out = [&](const Vec& wv) { return out_in ? transpose(wv, cout, cin) : wv; };
   Tensor bias = with_bias ? randn({cout}, rng) : Tensor();
   Shape ys = xs;
   ys.back() = cout;
   Tensor y = filled(ys, kNaN);
-  be().linear_forward(x, w, bias, y);
+  be().linear_forward(x, w, bias, y, layout);
   Vec bv = with_bias ? vec(bias) : Vec();
-  expect_close(y, linear_ref(vec(x), vec(w), with_bias ? &bv : nullptr, n, cin, cout),
-               "linear_forward");
+  expect_close(y, linear_ref(vec(x), w_in_out(vec(w)), with_bias ? &bv : nullptr, n, cin, cout),
+               what + " y");
 
   Tensor dy = randn(ys, rng);
-  Tensor dx = with_dx ? filled(xs, kNaN) : Tensor();       // overwritten
-  Tensor dw0 = randn({cin, cout}, rng), dw = dw0.clone();  // accumulated into
+  Tensor dx = with_dx ? filled(xs, kNaN) : Tensor();  // overwritten
+  Tensor dw0 = randn(ws, rng), dw = dw0.clone();      // accumulated into
   Tensor db0 = randn({cout}, rng), db = with_dbias ? db0.clone() : Tensor();
-  be().linear_backward(dy, x, w, dx, dw, db);
+  be().linear_backward(dy, x, w, dx, dw, db, layout);
 
   const Vec vx = vec(x), vw = vec(w), vdy = vec(dy);
   Vec gx, gw, gb;
   if (finite_diff) {
     auto loss = [&](const Vec& xx, const Vec& ww, const Vec* bb) {
-      return dot(vdy, linear_ref(xx, ww, bb, n, cin, cout));
+      return dot(vdy, linear_ref(xx, w_in_out(ww), bb, n, cin, cout));
     };
     const Vec* pb = with_bias ? &bv : nullptr;
     gx = numeric_grad([&](const Vec& v) { return loss(v, vw, pb); }, vx);
     gw = numeric_grad([&](const Vec& v) { return loss(vx, v, pb); }, vw);
     Vec b0(size_t(cout), 0.0);
     gb = numeric_grad([&](const Vec& v) { return loss(vx, vw, &v); }, b0);
-  } else {  // dx = dy w^T, dw = x^T dy, db = column sums of dy
+  } else {  // dx = dy w^T, dw = x^T dy (as (Cin, Cout)), db = column sums of dy
+    const Vec wio = w_in_out(vw);
     gx.assign(size_t(n * cin), 0);
     gw.assign(size_t(cin * cout), 0);
     gb.assign(size_t(cout), 0);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t a = 0; a < cin; ++a)
         for (int64_t o = 0; o < cout; ++o) {
-          gx[i * cin + a] += vdy[i * cout + o] * vw[a * cout + o];
+          gx[i * cin + a] += vdy[i * cout + o] * wio[a * cout + o];
           gw[a * cout + o] += vx[i * cin + a] * vdy[i * cout + o];
         }
     for (int64_t i = 0; i < n; ++i)
       for (int64_t o = 0; o < cout; ++o) gb[o] += vdy[i * cout + o];
+    if (out_in) gw = transpose(gw, cin, cout);
   }
-  if (with_dx) expect_close(dx, gx, "linear_backward dx");
-  expect_close(sub(vec(dw), vec(dw0)), gw, "linear_backward dw (accumulated)");
-  if (with_dbias) expect_close(sub(vec(db), vec(db0)), gb, "linear_backward dbias (accumulated)");
+  if (with_dx) expect_close(dx, gx, what + " dx");
+  expect_close(sub(vec(dw), vec(dw0)), gw, what + " dw (accumulated)");
+  if (with_dbias) expect_close(sub(vec(db), vec(db0)), gb, what + " dbias (accumulated)");
 }
 
 TEST(CpuOps, LinearForwardBackwardFiniteDifferences) {
@@ -389,6 +423,7 @@ TEST(CpuOps, LinearLargeParallelPaths) {
   run_linear_case({4, 37, 50}, 130, true, true, true, false, rng);  // N*Cout >= threshold
   run_linear_case({300, 64}, 1000, true, true, true, false, rng);
   run_linear_case({100, 64}, 700, true, true, true, false, rng);  // few rows: column split
+  run_linear_case({40, 16}, 2100, true, true, true, false, rng);  // dbias: several column chunks
 }
 
 TEST(CpuOps, LinearRejectsBadShapes) {
@@ -401,6 +436,86 @@ TEST(CpuOps, LinearRejectsBadShapes) {
   EXPECT_THROW(be().linear_forward(x, w, Tensor(), bad_y), Error);
   Tensor dx = Tensor::zeros({4, 6}), dw = Tensor::zeros({3, 6}), db;
   EXPECT_THROW(be().linear_backward(y, x, w, dx, dw, db), Error);
+}
+
+TEST(CpuOps, LinearOutInForwardBackwardFiniteDifferences) {
+  std::mt19937 rng(31);
+  const WeightLayout kOI = WeightLayout::kOutIn;
+  run_linear_case({7, 12}, 10, true, true, true, true, rng, kOI);
+  run_linear_case({2, 3, 12}, 5, true, true, true, true, rng, kOI);  // (B, T, C) input
+  run_linear_case({7, 12}, 10, false, true, false, true, rng, kOI);  // no bias
+  run_linear_case({5, 9}, 4, true, false, true, true, rng, kOI);     // dx skipped
+  run_linear_case({6, 8}, 8, false, false, false, true, rng, kOI);   // square w: no bias, no dx
+  run_linear_case({1, 3}, 1, true, true, true, true, rng, kOI);      // a single row and output
+}
+
+TEST(CpuOps, LinearOutInLargeParallelPaths) {
+  std::mt19937 rng(32);
+  const WeightLayout kOI = WeightLayout::kOutIn;
+  run_linear_case({4, 37, 50}, 130, true, true, true, false, rng, kOI);
+  run_linear_case({300, 64}, 1000, true, true, true, false, rng, kOI);   // y and dx split by rows
+  run_linear_case({100, 64}, 700, false, true, false, false, rng, kOI);  // few rows: by columns
+  run_linear_case({512, 96}, 300, false, true, false, false, rng, kOI);  // dw (300, 96) threaded
+  run_linear_case({40, 16}, 2100, true, true, true, false, rng, kOI);    // dbias column chunks
+}
+
+TEST(CpuOps, LinearOutInMatchesInOutWithTransposedWeight) {
+  std::mt19937 rng(33);
+  const int64_t n = 260, cin = 96, cout = 140;
+  Tensor x = randn({n, cin}, rng), w_oi = randn({cout, cin}, rng), bias = randn({cout}, rng);
+  Tensor w_io = Tensor::from_vector(std::vector<float>(cin * cout), {cin, cout});
+  for (int64_t o = 0; o < cout; ++o)
+    for (int64_t i = 0; i < cin; ++i)
+      w_io.data<float>()[i * cout + o] = w_oi.data<float>()[o * cin + i];
+  Tensor y_oi = Tensor::empty({n, cout}), y_io = Tensor::empty({n, cout});
+  be().linear_forward(x, w_oi, bias, y_oi, WeightLayout::kOutIn);
+  be().linear_forward(x, w_io, bias, y_io, WeightLayout::kInOut);
+  expect_close(y_oi, vec(y_io), "kOutIn y vs kInOut y", 1e-5, 1e-6);
+  Tensor dy = randn({n, cout}, rng);
+  Tensor dx_oi = Tensor::empty({n, cin}), dx_io = Tensor::empty({n, cin});
+  Tensor dw_oi = Tensor::zeros({cout, cin}), dw_io = Tensor::zeros({cin, cout});
+  Tensor db_oi = Tensor::zeros({cout}), db_io = Tensor::zeros({cout});
+  be().linear_backward(dy, x, w_oi, dx_oi, dw_oi, db_oi, WeightLayout::kOutIn);
+  be().linear_backward(dy, x, w_io, dx_io, dw_io, db_io, WeightLayout::kInOut);
+  expect_close(dx_oi, vec(dx_io), "kOutIn dx vs kInOut dx", 1e-5, 1e-6);
+  expect_close(vec(dw_oi), transpose(vec(dw_io), cin, cout), "kOutIn dw vs kInOut dw^T", 1e-5,
+               1e-6);
+  EXPECT_EQ(vec(db_oi), vec(db_io));
+  // dw accumulates: a second call doubles it.
+  Tensor dw_once = dw_oi.clone();
+  Tensor none;
+  be().linear_backward(dy, x, w_oi, none, dw_oi, none, WeightLayout::kOutIn);
+  Vec twice = vec(dw_once);
+  for (double& v : twice) v *= 2;
+  expect_close(dw_oi, twice, "kOutIn dw accumulated twice", 1e-6, 1e-7);
+}
+
+TEST(CpuOps, LinearOutInRejectsBadShapes) {
+  const WeightLayout kOI = WeightLayout::kOutIn;
+  // x (4, 6) with w (Cout 3, Cin 6).
+  Tensor x = Tensor::zeros({4, 6}), w = Tensor::zeros({3, 6}), y = Tensor::zeros({4, 3});
+  be().linear_forward(x, w, Tensor(), y, kOI);  // valid
+  // An (in, out) weight is refused in the (out, in) layout, and the error names the layout.
+  Tensor w_io = Tensor::zeros({6, 3});
+  expect_op_error([&] { be().linear_forward(x, w_io, Tensor(), y, kOI); }, "linear_forward",
+                  "(Cout, Cin)");
+  expect_op_error([&] { be().linear_forward(x, w, Tensor(), y); }, "linear_forward",
+                  "(Cin, Cout)");  // and the other way round
+  Tensor bad_y = Tensor::zeros({4, 6});
+  expect_op_error([&] { be().linear_forward(x, w, Tensor(), bad_y, kOI); }, "linear_forward");
+  Tensor bad_bias = Tensor::zeros({6});
+  expect_op_error([&] { be().linear_forward(x, w, bad_bias, y, kOI); }, "linear_forward");
+  Tensor dx = Tensor::zeros({4, 6}), db = Tensor::zeros({3});
+  Tensor dw_io = Tensor::zeros({6, 3});  // dw must have w's (out, in) shape
+  expect_op_error([&] { be().linear_backward(y, x, w, dx, dw_io, db, kOI); }, "linear_backward",
+                  "[3, 6]");
+  Tensor dw = Tensor::zeros({3, 6}), bad_dx = Tensor::zeros({4, 3});
+  expect_op_error([&] { be().linear_backward(y, x, w, bad_dx, dw, db, kOI); }, "linear_backward");
+  Tensor bad_dy = Tensor::zeros({4, 6});
+  expect_op_error([&] { be().linear_backward(bad_dy, x, w, dx, dw, db, kOI); }, "linear_backward");
+  Tensor wi = Tensor::zeros({3, 6}, DType::kI32);
+  expect_op_error([&] { be().linear_forward(x, wi, Tensor(), y, kOI); }, "linear_forward");
+  be().linear_backward(y, x, w, dx, dw, db, kOI);  // valid
 }
 
 // ---- layernorm ----
@@ -938,6 +1053,738 @@ TEST(CpuOps, VocabShardsReproduceEmbeddingAndCrossEntropy) {
     }
     expect_close(d, want, "dlogits shard " + std::to_string(s), 1e-5, 1e-6);
   }
+}
+
+}  // namespace
+}  // namespace peng
+
+// ---- Llama / Qwen ops: RMSNorm, SwiGLU, qk-norm, RoPE, grouped-query attention ----
+
+namespace peng {
+namespace {
+
+// rmsnorm over rows of c: y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps).
+Vec rmsnorm_ref(const Vec& x, const Vec& w, int64_t n, int64_t c, double eps, Vec* rstd = nullptr) {
+  Vec y(x.size());
+  if (rstd) rstd->assign(size_t(n), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    double ss = 0;
+    for (int64_t j = 0; j < c; ++j) ss += x[i * c + j] * x[i * c + j];
+    const double rs = 1.0 / std::sqrt(ss / double(c) + eps);
+    for (int64_t j = 0; j < c; ++j) y[i * c + j] = x[i * c + j] * rs * w[j];
+    if (rstd) (*rstd)[i] = rs;
+  }
+  return y;
+}
+
+// Analytic rmsnorm backward in double: dx (overwritten here), dw (one row's or all rows').
+void rmsnorm_backward_ref(const Vec& dy, const Vec& x, const Vec& w, int64_t n, int64_t c,
+                          double eps, Vec& dx, Vec& dw) {
+  dx.assign(x.size(), 0);
+  dw.assign(size_t(c), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    double ss = 0, gx = 0;
+    for (int64_t j = 0; j < c; ++j) ss += x[i * c + j] * x[i * c + j];
+    const double rs = 1.0 / std::sqrt(ss / double(c) + eps);
+    for (int64_t j = 0; j < c; ++j) gx += w[j] * dy[i * c + j] * x[i * c + j] * rs;
+    gx /= double(c);
+    for (int64_t j = 0; j < c; ++j) {
+      const double xh = x[i * c + j] * rs;
+      dx[i * c + j] = rs * (w[j] * dy[i * c + j] - xh * gx);
+      dw[j] += dy[i * c + j] * xh;
+    }
+  }
+}
+
+TEST(CpuOps, RmsNormForwardBackwardFiniteDifferences) {
+  std::mt19937 rng(40);
+  const int64_t B = 2, T = 3, C = 12, N = B * T;
+  const float eps = 1e-6f;
+  Tensor x = randn({B, T, C}, rng, 2.0f);
+  x.data<float>()[0] += 3.0f;  // an off-centre row (no mean is subtracted)
+  for (int64_t j = 0; j < C; ++j) x.data<float>()[C + j] *= 1e-3f;  // a tiny row: eps matters
+  Tensor w = randn({C}, rng);
+  Tensor y = filled({B, T, C}, kNaN), rstd = filled({B, T}, kNaN);
+  be().rmsnorm_forward(x, w, eps, y, rstd);
+  const Vec vx = vec(x), vw = vec(w);
+  Vec rrstd;
+  expect_close(y, rmsnorm_ref(vx, vw, N, C, eps, &rrstd), "rmsnorm y");
+  expect_close(rstd, rrstd, "rmsnorm rstd");
+
+  Tensor dy = randn({B, T, C}, rng);
+  Tensor dx0 = randn({B, T, C}, rng), dx = dx0.clone();  // ADDED INTO
+  Tensor dw0 = randn({C}, rng), dw = dw0.clone();        // accumulated
+  be().rmsnorm_backward(dy, x, w, rstd, dx, dw);
+  const Vec vdy = vec(dy);
+  auto loss = [&](const Vec& xx, const Vec& ww) {
+    return dot(vdy, rmsnorm_ref(xx, ww, N, C, eps));
+  };
+  Vec gx = numeric_grad([&](const Vec& v) { return loss(v, vw); }, vx, 1e-7);
+  Vec gw = numeric_grad([&](const Vec& v) { return loss(vx, v); }, vw);
+  expect_close(sub(vec(dx), vec(dx0)), gx, "rmsnorm dx (added into)", 1e-5, 2e-5);
+  expect_close(sub(vec(dw), vec(dw0)), gw, "rmsnorm dw (accumulated)");
+  Vec ax, aw;
+  rmsnorm_backward_ref(vdy, vx, vw, N, C, eps, ax, aw);
+  expect_close(ax, gx, "rmsnorm_backward_ref dx", 1e-6, 1e-6);
+  expect_close(aw, gw, "rmsnorm_backward_ref dw", 1e-7, 1e-7);
+}
+
+TEST(CpuOps, RmsNormLargeParallel) {
+  std::mt19937 rng(41);
+  const int64_t N = 600, C = 65;
+  const float eps = 1e-5f;
+  Tensor x = randn({N, C}, rng, 3.0f), w = randn({C}, rng);
+  Tensor y = Tensor::empty({N, C}), rstd = Tensor::empty({N});
+  be().rmsnorm_forward(x, w, eps, y, rstd);
+  const Vec vx = vec(x), vw = vec(w);
+  Vec rrstd;
+  expect_close(y, rmsnorm_ref(vx, vw, N, C, eps, &rrstd), "rmsnorm large y");
+  expect_close(rstd, rrstd, "rmsnorm large rstd");
+  Tensor dy = randn({N, C}, rng);
+  Tensor dx0 = randn({N, C}, rng), dx = dx0.clone(), dw = Tensor::zeros({C});
+  be().rmsnorm_backward(dy, x, w, rstd, dx, dw);
+  Vec gx, gw;
+  rmsnorm_backward_ref(vec(dy), vx, vw, N, C, eps, gx, gw);
+  expect_close(sub(vec(dx), vec(dx0)), gx, "rmsnorm large dx", 1e-5, 2e-5);
+  expect_close(dw, gw, "rmsnorm large dw", 1e-5, 2e-5);
+  // dw is deterministic for a given thread count: a second call adds the same amount.
+  Tensor dw2 = Tensor::zeros({C});
+  be().rmsnorm_backward(dy, x, w, rstd, dx, dw2);
+  EXPECT_EQ(vec(dw2), vec(dw));
+}
+
+TEST(CpuOps, RmsNormRejectsBadShapes) {
+  const char* f = "rmsnorm_forward";
+  const char* b = "rmsnorm_backward";
+  Tensor x = Tensor::zeros({4, 6}), w = Tensor::zeros({6}), y = Tensor::zeros({4, 6});
+  Tensor rstd = Tensor::zeros({4});
+  be().rmsnorm_forward(x, w, 1e-5f, y, rstd);  // valid
+  Tensor w5 = Tensor::zeros({5}), r3 = Tensor::zeros({3}), y5 = Tensor::zeros({4, 5});
+  expect_op_error([&] { be().rmsnorm_forward(x, w5, 1e-5f, y, rstd); }, f, "w");
+  expect_op_error([&] { be().rmsnorm_forward(x, w, 1e-5f, y, r3); }, f, "rstd");
+  expect_op_error([&] { be().rmsnorm_forward(x, w, 1e-5f, y5, rstd); }, f, "y");
+  expect_op_error([&] { be().rmsnorm_forward(x, w, 1e-5f, x, rstd); }, f, "share memory");
+  Tensor xi = Tensor::zeros({4, 6}, DType::kI32);
+  expect_op_error([&] { be().rmsnorm_forward(xi, w, 1e-5f, y, rstd); }, f, "f32");
+  Tensor empty_c = Tensor::zeros({4, 0}), w0 = Tensor::zeros({0});
+  expect_op_error([&] { be().rmsnorm_forward(empty_c, w0, 1e-5f, empty_c, rstd); }, f);
+  Tensor dx = Tensor::zeros({4, 6}), dw = Tensor::zeros({6});
+  be().rmsnorm_backward(y, x, w, rstd, dx, dw);  // valid
+  expect_op_error([&] { be().rmsnorm_backward(y, x, w, rstd, dx, w5); }, b, "dw");
+  expect_op_error([&] { be().rmsnorm_backward(y5, x, w, rstd, dx, dw); }, b, "dy");
+  expect_op_error([&] { be().rmsnorm_backward(y, x, w, r3, dx, dw); }, b, "rstd");
+  expect_op_error([&] { be().rmsnorm_backward(y, x, w, rstd, y5, dw); }, b, "dx");
+  Tensor dwi = Tensor::zeros({6}, DType::kI32);
+  expect_op_error([&] { be().rmsnorm_backward(y, x, w, rstd, dx, dwi); }, b, "f32");
+}
+
+// ---- SwiGLU ----
+
+double silu_ref(double g) { return g / (1.0 + std::exp(-g)); }
+
+// gate_up (N, 2F) -> out (N, F)
+Vec swiglu_ref(const Vec& gu, int64_t n, int64_t f) {
+  Vec out(size_t(n * f));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < f; ++j)
+      out[i * f + j] = silu_ref(gu[i * 2 * f + j]) * gu[i * 2 * f + f + j];
+  return out;
+}
+
+// dgate_up (N, 2F), analytic: dgate = dout u silu'(g), dup = dout silu(g).
+Vec swiglu_backward_ref(const Vec& dout, const Vec& gu, int64_t n, int64_t f) {
+  Vec d(gu.size());
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < f; ++j) {
+      const double g = gu[i * 2 * f + j], u = gu[i * 2 * f + f + j], s = 1.0 / (1.0 + std::exp(-g));
+      d[i * 2 * f + j] = dout[i * f + j] * u * (s + g * s * (1 - s));
+      d[i * 2 * f + f + j] = dout[i * f + j] * g * s;
+    }
+  return d;
+}
+
+TEST(CpuOps, SwiGluForwardBackward) {
+  std::mt19937 rng(42);
+  const int64_t B = 2, T = 3, F = 13;
+  Tensor gu = randn({B, T, 2 * F}, rng, 3.0f);
+  // Gates across the range, including the tails where exp over/underflows in f32.
+  const float gates[] = {0.0f,  1e-8f,  -1e-8f, 0.5f,   -0.5f, 5.0f,  -5.0f,
+                         20.0f, -20.0f, 60.0f,  -60.0f, 86.0f, -86.0f};
+  for (size_t j = 0; j < sizeof gates / sizeof gates[0]; ++j) gu.data<float>()[j] = gates[j];
+  Tensor out = filled({B, T, F}, kNaN);
+  be().swiglu_forward(gu, out);
+  const Vec vgu = vec(gu);
+  const int64_t N = B * T;
+  expect_close(out, swiglu_ref(vgu, N, F), "swiglu out", 2e-6, 1e-7);
+
+  Tensor dout = randn({B, T, F}, rng);
+  Tensor dgu = filled({B, T, 2 * F}, kNaN);  // overwritten
+  be().swiglu_backward(dout, gu, dgu);
+  const Vec vd = vec(dout);
+  const Vec want = swiglu_backward_ref(vd, vgu, N, F);
+  Vec fd = numeric_grad([&](const Vec& v) { return dot(vd, swiglu_ref(v, N, F)); }, vgu, 1e-6);
+  expect_close(fd, want, "swiglu finite differences vs analytic", 1e-6, 1e-7);
+  expect_close(dgu, want, "swiglu dgate_up", 2e-6, 1e-7);
+}
+
+TEST(CpuOps, SwiGluTails) {
+  // Far tails: silu(g) -> g for g >> 0 and -> 0 for g << 0, silu' -> 1 and 0; no inf or NaN.
+  const std::vector<float> g = {100.0f, -100.0f, 1e6f, -1e6f, 1e30f, -1e30f, 88.0f, -88.0f};
+  const int64_t F = int64_t(g.size());
+  std::vector<float> gu_v(g);
+  for (int64_t j = 0; j < F; ++j) gu_v.push_back(2.0f);  // up = 2
+  Tensor gu = Tensor::from_vector(gu_v, {1, 2 * F});
+  Tensor out = Tensor::empty({1, F}), dgu = Tensor::empty({1, 2 * F});
+  be().swiglu_forward(gu, out);
+  be().swiglu_backward(filled({1, F}, 3.0f), gu, dgu);
+  for (int64_t j = 0; j < F; ++j) {
+    const float gj = g[size_t(j)];
+    const double silu = silu_ref(gj);  // in double: exact 0 is within 1e-36 of it
+    EXPECT_NEAR(out.data<float>()[j], 2.0 * silu, 1e-6 * std::abs(2.0 * silu) + 1e-30) << gj;
+    EXPECT_NEAR(dgu.data<float>()[j], gj > 0 ? 6.0f : 0.0f, 1e-5) << gj;  // dgate
+    EXPECT_NEAR(dgu.data<float>()[F + j], 3.0 * silu, 1e-6 * std::abs(3.0 * silu) + 1e-30) << gj;
+  }
+}
+
+TEST(CpuOps, SwiGluLargeParallel) {
+  std::mt19937 rng(43);
+  const int64_t N = 300, F = 177;  // N * F above the parallel threshold
+  Tensor gu = randn({N, 2 * F}, rng, 2.0f), dout = randn({N, F}, rng);
+  Tensor out = Tensor::empty({N, F}), dgu = Tensor::empty({N, 2 * F});
+  be().swiglu_forward(gu, out);
+  be().swiglu_backward(dout, gu, dgu);
+  const Vec vgu = vec(gu);
+  expect_close(out, swiglu_ref(vgu, N, F), "swiglu large out", 2e-6, 1e-7);
+  expect_close(dgu, swiglu_backward_ref(vec(dout), vgu, N, F), "swiglu large dgate_up", 2e-6, 1e-7);
+}
+
+TEST(CpuOps, SwiGluRejectsBadShapes) {
+  const char* f = "swiglu_forward";
+  const char* b = "swiglu_backward";
+  Tensor gu = Tensor::zeros({4, 6}), out = Tensor::zeros({4, 3});
+  be().swiglu_forward(gu, out);  // valid
+  Tensor odd = Tensor::zeros({4, 7}), out4 = Tensor::zeros({4, 4}),
+         out_rows = Tensor::zeros({3, 3});
+  expect_op_error([&] { be().swiglu_forward(odd, out); }, f, "gate_up");
+  expect_op_error([&] { be().swiglu_forward(gu, out4); }, f, "out");
+  expect_op_error([&] { be().swiglu_forward(gu, out_rows); }, f, "out");
+  Tensor gui = Tensor::zeros({4, 6}, DType::kI32);
+  expect_op_error([&] { be().swiglu_forward(gui, out); }, f, "f32");
+  Tensor dgu = Tensor::zeros({4, 6});
+  be().swiglu_backward(out, gu, dgu);  // valid
+  expect_op_error([&] { be().swiglu_backward(out4, gu, dgu); }, b, "dout");
+  expect_op_error([&] { be().swiglu_backward(out, gu, out4); }, b, "dgate_up");
+  Tensor dgu_half = dgu.flat_view(0, {4, 3});  // dout sharing dgate_up's memory
+  expect_op_error([&] { be().swiglu_backward(dgu_half, gu, dgu); }, b, "share memory");
+}
+
+// ---- qk-norm ----
+
+// qkv (rows, (H + 2K) * hd) -> out: per-head rmsnorm of the H + K q and k heads.
+Vec qk_norm_ref(const Vec& qkv, int64_t rows, int64_t H, int64_t K, int64_t hd, const Vec& wq,
+                const Vec& wk, double eps, Vec* rstd = nullptr) {
+  const int64_t W = (H + 2 * K) * hd;
+  Vec out = qkv;
+  if (rstd) rstd->assign(size_t(rows * (H + K)), 0);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t r = 0; r < H + K; ++r) {
+      const size_t o = size_t(i * W + r * hd);
+      Vec x(qkv.begin() + o, qkv.begin() + o + hd), rs;
+      Vec y = rmsnorm_ref(x, r < H ? wq : wk, 1, hd, eps, &rs);
+      std::copy(y.begin(), y.end(), out.begin() + o);
+      if (rstd) (*rstd)[i * (H + K) + r] = rs[0];
+    }
+  return out;
+}
+
+void qk_norm_backward_ref(const Vec& dout, const Vec& qkv, int64_t rows, int64_t H, int64_t K,
+                          int64_t hd, const Vec& wq, const Vec& wk, double eps, Vec& dqkv, Vec& dwq,
+                          Vec& dwk) {
+  const int64_t W = (H + 2 * K) * hd;
+  dqkv = dout;  // value heads pass through
+  dwq.assign(size_t(hd), 0);
+  dwk.assign(size_t(hd), 0);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t r = 0; r < H + K; ++r) {
+      const size_t o = size_t(i * W + r * hd);
+      Vec x(qkv.begin() + o, qkv.begin() + o + hd), dy(dout.begin() + o, dout.begin() + o + hd);
+      Vec dx, dw;
+      rmsnorm_backward_ref(dy, x, r < H ? wq : wk, 1, hd, eps, dx, dw);
+      std::copy(dx.begin(), dx.end(), dqkv.begin() + o);
+      Vec& acc = r < H ? dwq : dwk;
+      for (int64_t j = 0; j < hd; ++j) acc[j] += dw[j];
+    }
+}
+
+void run_qk_norm_case(int64_t B, int64_t T, int H, int K, int64_t hd, bool finite_diff,
+                      std::mt19937& rng) {
+  const std::string what = "qk_norm B " + std::to_string(B) + " T " + std::to_string(T) + " H " +
+                           std::to_string(H) + " K " + std::to_string(K) + " hd " +
+                           std::to_string(hd);
+  const float eps = 1e-6f;
+  const int64_t W = (H + 2 * K) * hd, rows = B * T;
+  Tensor qkv = randn({B, T, W}, rng, 1.5f), wq = randn({hd}, rng), wk = randn({hd}, rng);
+  Tensor out = filled({B, T, W}, kNaN), rstd = filled({rows, H + K}, kNaN);
+  be().qk_norm_forward(qkv, H, K, wq, wk, eps, out, rstd);
+  const Vec vqkv = vec(qkv), vwq = vec(wq), vwk = vec(wk);
+  Vec rrstd;
+  expect_close(out, qk_norm_ref(vqkv, rows, H, K, hd, vwq, vwk, eps, &rrstd), what + " out");
+  expect_close(rstd, rrstd, what + " rstd");
+  // Value heads are copied exactly.
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t c = (H + K) * hd; c < W; ++c)
+      ASSERT_EQ(out.data<float>()[i * W + c], qkv.data<float>()[i * W + c]) << what;
+
+  Tensor dout = randn({B, T, W}, rng);
+  Tensor dqkv = filled({B, T, W}, kNaN);  // overwritten
+  Tensor dwq0 = randn({hd}, rng), dwq = dwq0.clone(), dwk0 = randn({hd}, rng), dwk = dwk0.clone();
+  be().qk_norm_backward(dout, qkv, H, K, wq, wk, rstd, dqkv, dwq, dwk);
+  const Vec vd = vec(dout);
+  Vec gx, gwq, gwk;
+  if (finite_diff) {
+    auto loss = [&](const Vec& x, const Vec& q, const Vec& k) {
+      return dot(vd, qk_norm_ref(x, rows, H, K, hd, q, k, eps));
+    };
+    gx = numeric_grad([&](const Vec& v) { return loss(v, vwq, vwk); }, vqkv);
+    gwq = numeric_grad([&](const Vec& v) { return loss(vqkv, v, vwk); }, vwq);
+    gwk = numeric_grad([&](const Vec& v) { return loss(vqkv, vwq, v); }, vwk);
+    Vec ax, aq, ak;  // the analytic reference agrees
+    qk_norm_backward_ref(vd, vqkv, rows, H, K, hd, vwq, vwk, eps, ax, aq, ak);
+    expect_close(ax, gx, what + " qk_norm_backward_ref dqkv", 1e-6, 1e-6);
+    expect_close(aq, gwq, what + " qk_norm_backward_ref dwq", 1e-6, 1e-6);
+    expect_close(ak, gwk, what + " qk_norm_backward_ref dwk", 1e-6, 1e-6);
+  } else {
+    qk_norm_backward_ref(vd, vqkv, rows, H, K, hd, vwq, vwk, eps, gx, gwq, gwk);
+  }
+  expect_close(dqkv, gx, what + " dqkv", 1e-5, 2e-5);
+  expect_close(sub(vec(dwq), vec(dwq0)), gwq, what + " dwq (accumulated)", 1e-5, 2e-5);
+  expect_close(sub(vec(dwk), vec(dwk0)), gwk, what + " dwk (accumulated)", 1e-5, 2e-5);
+
+  // dqkv may alias dout: the same result in place.
+  Tensor inplace = dout.clone(), dwq2 = dwq0.clone(), dwk2 = dwk0.clone();
+  be().qk_norm_backward(inplace, qkv, H, K, wq, wk, rstd, inplace, dwq2, dwk2);
+  EXPECT_EQ(vec(inplace), vec(dqkv)) << what;
+  EXPECT_EQ(vec(dwq2), vec(dwq)) << what;
+  EXPECT_EQ(vec(dwk2), vec(dwk)) << what;
+}
+
+TEST(CpuOps, QkNormForwardBackwardFiniteDifferences) {
+  std::mt19937 rng(44);
+  run_qk_norm_case(2, 3, 4, 2, 6, true, rng);  // GQA
+  run_qk_norm_case(1, 2, 3, 3, 4, true, rng);  // MHA
+  run_qk_norm_case(2, 2, 4, 1, 8, true, rng);  // one kv head
+  run_qk_norm_case(1, 1, 1, 1, 2, true, rng);  // the smallest
+}
+
+TEST(CpuOps, QkNormLargeParallel) {
+  std::mt19937 rng(45);
+  run_qk_norm_case(4, 40, 4, 2, 64, false, rng);  // rows * width above the parallel threshold
+}
+
+TEST(CpuOps, QkNormRejectsBadShapes) {
+  const char* f = "qk_norm_forward";
+  const char* b = "qk_norm_backward";
+  // H 4, K 2, hd 3: W = 24.
+  Tensor qkv = Tensor::zeros({2, 3, 24}), wq = Tensor::zeros({3}), wk = Tensor::zeros({3});
+  Tensor out = Tensor::zeros({2, 3, 24}), rstd = Tensor::zeros({6, 6});
+  be().qk_norm_forward(qkv, 4, 2, wq, wk, 1e-6f, out, rstd);  // valid
+  expect_op_error([&] { be().qk_norm_forward(qkv, 4, 3, wq, wk, 1e-6f, out, rstd); }, f,
+                  "n_kv_head");  // 3 does not divide 4
+  expect_op_error([&] { be().qk_norm_forward(qkv, 4, 0, wq, wk, 1e-6f, out, rstd); }, f);
+  expect_op_error([&] { be().qk_norm_forward(qkv, 0, 0, wq, wk, 1e-6f, out, rstd); }, f);
+  expect_op_error([&] { be().qk_norm_forward(qkv, 5, 5, wq, wk, 1e-6f, out, rstd); }, f, "qkv");
+  Tensor w4 = Tensor::zeros({4}), rstd5 = Tensor::zeros({6, 5}), out2 = Tensor::zeros({2, 3, 23});
+  expect_op_error([&] { be().qk_norm_forward(qkv, 4, 2, w4, wk, 1e-6f, out, rstd); }, f, "wq");
+  expect_op_error([&] { be().qk_norm_forward(qkv, 4, 2, wq, w4, 1e-6f, out, rstd); }, f, "wk");
+  expect_op_error([&] { be().qk_norm_forward(qkv, 4, 2, wq, wk, 1e-6f, out, rstd5); }, f, "rstd");
+  expect_op_error([&] { be().qk_norm_forward(qkv, 4, 2, wq, wk, 1e-6f, out2, rstd); }, f, "out");
+  expect_op_error([&] { be().qk_norm_forward(qkv, 4, 2, wq, wk, 1e-6f, qkv, rstd); }, f, "share");
+  Tensor qkv2d = Tensor::zeros({6, 24}), qkvi = Tensor::zeros({2, 3, 24}, DType::kI32);
+  expect_op_error([&] { be().qk_norm_forward(qkv2d, 4, 2, wq, wk, 1e-6f, out, rstd); }, f, "qkv");
+  expect_op_error([&] { be().qk_norm_forward(qkvi, 4, 2, wq, wk, 1e-6f, out, rstd); }, f, "f32");
+  Tensor dqkv = Tensor::zeros({2, 3, 24}), dwq = Tensor::zeros({3}), dwk = Tensor::zeros({3});
+  be().qk_norm_backward(out, qkv, 4, 2, wq, wk, rstd, dqkv, dwq, dwk);  // valid
+  expect_op_error([&] { be().qk_norm_backward(out, qkv, 4, 2, wq, wk, rstd, out2, dwq, dwk); }, b,
+                  "dqkv");
+  expect_op_error([&] { be().qk_norm_backward(out2, qkv, 4, 2, wq, wk, rstd, dqkv, dwq, dwk); }, b,
+                  "dout");
+  expect_op_error([&] { be().qk_norm_backward(out, qkv, 4, 2, wq, wk, rstd, dqkv, w4, dwk); }, b,
+                  "dwq");
+  expect_op_error([&] { be().qk_norm_backward(out, qkv, 4, 2, wq, wk, rstd, dqkv, dwq, w4); }, b,
+                  "dwk");
+  expect_op_error([&] { be().qk_norm_backward(out, qkv, 4, 2, wq, wk, rstd5, dqkv, dwq, dwk); }, b,
+                  "rstd");
+  // dqkv may be dout itself, but not partly overlap it.
+  Tensor big = Tensor::zeros({2 * 144 + 1});
+  Tensor d_a = big.flat_view(0, {2, 3, 24}), d_b = big.flat_view(1, {2, 3, 24});
+  expect_op_error([&] { be().qk_norm_backward(d_a, qkv, 4, 2, wq, wk, rstd, d_b, dwq, dwk); }, b,
+                  "share memory");
+}
+
+// ---- RoPE ----
+
+// x (B, T, G * hd): the first n_rot heads rotated by +angle (sign 1) or -angle (sign -1).
+Vec rope_ref(const Vec& x, int64_t B, int64_t T, int64_t G, int64_t n_rot, int64_t hd,
+             const Vec& cos, const Vec& sin, double sign) {
+  Vec y = x;
+  const int64_t half = hd / 2;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t r = 0; r < n_rot; ++r)
+        for (int64_t i = 0; i < half; ++i) {
+          const size_t o = size_t(((b * T + t) * G + r) * hd + i);
+          const double c = cos[t * half + i], s = sign * sin[t * half + i];
+          y[o] = x[o] * c - x[o + half] * s;
+          y[o + half] = x[o + half] * c + x[o] * s;
+        }
+  return y;
+}
+
+// Tables as a model builds them: angle t * theta^(-2i / hd), rows 0..tmax-1.
+void rope_tables(int64_t tmax, int64_t hd, Tensor& cos, Tensor& sin) {
+  const int64_t half = hd / 2;
+  cos = Tensor::empty({tmax, half});
+  sin = Tensor::empty({tmax, half});
+  for (int64_t t = 0; t < tmax; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      const double a = double(t) * std::pow(10000.0, -2.0 * double(i) / double(hd));
+      cos.data<float>()[t * half + i] = float(std::cos(a));
+      sin.data<float>()[t * half + i] = float(std::sin(a));
+    }
+}
+
+void run_rope_case(int64_t B, int64_t T, int G, int n_rot, int64_t hd, int64_t tmax,
+                   std::mt19937& rng) {
+  const std::string what = "rope B " + std::to_string(B) + " T " + std::to_string(T) + " G " +
+                           std::to_string(G) + " n_rot " + std::to_string(n_rot) + " hd " +
+                           std::to_string(hd);
+  Tensor cos, sin;
+  rope_tables(tmax, hd, cos, sin);
+  const Vec vc = vec(cos), vs = vec(sin);
+  Tensor x0 = randn({B, T, G * hd}, rng), x = x0.clone();
+  be().rope_forward(x, G, n_rot, cos, sin);
+  const Vec vx0 = vec(x0);
+  expect_close(x, rope_ref(vx0, B, T, G, n_rot, hd, vc, vs, 1.0), what + " forward", 1e-6, 1e-6);
+  // Heads from n_rot on are untouched.
+  for (int64_t bt = 0; bt < B * T; ++bt)
+    for (int64_t c = n_rot * hd; c < G * hd; ++c)
+      ASSERT_EQ(x.data<float>()[bt * G * hd + c], x0.data<float>()[bt * G * hd + c]) << what;
+
+  // The backward is the gradient of the forward: finite differences of sum(dy * rope(x)).
+  Tensor dy = randn({B, T, G * hd}, rng), dx = dy.clone();
+  be().rope_backward(dx, G, n_rot, cos, sin);
+  const Vec vdy = vec(dy);
+  const Vec want = rope_ref(vdy, B, T, G, n_rot, hd, vc, vs, -1.0);
+  expect_close(dx, want, what + " backward", 1e-6, 1e-6);
+  if (B * T * G * hd <= 2000) {
+    Vec fd = numeric_grad(
+        [&](const Vec& v) { return dot(vdy, rope_ref(v, B, T, G, n_rot, hd, vc, vs, 1.0)); }, vx0);
+    expect_close(fd, want, what + " finite differences vs transposed rotation", 1e-6, 1e-7);
+  }
+  // rope_backward(rope_forward(x)) == x: the rotation is orthogonal.
+  be().rope_backward(x, G, n_rot, cos, sin);
+  expect_close(x, vx0, what + " round trip", 1e-5, 1e-6);
+}
+
+TEST(CpuOps, RopeForwardBackward) {
+  std::mt19937 rng(46);
+  run_rope_case(2, 5, 8, 6, 8, 5, rng);   // fused qkv: H 4, K 2 -> G 8, n_rot 6
+  run_rope_case(1, 3, 3, 3, 4, 10, rng);  // all heads rotated, Tmax > T
+  run_rope_case(2, 4, 3, 0, 6, 4, rng);   // nothing rotated
+  run_rope_case(1, 1, 2, 1, 2, 1, rng);   // one position, hd 2
+}
+
+TEST(CpuOps, RopeLargeParallel) {
+  std::mt19937 rng(47);
+  run_rope_case(4, 128, 8, 6, 64, 256, rng);  // Llama-like: the parallel path
+}
+
+TEST(CpuOps, RopeRejectsBadShapes) {
+  for (const char* op : {"rope_forward", "rope_backward"}) {
+    const bool fwd = std::string(op) == "rope_forward";
+    auto call = [&](Tensor& x, int n_heads, int n_rot, const Tensor& c, const Tensor& s) {
+      if (fwd) {
+        be().rope_forward(x, n_heads, n_rot, c, s);
+      } else {
+        be().rope_backward(x, n_heads, n_rot, c, s);
+      }
+    };
+    Tensor x = Tensor::zeros({2, 5, 24}), cos = Tensor::zeros({8, 3}), sin = Tensor::zeros({8, 3});
+    call(x, 4, 3, cos, sin);                                           // valid: 4 heads of 6
+    expect_op_error([&] { call(x, 8, 3, cos, sin); }, op, "even");     // heads of 3
+    expect_op_error([&] { call(x, 5, 3, cos, sin); }, op, "n_heads");  // 5 does not divide 24
+    expect_op_error([&] { call(x, 0, 0, cos, sin); }, op, "n_heads");
+    expect_op_error([&] { call(x, 4, 5, cos, sin); }, op, "n_rot");
+    expect_op_error([&] { call(x, 4, -1, cos, sin); }, op, "n_rot");
+    Tensor short_cos = Tensor::zeros({4, 3}), wide_cos = Tensor::zeros({8, 6});
+    expect_op_error([&] { call(x, 4, 3, short_cos, sin); }, op, "cos");  // Tmax < T
+    expect_op_error([&] { call(x, 4, 3, wide_cos, sin); }, op, "cos");
+    expect_op_error([&] { call(x, 4, 3, cos, short_cos); }, op, "sin");
+    Tensor x2d = Tensor::zeros({10, 24}), xi = Tensor::zeros({2, 5, 24}, DType::kI32);
+    expect_op_error([&] { call(x2d, 4, 3, cos, sin); }, op);
+    expect_op_error([&] { call(xi, 4, 3, cos, sin); }, op, "f32");
+    Tensor cos_i = Tensor::zeros({8, 3}, DType::kI32);
+    expect_op_error([&] { call(x, 4, 3, cos_i, sin); }, op, "cos");
+  }
+}
+
+// ---- grouped-query attention ----
+
+// qkv (B, T, (H + 2K) hd) -> out (B, T, H hd); att (B, H, T, T) with zeros above the diagonal.
+Vec gqa_ref(const Vec& qkv, int64_t B, int64_t T, int64_t H, int64_t K, int64_t hd,
+            Vec* att = nullptr) {
+  const int64_t W = (H + 2 * K) * hd, C = H * hd, R = H / K;
+  const double scale = 1.0 / std::sqrt(double(hd));
+  Vec out(size_t(B * T * C), 0.0);
+  if (att) att->assign(size_t(B * H * T * T), 0.0);
+  Vec p(static_cast<size_t>(T));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t g = h / R;
+      for (int64_t i = 0; i < T; ++i) {
+        const double* q = qkv.data() + (b * T + i) * W + h * hd;
+        double mx = -1e300;
+        for (int64_t j = 0; j <= i; ++j) {
+          const double* k = qkv.data() + (b * T + j) * W + (H + g) * hd;
+          double s = 0;
+          for (int64_t d = 0; d < hd; ++d) s += q[d] * k[d];
+          p[j] = s * scale;
+          mx = std::max(mx, p[j]);
+        }
+        double sum = 0;
+        for (int64_t j = 0; j <= i; ++j) sum += (p[j] = std::exp(p[j] - mx));
+        for (int64_t j = 0; j <= i; ++j) {
+          p[j] /= sum;
+          if (att) (*att)[((b * H + h) * T + i) * T + j] = p[j];
+          const double* v = qkv.data() + (b * T + j) * W + (H + K + g) * hd;
+          for (int64_t d = 0; d < hd; ++d) out[(b * T + i) * C + h * hd + d] += p[j] * v[d];
+        }
+      }
+    }
+  return out;
+}
+
+// Analytic backward in double: dqkv (B, T, W), kv heads summed over their query heads.
+Vec gqa_backward_ref(const Vec& dout, const Vec& qkv, int64_t B, int64_t T, int64_t H, int64_t K,
+                     int64_t hd) {
+  const int64_t W = (H + 2 * K) * hd, C = H * hd, R = H / K;
+  const double scale = 1.0 / std::sqrt(double(hd));
+  Vec att;
+  gqa_ref(qkv, B, T, H, K, hd, &att);
+  Vec dqkv(qkv.size(), 0.0), dp(static_cast<size_t>(T));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t g = h / R;
+      auto at = [&](int64_t row, int64_t col) { return size_t((b * T + row) * W + col); };
+      for (int64_t i = 0; i < T; ++i) {
+        const double* p = att.data() + ((b * H + h) * T + i) * T;
+        const double* dO = dout.data() + (b * T + i) * C + h * hd;
+        double rowdot = 0;
+        for (int64_t j = 0; j <= i; ++j) {
+          double s = 0;
+          for (int64_t d = 0; d < hd; ++d) s += dO[d] * qkv[at(j, (H + K + g) * hd + d)];
+          dp[j] = s;
+          rowdot += p[j] * s;
+        }
+        for (int64_t j = 0; j <= i; ++j) {
+          const double ds = p[j] * (dp[j] - rowdot) * scale;
+          for (int64_t d = 0; d < hd; ++d) {
+            dqkv[at(i, h * hd + d)] += ds * qkv[at(j, (H + g) * hd + d)];  // dQ
+            dqkv[at(j, (H + g) * hd + d)] += ds * qkv[at(i, h * hd + d)];  // dK
+            dqkv[at(j, (H + K + g) * hd + d)] += p[j] * dO[d];             // dV
+          }
+        }
+      }
+    }
+  return dqkv;
+}
+
+struct GqaCase {
+  int64_t B, T;
+  int H, K;
+  int64_t hd;
+  bool finite_diff;
+};
+
+void run_gqa_case(const GqaCase& c, std::mt19937& rng) {
+  const auto [B, T, H, K, hd, finite_diff] = c;
+  const std::string what = "gqa B " + std::to_string(B) + " T " + std::to_string(T) + " H " +
+                           std::to_string(H) + " K " + std::to_string(K) + " hd " +
+                           std::to_string(hd);
+  const int64_t W = (H + 2 * K) * hd, C = H * hd;
+  Tensor qkv = randn({B, T, W}, rng);
+  Tensor out = filled({B, T, C}, kNaN), att = filled({B, H, T, T}, kNaN);
+  be().attention_forward(qkv, H, K, out, att);
+  const Vec vqkv = vec(qkv);
+  Vec ratt;
+  expect_close(out, gqa_ref(vqkv, B, T, H, K, hd, &ratt), what + " out");
+  Vec got_att = vec(att), lower_got, lower_want;
+  for (int64_t bh = 0; bh < B * H; ++bh)
+    for (int64_t i = 0; i < T; ++i)
+      for (int64_t j = 0; j <= i; ++j) {
+        lower_got.push_back(got_att[size_t((bh * T + i) * T + j)]);
+        lower_want.push_back(ratt[size_t((bh * T + i) * T + j)]);
+      }
+  expect_close(lower_got, lower_want, what + " att");
+
+  float* pa = att.data<float>();  // the backward must not read above the diagonal
+  for (int64_t bh = 0; bh < B * H; ++bh)
+    for (int64_t i = 0; i < T; ++i)
+      for (int64_t j = i + 1; j < T; ++j) pa[(bh * T + i) * T + j] = kNaN;
+  Tensor dout = randn({B, T, C}, rng);
+  Tensor dqkv = filled({B, T, W}, kNaN);  // overwritten
+  be().attention_backward(dout, qkv, att, H, K, dqkv);
+  const Vec vdout = vec(dout);
+  const Vec want = gqa_backward_ref(vdout, vqkv, B, T, H, K, hd);
+  if (finite_diff) {
+    Vec fd =
+        numeric_grad([&](const Vec& v) { return dot(vdout, gqa_ref(v, B, T, H, K, hd)); }, vqkv);
+    expect_close(want, fd, what + " gqa_backward_ref vs finite differences", 1e-6, 1e-6);
+  }
+  expect_close(dqkv, want, what + " dqkv", 1e-5, 2e-5);
+  // Called again on the same (now valid) dqkv: still overwritten, not accumulated.
+  be().attention_backward(dout, qkv, att, H, K, dqkv);
+  expect_close(dqkv, want, what + " dqkv second call", 1e-5, 2e-5);
+}
+
+TEST(CpuOps, GqaAttentionFiniteDifferences) {
+  std::mt19937 rng(48);
+  run_gqa_case({2, 7, 4, 2, 4, true}, rng);   // K = H/2
+  run_gqa_case({1, 6, 3, 1, 4, true}, rng);   // K = 1 (multi-query)
+  run_gqa_case({2, 5, 2, 2, 3, true}, rng);   // K = H
+  run_gqa_case({3, 1, 4, 2, 4, true}, rng);   // T = 1
+  run_gqa_case({1, 19, 4, 2, 2, true}, rng);  // two query blocks, ragged
+}
+
+TEST(CpuOps, GqaAttentionMultipleBlocks) {
+  std::mt19937 rng(49);
+  run_gqa_case({2, 37, 4, 1, 16, false}, rng);  // ragged T, K = 1
+  run_gqa_case({1, 70, 6, 3, 8, false}, rng);   // ragged T, K = H/2
+  run_gqa_case({2, 48, 8, 2, 16, false}, rng);  // T a multiple of the block, group of 4
+  run_gqa_case({2, 33, 4, 4, 8, false}, rng);   // K = H
+  run_gqa_case({8, 1, 4, 2, 64, false}, rng);   // T = 1, benchmark hd
+}
+
+TEST(CpuOps, GqaAttentionBenchmarkShape) {
+  std::mt19937 rng(50);
+  run_gqa_case({2, 128, 4, 2, 64, false}, rng);  // the Llama benchmark's heads, fewer batches
+}
+
+// K = H is the multi-head path: the MHA overloads are the same call, and agree with the MHA
+// reference of the GPT-2 tests above. And GQA equals MHA with each kv head repeated for its
+// group (repeat_kv), with kv gradients summed over the group.
+TEST(CpuOps, GqaAttentionMatchesMhaWithRepeatedKv) {
+  std::mt19937 rng(51);
+  const int64_t B = 2, T = 29, hd = 8;
+  const int H = 4, K = 2, R = H / K;
+  const int64_t W = (H + 2 * K) * hd, C = H * hd;
+  Tensor qkv = randn({B, T, W}, rng);
+  Tensor mha = Tensor::empty({B, T, 3 * C});  // [q | k repeated | v repeated]
+  for (int64_t bt = 0; bt < B * T; ++bt)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t d = 0; d < hd; ++d) {
+        const float* src = qkv.data<float>() + bt * W;
+        float* dst = mha.data<float>() + bt * 3 * C;
+        dst[h * hd + d] = src[h * hd + d];
+        dst[C + h * hd + d] = src[(H + h / R) * hd + d];
+        dst[2 * C + h * hd + d] = src[(H + K + h / R) * hd + d];
+      }
+  Tensor out_g = Tensor::empty({B, T, C}), att_g = Tensor::zeros({B, H, T, T});
+  Tensor out_m = Tensor::empty({B, T, C}), att_m = Tensor::zeros({B, H, T, T});
+  Tensor out_m5 = Tensor::empty({B, T, C}), att_m5 = Tensor::zeros({B, H, T, T});
+  be().attention_forward(qkv, H, K, out_g, att_g);
+  be().attention_forward(mha, H, out_m, att_m);       // the MHA overload
+  be().attention_forward(mha, H, H, out_m5, att_m5);  // K = H explicitly
+  EXPECT_EQ(vec(out_m5), vec(out_m));
+  EXPECT_EQ(vec(att_m5), vec(att_m));
+  expect_close(out_m, attention_ref(vec(mha), B, T, C, H), "MHA path vs MHA reference");
+  expect_close(out_g, vec(out_m), "GQA vs MHA with repeated kv", 1e-6, 1e-7);
+
+  Tensor dout = randn({B, T, C}, rng);
+  Tensor dg = Tensor::empty({B, T, W}), dm = Tensor::empty({B, T, 3 * C});
+  Tensor dm5 = Tensor::empty({B, T, 3 * C});
+  be().attention_backward(dout, qkv, att_g, H, K, dg);
+  be().attention_backward(dout, mha, att_m, H, dm);
+  be().attention_backward(dout, mha, att_m, H, H, dm5);
+  EXPECT_EQ(vec(dm5), vec(dm));
+  Vec want(size_t(B * T * W), 0.0);
+  for (int64_t bt = 0; bt < B * T; ++bt)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t d = 0; d < hd; ++d) {
+        const float* src = dm.data<float>() + bt * 3 * C;
+        double* dst = want.data() + bt * W;
+        dst[h * hd + d] = src[h * hd + d];
+        dst[(H + h / R) * hd + d] += src[C + h * hd + d];
+        dst[(H + K + h / R) * hd + d] += src[2 * C + h * hd + d];
+      }
+  expect_close(dg, want, "GQA dqkv vs MHA with repeated kv, summed", 1e-5, 1e-6);
+}
+
+TEST(CpuOps, GqaAttentionRejectsBadShapes) {
+  const char* f = "attention_forward";
+  const char* b = "attention_backward";
+  // H 4, K 2, hd 3: W = 24, out (2, 5, 12).
+  Tensor qkv = Tensor::zeros({2, 5, 24}), out = Tensor::zeros({2, 5, 12});
+  Tensor att = Tensor::zeros({2, 4, 5, 5});
+  be().attention_forward(qkv, 4, 2, out, att);  // valid
+  expect_op_error([&] { be().attention_forward(qkv, 4, 3, out, att); }, f, "n_kv_head");
+  expect_op_error([&] { be().attention_forward(qkv, 4, 0, out, att); }, f, "n_kv_head");
+  expect_op_error([&] { be().attention_forward(qkv, 2, 4, out, att); }, f, "n_kv_head");
+  expect_op_error([&] { be().attention_forward(qkv, 0, 1, out, att); }, f);
+  expect_op_error([&] { be().attention_forward(qkv, 5, 1, out, att); }, f, "qkv");  // 7 !| 24
+  Tensor out_mha = Tensor::zeros({2, 5, 8});  // MHA's C = 24 / 3 is not GQA's H hd
+  expect_op_error([&] { be().attention_forward(qkv, 4, 2, out_mha, att); }, f, "out");
+  Tensor att_k = Tensor::zeros({2, 2, 5, 5});  // att has a row per query head, not kv head
+  expect_op_error([&] { be().attention_forward(qkv, 4, 2, out, att_k); }, f, "att");
+  Tensor qkv_i = Tensor::zeros({2, 5, 24}, DType::kI32), qkv2 = Tensor::zeros({10, 24});
+  expect_op_error([&] { be().attention_forward(qkv_i, 4, 2, out, att); }, f, "f32");
+  expect_op_error([&] { be().attention_forward(qkv2, 4, 2, out, att); }, f, "qkv");
+  Tensor dqkv = Tensor::zeros({2, 5, 24});
+  be().attention_backward(out, qkv, att, 4, 2, dqkv);  // valid
+  expect_op_error([&] { be().attention_backward(out, qkv, att, 4, 3, dqkv); }, b, "n_kv_head");
+  expect_op_error([&] { be().attention_backward(out_mha, qkv, att, 4, 2, dqkv); }, b, "dout");
+  expect_op_error([&] { be().attention_backward(out, qkv, att_k, 4, 2, dqkv); }, b, "att");
+  Tensor dqkv_bad = Tensor::zeros({2, 5, 12});
+  expect_op_error([&] { be().attention_backward(out, qkv, att, 4, 2, dqkv_bad); }, b, "dqkv");
+  expect_op_error([&] { be().attention_backward(out, qkv, att, 4, 2, qkv); }, b, "share memory");
+}
+
+// ---- the defaults of an op family a backend does not implement ----
+
+class NoOps : public Backend {
+ public:
+  Device device() const override { return Device::cpu(); }
+  const char* name() const override { return "noops"; }
+};
+
+void expect_missing(const std::function<void()>& f, const std::string& op) {
+  try {
+    f();
+    ADD_FAILURE() << op << ": no throw";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "backend noops has no op " + op);
+  }
+}
+
+TEST(CpuOps, MissingOpsNameTheBackendAndOp) {
+  NoOps no;
+  Tensor t = Tensor::zeros({2, 4}), r = Tensor::zeros({2}), u;
+  Tensor t3 = Tensor::zeros({1, 2, 4}), a4 = Tensor::zeros({1, 1, 2, 2});
+  expect_missing([&] { no.rmsnorm_forward(t, r, 1e-5f, t, r); }, "rmsnorm_forward");
+  expect_missing([&] { no.rmsnorm_backward(t, t, r, r, t, r); }, "rmsnorm_backward");
+  expect_missing([&] { no.swiglu_forward(t, t); }, "swiglu_forward");
+  expect_missing([&] { no.swiglu_backward(t, t, t); }, "swiglu_backward");
+  expect_missing([&] { no.qk_norm_forward(t3, 1, 1, r, r, 1e-6f, t3, r); }, "qk_norm_forward");
+  expect_missing([&] { no.qk_norm_backward(t3, t3, 1, 1, r, r, r, t3, r, r); }, "qk_norm_backward");
+  expect_missing([&] { no.rope_forward(t3, 1, 1, t, t); }, "rope_forward");
+  expect_missing([&] { no.rope_backward(t3, 1, 1, t, t); }, "rope_backward");
+  expect_missing([&] { no.attention_forward(t3, 1, 1, t3, a4); }, "attention_forward");
+  expect_missing([&] { no.attention_forward(t3, 1, t3, a4); }, "attention_forward");  // MHA
+  expect_missing([&] { no.attention_backward(t3, t3, a4, 1, 1, t3); }, "attention_backward");
+  expect_missing([&] { no.linear_forward(t, t, u, t, WeightLayout::kOutIn); }, "linear_forward");
+  expect_missing([&] { no.linear_backward(t, t, t, t, t, u); }, "linear_backward");
+  expect_missing([&] { no.matmul(t, t, t); }, "matmul");
+  EXPECT_EQ(no.attention_work_fraction(128), 1.0);  // the default: the full square
 }
 
 }  // namespace
