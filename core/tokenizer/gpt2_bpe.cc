@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/tokenizer/utf8.h"
 
 namespace peng {
 
@@ -31,65 +32,6 @@ constexpr const char* kGpt2Pattern =
 constexpr uint32_t kDead = UINT32_MAX;
 constexpr size_t kMaxCachedChunk = 256;       // bytes; longer chunks are not cached
 constexpr size_t kMaxCacheEntries = 1 << 20;  // the cache is cleared when it reaches this
-
-std::string utf8_encode(uint32_t cp) {
-  std::string s;
-  if (cp < 0x80) {
-    s += char(cp);
-  } else if (cp < 0x800) {
-    s += char(0xC0 | (cp >> 6));
-    s += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    s += char(0xE0 | (cp >> 12));
-    s += char(0x80 | ((cp >> 6) & 0x3F));
-    s += char(0x80 | (cp & 0x3F));
-  } else {
-    s += char(0xF0 | (cp >> 18));
-    s += char(0x80 | ((cp >> 12) & 0x3F));
-    s += char(0x80 | ((cp >> 6) & 0x3F));
-    s += char(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
-
-// Length of the well-formed UTF-8 character at p (1..4), or 0 when the bytes there are not one
-// (stray continuation byte, overlong form, surrogate, above U+10FFFF, cut short).
-size_t utf8_char_len(const unsigned char* p, size_t n) {
-  const unsigned c = p[0];
-  auto cont = [&](size_t i) { return i < n && (p[i] & 0xC0) == 0x80; };
-  if (c < 0x80) return 1;
-  if (c < 0xC2) return 0;
-  if (c < 0xE0) return cont(1) ? 2 : 0;
-  if (c < 0xF0) {
-    if (!cont(1) || !cont(2)) return 0;
-    if (c == 0xE0 && p[1] < 0xA0) return 0;   // overlong
-    if (c == 0xED && p[1] >= 0xA0) return 0;  // surrogate
-    return 3;
-  }
-  if (c < 0xF5) {
-    if (!cont(1) || !cont(2) || !cont(3)) return 0;
-    if (c == 0xF0 && p[1] < 0x90) return 0;   // overlong
-    if (c == 0xF4 && p[1] >= 0x90) return 0;  // above U+10FFFF
-    return 4;
-  }
-  return 0;
-}
-
-// Decodes a UTF-8 string into code points; false when it is not well-formed.
-bool utf8_decode(std::string_view s, std::vector<uint32_t>& cps) {
-  cps.clear();
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  size_t i = 0;
-  while (i < s.size()) {
-    size_t len = utf8_char_len(p + i, s.size() - i);
-    if (len == 0) return false;
-    uint32_t cp = len == 1 ? p[i] : len == 2 ? p[i] & 0x1F : len == 3 ? p[i] & 0x0F : p[i] & 0x07;
-    for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (p[i + k] & 0x3F);
-    cps.push_back(cp);
-    i += len;
-  }
-  return true;
-}
 
 std::string read_whole_file(const std::string& path, const char* what) {
   std::ifstream f(path, std::ios::binary);
@@ -377,25 +319,14 @@ std::vector<uint32_t> Gpt2Bpe::encode(std::string_view text) const {
   out.reserve(text.size() / 3 + 1);
   pcre2_match_data* md = pcre2_match_data_create_from_pattern(impl_->re, nullptr);
   PENG_CHECK(md != nullptr, "GPT-2 tokenizer: out of memory for regex match data");
-  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t n = text.size();
-  size_t i = 0;
   try {
-    while (i < n) {
-      size_t j = i;
-      if (utf8_char_len(p + i, n - i) > 0) {
-        while (j < n) {
-          const size_t len = utf8_char_len(p + j, n - j);
-          if (len == 0) break;
-          j += len;
-        }
-        impl_->encode_valid(text.substr(i, j - i), md, out);
+    for_each_utf8_run(text, [&](std::string_view run, bool valid) {
+      if (valid) {
+        impl_->encode_valid(run, md, out);
       } else {
-        while (j < n && utf8_char_len(p + j, n - j) == 0) ++j;
-        impl_->bpe(text.substr(i, j - i), out);
+        impl_->bpe(run, out);
       }
-      i = j;
-    }
+    });
   } catch (...) {
     pcre2_match_data_free(md);
     throw;
