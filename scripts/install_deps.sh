@@ -11,7 +11,8 @@ pkgs=(
   libbenchmark-dev                      # bench/ micro-benchmarks
   nlohmann-json3-dev                    # JSON: HF config.json, safetensors headers, metrics JSONL
   libcli11-dev                          # command-line parsing of the peng CLI
-  libpcre2-dev                          # GPT-2 pre-tokenizer regex (Unicode \\p{L}/\\p{N}, lookahead)
+  libpcre2-dev                          # pre-tokenizer regexes (Unicode \\p{L}/\\p{N}, lookahead)
+  libicu-dev                            # NFC and Unicode classes for Hugging Face tokenizers (Qwen's NFC)
   libxxhash-dev                         # XXH3 checksums of checkpoint chunks and manifests
   clang                                 # libFuzzer targets (tests/fuzz) for the file readers
   libssl-dev                            # SHA-256 hash chain and HMAC-SHA-256 of the usage ledger

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/tokenizer/gpt2_bpe.h"
+#include "core/tokenizer/hf_tokenizer.h"
 
 namespace peng {
 
@@ -28,11 +29,16 @@ std::unique_ptr<Tokenizer> make_tokenizer(const std::string& spec) {
   if (spec == "byte") return std::make_unique<ByteTokenizer>();
   std::error_code ec;
   PENG_INPUT_CHECK(fs::is_directory(spec, ec), "tokenizer ", spec,
-                   ": neither \"byte\" nor a folder holding GPT-2's encoder.json and vocab.bpe");
+                   ": neither \"byte\" nor a folder holding a Hugging Face tokenizer.json or "
+                   "GPT-2's encoder.json and vocab.bpe");
+  if (fs::exists(fs::path(spec) / "tokenizer.json", ec)) {
+    return std::make_unique<HfTokenizer>(spec);
+  }
   for (const char* name : {"encoder.json", "vocab.bpe"}) {
     const fs::path p = fs::path(spec) / name;
-    PENG_INPUT_CHECK(fs::exists(p, ec), "tokenizer folder ", spec, " has no ", name, " (",
-                     p.string(), " is missing)");
+    PENG_INPUT_CHECK(fs::exists(p, ec), "tokenizer folder ", spec,
+                     " has neither tokenizer.json nor GPT-2's ", name, " (", p.string(),
+                     " is missing)");
   }
   return std::make_unique<Gpt2Bpe>(spec);
 }
