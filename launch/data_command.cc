@@ -92,11 +92,21 @@ DataCommandResult run_data_command(const DataCommandOptions& o) {
         fs::path(o.out_val).lexically_normal() != fs::path(o.out_train).lexically_normal(),
         "peng data: --out-val and --out-train are the same file ", o.out_val);
   }
+  PENG_INPUT_CHECK(!(o.wide && o.narrow), "peng data: --wide and --narrow contradict each other");
   std::unique_ptr<Tokenizer> tok = make_tokenizer(o.tokenizer);
   const std::optional<uint32_t> eot = tok->eot_token();
 
   DataCommandResult r;
   r.tokenizer = tok->name();
+  r.vocab_size = tok->vocab_size();
+  // uint16 holds ids up to 65535, so a vocabulary of up to 65536 tokens.
+  const bool vocab_needs_wide = r.vocab_size > 65536;
+  PENG_INPUT_CHECK(!(o.narrow && vocab_needs_wide),
+                   "peng data: --narrow asks for uint16 tokens, "
+                   "but the tokenizer ",
+                   r.tokenizer, " has a vocabulary of ", r.vocab_size,
+                   " (ids above 65535 need uint32 tokens)");
+  r.wide = o.wide || vocab_needs_wide;
   std::vector<uint32_t> tokens;
   for (const std::string& input : o.inputs) {
     const std::string text = read_input(input);
@@ -122,15 +132,14 @@ DataCommandResult run_data_command(const DataCommandOptions& o) {
     PENG_INPUT_CHECK(n_val < total, "peng data: ", total,
                      " tokens are too few to split off a validation fraction of ", o.val_fraction);
   }
-  const bool wide = o.wide || tok->vocab_size() > 65536;
   ensure_parent_dir(o.out_train);
   if (n_val > 0) {
     ensure_parent_dir(o.out_val);
     std::vector<uint32_t> val(tokens.end() - n_val, tokens.end());
     tokens.resize(size_t(total - n_val));
-    write_token_shard(o.out_val, val, wide);
+    write_token_shard(o.out_val, val, r.wide);
   }
-  write_token_shard(o.out_train, tokens, wide);
+  write_token_shard(o.out_train, tokens, r.wide);
   r.train_tokens = total - n_val;
   r.val_tokens = n_val;
   return r;
@@ -142,7 +151,8 @@ void add_data_command(CLI::App& app) {
   cmd->add_option("--input,-i", o->inputs, "text file, or - for standard input (repeatable)")
       ->required();
   cmd->add_option("--tokenizer", o->tokenizer,
-                  "byte, or a folder holding GPT-2's encoder.json and vocab.bpe")
+                  "byte, or a folder holding a Hugging Face tokenizer.json (Llama 3, Qwen3) "
+                  "or GPT-2's encoder.json and vocab.bpe")
       ->capture_default_str();
   cmd->add_option("--out-train", o->out_train, "training shard to write")->required();
   cmd->add_option("--out-val", o->out_val, "validation shard to write (the last tokens)");
@@ -150,13 +160,22 @@ void add_data_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--split-on-blank-lines", o->split_on_blank_lines,
                 "each run of text between blank lines is a document (eot before each)");
-  cmd->add_flag("--wide", o->wide, "always write uint32 tokens (version 7 shards)");
+  auto* wide = cmd->add_flag("--wide", o->wide, "always write uint32 tokens (version 7 shards)");
+  cmd->add_flag("--narrow", o->narrow,
+                "write uint16 tokens (version 1 shards); an error when the vocabulary exceeds "
+                "65536 tokens (the default picks uint32 then)")
+      ->excludes(wide);
   cmd->callback([o] {
     const DataCommandResult r = run_data_command(*o);
-    std::printf("peng data: %zu input%s, %lld document%s, %lld tokens (%s) -> %s: %lld tokens",
+    const std::string width =
+        !r.wide   ? "uint16 tokens"
+        : o->wide ? "uint32 tokens (--wide)"
+                  : "uint32 tokens: vocabulary of " + std::to_string(r.vocab_size) + " > 65536";
+    std::printf("peng data: %zu input%s, %lld document%s, %lld tokens (%s; %s) -> %s: %lld tokens",
                 o->inputs.size(), o->inputs.size() == 1 ? "" : "s", (long long)r.documents,
                 r.documents == 1 ? "" : "s", (long long)(r.train_tokens + r.val_tokens),
-                r.tokenizer.c_str(), o->out_train.c_str(), (long long)r.train_tokens);
+                r.tokenizer.c_str(), width.c_str(), o->out_train.c_str(),
+                (long long)r.train_tokens);
     if (r.val_tokens > 0) {
       std::printf(", %s: %lld tokens", o->out_val.c_str(), (long long)r.val_tokens);
     }

@@ -113,6 +113,65 @@ TEST(DataCommand, WideShards) {
   EXPECT_EQ(shard_tokens(o.out_train), bytes_of("abc"));
 }
 
+// A Hugging Face tokenizer.json folder whose vocabulary goes past uint16: the 256 byte tokens,
+// "th" at id 70000 and the added token <|endoftext|> (id 257, where Hugging Face puts it);
+// tokenizer_config.json names no bos, so <|endoftext|> separates documents.
+void write_wide_hf_tokenizer(const fs::path& dir) {
+  fs::create_directories(dir);
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int b = 0; b < 256; ++b) vocab[gpt2_bytes_to_unicode()[size_t(b)]] = b;
+  vocab["th"] = 70000;
+  const nlohmann::json tok = {
+      {"version", "1.0"},
+      {"added_tokens", {{{"id", 257}, {"content", "<|endoftext|>"}, {"special", true}}}},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {"t h"}}}}};
+  write_file(dir / "tokenizer.json", tok.dump());
+  write_file(dir / "tokenizer_config.json", R"({"bos_token": null, "eos_token": "<|endoftext|>"})");
+}
+
+TEST(DataCommand, LargeVocabularyWritesUint32) {
+  TempDir dir;
+  write_wide_hf_tokenizer(dir / "hf");
+  write_file(dir / "in.txt", "the\n\nthe");
+  DataCommandOptions o;
+  o.inputs = {(dir / "in.txt").string()};
+  o.tokenizer = (dir / "hf").string();
+  o.out_train = (dir / "train.bin").string();
+  o.split_on_blank_lines = true;
+  const DataCommandResult r = run_data_command(o);
+  EXPECT_EQ(r.vocab_size, 70001);
+  EXPECT_TRUE(r.wide);
+  EXPECT_EQ(r.tokenizer, "hf-bpe (" + o.tokenizer + ")");
+  EXPECT_EQ(TokenShard(o.out_train).token_bytes(), 4);
+  EXPECT_EQ(shard_tokens(o.out_train),
+            (std::vector<int32_t>{257, 70000, 'e', 10, 257, 70000, 'e'}));
+
+  o.narrow = true;  // uint16 cannot hold id 70000
+  try {
+    run_data_command(o);
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--narrow"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("70001"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DataCommand, NarrowAndWideFlags) {
+  TempDir dir;
+  write_file(dir / "in.txt", "abc");
+  DataCommandOptions o;
+  o.inputs = {(dir / "in.txt").string()};
+  o.out_train = (dir / "train.bin").string();
+  o.narrow = true;
+  EXPECT_FALSE(run_data_command(o).wide);
+  EXPECT_EQ(TokenShard(o.out_train).token_bytes(), 2);
+  o.wide = true;
+  EXPECT_THROW(run_data_command(o), InputError);
+}
+
 TEST(DataCommand, BadInputsThrowInputError) {
   TempDir dir;
   write_file(dir / "in.txt", "abc");
@@ -163,6 +222,32 @@ TEST(DataCommandCli, WritesShardsAndPrintsASummary) {
   EXPECT_EQ(all, (std::vector<int32_t>{258, 257, 32, 257, 'm', 'e', 10, 258, 257, 32, 'e', 'n', 'd',
                                        10}));
   EXPECT_EQ(val.size(), 4u);  // round(14 * 0.25)
+}
+
+TEST(DataCommandCli, SaysWhenTheVocabularyNeedsUint32) {
+  if (!have_peng()) GTEST_SKIP() << "build/bin/peng not built";
+  TempDir dir;
+  write_wide_hf_tokenizer(dir / "hf");
+  write_file(dir / "in.txt", "the end\n");
+  const std::vector<std::string> args = {"data",
+                                         "--input",
+                                         (dir / "in.txt").string(),
+                                         "--tokenizer",
+                                         (dir / "hf").string(),
+                                         "--out-train",
+                                         (dir / "train.bin").string()};
+  auto r = run_peng(args);
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  EXPECT_NE(r.stdout_text.find("uint32 tokens: vocabulary of 70001 > 65536"), std::string::npos)
+      << r.stdout_text;
+  EXPECT_EQ(TokenShard((dir / "train.bin").string()).token_bytes(), 4);
+  std::vector<std::string> narrow = args;
+  narrow.push_back("--narrow");
+  r = run_peng(narrow);
+  EXPECT_NE(r.exit_code, 0);
+  ASSERT_EQ(error_lines(r.stderr_text).size(), 1u) << r.stderr_text;
+  narrow.push_back("--wide");  // the two flags exclude each other
+  EXPECT_NE(run_peng(narrow).exit_code, 0);
 }
 
 TEST(DataCommandCli, BadInputIsOneErrorLine) {
