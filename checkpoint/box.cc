@@ -88,31 +88,51 @@ std::vector<BoxPair> region_boxes(const Region& r) {
     flat_to_boxes(local, 0, {}, r.begin, r.end, boxes);
   }
   std::vector<BoxPair> out;
-  const auto emit = [&](Box l, Box g) {
-    for (size_t d = 0; d < g.offset.size(); ++d) {  // clip to the logical shape
-      const int64_t hi = std::min(g.offset[d] + g.length[d], r.logical_shape[d]);
-      g.length[d] = l.length[d] = std::max<int64_t>(0, hi - g.offset[d]);
+  int pad_dim = -1;
+  const std::vector<PaddedRun> runs =
+      padded_runs(r.tensor, r.global_shape, r.logical_shape, r.spec, &pad_dim);
+  // A global box to the logical boxes of its real elements: along the padded dimension
+  // each run of real elements is shifted to its logical place; the padding has no box.
+  const auto emit = [&](const Box& l, const Box& g) {
+    if (pad_dim < 0) {
+      if (!g.empty()) out.push_back({l, g});
+      return;
     }
-    if (!g.empty()) out.push_back({std::move(l), std::move(g)});
+    const size_t d = size_t(pad_dim);
+    for (const PaddedRun& run : runs) {
+      const int64_t lo = std::max(g.offset[d], run.global_begin);
+      const int64_t hi = std::min(g.offset[d] + g.length[d], run.global_begin + run.length);
+      if (lo >= hi) continue;
+      Box lp = l, gp = g;
+      lp.offset[d] += lo - g.offset[d];
+      lp.length[d] = gp.length[d] = hi - lo;
+      gp.offset[d] = run.logical_begin + (lo - run.global_begin);
+      if (!gp.empty()) out.push_back({std::move(lp), std::move(gp)});
+    }
   };
   for (Box& l : boxes) {
     if (r.spec.replicated()) {
       emit(l, l);
       continue;
     }
-    // Along the split dimension local index i is piece i / k of block (i / k), at global
-    // (b * parts + index) * k + i % k.
+    // Along the split dimension the local shard is this rank's piece of each block in
+    // turn: local index i in block b's piece sits at global start_b + piece_b * k_b + (i -
+    // local_start_b).
     const size_t d = size_t(r.spec.dim);
-    const int64_t k = r.global_shape[d] / (int64_t(r.spec.blocks) * r.spec.parts);
     const int64_t lo = l.offset[d], hi = l.offset[d] + l.length[d];
-    for (int64_t i = lo; i < hi;) {
-      const int64_t block = i / k, stop = std::min(hi, (block + 1) * k);
-      Box lp = l, gp = l;
-      lp.offset[d] = i;
-      lp.length[d] = gp.length[d] = stop - i;
-      gp.offset[d] = (block * r.spec.parts + r.spec.index) * k + i % k;
-      emit(std::move(lp), std::move(gp));
-      i = stop;
+    int64_t local_at = 0, global_at = 0;
+    for (const ShardBlock& b : r.spec.layout(r.global_shape[d])) {
+      const int64_t k = b.size / b.pieces;
+      const int64_t i0 = std::max(lo, local_at), i1 = std::min(hi, local_at + k);
+      if (i0 < i1) {
+        Box lp = l, gp = l;
+        lp.offset[d] = i0;
+        lp.length[d] = gp.length[d] = i1 - i0;
+        gp.offset[d] = global_at + r.spec.piece(b) * k + (i0 - local_at);
+        emit(std::move(lp), std::move(gp));
+      }
+      local_at += k;
+      global_at += b.size;
     }
   }
   return out;

@@ -5,8 +5,8 @@
 // boxes — rectangular slices {offset, length} of its global shape — each written
 // row-major. What a rank holds of a tensor is a `Region`: a contiguous range of the
 // row-major flattening of its local shard (a ZeRO span, or the whole shard). Under tensor
-// parallelism the local shard maps to the global tensor through its ShardSpec (`blocks`
-// pieces along one dimension); a flat range of the shard is a few local boxes; each local
+// parallelism the local shard maps to the global tensor through its ShardSpec (a piece of
+// each block along one dimension); a flat range of the shard is a few local boxes; each local
 // box is one global box per block piece it crosses. region_boxes() does that arithmetic,
 // so saving and loading under any layout is intersecting boxes.
 #pragma once
@@ -33,19 +33,19 @@ std::string box_str(const Box& b);  // "[0:64, 128:256]"
 // What one rank holds (saving) or needs (loading) of a logical tensor.
 struct Region {
   std::string tensor;          // logical name, e.g. "model/h.0.attn.c_attn.weight"
-  Shape logical_shape;         // the tensor as stored (wte: real vocabulary rows)
-  Shape global_shape;          // the parameter's global shape (wte: padded rows), >= logical
+  Shape logical_shape;         // the tensor as stored (no padding)
+  Shape global_shape;          // the parameter's global shape (padded), >= logical
   ShardSpec spec;              // how the local shard sits in global_shape
   int64_t begin = 0, end = 0;  // flat range of the local shard
   float* data = nullptr;       // the element at flat index `begin`; end - begin follow
 };
 
-// A local box of a region and the global box it is, clipped to the logical shape.
+// A local box of a region and the box of the logical tensor it is.
 struct BoxPair {
-  Box local, global;  // same lengths
+  Box local, global;  // same lengths; `global` in logical coordinates
 };
-// The region as boxes, in row-major order of the local flat range. Elements of the
-// global shape outside the logical shape (vocabulary padding) belong to no box.
+// The region as boxes, in row-major order of the local flat range. Padding of the global
+// shape (vocabulary rows, padded blocks: padded_runs()) belongs to no box.
 std::vector<BoxPair> region_boxes(const Region& r);
 
 // Whether a box of `lengths` is one contiguous run of a row-major array of `shape`: ones,

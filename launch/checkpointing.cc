@@ -3,6 +3,8 @@
 #include "checkpoint/manifest.h"
 #include "checkpoint/store.h"
 #include "core/error.h"
+#include "models/gpt2/config.h"
+#include "models/registry.h"
 #include "parallel/pipeline/schedule.h"
 
 namespace peng {
@@ -12,12 +14,10 @@ namespace fs = std::filesystem;
 namespace {
 
 // The logical tensor `prefix + p.name` over [begin, end) of p's shard, at `data`.
-ckpt::Region region(const std::string& prefix, const Parameter& p, int64_t vocab, int64_t begin,
-                    int64_t end, float* data) {
-  Shape logical = p.global_shape;
-  if (p.name == "wte.weight") logical[0] = vocab;  // the padding rows are not saved
+ckpt::Region region(const std::string& prefix, const Parameter& p, int64_t begin, int64_t end,
+                    float* data) {
   return {.tensor = prefix + p.name,
-          .logical_shape = logical,
+          .logical_shape = p.logical_shape,
           .global_shape = p.global_shape,
           .spec = p.shard,
           .begin = begin,
@@ -31,12 +31,12 @@ void add_segment(const RankState& s, const ParamSegment& seg, std::vector<ckpt::
   const Parameter& p = *seg.param;
   const int64_t begin = seg.span.offset - p.offset, end = begin + seg.span.numel;
   if (values) {
-    out.push_back(region("model/", p, s.vocab_size, begin, end,
-                         s.params->flat_values().data<float>() + seg.span.offset));
+    out.push_back(
+        region("model/", p, begin, end, s.params->flat_values().data<float>() + seg.span.offset));
   }
-  out.push_back(region("optim/exp_avg/", p, s.vocab_size, begin, end,
+  out.push_back(region("optim/exp_avg/", p, begin, end,
                        s.optimizer->exp_avg().data<float>() + seg.span.state_offset));
-  out.push_back(region("optim/exp_avg_sq/", p, s.vocab_size, begin, end,
+  out.push_back(region("optim/exp_avg_sq/", p, begin, end,
                        s.optimizer->exp_avg_sq().data<float>() + seg.span.state_offset));
 }
 
@@ -50,8 +50,9 @@ std::vector<ckpt::Region> save_regions(const RankState& s) {
     spans = {{lo, hi - lo, lo}};
   }
   std::vector<ckpt::Region> out;
-  for (const ParamSegment& seg : split_at_parameters(*s.params, spans)) {
-    if (s.writes(*seg.param)) add_segment(s, seg, out, /*values=*/true);
+  const auto owned = [&](const Parameter& p) { return owned_ranges(p, s.tp_rank); };
+  for (const ParamSegment& seg : restrict_segments(split_at_parameters(*s.params, spans), owned)) {
+    add_segment(s, seg, out, /*values=*/true);
   }
   return out;
 }
@@ -59,7 +60,7 @@ std::vector<ckpt::Region> save_regions(const RankState& s) {
 std::vector<ckpt::Region> load_regions(const RankState& s) {
   std::vector<ckpt::Region> out;
   for (Parameter& p : s.params->all()) {
-    out.push_back(region("model/", p, s.vocab_size, 0, p.value.numel(), p.value.data<float>()));
+    out.push_back(region("model/", p, 0, p.value.numel(), p.value.data<float>()));
   }
   for (const ParamSegment& seg : split_at_parameters(*s.params, s.optim_spans)) {
     add_segment(s, seg, out, /*values=*/false);
@@ -67,7 +68,7 @@ std::vector<ckpt::Region> load_regions(const RankState& s) {
   return out;
 }
 
-proto::Manifest checkpoint_meta(const proto::TrainConfig& config, const Gpt2Config& model,
+proto::Manifest checkpoint_meta(const proto::TrainConfig& config, const DecoderConfig& model,
                                 const TrainLayout& layout, int world_size, int64_t step,
                                 int64_t next_sequence, const AdamW& optimizer) {
   proto::Manifest m;
@@ -108,19 +109,39 @@ proto::Manifest checkpoint_meta(const proto::TrainConfig& config, const Gpt2Conf
   mc->set_n_embd(model.n_embd);
   mc->set_vocab_size(int32_t(model.vocab_size));
   mc->set_max_seq_len(model.max_seq_len);
-  m.set_layernorm_eps(model.layernorm_eps);
+  m.set_layernorm_eps(model.norm_eps);
+  m.set_model_family(model.family);
+  m.set_model_config_json(model_family(model.family).to_hf_config(model, DType::kF32).dump());
   return m;
 }
 
-Gpt2Config checkpoint_model(const proto::Manifest& m) {
-  Gpt2Config c;
-  c.n_layer = m.model().n_layer();
-  c.n_head = m.model().n_head();
-  c.n_embd = m.model().n_embd();
-  c.vocab_size = m.model().vocab_size();
-  c.max_seq_len = m.model().max_seq_len();
-  c.layernorm_eps = m.layernorm_eps();
-  return c;
+DecoderConfig checkpoint_model(const proto::Manifest& m, const fs::path& dir) {
+  const std::string where = "checkpoint " + dir.string();
+  try {
+    if (m.model_family().empty()) {  // saved before model families: GPT-2
+      Gpt2Config g;
+      g.n_layer = m.model().n_layer();
+      g.n_head = m.model().n_head();
+      g.n_embd = m.model().n_embd();
+      g.vocab_size = m.model().vocab_size();
+      g.max_seq_len = m.model().max_seq_len();
+      g.layernorm_eps = m.layernorm_eps();
+      g.validate();
+      return to_decoder(g);
+    }
+    Json j;
+    try {
+      j = Json::parse(m.model_config_json());
+    } catch (const Json::exception& e) {
+      throw InputError(std::string("the saved model config is not JSON: ") + e.what());
+    }
+    PENG_INPUT_CHECK(j.is_object(), "the saved model config is not a JSON object");
+    DecoderConfig c = model_family(m.model_family()).from_hf_config(JsonFields(j, "model config"));
+    c.validate();
+    return c;
+  } catch (const InputError& e) {
+    throw InputError(where + ": the saved model is invalid: " + e.what());
+  }
 }
 
 std::optional<fs::path> resume_path(const proto::CheckpointConfig& c) {
@@ -132,17 +153,22 @@ std::optional<fs::path> resume_path(const proto::CheckpointConfig& c) {
   return ckpt::resolve_checkpoint(c.resume());
 }
 
-void check_resumable(const proto::Manifest& m, const Gpt2Config& model, const fs::path& dir) {
-  const Gpt2Config saved = checkpoint_model(m);
-  const auto same = [&](const char* field, int64_t a, int64_t b) {
-    PENG_INPUT_CHECK(a == b, "checkpoint ", dir.string(), " was saved for model.", field, " = ", a,
-                     " but this run has ", b);
+void check_resumable(const proto::Manifest& m, const DecoderConfig& model, const fs::path& dir) {
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  const Fields saved = describe(checkpoint_model(m, dir)), now = describe(model);
+  const auto value = [](const Fields& fields, const std::string& key) -> std::string {
+    for (const auto& [k, v] : fields) {
+      if (k == key) return v;
+    }
+    return "(none)";
   };
-  same("n_layer", saved.n_layer, model.n_layer);
-  same("n_head", saved.n_head, model.n_head);
-  same("n_embd", saved.n_embd, model.n_embd);
-  same("vocab_size", saved.vocab_size, model.vocab_size);
-  same("max_seq_len", saved.max_seq_len, model.max_seq_len);
+  for (const Fields* fields : {&saved, &now}) {
+    for (const auto& [key, v] : *fields) {
+      const std::string a = value(saved, key), b = value(now, key);
+      PENG_INPUT_CHECK(a == b, "checkpoint ", dir.string(), " was saved for model.", key, " = ", a,
+                       " but this run has ", b);
+    }
+  }
 }
 
 }  // namespace peng

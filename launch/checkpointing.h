@@ -1,26 +1,26 @@
 // Checkpoints of a training run, on the trainer's side: which elements each rank saves
 // and restores, the manifest's training state, and which checkpoint --resume means.
 //
-// Logical tensors (layout-independent names and shapes):
-//   model/<param>               the f32 parameter values (wte: the real vocabulary rows)
+// Logical tensors (layout-independent names and shapes, Parameter::logical_shape):
+//   model/<param>               the f32 parameter values (no vocabulary padding)
 //   optim/exp_avg/<param>       AdamW's first moment
 //   optim/exp_avg_sq/<param>    AdamW's second moment
 // Saving, every element is written once: the flat parameter buffer is split over the dp
-// ranks (ZeRO >= 1: each rank's optimizer shard; ZeRO 0: dp equal ranges), a
-// tp-replicated parameter is written by tp rank 0 and the tied wte by the first stage.
+// ranks (ZeRO >= 1: each rank's optimizer shard; ZeRO 0: dp equal ranges), and of the
+// ranks holding an element only its owner writes it (owned_ranges(): tp rank 0 for
+// replicated parameters, replica 0 of a replicated piece, the primary copy of a tied one).
 // Loading, each rank reads its whole parameter shards and the moments of the spans its
 // optimizer updates, under whatever layout it runs now.
 #pragma once
 
 #include <filesystem>
-#include <functional>
 #include <optional>
 #include <vector>
 
 #include "checkpoint/box.h"
 #include "core/parameter.h"
 #include "launch/layout.h"
-#include "models/gpt2/config.h"
+#include "models/decoder/config.h"
 #include "optim/adamw.h"
 #include "peng/checkpoint.pb.h"
 #include "peng/config.pb.h"
@@ -33,15 +33,14 @@ struct RankState {
   std::vector<FlatSpan> optim_spans;  // what the optimizer updates, in its state layout
   bool sharded_optimizer = false;     // ZeRO >= 1: optim_spans are disjoint over dp
   int dp_rank = 0, dp_size = 1;
-  std::function<bool(const Parameter&)> writes;  // whether this rank writes its copy of p
-  int64_t vocab_size = 0;                        // wte's logical rows
+  int tp_rank = 0;  // for owned_ranges()
 };
 
 std::vector<ckpt::Region> save_regions(const RankState& s);
 std::vector<ckpt::Region> load_regions(const RankState& s);
 
 // The manifest fields of a save after `step` completed steps (everything but the tensors).
-proto::Manifest checkpoint_meta(const proto::TrainConfig& config, const Gpt2Config& model,
+proto::Manifest checkpoint_meta(const proto::TrainConfig& config, const DecoderConfig& model,
                                 const TrainLayout& layout, int world_size, int64_t step,
                                 int64_t next_sequence, const AdamW& optimizer);
 
@@ -51,10 +50,11 @@ proto::Manifest checkpoint_meta(const proto::TrainConfig& config, const Gpt2Conf
 std::optional<std::filesystem::path> resume_path(const proto::CheckpointConfig& config);
 
 // InputError naming the field when the checkpoint's model differs from `model`.
-void check_resumable(const proto::Manifest& m, const Gpt2Config& model,
+void check_resumable(const proto::Manifest& m, const DecoderConfig& model,
                      const std::filesystem::path& dir);
 
-// The model sizes a checkpoint was saved with.
-Gpt2Config checkpoint_model(const proto::Manifest& m);
+// The architecture a checkpoint was saved with (InputError naming the checkpoint when it
+// makes no model).
+DecoderConfig checkpoint_model(const proto::Manifest& m, const std::filesystem::path& dir);
 
 }  // namespace peng

@@ -14,7 +14,7 @@
 #include "checkpoint/store.h"
 #include "core/error.h"
 #include "launch/checkpointing.h"
-#include "models/gpt2/hf_checkpoint.h"
+#include "models/registry.h"
 
 namespace peng {
 
@@ -75,7 +75,7 @@ std::string shape_of(const proto::TensorInfo& t) {
 
 bool is_model_tensor(const std::string& name) { return name.rfind("model/", 0) == 0; }
 
-void describe_state(const proto::Manifest& m, std::string& out) {
+void describe_state(const proto::Manifest& m, const fs::path& dir, std::string& out) {
   const proto::SavedLayout& l = m.layout();
   appendf(out,
           "layout: world %d = dp %d x tp %d x pp %d | zero %d | virtual stages %d | "
@@ -86,6 +86,15 @@ void describe_state(const proto::Manifest& m, std::string& out) {
   appendf(out, "model: n_layer %d, n_head %d, n_embd %d, vocab_size %d, max_seq_len %d, eps %g\n",
           mc.n_layer(), mc.n_head(), mc.n_embd(), mc.vocab_size(), mc.max_seq_len(),
           double(m.layernorm_eps()));
+  std::string arch;
+  for (const auto& [field, value] : describe(checkpoint_model(m, dir))) {
+    if (field == "n_layer" || field == "n_head" || field == "n_embd" || field == "vocab_size" ||
+        field == "max_seq_len") {
+      continue;  // on the line above
+    }
+    arch += (arch.empty() ? "" : ", ") + field + " " + value;
+  }
+  appendf(out, "architecture: %s\n", arch.c_str());
   const proto::OptimizerState& o = m.optimizer();
   appendf(out, "optimizer: %s, steps_taken %lld, beta1 %g, beta2 %g, eps %g, weight_decay %g\n",
           o.kind().c_str(), (long long)o.steps_taken(), double(o.beta1()), double(o.beta2()),
@@ -137,24 +146,12 @@ void describe_tensors(const proto::Manifest& m, std::string& out) {
           (long long)params);
 }
 
-// The model sizes the checkpoint was saved with; InputError naming the checkpoint when
-// they do not make a model.
-Gpt2Config saved_model(const ckpt::CheckpointReader& reader) {
-  const Gpt2Config cfg = checkpoint_model(reader.manifest());
-  try {
-    cfg.validate();
-  } catch (const InputError& e) {
-    throw InputError(detail::concat("checkpoint ", reader.dir().string(),
-                                    ": the saved model sizes are invalid: ", e.what()));
-  }
-  return cfg;
-}
-
 struct CkptCommandOptions {
   std::string dir;
   bool verify = false;
   std::string to;
   std::string dtype = "f32";
+  std::string max_shard_size = "5GB";
 };
 
 void run_inspect(const CkptCommandOptions& o) {
@@ -169,7 +166,8 @@ void run_inspect(const CkptCommandOptions& o) {
 }
 
 void run_export(const CkptCommandOptions& o) {
-  const fs::path from = export_checkpoint(o.dir, o.to, parse_dtype(o.dtype));
+  const fs::path from = export_checkpoint(o.dir, o.to, parse_dtype(o.dtype),
+                                          parse_shard_size(o.max_shard_size, "--max-shard-size"));
   std::printf("wrote %s (config.json, model.safetensors, %s) from checkpoint %s\n", o.to.c_str(),
               o.dtype.c_str(), from.string().c_str());
 }
@@ -181,7 +179,7 @@ std::string describe_checkpoint(const proto::Manifest& m, const fs::path& dir) {
   appendf(out, "checkpoint %s (format %u, saved %s)\n", dir.string().c_str(), m.format_version(),
           utc_time(m.unix_time()).c_str());
   appendf(out, "step: %lld\n", (long long)m.step());
-  describe_state(m, out);
+  describe_state(m, dir, out);
   describe_files(m, out);
   describe_tensors(m, out);
   return out;
@@ -198,24 +196,26 @@ VerifyResult verify_checkpoint(ckpt::CheckpointReader& reader) {
 }
 
 std::map<std::string, Tensor> checkpoint_parameters(ckpt::CheckpointReader& reader) {
-  const Gpt2Config cfg = saved_model(reader);
+  const DecoderConfig cfg = checkpoint_model(reader.manifest(), reader.dir());
   std::map<std::string, Tensor> params;
-  for (const std::string& name : gpt2_parameter_names(cfg)) {
-    const std::string tensor = "model/" + name;
+  for (const Parameter& p : parameter_table(cfg)) {
+    const std::string tensor = "model/" + p.name;
     const proto::TensorInfo& t = reader.tensor(tensor);
-    const Shape want = gpt2_parameter_shape(cfg, name);
+    const Shape& want = p.logical_shape;
     PENG_INPUT_CHECK(Shape(t.shape().begin(), t.shape().end()) == want, "checkpoint ",
                      reader.dir().string(), ": tensor ", tensor, " has shape ", shape_of(t),
                      " but the saved model sizes give ", shape_str(want));
-    params.emplace(name, reader.read_whole(tensor));
+    params.emplace(p.name, reader.read_whole(tensor));
   }
   return params;
 }
 
-fs::path export_checkpoint(const fs::path& dir, const fs::path& to, DType dtype) {
+fs::path export_checkpoint(const fs::path& dir, const fs::path& to, DType dtype,
+                           uint64_t max_shard_bytes) {
   const fs::path from = ckpt::resolve_checkpoint(dir);
   ckpt::CheckpointReader reader(from);
-  save_hf_gpt2(to, saved_model(reader), checkpoint_parameters(reader), dtype);
+  save_hf_model(to, checkpoint_model(reader.manifest(), reader.dir()),
+                checkpoint_parameters(reader), dtype, max_shard_bytes);
   return from;
 }
 
@@ -236,6 +236,9 @@ void add_ckpt_command(CLI::App& app) {
       cmd->add_subcommand("export", "write a checkpoint's model as a Hugging Face folder");
   exp->add_option("dir", o->dir, dir_help)->required();
   exp->add_option("--to", o->to, "output folder")->required();
+  exp->add_option("--max-shard-size", o->max_shard_size,
+                  "largest weight file; larger models are written as shards")
+      ->capture_default_str();
   exp->add_option("--dtype", o->dtype, "f32 | bf16 | f16")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}))
       ->capture_default_str();

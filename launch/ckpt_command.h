@@ -2,7 +2,7 @@
 // launch/checkpointing.h for the tensors a training run saves).
 //
 //   peng ckpt inspect DIR [--verify]
-//   peng ckpt export DIR --to HF_DIR [--dtype f32|bf16|f16]
+//   peng ckpt export DIR --to HF_DIR [--dtype f32|bf16|f16] [--max-shard-size 5GB]
 //
 // DIR is a committed checkpoint (a step-N folder holding manifest.pb) or a checkpoint root
 // (`--checkpoint-dir`), which means its latest committed checkpoint. Only the manifest is
@@ -19,6 +19,7 @@
 #include "checkpoint/reader.h"
 #include "core/dtype.h"
 #include "core/tensor.h"
+#include "models/hf/hf_weights.h"
 #include "peng/checkpoint.pb.h"
 
 namespace CLI {
@@ -41,15 +42,17 @@ struct VerifyResult {
 VerifyResult verify_checkpoint(ckpt::CheckpointReader& reader);
 
 // The model parameters of a checkpoint, whole, keyed by parameter name (without the
-// "model/" prefix), as save_hf_gpt2() takes them: exactly the parameters of
-// checkpoint_model(reader.manifest()). Throws InputError naming a missing tensor.
+// "model/" prefix), as save_hf_model() takes them: exactly the parameters of the saved
+// architecture (checkpoint_model()). Throws InputError naming a missing tensor.
 std::map<std::string, Tensor> checkpoint_parameters(ckpt::CheckpointReader& reader);
 
 // Writes the model of the checkpoint `dir` (resolved as above) to `to` as a Hugging Face
-// folder (config.json, model.safetensors in `dtype`). Returns the checkpoint folder read.
-// For F32 the files are those `peng train --export-to` writes at the same step.
+// folder (config.json, weights in `dtype`, sharded above `max_shard_bytes`). Returns the
+// checkpoint folder read. For F32 the files are those `peng train --export-to` writes at
+// the same step.
 std::filesystem::path export_checkpoint(const std::filesystem::path& dir,
-                                        const std::filesystem::path& to, DType dtype);
+                                        const std::filesystem::path& to, DType dtype,
+                                        uint64_t max_shard_bytes = kHfMaxShardBytes);
 
 // Registers the `ckpt` subcommand (actions `inspect` and `export`) on app.
 void add_ckpt_command(CLI::App& app);

@@ -10,7 +10,6 @@
 #include "launch/model_setup.h"
 #include "launch/report_command.h"
 #include "launch/trainer.h"
-#include "models/gpt2/hf_checkpoint.h"
 #include "parallel/pipeline/schedule.h"
 
 namespace peng {
@@ -64,16 +63,20 @@ int run_cli(int argc, char** argv) {
   ConfigOptions export_opts;
   std::string export_dir, export_dtype = "f32";
   CLI::App* export_cmd = app.add_subcommand(
-      "export", "write a model (--init-from DIR or a random init) as a Hugging Face folder");
+      "export",
+      "write a model (--init-from DIR, a preset or sizes with a random init) as a "
+      "Hugging Face folder");
   export_opts.add_to(*export_cmd);
   export_cmd->add_option("--to", export_dir, "output folder")->required();
   export_cmd->add_option("--dtype", export_dtype, "f32 | bf16 | f16")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   export_cmd->callback([&] {
     proto::TrainConfig c = export_opts.build();
-    auto model = build_model(c, resolve_model_config(c), cpu_backend());
-    save_hf_gpt2(export_dir, model->config(), model->state(), parse_dtype(export_dtype));
-    std::printf("wrote %s (config.json, model.safetensors, %s)\n", export_dir.c_str(),
+    const uint64_t max_shard =
+        parse_shard_size(c.logging().export_max_shard_size(), "--max-shard-size");
+    auto model = initial_model(c, resolve_model_config(c), cpu_backend());
+    save_hf_model(export_dir, model->arch(), model->state(), parse_dtype(export_dtype), max_shard);
+    std::printf("wrote %s (config.json and weights, %s)\n", export_dir.c_str(),
                 export_dtype.c_str());
   });
 

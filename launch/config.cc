@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "models/hf/hf_weights.h"
 #include "optim/lr_schedule.h"
 #include "parallel/pipeline/schedule.h"
 
@@ -48,6 +49,7 @@ proto::TrainConfig default_train_config() {
   l->set_val_batches(4);
   l->set_sample_tokens(64);
   l->set_top_k(40);
+  l->set_export_max_shard_size("5GB");
   return c;
 }
 
@@ -135,17 +137,29 @@ void set_config_field(const std::string& assignment, proto::TrainConfig& config)
 
 const std::vector<ConfigFlag>& config_flags() {
   static const std::vector<ConfigFlag> flags = {
-      {"--init-from", "model.init_from", "Hugging Face GPT-2 folder to start from", false},
-      {"--model", "model.preset", "gpt2-124m | gpt2-350m | gpt2-774m | gpt2-1558m", false},
+      {"--init-from", "model.init_from", "Hugging Face model folder to start from", false},
+      {"--model", "model.preset",
+       "preset: gpt2-124m ... gpt2-1558m, llama3.2-1b, llama3.1-8b, llama3.1-70b, "
+       "qwen2.5-0.5b, qwen2.5-7b, qwen3-0.6b, qwen3-8b",
+       false},
+      {"--model-family", "model.family", "family of custom sizes: gpt2 | llama | qwen2 | qwen3",
+       false},
       {"--n-layer", "model.n_layer", "transformer blocks", false},
       {"--n-head", "model.n_head", "attention heads", false},
       {"--n-embd", "model.n_embd", "embedding width", false},
       {"--vocab-size", "model.vocab_size", "vocabulary size (padded internally to 128)", false},
-      {"--max-seq-len", "model.max_seq_len", "position-embedding rows (default: seq len)", false},
+      {"--max-seq-len", "model.max_seq_len", "longest sequence (default: seq len)", false},
+      {"--n-kv-head", "model.n_kv_head", "key/value heads (default: n_head)", false},
+      {"--head-dim", "model.head_dim", "width of a head (default: n_embd / n_head)", false},
+      {"--ffn-hidden", "model.ffn_hidden", "MLP hidden width (GPT-2: 4 n_embd)", false},
+      {"--rope-theta", "model.rope_theta", "RoPE base (Llama family)", false},
+      {"--tie-embeddings", "model.tie_embeddings", "true | false: LM head tied to the embedding",
+       false},
       {"--seed", "model.seed", "seed of the random init", false},
       {"--data", "data.train", "training token shard(s), a file or a glob", false},
       {"--val-data", "data.val", "validation token shard(s)", false},
-      {"--tokenizer", "data.tokenizer", "byte, or a folder with encoder.json + vocab.bpe", false},
+      {"--tokenizer", "data.tokenizer",
+       "byte, or a folder with tokenizer.json (Hugging Face) or encoder.json + vocab.bpe", false},
       {"--steps", "training.steps", "optimizer steps", false},
       {"--batch-size", "training.batch_size", "global batch in sequences", false},
       {"--seq-len", "training.seq_len", "sequence length T", false},
@@ -167,6 +181,8 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--sample-tokens", "logging.sample_tokens", "tokens per sample", false},
       {"--top-k", "logging.top_k", "top-k of sampling", false},
       {"--export-to", "logging.export_to", "write the trained model as a HF folder", false},
+      {"--max-shard-size", "logging.export_max_shard_size",
+       "largest weight file of an export (5GB); larger models are sharded", false},
       {"--quiet", "logging.quiet", "no progress line", true},
       {"--dp", "parallel.dp", "data-parallel ranks (default: world / (tp x pp))", false},
       {"--tp", "parallel.tp", "tensor-parallel ranks", false},
@@ -252,6 +268,7 @@ void validate_train_config(const proto::TrainConfig& c) {
                    "logging.*_every must be >= 0");
   PENG_INPUT_CHECK(l.val_batches() > 0, "logging.val_batches must be > 0, got ", l.val_batches());
   PENG_INPUT_CHECK(l.top_k() > 0, "logging.top_k must be > 0, got ", l.top_k());
+  parse_shard_size(l.export_max_shard_size(), "logging.export_max_shard_size");
   const auto& m = c.telemetry();
   PENG_INPUT_CHECK(m.ledger_every_s() > 0 && std::isfinite(m.ledger_every_s()),
                    "telemetry.ledger_every_s must be a positive number of seconds, got ",

@@ -5,7 +5,7 @@
 namespace peng {
 
 TrainLayout resolve_layout(const proto::TrainConfig& config, int world_size,
-                           const Gpt2Config& model) {
+                           const DecoderConfig& model) {
   const auto& tc = config.training();
   const auto& pc = config.parallel();
   TrainLayout l;
@@ -26,18 +26,17 @@ TrainLayout resolve_layout(const proto::TrainConfig& config, int world_size,
   PENG_INPUT_CHECK(!l.sequence_parallel || (l.micro * T) % l.mesh.tp == 0,
                    "parallel.sequence_parallel: a micro-batch's ", l.micro, " x ", T,
                    " positions do not split over parallel.tp (", l.mesh.tp, ")");
-  PENG_INPUT_CHECK(model.n_head % l.mesh.tp == 0, "model.n_head (", model.n_head,
-                   ") is not divisible by parallel.tp (", l.mesh.tp, ")");
+  model.check_tensor_parallel(l.mesh.tp);
   PENG_INPUT_CHECK(T <= model.max_seq_len, "training.seq_len (", T,
-                   ") exceeds the model's position embedding (", model.max_seq_len, " positions)");
+                   ") exceeds the model's maximum sequence length (model.max_seq_len = ",
+                   model.max_seq_len, ")");
   l.pp_schedule = parse_schedule_kind(pc.pp_schedule());
   l.virtual_stages = pc.virtual_stages();
   const int m = int(l.micro_steps);
   validate_pipeline(l.pp_schedule, model.n_layer, l.mesh.pp, l.virtual_stages, m);
   if (l.pipelined()) {  // checked for deadlock freedom before anything runs
-    const ScheduleCheck check =
-        check_schedule(make_schedule(l.pp_schedule, l.mesh.pp, l.virtual_stages, m), l.mesh.pp,
-                       l.virtual_stages, m);
+    l.schedule = make_schedule(l.pp_schedule, l.mesh.pp, l.virtual_stages, m);
+    const ScheduleCheck check = check_schedule(l.schedule, l.mesh.pp, l.virtual_stages, m);
     PENG_CHECK(check.ok, "pipeline schedule check failed: ", check.error);
   }
   return l;

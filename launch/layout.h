@@ -2,12 +2,13 @@
 // config, the launcher's world size and the model's sizes before anything is allocated.
 // Every mistake (world != dp x tp x pp, a batch that does not split, heads or layers that
 // do not divide, a pipeline schedule that cannot run) is an InputError naming the fields
-// and the numbers.
+// and the numbers. The pipeline schedule is built and checked for deadlocks here, before
+// anything runs.
 #pragma once
 
 #include <cstdint>
 
-#include "models/gpt2/config.h"
+#include "models/decoder/config.h"
 #include "parallel/pipeline/schedule.h"
 #include "parallel/process_mesh.h"
 #include "peng/config.pb.h"
@@ -22,10 +23,11 @@ struct TrainLayout {
   bool sequence_parallel = false;
   ScheduleKind pp_schedule = ScheduleKind::k1F1B;
   int virtual_stages = 1;
+  Schedule schedule;  // checked (check_schedule); empty without pipelining
   bool pipelined() const { return mesh.pp > 1 || virtual_stages > 1; }
 };
 
 TrainLayout resolve_layout(const proto::TrainConfig& config, int world_size,
-                           const Gpt2Config& model);
+                           const DecoderConfig& model);
 
 }  // namespace peng

@@ -1,58 +1,84 @@
 #include "launch/model_setup.h"
 
-#include "models/gpt2/hf_checkpoint.h"
-
 namespace peng {
 
 namespace {
-// An explicit size from the config must agree with the one the model already has.
-void agree(const char* field, int64_t requested, int64_t actual, const std::string& source) {
+
+// An explicit value from the config must agree with the one the model already has.
+void agree(const char* field, double requested, double actual, const std::string& source) {
   PENG_INPUT_CHECK(requested == 0 || requested == actual, "model.", field, " = ", requested,
                    " conflicts with ", source, " (", actual, ")");
 }
-}  // namespace
 
-Gpt2Config resolve_model_config(const proto::TrainConfig& config) {
-  const auto& m = config.model();
-  Gpt2Config c;
-  if (!m.init_from().empty()) {
-    PENG_INPUT_CHECK(m.preset().empty(), "model.preset and model.init_from are exclusive");
-    c = read_hf_gpt2_config(m.init_from());
-    const std::string src = m.init_from() + "/config.json";
-    agree("n_layer", m.n_layer(), c.n_layer, src);
-    agree("n_head", m.n_head(), c.n_head, src);
-    agree("n_embd", m.n_embd(), c.n_embd, src);
-    agree("vocab_size", m.vocab_size(), c.vocab_size, src);
-    agree("max_seq_len", m.max_seq_len(), c.max_seq_len, src);
-  } else {
-    if (!m.preset().empty()) {
-      c = gpt2_preset(m.preset());
-    } else {
-      const char* hint =
-          " is not set (use --model PRESET, --init-from DIR, or all of "
-          "--n-layer/--n-head/--n-embd/--vocab-size)";
-      PENG_INPUT_CHECK(m.n_layer() != 0, "model.n_layer", hint);
-      PENG_INPUT_CHECK(m.n_head() != 0, "model.n_head", hint);
-      PENG_INPUT_CHECK(m.n_embd() != 0, "model.n_embd", hint);
-      PENG_INPUT_CHECK(m.vocab_size() != 0, "model.vocab_size", hint);
-      c.max_seq_len = config.training().seq_len();
-    }
-    if (m.n_layer()) c.n_layer = m.n_layer();
-    if (m.n_head()) c.n_head = m.n_head();
-    if (m.n_embd()) c.n_embd = m.n_embd();
-    if (m.vocab_size()) c.vocab_size = m.vocab_size();
-    if (m.max_seq_len()) c.max_seq_len = m.max_seq_len();
-  }
-  c.validate();
+// Every size and switch the config sets, applied to `c` (a preset or custom sizes).
+void apply_overrides(const proto::ModelConfig& m, DecoderConfig& c) {
+  if (m.n_layer()) c.n_layer = m.n_layer();
+  if (m.n_head()) c.n_head = m.n_head();
+  if (m.n_embd()) c.n_embd = m.n_embd();
+  if (m.vocab_size()) c.vocab_size = m.vocab_size();
+  if (m.max_seq_len()) c.max_seq_len = m.max_seq_len();
+  if (m.n_kv_head()) c.n_kv_head = m.n_kv_head();
+  if (m.head_dim()) c.head_dim = m.head_dim();
+  if (m.ffn_hidden()) c.ffn_hidden = m.ffn_hidden();
+  if (m.rope_theta()) c.rope.theta = m.rope_theta();
+  if (m.has_tie_embeddings()) c.tied_embeddings = m.tie_embeddings();
+}
+
+// The config set by model.init_from's config.json; every size the config also sets must
+// agree with it.
+DecoderConfig from_folder(const proto::ModelConfig& m) {
+  PENG_INPUT_CHECK(m.preset().empty(), "model.preset and model.init_from are exclusive");
+  const DecoderConfig c = read_hf_config(m.init_from());
+  const std::string src = m.init_from() + "/config.json";
+  PENG_INPUT_CHECK(m.family().empty() || m.family() == c.family, "model.family = ", m.family(),
+                   " conflicts with ", src, " (", c.family, ")");
+  agree("n_layer", m.n_layer(), c.n_layer, src);
+  agree("n_head", m.n_head(), c.n_head, src);
+  agree("n_embd", m.n_embd(), double(c.n_embd), src);
+  agree("vocab_size", m.vocab_size(), double(c.vocab_size), src);
+  agree("max_seq_len", m.max_seq_len(), c.max_seq_len, src);
+  agree("n_kv_head", m.n_kv_head(), c.n_kv_head, src);
+  agree("head_dim", m.head_dim(), double(c.head_dim), src);
+  agree("ffn_hidden", m.ffn_hidden(), double(c.ffn_hidden), src);
+  agree("rope_theta", m.rope_theta(), c.rope.theta, src);
+  PENG_INPUT_CHECK(!m.has_tie_embeddings() || m.tie_embeddings() == c.tied_embeddings,
+                   "model.tie_embeddings = ", m.tie_embeddings() ? "true" : "false",
+                   " conflicts with ", src);
   return c;
 }
 
-std::unique_ptr<Gpt2Model> build_model(const proto::TrainConfig& config, const Gpt2Config& c,
-                                       Backend& backend, const TpGroup& tp,
-                                       const PipelineLayout& pipe) {
-  auto model = std::make_unique<Gpt2Model>(c, backend, tp, pipe);
+}  // namespace
+
+DecoderConfig resolve_model_config(const proto::TrainConfig& config) {
+  const auto& m = config.model();
+  if (!m.init_from().empty()) return from_folder(m);
+  DecoderConfig c;
+  if (!m.preset().empty()) {
+    c = model_preset(m.preset());
+    PENG_INPUT_CHECK(m.family().empty() || m.family() == c.family, "model.family = ", m.family(),
+                     " conflicts with model.preset ", m.preset(), " (", c.family, ")");
+  } else {
+    c = model_family(m.family().empty() ? "gpt2" : m.family()).custom();
+    const char* hint =
+        " is not set (use --model PRESET, --init-from DIR, or all of "
+        "--n-layer/--n-head/--n-embd/--vocab-size)";
+    PENG_INPUT_CHECK(m.n_layer() != 0, "model.n_layer", hint);
+    PENG_INPUT_CHECK(m.n_head() != 0, "model.n_head", hint);
+    PENG_INPUT_CHECK(m.n_embd() != 0, "model.n_embd", hint);
+    PENG_INPUT_CHECK(m.vocab_size() != 0, "model.vocab_size", hint);
+    c.max_seq_len = config.training().seq_len();
+  }
+  apply_overrides(m, c);
+  model_family(c.family).complete(c);
+  return c;
+}
+
+std::unique_ptr<CausalLM> initial_model(const proto::TrainConfig& config, const DecoderConfig& c,
+                                        Backend& backend, const TpGroup& tp,
+                                        const PipelineLayout& pipe) {
+  std::unique_ptr<CausalLM> model = build_model(c, backend, tp, pipe);
   if (!config.model().init_from().empty()) {
-    model->load_state(load_hf_gpt2(config.model().init_from(), c));
+    model->load_state(load_hf_model(config.model().init_from(), c));
   } else {
     model->init_random(config.model().seed());
   }

@@ -5,7 +5,7 @@
 
 namespace peng {
 
-PipelineRunner::PipelineRunner(Gpt2Model& model, Communicator& pp, ScheduleKind kind,
+PipelineRunner::PipelineRunner(CausalLM& model, Communicator& pp, Schedule schedule,
                                int micro_batches, Shape activation)
     : model_(model),
       pp_(pp),
@@ -14,7 +14,10 @@ PipelineRunner::PipelineRunner(Gpt2Model& model, Communicator& pp, ScheduleKind 
       v_(model.pipeline().virtual_stages),
       micro_batches_(micro_batches),
       activation_(std::move(activation)),
-      schedule_(make_schedule(kind, pp.size(), v_, micro_batches)) {}
+      schedule_(std::move(schedule)) {
+  PENG_CHECK(int(schedule_.size()) == pp_size_, "PipelineRunner: a schedule for ", schedule_.size(),
+             " ranks on a pipeline of ", pp_size_);
+}
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -138,7 +141,7 @@ double PipelineRunner::evaluate(const MicroBatch& batch) {
 
 Tensor PipelineRunner::last_logits(const Tensor& tokens) {
   const int64_t len = tokens.dim(1);
-  const Shape shape{model_.boundary_rows(len), model_.config().n_embd};
+  const Shape shape{model_.boundary_rows(len), model_.arch().n_embd};
   const int stages = pp_size_ * v_;
   Tensor row = Tensor::empty({model_.padded_vocab()}), previous;
   for (int c = 0; c < v_; ++c) {  // the evaluate() wavefront, one sequence

@@ -1,9 +1,10 @@
 // PipelineRunner: runs one training step's pipeline schedule (parallel/pipeline/schedule.h)
-// on this rank's stages of a Gpt2Model, moving activations and their gradients between
-// pipeline ranks with the pp communicator.
+// on this rank's stages of a model (CausalLM), moving activations and their gradients
+// between pipeline ranks with the pp communicator. Any schedule that check_schedule()
+// accepts runs: the runner only follows its actions.
 //
 // Activations: after each forward the chunk's activations are stashed per micro-batch
-// (Gpt2Model::stash_activations: buffer handles moved out, no copy) and moved back for its
+// (CausalLM::stash_activations: buffer handles moved out, no copy) and moved back for its
 // backward, so nothing is recomputed; in flight at once: 1F1B at most pp - r micro-batches
 // per chunk, GPipe all m. A stage output is dropped at its backward; the input gradients
 // sent back are kept until the end of the step (one per micro-batch).
@@ -17,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "models/gpt2/gpt2.h"
+#include "models/model.h"
 #include "parallel/communicator.h"
 #include "parallel/pipeline/schedule.h"
 
@@ -28,8 +29,10 @@ class PipelineRunner {
   // Micro-batch m's tokens and targets (B_micro, T); valid until the next call.
   using MicroBatch = std::function<std::pair<const Tensor*, const Tensor*>(int micro)>;
 
-  // `activation` is the shape of a stage boundary's tensor: (rows, C).
-  PipelineRunner(Gpt2Model& model, Communicator& pp, ScheduleKind kind, int micro_batches,
+  // `schedule` has one action list per pipeline rank for `micro_batches` micro-batches over
+  // the model's virtual stages, checked by check_schedule(); `activation` is the shape of a
+  // stage boundary's tensor: (rows, C).
+  PipelineRunner(CausalLM& model, Communicator& pp, Schedule schedule, int micro_batches,
                  Shape activation);
 
   // Forward and backward of every micro-batch, gradients scaled by `grad_scale` and
@@ -56,7 +59,7 @@ class PipelineRunner {
   int stage(int chunk) const { return stage_of(chunk, rank_, pp_size_); }
   bool last_stage(int chunk) const { return stage(chunk) == pp_size_ * v_ - 1; }
 
-  Gpt2Model& model_;
+  CausalLM& model_;
   Communicator& pp_;
   int rank_, pp_size_, v_, micro_batches_;
   Shape activation_;

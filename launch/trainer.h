@@ -1,13 +1,25 @@
-// The single-process training loop behind `peng train`.
+// Trainer: the training job behind `peng train`, in phases a reader can follow:
 //
-// Per optimizer step s: zero gradients; for each micro-batch read its sequences of the
-// global batch (batch rule, DESIGN.md), forward, backward with scale 1/(B*T) so the
-// accumulated gradient is that of the mean loss over the global batch; global gradient
-// norm, clipping, AdamW at lr = schedule(s). Then metrics, progress, validation,
-// samples. Prints to stdout; writes the metrics JSONL.
+//   Trainer(config)   build: validate, layout, process mesh, model (any registered family),
+//                     pipeline runner, data, gradient machinery, optimizer, checkpoints,
+//                     telemetry — in that order (each needs the ones before it)
+//   run()             restore (resume from a checkpoint), then per step:
+//                       step()        zero gradients; forward/backward of the micro-batches
+//                                     (step_micro_batches, or step_pipeline under pp);
+//                                     make gradients whole (dp reduction, tied copies,
+//                                     partial sums); global norm, clipping, AdamW
+//                       after_step()  metrics, validation, samples, stop signals, checkpoint
+//                     then finish() (final checkpoint wait, export, summary)
+//
+// Per optimizer step s: for each micro-batch read its sequences of the global batch (batch
+// rule, DESIGN.md), forward, backward with scale 1/(B*T) so the accumulated gradient is that
+// of the mean loss over the global batch. Prints to stdout; writes the metrics JSONL.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "peng/config.pb.h"
@@ -28,8 +40,38 @@ struct TrainReport {
   double checkpoint_stall_s = 0;  // seconds training waited for checkpoint saves
 };
 
-// Runs the whole job described by `config` (validated here). Throws peng::Error on
-// bad input or a non-finite loss.
+class Trainer {
+ public:
+  // Builds every component (collective over the job's ranks). Throws peng::Error on bad
+  // input, naming the field, file or tensor.
+  explicit Trainer(const proto::TrainConfig& config);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Trains from the resumed step (or 0) to training.steps. Throws peng::Error on a
+  // non-finite loss.
+  TrainReport run();
+
+  struct Parts;  // the components, in build order (opaque: trainer.cc)
+
+ private:
+  struct StepTimes;
+
+  void restore();
+  StepRecord step(int64_t step);
+  double step_micro_batches(int64_t step, StepTimes& t);
+  double step_pipeline(int64_t step, StepTimes& t);
+  // Returns the stop signal all ranks agreed on (0: none).
+  int after_step(int64_t step, const StepRecord& r);
+  void save_checkpoint(int64_t step);
+  void finish(int stopped_by);
+  std::string summary() const;
+
+  std::unique_ptr<Parts> p_;
+};
+
+// Runs the whole job described by `config`: Trainer(config).run().
 TrainReport train(const proto::TrainConfig& config);
 
 }  // namespace peng

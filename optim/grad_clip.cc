@@ -4,13 +4,10 @@
 
 namespace peng {
 
-double sharded_grad_norm(const Tensor& grads, const std::vector<FlatSpan>& spans,
-                         const ParameterSet& params, Backend& backend,
-                         const std::function<bool(const Parameter&)>& counts,
-                         const std::vector<Communicator*>& groups) {
+double sharded_grad_norm(const Tensor& grads, const std::vector<ParamSegment>& counted,
+                         Backend& backend, const std::vector<Communicator*>& groups) {
   double sum = 0;
-  for (const ParamSegment& s : split_at_parameters(params, spans)) {
-    if (!counts(*s.param)) continue;
+  for (const ParamSegment& s : counted) {
     sum += backend.sum_squares(grads.flat_view(s.span.state_offset, {s.span.numel}));
   }
   for (Communicator* group : groups) {

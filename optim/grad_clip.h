@@ -20,16 +20,13 @@ inline double global_grad_norm(ParameterSet& params, Backend& backend) {
   return std::sqrt(backend.sum_squares(params.flat_grads()));
 }
 
-// The global norm when ranks hold parts of the gradient. `grads` is laid out like `spans`
-// of `params` (the whole flat buffer, or this rank's ZeRO shard). Each rank sums the
-// squares of the gradients of the parameters it `counts` (in double; leave out copies held
-// elsewhere too: tp-replicated parameters on tp ranks > 0, the tied wte on the last
-// pipeline stage), and the sums are added over `groups` (tp, pp; dp too with ZeRO). The
-// same value on every rank.
-double sharded_grad_norm(const Tensor& grads, const std::vector<FlatSpan>& spans,
-                         const ParameterSet& params, Backend& backend,
-                         const std::function<bool(const Parameter&)>& counts,
-                         const std::vector<Communicator*>& groups);
+// The global norm when ranks hold parts of the gradient. `counted` are the segments of
+// the gradient this rank counts, at their state offsets in `grads` (the whole flat buffer,
+// or this rank's ZeRO shard): each element once over all ranks (leave out copies held
+// elsewhere too: owned_ranges()). Each rank sums their squares (in double), and the sums
+// are added over `groups` (tp, pp; dp too with ZeRO). The same value on every rank.
+double sharded_grad_norm(const Tensor& grads, const std::vector<ParamSegment>& counted,
+                         Backend& backend, const std::vector<Communicator*>& groups);
 
 // Scales `grads` by max_norm / (norm + 1e-6) when that is < 1 (no-op when max_norm <= 0).
 // Returns the factor applied (1 when unchanged).

@@ -31,4 +31,47 @@ Gpt2Config gpt2_preset(const std::string& name) {
   return c;
 }
 
+DecoderConfig to_decoder(const Gpt2Config& g) {
+  DecoderConfig c;
+  c.family = "gpt2";
+  c.n_layer = g.n_layer;
+  c.n_head = c.n_kv_head = g.n_head;
+  c.n_embd = g.n_embd;
+  c.head_dim = g.n_head > 0 ? g.n_embd / g.n_head : 0;
+  c.ffn_hidden = 4 * int64_t(g.n_embd);
+  c.vocab_size = g.vocab_size;
+  c.max_seq_len = g.max_seq_len;
+  c.norm = NormKind::kLayerNorm;
+  c.norm_eps = g.layernorm_eps;
+  c.position_embedding = true;
+  c.qkv_bias = c.attn_out_bias = c.mlp_bias = true;
+  c.mlp = MlpKind::kGelu;
+  c.tied_embeddings = true;
+  c.weight_layout = WeightLayout::kInOut;
+  c.names = {.token_embedding = "wte",
+             .position_embedding = "wpe",
+             .layer = "h",
+             .attn_norm = "ln_1",
+             .attention = "attn",
+             .qkv = "c_attn",
+             .attn_out = "c_proj",
+             .mlp_norm = "ln_2",
+             .mlp = "mlp",
+             .mlp_in = "c_fc",
+             .mlp_out = "c_proj",
+             .final_norm = "ln_f"};
+  return c;
+}
+
+Gpt2Config gpt2_config(const DecoderConfig& c) {
+  Gpt2Config g;
+  g.n_layer = c.n_layer;
+  g.n_head = c.n_head;
+  g.n_embd = int(c.n_embd);
+  g.vocab_size = c.vocab_size;
+  g.max_seq_len = c.max_seq_len;
+  g.layernorm_eps = c.norm_eps;
+  return g;
+}
+
 }  // namespace peng

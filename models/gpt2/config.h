@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "models/decoder/config.h"
+
 namespace peng {
 
 struct Gpt2Config {
@@ -14,9 +16,7 @@ struct Gpt2Config {
   int max_seq_len = 1024;      // rows of the position embedding (HF n_positions)
   float layernorm_eps = 1e-5f;
 
-  // Vocabulary padded to a multiple of 128 (the padded rows of wte are always zero).
-  // The vocabulary padded to a multiple of 128 x tp, so it splits evenly over tp ranks in
-  // 128-aligned shards (Megatron's make-vocab-size-divisible-by x tp).
+  // The vocabulary padded to a multiple of 128 x tp (see DecoderConfig::padded_vocab).
   int64_t padded_vocab(int tp = 1) const {
     const int64_t m = 128 * int64_t(tp);
     return (vocab_size + m - 1) / m * m;
@@ -28,5 +28,11 @@ struct Gpt2Config {
 
 // gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1558m. Throws InputError for an unknown name.
 Gpt2Config gpt2_preset(const std::string& name);
+
+// GPT-2 as a decoder: LayerNorm, learned positions, multi-head attention and a GELU MLP of
+// 4 n_embd with biases, tied LM head, Conv1D (in, out) weights, HF GPT-2 parameter names.
+DecoderConfig to_decoder(const Gpt2Config& c);
+// The GPT-2 sizes of a decoder config of the gpt2 family.
+Gpt2Config gpt2_config(const DecoderConfig& c);
 
 }  // namespace peng

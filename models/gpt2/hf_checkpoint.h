@@ -1,4 +1,5 @@
-// Hugging Face GPT-2 checkpoint folders: config.json + model.safetensors.
+// Hugging Face GPT-2 checkpoint folders: config.json + model.safetensors (or shards with
+// model.safetensors.index.json; models/hf/hf_weights.h does the file work).
 //
 // Independent of the model class: parameters travel as a name -> Tensor map. peng's
 // parameter names ARE the Hugging Face names without the `transformer.` prefix, and every
@@ -25,6 +26,8 @@
 #include "core/dtype.h"
 #include "core/tensor.h"
 #include "models/gpt2/config.h"
+#include "models/hf/hf_config.h"
+#include "models/hf/hf_weights.h"
 
 namespace peng {
 
@@ -36,6 +39,10 @@ namespace peng {
 // scale_attn_weights true; scale_attn_by_inverse_layer_idx and add_cross_attention false.
 // Other keys are ignored. The result passes Gpt2Config::validate().
 Gpt2Config read_hf_gpt2_config(const std::filesystem::path& dir);
+// The same rules on an already parsed config object.
+Gpt2Config parse_hf_gpt2_config(const JsonFields& fields);
+// The config.json object write_hf_gpt2_config writes.
+Json hf_gpt2_config_json(const Gpt2Config& cfg);
 
 // Writes DIR/config.json (atomically) with the keys make_reference.py writes: model_type,
 // architectures, vocab_size, n_positions, n_ctx, n_embd, n_layer, n_head,
@@ -51,7 +58,10 @@ std::vector<std::string> gpt2_parameter_names(const Gpt2Config& cfg);
 // Throws InputError for a name that is not a parameter of this config.
 Shape gpt2_parameter_shape(const Gpt2Config& cfg, const std::string& name);
 
-// Reads DIR/model.safetensors into f32 CPU tensors keyed by peng (= HF, unprefixed) names.
+// Where GPT-2's parameters sit in a Hugging Face folder (the rules below).
+HfWeights gpt2_hf_weights(const Gpt2Config& cfg);
+
+// Reads DIR's weights into f32 CPU tensors keyed by peng (= HF, unprefixed) names.
 //  - names may carry the `transformer.` prefix (GPT2LMHeadModel) or not (GPT2Model);
 //  - `lm_head.weight` is ignored (tied), but if present must have wte's shape;
 //  - the buffers `h.{i}.attn.bias` / `h.{i}.attn.masked_bias` of old checkpoints are ignored;

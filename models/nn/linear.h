@@ -1,12 +1,17 @@
-// Linear layer in Hugging Face Conv1D layout: y = x @ W + b, W stored (in, out), optionally
-// split over a tensor-parallel group (Megatron-LM's ColumnParallelLinear and
-// RowParallelLinear, without sequence parallelism):
-// - kColumn: W's output columns (and b) are split; x (N, in) is the same on every rank and
-//   y (N, out / tp) is this rank's columns. Backward all-reduces dx over the group.
-//   `blocks` > 1 splits each of that many equal column blocks (c_attn's q | k | v).
-// - kRow: W's input rows are split; x (N, in / tp) is this rank's columns of the input
-//   (a column-parallel layer's output) and y (N, out) is all-reduced over the group, with
-//   b (replicated) added once. Backward needs no communication.
+// Linear layer y = x W + b (Conv1D layout, W (in, out)) or y = x W^T + b (nn.Linear layout,
+// W (out, in)), optionally split over a tensor-parallel group (Megatron-LM's
+// ColumnParallelLinear and RowParallelLinear):
+// - kColumn: W's output features (and b) are split; x (N, in) is the same on every rank and
+//   y (N, local out) is this rank's features. Backward all-reduces dx over the group.
+//   The output features may be fused blocks laid end to end (GPT-2's c_attn [q | k | v],
+//   3 equal blocks; a GQA [q | k | v] of H*hd, K*hd, K*hd; SwiGLU's [gate | up]): each is
+//   cut into pieces over the group (ShardBlock), so every rank holds its piece of each.
+//   A block with fewer pieces than ranks (K kv heads over tp > K) is replicated: the
+//   ranks holding a piece compute the same features and partial gradients of its weights
+//   (summed over the replicas by the trainer: Parameter::shard, replica_ranges()).
+// - kRow: W's input features are split; x (N, in / tp) is this rank's features of the
+//   input (a column-parallel layer's output) and y (N, out) is all-reduced over the group,
+//   with b (replicated) added once. Backward needs no communication.
 // Sequence parallelism (`rows_sharded` in forward): the activations outside the layer pair
 // are split by rows over the group (rank r: rows [r R, (r+1) R) of N = tp R). A column
 // layer then all-gathers its input rows (backward: reduce-scatters dx), a row layer
@@ -25,12 +30,23 @@ namespace peng {
 
 enum class LinearSplit { kNone, kColumn, kRow };
 
+struct LinearOptions {
+  bool bias = true;
+  LinearSplit split = LinearSplit::kNone;
+  WeightLayout layout = WeightLayout::kInOut;
+  // The split features (kColumn: output, kRow: input) as fused blocks, possibly padded
+  // (ShardBlock::logical; the layer's `in` / `out` are then the padded sizes). Empty: one
+  // block of all of them.
+  std::vector<ShardBlock> blocks;
+  ParamInit init;  // of the weight (the bias starts at 0)
+};
+
 class Linear {
  public:
-  // Registers `<prefix>.weight` (in, out) and, with bias, `<prefix>.bias` (out): logical
-  // shapes; this rank holds its shard of them.
-  Linear(ParameterSet& params, const std::string& prefix, int64_t in, int64_t out, bool bias = true,
-         LinearSplit split = LinearSplit::kNone, const TpGroup& tp = {}, int blocks = 1);
+  // Registers `<prefix>.weight` and, with bias, `<prefix>.bias` (out): global shapes; this
+  // rank holds its shard of them.
+  Linear(ParameterSet& params, const std::string& prefix, int64_t in, int64_t out,
+         const TpGroup& tp = {}, const LinearOptions& options = {});
 
   // x (N, local in) -> y (N, local out). Keeps a handle on x for backward. With
   // rows_sharded: a column layer takes x (N / tp, in), a row layer returns y (N / tp, out).
@@ -39,6 +55,9 @@ class Linear {
   const Tensor& backward(Backend& be, const Tensor& dy);
 
   Parameter& weight() { return params_.at(weight_); }
+  // The last forward's output y.
+  const Tensor& output() const { return y_; }
+  int64_t local_out() const { return out_; }
   // What forward keeps for backward (pipeline stashes move these out and back).
   void activation_slots(std::vector<Tensor*>& out) { out.insert(out.end(), {&x_, &y_, &full_}); }
 
@@ -46,6 +65,7 @@ class Linear {
   ParameterSet& params_;
   int weight_ = -1, bias_ = -1;
   LinearSplit split_;
+  WeightLayout layout_;
   TpGroup tp_;
   int64_t in_, out_;  // local
   bool rows_sharded_ = false;

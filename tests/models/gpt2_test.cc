@@ -8,7 +8,7 @@
 #include <cstring>
 #include <random>
 
-#include "models/gpt2/sample.h"
+#include "models/sample.h"
 #include "optim/adamw.h"
 
 namespace peng {

@@ -1,4 +1,4 @@
-#include "models/gpt2/sample.h"
+#include "models/sample.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,18 +7,18 @@
 
 namespace peng {
 
-std::vector<int32_t> sample_tokens(Gpt2Model& model, const std::vector<int32_t>& prompt, int n_new,
+std::vector<int32_t> sample_tokens(CausalLM& model, const std::vector<int32_t>& prompt, int n_new,
                                    int context, int top_k, uint64_t seed, int64_t vocab_limit,
                                    float temperature) {
   const LastLogits last_logits = [&model](const Tensor& tokens) {
     model.forward(tokens, Tensor());
     return model.logits_row(tokens.dim(1) - 1);
   };
-  return sample_tokens(last_logits, model.config(), prompt, n_new, context, top_k, seed,
-                       vocab_limit, temperature);
+  return sample_tokens(last_logits, model.arch(), prompt, n_new, context, top_k, seed, vocab_limit,
+                       temperature);
 }
 
-std::vector<int32_t> sample_tokens(const LastLogits& last_logits, const Gpt2Config& config,
+std::vector<int32_t> sample_tokens(const LastLogits& last_logits, const DecoderConfig& config,
                                    const std::vector<int32_t>& prompt, int n_new, int context,
                                    int top_k, uint64_t seed, int64_t vocab_limit,
                                    float temperature) {

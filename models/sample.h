@@ -1,11 +1,12 @@
-// Text generation from a GPT-2 model: top-k sampling over a sliding context window.
+// Text generation from a causal language model: top-k sampling over a sliding context
+// window.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <vector>
 
-#include "models/gpt2/gpt2.h"
+#include "models/model.h"
 
 namespace peng {
 
@@ -16,7 +17,7 @@ namespace peng {
 // `vocab_limit` (e.g. the tokenizer's vocabulary; <= 0: the model's) are drawn.
 // Overwrites the model's
 // saved activations: call between training steps, not between forward and backward.
-std::vector<int32_t> sample_tokens(Gpt2Model& model, const std::vector<int32_t>& prompt, int n_new,
+std::vector<int32_t> sample_tokens(CausalLM& model, const std::vector<int32_t>& prompt, int n_new,
                                    int context, int top_k, uint64_t seed, int64_t vocab_limit = 0,
                                    float temperature = 1.0f);
 
@@ -24,7 +25,7 @@ std::vector<int32_t> sample_tokens(Gpt2Model& model, const std::vector<int32_t>&
 // position over the whole padded vocabulary, on the host (a pipeline computes them on its
 // last stage and shares them, so every rank draws the same tokens).
 using LastLogits = std::function<Tensor(const Tensor& tokens)>;
-std::vector<int32_t> sample_tokens(const LastLogits& last_logits, const Gpt2Config& config,
+std::vector<int32_t> sample_tokens(const LastLogits& last_logits, const DecoderConfig& config,
                                    const std::vector<int32_t>& prompt, int n_new, int context,
                                    int top_k, uint64_t seed, int64_t vocab_limit = 0,
                                    float temperature = 1.0f);

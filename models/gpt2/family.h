@@ -1,0 +1,10 @@
+// The GPT-2 model family's registration record (models/registry.h).
+#pragma once
+
+#include "models/registry.h"
+
+namespace peng {
+
+const ModelFamily& gpt2_family();
+
+}  // namespace peng
