@@ -27,6 +27,7 @@ Attention::Attention(ParameterSet& params, const std::string& prefix, const Deco
                      const TpGroup& tp, RopeTables* rope)
     : qkv_proj_(params, prefix + "." + c.names.qkv, c.n_embd, c.q_width() + 2 * c.kv_width(), tp,
                 qkv_options(c, tp.size())),
+      qk_norm_(register_qk_norm(params, prefix, c, tp)),
       out_proj_(params, prefix + "." + c.names.attn_out, c.q_width(), c.n_embd, tp,
                 {.bias = c.attn_out_bias,
                  .split = LinearSplit::kRow,
@@ -39,14 +40,19 @@ Attention::Attention(ParameterSet& params, const std::string& prefix, const Deco
       head_dim_(c.head_dim),
       norm_eps_(c.norm_eps) {
   c.check_tensor_parallel(tp.size());
-  if (c.qk_norm) {
-    for (auto [index, name] : {std::pair{&q_norm_, &c.names.q_norm}, {&k_norm_, &c.names.k_norm}}) {
-      *index = params.add(prefix + "." + *name + ".weight", {c.head_dim});
-      Parameter& p = params.at(*index);
-      p.init = {ParamInit::kOnes};
-      p.tp_partial_grad = tp.size() > 1;  // heads on every rank share it
-    }
+}
+
+Attention::QkNorm Attention::register_qk_norm(ParameterSet& params, const std::string& prefix,
+                                              const DecoderConfig& c, const TpGroup& tp) {
+  QkNorm out;
+  if (!c.qk_norm) return out;
+  for (auto [index, name] : {std::pair{&out.q, &c.names.q_norm}, {&out.k, &c.names.k_norm}}) {
+    *index = params.add(prefix + "." + *name + ".weight", {c.head_dim});
+    Parameter& p = params.at(*index);
+    p.init = {ParamInit::kOnes};
+    p.tp_partial_grad = tp.size() > 1;  // heads on every rank share it
   }
+  return out;
 }
 
 const Tensor& Attention::forward(Backend& be, const Tensor& x, int64_t batch, int64_t seq,
@@ -56,11 +62,11 @@ const Tensor& Attention::forward(Backend& be, const Tensor& x, int64_t batch, in
   const int64_t groups = local_heads_ + 2 * local_kv_heads_, width = groups * head_dim_;
   const Tensor raw = qkv_proj_.forward(be, x, rows_sharded).view({batch, seq, width});
   qkv_ = raw;
-  if (q_norm_ >= 0) {  // normed into a buffer of its own: backward needs the raw features
+  if (qk_norm_.q >= 0) {  // normed into a buffer of its own: backward needs the raw features
     ensure_buffer(normed_, raw.shape(), x.device());
     ensure_buffer(qk_rstd_, {batch * seq, local_heads_ + local_kv_heads_}, x.device());
-    be.qk_norm_forward(raw, local_heads_, local_kv_heads_, params_.at(q_norm_).value,
-                       params_.at(k_norm_).value, norm_eps_, normed_, qk_rstd_);
+    be.qk_norm_forward(raw, local_heads_, local_kv_heads_, params_.at(qk_norm_.q).value,
+                       params_.at(qk_norm_.k).value, norm_eps_, normed_, qk_rstd_);
     qkv_ = normed_;
   }
   if (rope_) {
@@ -83,8 +89,8 @@ const Tensor& Attention::backward(Backend& be, const Tensor& dout) {
     be.rope_backward(dqkv_, int(groups), local_heads_ + local_kv_heads_, rope_->cos(),
                      rope_->sin());
   }
-  if (q_norm_ >= 0) {
-    Parameter &wq = params_.at(q_norm_), &wk = params_.at(k_norm_);
+  if (qk_norm_.q >= 0) {
+    Parameter &wq = params_.at(qk_norm_.q), &wk = params_.at(qk_norm_.k);
     const Tensor raw = qkv_proj_.output().view(qkv_.shape());
     be.qk_norm_backward(dqkv_, raw, local_heads_, local_kv_heads_, wq.value, wk.value, qk_rstd_,
                         dqkv_, wq.grad, wk.grad);

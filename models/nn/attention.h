@@ -42,13 +42,21 @@ class Attention {
   }
 
  private:
-  Linear qkv_proj_, out_proj_;
+  struct QkNorm {
+    int q = -1, k = -1;  // parameter indices; -1 without qk_norm
+  };
+  static QkNorm register_qk_norm(ParameterSet& params, const std::string& prefix,
+                                 const DecoderConfig& config, const TpGroup& tp);
+
+  // Registered in this order (Hugging Face's): q/k/v, the per-head norms, the output.
+  Linear qkv_proj_;
+  QkNorm qk_norm_;
+  Linear out_proj_;
   ParameterSet& params_;
   RopeTables* rope_;
   int local_heads_, local_kv_heads_;
   int64_t head_dim_;
   float norm_eps_;
-  int q_norm_ = -1, k_norm_ = -1;
   int64_t batch_ = 0, seq_ = 0;
   // qkv_: what the kernel saw (rotated; normed into normed_ first with qk_norm, else the
   // projection's own output, rotated in place). The projection keeps the raw output.

@@ -1,0 +1,183 @@
+// The Llama family's numerics contract: the ../shared/reference cases of
+// make_llama_reference.py (llama-tiny: GQA 4:2, untied; qwen2-odd: q/k/v biases, tied, odd
+// vocabulary, 3 kv heads, an MLP of 136; qwen3-tiny: q/k norms, head_dim 16 != 64 / 8, tied;
+// llama-deep4: 4 layers) match PyTorch at every step (1e-4 loss, 1e-3 gradient norm) in one
+// process and under every layout: dp, tp (replicated kv heads at tp 4 on qwen3-tiny, a
+// padded MLP at tp 3 on qwen2-odd), sequence parallelism, pipelines (1F1B, GPipe,
+// interleaved, a tied head across stages), ZeRO 1 and 2, dp 2 x tp 2 x pp 2 on 8 ranks;
+// resumed across layouts from a checkpoint; layouts that cannot split are refused.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "tests/util/test_util.h"
+
+namespace peng {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::ReferenceRun;
+
+std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& more) {
+  a.insert(a.end(), more.begin(), more.end());
+  return a;
+}
+
+// One run of a reference case: `np` ranks (1: no mpirun) with extra `peng train` flags.
+struct Run {
+  std::string name;
+  int np = 1;
+  std::vector<std::string> flags;
+};
+
+void PrintTo(const Run& r, std::ostream* os) {
+  *os << r.name << " np " << r.np;
+  for (const std::string& f : r.flags) *os << " " << f;
+}
+
+testing::CommandResult run(const Run& r, const std::vector<std::string>& args) {
+  return r.np == 1 ? testing::run_peng(args) : testing::run_mpi_peng(r.np, args);
+}
+
+class LlamaReference : public ::testing::TestWithParam<Run> {};
+
+TEST_P(LlamaReference, MatchesPyTorchEveryStep) {
+  const Run& c = GetParam();
+  const ReferenceRun ref = testing::load_reference_run(c.name);
+  testing::TempDir tmp;
+  const testing::CommandResult r =
+      run(c, with(with({"train"}, ref.train_args()),
+                  with(c.flags, {"--quiet", "--metrics-jsonl", (tmp / "m.jsonl").string()})));
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  std::vector<double> loss, norm;
+  testing::read_metrics_jsonl(tmp / "m.jsonl", loss, norm);
+  testing::expect_matches_reference(ref, loss, norm);
+}
+
+const std::vector<std::string> kMicro1 = {"--micro-batch-size", "1"};
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, LlamaReference,
+    ::testing::Values(
+        // one process, with and without micro-batching
+        Run{"llama-tiny"}, Run{"llama-tiny", 1, kMicro1}, Run{"qwen2-odd"},
+        Run{"qwen2-odd", 1, {"--micro-batch-size", "3"}}, Run{"qwen3-tiny"}, Run{"llama-deep4"},
+        // data parallelism and ZeRO
+        Run{"llama-tiny", 2, {"--dp", "2"}},
+        Run{"llama-tiny", 2, {"--dp", "2", "--zero", "1", "--bucket-mb", "0.01"}},
+        Run{"qwen3-tiny", 2, {"--dp", "2", "--zero", "2", "--micro-batch-size", "1"}},
+        Run{"qwen2-odd", 3, {"--dp", "3", "--zero", "2", "--bucket-mb", "0.003"}},
+        // tensor parallelism: GQA heads split; tp 4 > 2 kv heads replicates them; qwen2-odd's
+        // 3 kv heads need tp 3 (its MLP of 136 is padded to 138)
+        Run{"llama-tiny", 2, {"--tp", "2"}}, Run{"qwen3-tiny", 2, {"--tp", "2"}},
+        Run{"qwen3-tiny", 4, {"--tp", "4"}}, Run{"qwen2-odd", 3, {"--tp", "3"}},
+        Run{"llama-tiny", 4, {"--tp", "4", "--micro-batch-size", "2"}},
+        // sequence parallelism
+        Run{"llama-tiny", 2, {"--tp", "2", "--sequence-parallel"}},
+        Run{"qwen3-tiny", 4, {"--tp", "4", "--sequence-parallel", "--micro-batch-size", "2"}},
+        Run{"qwen2-odd", 3, {"--tp", "3", "--sequence-parallel"}},
+        // pipelines: untied and tied heads on the last stage
+        Run{"llama-tiny", 2, {"--pp", "2", "--micro-batch-size", "1"}},
+        Run{"qwen2-odd", 2, {"--pp", "2", "--micro-batch-size", "2"}},
+        Run{"qwen3-tiny", 2, {"--pp", "2", "--pp-schedule", "gpipe", "--micro-batch-size", "1"}},
+        Run{"llama-deep4",
+            2,
+            {"--pp", "2", "--pp-schedule", "interleaved", "--virtual-stages", "2",
+             "--micro-batch-size", "2"}},
+        Run{"llama-deep4", 4, {"--pp", "4", "--micro-batch-size", "2"}},
+        // everything together
+        Run{"qwen3-tiny", 4, {"--tp", "2", "--dp", "2", "--zero", "1", "--micro-batch-size", "1"}},
+        Run{"llama-deep4",
+            8,
+            {"--dp", "2", "--tp", "2", "--pp", "2", "--zero", "1", "--sequence-parallel",
+             "--pp-schedule", "interleaved", "--virtual-stages", "2", "--micro-batch-size", "1"}},
+        Run{"qwen2-odd", 6, {"--tp", "3", "--pp", "2", "--zero", "0", "--micro-batch-size", "3"}}),
+    [](const auto& info) {
+      const Run& r = info.param;
+      std::string n = r.name + "_np" + std::to_string(r.np);
+      for (const std::string& f : r.flags) n += "_" + f;
+      std::string out;
+      for (char ch : n) {
+        if (std::isalnum(static_cast<unsigned char>(ch))) out += ch;
+        if (ch == '_' && !out.empty() && out.back() != '_') out += ch;
+      }
+      return out;
+    });
+
+// A model that does not split over the layout is refused on every rank with one line.
+TEST(LlamaReferenceErrors, LayoutsThatCannotSplitAreRefused) {
+  for (const auto& [name, np, flags, message] :
+       std::vector<std::tuple<std::string, int, std::vector<std::string>, std::string>>{
+           {"qwen2-odd",
+            2,
+            {"--tp", "2"},
+            "error: model.n_kv_head (3) and parallel.tp (2) do not fit"},
+           {"qwen3-tiny",
+            3,
+            {"--tp", "3"},
+            "error: model.n_head (8) is not divisible by parallel.tp (3)"},
+           {"llama-tiny",
+            2,
+            {"--pp", "2", "--pp-schedule", "interleaved", "--virtual-stages", "2"},
+            "error: model.n_layer (2) is not divisible by pp x virtual stages (2 x 2)"}}) {
+    const ReferenceRun ref = testing::load_reference_run(name);
+    const testing::CommandResult r = testing::run_mpi_peng(
+        np, with(with({"train"}, ref.train_args()), with(flags, {"--quiet"})));
+    EXPECT_NE(r.exit_code, 0) << name;
+    EXPECT_NE(r.stderr_text.find(message), std::string::npos) << r.stderr_text;
+  }
+}
+
+// Step -> (loss, grad norm) of a metrics JSONL.
+std::map<int64_t, std::pair<double, double>> steps_of(const fs::path& p) {
+  std::map<int64_t, std::pair<double, double>> out;
+  std::istringstream lines(testing::read_file(p));
+  for (std::string line; std::getline(lines, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out[j["step"]] = {j["loss"], j["grad_norm"]};
+  }
+  return out;
+}
+
+// Saved at step 5 under one layout, resumed under others: the resumed steps are the
+// reference's. qwen3-tiny's save has kv heads replicated over tp 4 and a tied head.
+TEST(LlamaReferenceResume, ResumesUnderAnotherLayout) {
+  for (const auto& [name, save, resumes] :
+       std::vector<std::tuple<std::string, Run, std::vector<Run>>>{
+           {"qwen3-tiny",
+            {"", 4, {"--tp", "4", "--sequence-parallel"}},
+            {{"", 4, {"--dp", "2", "--pp", "2", "--zero", "1", "--micro-batch-size", "1"}},
+             {"", 1, {}}}},
+           {"llama-deep4",
+            {"",
+             8,
+             {"--dp", "2", "--tp", "2", "--pp", "2", "--zero", "2", "--micro-batch-size", "2"}},
+            {{"", 4, {"--pp", "4", "--micro-batch-size", "2"}}, {"", 2, {"--tp", "2"}}}}}) {
+    const ReferenceRun ref = testing::load_reference_run(name);
+    testing::TempDir tmp;
+    const fs::path dir = tmp / "ckpt";
+    testing::CommandResult r =
+        run(save, with(with({"train"}, ref.train_args(5)),
+                       with(save.flags, {"--quiet", "--checkpoint-dir", dir.string()})));
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+    for (const Run& resume : resumes) {
+      const fs::path jsonl = tmp / ("resumed" + std::to_string(resume.np) + ".jsonl");
+      r = run(resume, with(with({"train"}, ref.train_args()),
+                           with(resume.flags, {"--quiet", "--resume", dir.string(),
+                                               "--metrics-jsonl", jsonl.string()})));
+      ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+      const auto steps = steps_of(jsonl);
+      ASSERT_EQ(steps.size(), size_t(ref.steps - 5)) << name;
+      for (const auto& [s, m] : steps) {
+        EXPECT_NEAR(m.first, ref.loss[size_t(s)], 1e-4 * ref.loss[size_t(s)]) << name << " " << s;
+        EXPECT_NEAR(m.second, ref.grad_norm[size_t(s)], 1e-3 * ref.grad_norm[size_t(s)])
+            << name << " " << s;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace peng
