@@ -1,7 +1,8 @@
 // CPU training-step benchmark: one full optimizer step (forward, backward, global norm,
-// clipping, AdamW) of the CPU benchmark model, reporting tokens/s and model FLOP/s
-// (telemetry/flops.h convention). Also the sgemm ceiling of the machine: a large
-// OpenBLAS sgemm, the number model FLOP/s is judged against.
+// clipping, AdamW) of the CPU benchmark models, reporting tokens/s and model FLOP/s
+// (telemetry/flops.h convention): GPT-2 (BM_TrainStep) and a Llama-shaped model
+// (BM_LlamaTrainStep). Also the sgemm ceiling of the machine: a large OpenBLAS sgemm, the
+// number model FLOP/s is judged against.
 //
 //   build/bin/train_step_bench --benchmark_min_time=10
 // bench/cpu_train_step.sh runs this beside the same recipe in PyTorch.
@@ -11,7 +12,9 @@
 #include <random>
 
 #include "core/backend.h"
+#include "launch/model_setup.h"
 #include "models/gpt2/gpt2.h"
+#include "models/registry.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
 #include "telemetry/flops.h"
@@ -19,20 +22,37 @@
 namespace peng {
 namespace {
 
-// The CPU benchmark model of the issue: 4 layers, 4 heads, n_embd 256, T 128,
-// global batch 8, vocab 4096.
+// The CPU benchmark models: 4 layers, n_embd 256, 4 heads, T 128, global batch 8, vocab
+// 4096; GPT-2, and Llama-shaped with 2 kv heads, a SwiGLU MLP of 704 and an untied head.
 constexpr int kLayers = 4, kHeads = 4, kEmbd = 256, kSeq = 128, kBatch = 8, kVocab = 4096;
 
-void BM_TrainStep(benchmark::State& state) {
+DecoderConfig gpt2_model() {
   Gpt2Config c;
   c.n_layer = kLayers;
   c.n_head = kHeads;
   c.n_embd = kEmbd;
   c.vocab_size = kVocab;
   c.max_seq_len = kSeq;
-  Gpt2Model model(c, cpu_backend());
-  model.init_random(0);
-  AdamW opt(model.parameters(), cpu_backend(), {.weight_decay = 0.1f});
+  return to_decoder(c);
+}
+
+DecoderConfig llama_model() {
+  DecoderConfig c = model_family("llama").custom();
+  c.n_layer = kLayers;
+  c.n_head = kHeads;
+  c.n_kv_head = 2;
+  c.n_embd = kEmbd;
+  c.ffn_hidden = 704;
+  c.vocab_size = kVocab;
+  c.max_seq_len = kSeq;
+  model_family("llama").complete(c);
+  return c;
+}
+
+void train_steps(benchmark::State& state, const DecoderConfig& arch) {
+  std::unique_ptr<CausalLM> model = build_model(arch, cpu_backend());
+  model->init_random(0);
+  AdamW opt(model->parameters(), cpu_backend(), {.weight_decay = 0.1f});
   std::mt19937 gen(1);
   Tensor x = Tensor::empty({kBatch, kSeq}, DType::kI32),
          y = Tensor::empty({kBatch, kSeq}, DType::kI32);
@@ -42,24 +62,26 @@ void BM_TrainStep(benchmark::State& state) {
   }
   const float scale = 1.0f / float(kBatch * kSeq);
   for (auto _ : state) {
-    model.parameters().zero_grads();
-    benchmark::DoNotOptimize(model.forward(x, y));
-    model.backward(scale);
-    const double norm = global_grad_norm(model.parameters(), cpu_backend());
-    clip_grad_norm(model.parameters(), cpu_backend(), norm, 1.0f);
+    model->parameters().zero_grads();
+    benchmark::DoNotOptimize(model->forward(x, y));
+    model->backward(scale);
+    const double norm = global_grad_norm(model->parameters(), cpu_backend());
+    clip_grad_norm(model->parameters(), cpu_backend(), norm, 1.0f);
     opt.step(1e-4f);
   }
   const double tokens = double(kBatch) * kSeq;
-  const double flops = model_flops_per_token({.params = gpt2_num_params(model.config(), false),
-                                              .n_layer = kLayers,
-                                              .n_embd = kEmbd,
-                                              .seq_len = kSeq});
+  const double flops = model_flops_per_token(flops_shape(arch, kSeq));
   state.counters["tokens_per_s"] =
       benchmark::Counter(tokens * double(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["model_flops"] =
       benchmark::Counter(tokens * flops * double(state.iterations()), benchmark::Counter::kIsRate);
 }
+
+void BM_TrainStep(benchmark::State& state) { train_steps(state, gpt2_model()); }
 BENCHMARK(BM_TrainStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_LlamaTrainStep(benchmark::State& state) { train_steps(state, llama_model()); }
+BENCHMARK(BM_LlamaTrainStep)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The machine's sgemm ceiling: C = A B with square n x n f32 matrices, all OpenBLAS threads.
 void BM_SgemmCeiling(benchmark::State& state) {

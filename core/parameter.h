@@ -47,7 +47,7 @@ struct ShardBlock {
 struct ShardSpec {
   int dim = -1;
   int parts = 1, index = 0, blocks = 1;
-  std::vector<ShardBlock> fused;
+  std::vector<ShardBlock> fused = {};
 
   bool replicated() const { return dim < 0 || parts == 1; }
   // The blocks along a split dimension of `extent` elements (fused, or the equal blocks).
@@ -65,17 +65,17 @@ struct ParamInit {
 };
 
 struct Parameter {
-  std::string name;     // the model family's name, e.g. "h.0.attn.c_attn.weight"
-  Tensor value;         // f32, this rank's shard, view into the flat value buffer
-  Tensor grad;          // f32, same shape, view into the flat gradient buffer
-  Shape global_shape;   // shape of the whole tensor as computed with (padding included)
-  Shape logical_shape;  // the whole tensor as it exists outside the model (no padding)
-  ShardSpec shard;      // which part of global_shape `value` holds
-  int64_t offset = 0;   // first element in the flat buffers
+  std::string name;          // the model family's name, e.g. "h.0.attn.c_attn.weight"
+  Tensor value;              // f32, this rank's shard, view into the flat value buffer
+  Tensor grad;               // f32, same shape, view into the flat gradient buffer
+  Shape global_shape;        // shape of the whole tensor as computed with (padding included)
+  Shape logical_shape = {};  // the whole tensor as it exists outside the model (no padding)
+  ShardSpec shard;           // which part of global_shape `value` holds
+  int64_t offset = 0;        // first element in the flat buffers
 
   // ---- roles ----
   bool weight_decay = false;  // AdamW decays it (tensors with >= 2 dims)
-  ParamInit init;
+  ParamInit init = {};
   // Replicated over tp but each rank's gradient is a partial sum (norms under sequence
   // parallelism, where each rank saw its rows; per-head norms shared by heads on several
   // ranks): summed over tp before use. Replicated pieces of a split (ShardBlock) are
@@ -89,7 +89,7 @@ struct Parameter {
   // embedding and a tied LM head). Every copy carries the group's name; gradients are
   // summed over the copies and values kept identical. Only the primary copy (on the lowest
   // stage) is saved, exported and counted in norms.
-  std::string tie_group;
+  std::string tie_group = {};
   bool tie_primary = true;
   // Counts in the FLOPs convention's N: takes part in matmuls (not a position embedding,
   // not an input embedding whose rows are only looked up).

@@ -73,6 +73,14 @@ DecoderConfig resolve_model_config(const proto::TrainConfig& config) {
   return c;
 }
 
+FlopsShape flops_shape(const DecoderConfig& arch, int64_t seq_len, double attention_fraction) {
+  return {.params = count_parameters(arch, /*flops_only=*/true),
+          .n_layer = arch.n_layer,
+          .n_embd = arch.q_width(),
+          .seq_len = seq_len,
+          .attention_fraction = attention_fraction};
+}
+
 std::unique_ptr<CausalLM> initial_model(const proto::TrainConfig& config, const DecoderConfig& c,
                                         Backend& backend, const TpGroup& tp,
                                         const PipelineLayout& pipe) {

@@ -7,6 +7,7 @@
 
 #include "models/registry.h"
 #include "peng/config.pb.h"
+#include "telemetry/flops.h"
 
 namespace peng {
 
@@ -20,5 +21,10 @@ DecoderConfig resolve_model_config(const proto::TrainConfig& config);
 std::unique_ptr<CausalLM> initial_model(const proto::TrainConfig& config,
                                         const DecoderConfig& model, Backend& backend,
                                         const TpGroup& tp = {}, const PipelineLayout& pipe = {});
+
+// The FLOPs convention's shape of a model (telemetry/flops.h): N = the parameters that
+// take part in matmuls (Parameter::flops: not position embeddings, not an untied input
+// embedding; a tied one once), the attention width n_head * head_dim, T = seq_len.
+FlopsShape flops_shape(const DecoderConfig& model, int64_t seq_len, double attention_fraction = 1);
 
 }  // namespace peng

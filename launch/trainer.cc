@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <sstream>
 
 #include "checkpoint/reader.h"
 #include "checkpoint/writer.h"
@@ -82,21 +83,14 @@ std::string efficiency_summary(const JobTelemetry& t) {
   return buf;
 }
 
-// The FLOPs convention's shape of a model (telemetry/flops.h).
-FlopsShape flops_shape(const DecoderConfig& arch, int64_t seq_len, double attention_fraction) {
-  return {.params = count_parameters(arch, /*flops_only=*/true),
-          .n_layer = arch.n_layer,
-          .n_embd = arch.q_width(),
-          .seq_len = seq_len,
-          .attention_fraction = attention_fraction};
-}
-
 // "llama 4L 256C 4H/2KV vocab 4096 | 12.3M params"
 std::string model_line(const DecoderConfig& a) {
-  return detail::concat(a.family, " ", a.n_layer, "L ", a.n_head, "H",
-                        a.n_kv_head != a.n_head ? "/" + std::to_string(a.n_kv_head) + "KV" : "",
-                        " ", a.n_embd, "C vocab ", a.vocab_size, " | ",
-                        double(count_parameters(a)) / 1e6, "M params");
+  std::ostringstream os;
+  os << a.family << " " << a.n_layer << "L " << a.n_head << "H";
+  if (a.n_kv_head != a.n_head) os << "/" << a.n_kv_head << "KV";
+  os << " " << a.n_embd << "C vocab " << a.vocab_size << " | " << double(count_parameters(a)) / 1e6
+     << "M params";
+  return os.str();
 }
 
 }  // namespace

@@ -37,8 +37,8 @@ struct LinearOptions {
   // The split features (kColumn: output, kRow: input) as fused blocks, possibly padded
   // (ShardBlock::logical; the layer's `in` / `out` are then the padded sizes). Empty: one
   // block of all of them.
-  std::vector<ShardBlock> blocks;
-  ParamInit init;  // of the weight (the bias starts at 0)
+  std::vector<ShardBlock> blocks = {};
+  ParamInit init = {};  // of the weight (the bias starts at 0)
 };
 
 class Linear {

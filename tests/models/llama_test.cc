@@ -259,7 +259,10 @@ void expect_gradients_match(DecoderConfig c) {
     const int64_t n = shape_numel(p.logical_shape);  // the real vocabulary rows
     std::vector<float> d(static_cast<size_t>(n));
     double norm2 = 0, analytic = 0;
-    for (float& v : d) norm2 += double(v = float(nd(gen))) * v;
+    for (float& v : d) {
+      v = float(nd(gen));
+      norm2 += double(v) * v;
+    }
     for (int64_t i = 0; i < n; ++i) {
       d[size_t(i)] = float(d[size_t(i)] / std::sqrt(norm2));
       analytic += double(d[size_t(i)]) * p.grad.data<float>()[i];

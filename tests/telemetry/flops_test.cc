@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/backend.h"
+#include "launch/model_setup.h"
 #include "models/gpt2/config.h"
 #include "models/gpt2/gpt2.h"
 #include "telemetry/flops.h"
@@ -47,6 +48,29 @@ TEST(Flops, CustomConfigByHand) {
   EXPECT_EQ(model_flops_per_token(s), 6.0 * 116480 + 12.0 * 2 * 64 * 16);  // 723,456
   EXPECT_EQ(causal_model_flops_per_token(s), 6.0 * 116480 + 6.0 * 2 * 64 * 16);
   EXPECT_EQ(hardware_flops_per_token(s), 6.0 * 116480 + 0.5 * 12 * 2 * 64 * 16 + 1000);
+}
+
+// Llama 3.1 8B at T = 8192, by hand (docs/TELEMETRY.md, "The Llama family"). Per layer:
+// q 4096 x 4096 = 16,777,216; k and v 1024 x 4096 = 4,194,304 each (8 kv heads of 128:
+// GQA's smaller projections); o 16,777,216; SwiGLU's gate, up and down 4096 x 14336 =
+// 58,720,256 each; two RMSNorms 8,192: 218,112,000. N = 32 layers (6,979,584,000) + the
+// final norm 4,096 + the untied LM head 128256 x 4096 = 525,336,576: 7,504,924,672. The
+// input embedding (another 525,336,576; 8,030,261,248 parameters in all) is only looked up.
+// 6N = 45,029,548,032; 12 L (H hd) T = 12 * 32 * 4096 * 8192 = 12,884,901,888.
+TEST(Flops, Llama31_8bByHand) {
+  const DecoderConfig c = model_preset("llama3.1-8b");
+  EXPECT_EQ(count_parameters(c), 8030261248);
+  const FlopsShape s = flops_shape(c, 8192);
+  EXPECT_EQ(s.params, 7504924672);
+  EXPECT_EQ(s.n_layer, 32);
+  EXPECT_EQ(s.n_embd, 4096);
+  EXPECT_EQ(model_flops_per_token(s), 45029548032.0 + 12884901888.0);
+  EXPECT_EQ(causal_model_flops_per_token(s), 45029548032.0 + 6442450944.0);
+  // Qwen3 0.6B: the attention term takes H * head_dim = 16 * 128 = 2048, not n_embd 1024;
+  // the tied head counts once (596,049,920 parameters, all in matmuls).
+  const FlopsShape q = flops_shape(model_preset("qwen3-0.6b"), 4096);
+  EXPECT_EQ(q.n_embd, 2048);
+  EXPECT_EQ(q.params, 596049920);
 }
 
 // Query blocks of 16 rows see keys [0, i1): sum of 16 * i1 over the blocks, out of T^2.
