@@ -26,25 +26,25 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
 }
 
 // One run of a reference case: `np` ranks (1: no mpirun) with extra `peng train` flags.
-struct Run {
+struct Case {
   std::string name;
   int np = 1;
   std::vector<std::string> flags;
 };
 
-void PrintTo(const Run& r, std::ostream* os) {
+void PrintTo(const Case& r, std::ostream* os) {
   *os << r.name << " np " << r.np;
   for (const std::string& f : r.flags) *os << " " << f;
 }
 
-testing::CommandResult run(const Run& r, const std::vector<std::string>& args) {
+testing::CommandResult run(const Case& r, const std::vector<std::string>& args) {
   return r.np == 1 ? testing::run_peng(args) : testing::run_mpi_peng(r.np, args);
 }
 
-class LlamaReference : public ::testing::TestWithParam<Run> {};
+class LlamaReference : public ::testing::TestWithParam<Case> {};
 
 TEST_P(LlamaReference, MatchesPyTorchEveryStep) {
-  const Run& c = GetParam();
+  const Case& c = GetParam();
   const ReferenceRun ref = testing::load_reference_run(c.name);
   testing::TempDir tmp;
   const testing::CommandResult r =
@@ -62,40 +62,40 @@ INSTANTIATE_TEST_SUITE_P(
     Layouts, LlamaReference,
     ::testing::Values(
         // one process, with and without micro-batching
-        Run{"llama-tiny"}, Run{"llama-tiny", 1, kMicro1}, Run{"qwen2-odd"},
-        Run{"qwen2-odd", 1, {"--micro-batch-size", "3"}}, Run{"qwen3-tiny"}, Run{"llama-deep4"},
+        Case{"llama-tiny"}, Case{"llama-tiny", 1, kMicro1}, Case{"qwen2-odd"},
+        Case{"qwen2-odd", 1, {"--micro-batch-size", "3"}}, Case{"qwen3-tiny"}, Case{"llama-deep4"},
         // data parallelism and ZeRO
-        Run{"llama-tiny", 2, {"--dp", "2"}},
-        Run{"llama-tiny", 2, {"--dp", "2", "--zero", "1", "--bucket-mb", "0.01"}},
-        Run{"qwen3-tiny", 2, {"--dp", "2", "--zero", "2", "--micro-batch-size", "1"}},
-        Run{"qwen2-odd", 3, {"--dp", "3", "--zero", "2", "--bucket-mb", "0.003"}},
+        Case{"llama-tiny", 2, {"--dp", "2"}},
+        Case{"llama-tiny", 2, {"--dp", "2", "--zero", "1", "--bucket-mb", "0.01"}},
+        Case{"qwen3-tiny", 2, {"--dp", "2", "--zero", "2", "--micro-batch-size", "1"}},
+        Case{"qwen2-odd", 3, {"--dp", "3", "--zero", "2", "--bucket-mb", "0.003"}},
         // tensor parallelism: GQA heads split; tp 4 > 2 kv heads replicates them; qwen2-odd's
         // 3 kv heads need tp 3 (its MLP of 136 is padded to 138)
-        Run{"llama-tiny", 2, {"--tp", "2"}}, Run{"qwen3-tiny", 2, {"--tp", "2"}},
-        Run{"qwen3-tiny", 4, {"--tp", "4"}}, Run{"qwen2-odd", 3, {"--tp", "3"}},
-        Run{"llama-tiny", 4, {"--tp", "4", "--micro-batch-size", "2"}},
+        Case{"llama-tiny", 2, {"--tp", "2"}}, Case{"qwen3-tiny", 2, {"--tp", "2"}},
+        Case{"qwen3-tiny", 4, {"--tp", "4"}}, Case{"qwen2-odd", 3, {"--tp", "3"}},
+        Case{"llama-tiny", 4, {"--tp", "4", "--micro-batch-size", "2"}},
         // sequence parallelism
-        Run{"llama-tiny", 2, {"--tp", "2", "--sequence-parallel"}},
-        Run{"qwen3-tiny", 4, {"--tp", "4", "--sequence-parallel", "--micro-batch-size", "2"}},
-        Run{"qwen2-odd", 3, {"--tp", "3", "--sequence-parallel"}},
+        Case{"llama-tiny", 2, {"--tp", "2", "--sequence-parallel"}},
+        Case{"qwen3-tiny", 4, {"--tp", "4", "--sequence-parallel", "--micro-batch-size", "2"}},
+        Case{"qwen2-odd", 3, {"--tp", "3", "--sequence-parallel"}},
         // pipelines: untied and tied heads on the last stage
-        Run{"llama-tiny", 2, {"--pp", "2", "--micro-batch-size", "1"}},
-        Run{"qwen2-odd", 2, {"--pp", "2", "--micro-batch-size", "2"}},
-        Run{"qwen3-tiny", 2, {"--pp", "2", "--pp-schedule", "gpipe", "--micro-batch-size", "1"}},
-        Run{"llama-deep4",
-            2,
-            {"--pp", "2", "--pp-schedule", "interleaved", "--virtual-stages", "2",
-             "--micro-batch-size", "2"}},
-        Run{"llama-deep4", 4, {"--pp", "4", "--micro-batch-size", "2"}},
+        Case{"llama-tiny", 2, {"--pp", "2", "--micro-batch-size", "1"}},
+        Case{"qwen2-odd", 2, {"--pp", "2", "--micro-batch-size", "2"}},
+        Case{"qwen3-tiny", 2, {"--pp", "2", "--pp-schedule", "gpipe", "--micro-batch-size", "1"}},
+        Case{"llama-deep4",
+             2,
+             {"--pp", "2", "--pp-schedule", "interleaved", "--virtual-stages", "2",
+              "--micro-batch-size", "2"}},
+        Case{"llama-deep4", 4, {"--pp", "4", "--micro-batch-size", "2"}},
         // everything together
-        Run{"qwen3-tiny", 4, {"--tp", "2", "--dp", "2", "--zero", "1", "--micro-batch-size", "1"}},
-        Run{"llama-deep4",
-            8,
-            {"--dp", "2", "--tp", "2", "--pp", "2", "--zero", "1", "--sequence-parallel",
-             "--pp-schedule", "interleaved", "--virtual-stages", "2", "--micro-batch-size", "1"}},
-        Run{"qwen2-odd", 6, {"--tp", "3", "--pp", "2", "--zero", "0", "--micro-batch-size", "3"}}),
+        Case{"qwen3-tiny", 4, {"--tp", "2", "--dp", "2", "--zero", "1", "--micro-batch-size", "1"}},
+        Case{"llama-deep4",
+             8,
+             {"--dp", "2", "--tp", "2", "--pp", "2", "--zero", "1", "--sequence-parallel",
+              "--pp-schedule", "interleaved", "--virtual-stages", "2", "--micro-batch-size", "1"}},
+        Case{"qwen2-odd", 6, {"--tp", "3", "--pp", "2", "--zero", "0", "--micro-batch-size", "3"}}),
     [](const auto& info) {
-      const Run& r = info.param;
+      const Case& r = info.param;
       std::string n = r.name + "_np" + std::to_string(r.np);
       for (const std::string& f : r.flags) n += "_" + f;
       std::string out;
@@ -142,14 +142,18 @@ std::map<int64_t, std::pair<double, double>> steps_of(const fs::path& p) {
 }
 
 // Saved at step 5 under one layout, resumed under others: the resumed steps are the
-// reference's. qwen3-tiny's save has kv heads replicated over tp 4 and a tied head.
+// reference's. qwen3-tiny's save has kv heads replicated over tp 4 and a tied head,
+// qwen2-odd's an MLP padded from 136 to 138 features over tp 3.
 TEST(LlamaReferenceResume, ResumesUnderAnotherLayout) {
   for (const auto& [name, save, resumes] :
-       std::vector<std::tuple<std::string, Run, std::vector<Run>>>{
+       std::vector<std::tuple<std::string, Case, std::vector<Case>>>{
            {"qwen3-tiny",
             {"", 4, {"--tp", "4", "--sequence-parallel"}},
             {{"", 4, {"--dp", "2", "--pp", "2", "--zero", "1", "--micro-batch-size", "1"}},
              {"", 1, {}}}},
+           {"qwen2-odd",
+            {"", 3, {"--tp", "3"}},
+            {{"", 2, {"--dp", "2", "--zero", "1"}}, {"", 1, {}}}},
            {"llama-deep4",
             {"",
              8,
@@ -162,7 +166,7 @@ TEST(LlamaReferenceResume, ResumesUnderAnotherLayout) {
         run(save, with(with({"train"}, ref.train_args(5)),
                        with(save.flags, {"--quiet", "--checkpoint-dir", dir.string()})));
     ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-    for (const Run& resume : resumes) {
+    for (const Case& resume : resumes) {
       const fs::path jsonl = tmp / ("resumed" + std::to_string(resume.np) + ".jsonl");
       r = run(resume, with(with({"train"}, ref.train_args()),
                            with(resume.flags, {"--quiet", "--resume", dir.string(),
