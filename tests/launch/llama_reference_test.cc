@@ -87,7 +87,11 @@ INSTANTIATE_TEST_SUITE_P(
              {"--pp", "2", "--pp-schedule", "interleaved", "--virtual-stages", "2",
               "--micro-batch-size", "2"}},
         Case{"llama-deep4", 4, {"--pp", "4", "--micro-batch-size", "2"}},
-        // everything together
+        // everything together (kv heads replicated over tp 4 with ZeRO 2 sharding over dp)
+        Case{"qwen3-tiny",
+             8,
+             {"--tp", "4", "--dp", "2", "--zero", "2", "--micro-batch-size", "1", "--bucket-mb",
+              "0.01"}},
         Case{"qwen3-tiny", 4, {"--tp", "2", "--dp", "2", "--zero", "1", "--micro-batch-size", "1"}},
         Case{"llama-deep4",
              8,
