@@ -8,6 +8,7 @@
 // resumed across layouts from a checkpoint; layouts that cannot split are refused.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -132,6 +133,71 @@ TEST(LlamaReferenceErrors, LayoutsThatCannotSplitAreRefused) {
     EXPECT_NE(r.exit_code, 0) << name;
     EXPECT_NE(r.stderr_text.find(message), std::string::npos) << r.stderr_text;
   }
+}
+
+// The first text sample a run prints.
+std::string first_sample(const std::string& stdout_text) {
+  const size_t at = stdout_text.find("sample at step 1:\n");
+  if (at == std::string::npos) return "";
+  const size_t begin = stdout_text.find('\n', at) + 1;
+  return stdout_text.substr(begin, stdout_text.find("\n---", begin) - begin);
+}
+
+// With lr 0 the exported model is the initial one: every shard (kv heads replicated over
+// tp 4 included) and stage is gathered back into exactly the reference folder's bytes.
+// Pipeline stages sample exactly the text one process samples.
+TEST(LlamaReferenceExport, GathersShardsAndStagesAndSamples) {
+  for (const auto& [name, layouts] : std::vector<std::pair<std::string, std::vector<Case>>>{
+           {"llama-deep4",
+            {{"", 2, {"--tp", "2"}},
+             {"", 2, {"--pp", "2", "--micro-batch-size", "4"}},
+             {"",
+              4,
+              {"--tp", "2", "--pp", "2", "--pp-schedule", "interleaved", "--virtual-stages", "2",
+               "--micro-batch-size", "2", "--sequence-parallel"}}}},
+           {"qwen3-tiny",
+            {{"", 4, {"--tp", "4"}}, {"", 2, {"--pp", "2", "--micro-batch-size", "2"}}}}}) {
+    const ReferenceRun ref = testing::load_reference_run(name);
+    std::vector<std::string> base = with({"train"}, ref.train_args(2));
+    *(std::find(base.begin(), base.end(), "--lr") + 1) = "0";
+    base = with(base, {"--tokenizer", "byte", "--sample-every", "1", "--sample-tokens", "8",
+                       "--log-every", "1"});
+    const testing::CommandResult single = testing::run_peng(base);
+    ASSERT_EQ(single.exit_code, 0) << single.stderr_text;
+    const std::string reference_sample = first_sample(single.stdout_text);
+    for (const Case& layout : layouts) {
+      testing::TempDir tmp;
+      const testing::CommandResult r =
+          run(layout, with(with(base, {"--export-to", (tmp / "out").string()}), layout.flags));
+      ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+      EXPECT_EQ(testing::read_file(tmp / "out" / "model.safetensors"),
+                testing::read_file(testing::reference_dir() / name / "model.safetensors"))
+          << name << " np " << layout.np;
+      if (layout.flags[0] == "--pp") {
+        EXPECT_EQ(first_sample(r.stdout_text), reference_sample) << name;
+      }
+    }
+  }
+}
+
+// A Hugging Face folder peng cannot train as it is: one error line naming the key.
+TEST(LlamaReferenceErrors, UnsupportedHfConfigIsOneErrorLine) {
+  const ReferenceRun ref = testing::load_reference_run("qwen2-odd");
+  testing::TempDir tmp;
+  const fs::path src = testing::reference_dir() / "qwen2-odd";
+  fs::create_directories(tmp / "model");
+  fs::copy_file(src / "model.safetensors", tmp / "model" / "model.safetensors");
+  nlohmann::json config = nlohmann::json::parse(testing::read_file(src / "config.json"));
+  config["use_sliding_window"] = true;
+  testing::write_file(tmp / "model" / "config.json", config.dump(1));
+  std::vector<std::string> args = with({"train"}, ref.train_args(1));
+  *(std::find(args.begin(), args.end(), "--init-from") + 1) = (tmp / "model").string();
+  const testing::CommandResult r = testing::run_peng(with(args, {"--quiet"}));
+  EXPECT_NE(r.exit_code, 0);
+  const std::vector<std::string> errors = testing::error_lines(r.stderr_text);
+  ASSERT_EQ(errors.size(), 1u) << r.stderr_text;
+  EXPECT_NE(errors[0].find("config.json: field \"use_sliding_window\" is true"), std::string::npos)
+      << errors[0];
 }
 
 // Step -> (loss, grad norm) of a metrics JSONL.

@@ -82,6 +82,28 @@ TEST(LlamaHf, ImportExportIsBitExact) {
   }
 }
 
+// BF16 and F16 exports say so in config.json, read back exactly (widened to f32), and
+// export again to the same bytes.
+TEST(LlamaHf, HalfPrecisionExportsRoundTrip) {
+  const DecoderConfig c = read_hf_config(case_dir("qwen2-odd"));
+  const auto params = load_hf_model(case_dir("qwen2-odd"), c);
+  for (const auto& [dtype, torch_name] : std::vector<std::pair<DType, std::string>>{
+           {DType::kBF16, "bfloat16"}, {DType::kF16, "float16"}}) {
+    TempDir tmp;
+    save_hf_model(tmp / "a", c, params, dtype);
+    const nlohmann::json config = nlohmann::json::parse(read_file(tmp / "a" / "config.json"));
+    EXPECT_EQ(config["torch_dtype"], torch_name);
+    const auto half = load_hf_model(tmp / "a", read_hf_config(tmp / "a"));
+    save_hf_model(tmp / "b", c, half, dtype);
+    EXPECT_EQ(read_file(tmp / "a" / "model.safetensors"),
+              read_file(tmp / "b" / "model.safetensors"))
+        << torch_name;
+    const Tensor& w = half.at("layers.0.self_attn.qkv_proj.weight");
+    EXPECT_EQ(w.dtype(), DType::kF32);
+    EXPECT_EQ(w.shape(), (Shape{48 + 2 * 24, 48}));
+  }
+}
+
 // Above the size limit the weights go to shards with an index, as save_pretrained writes
 // them; reading the shards gives the same tensors, and a single-file export of those is
 // the reference file again. A later export replaces the other layout's files.
