@@ -18,10 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::ReferenceRun;
 
-std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& more) {
-  a.insert(a.end(), more.begin(), more.end());
-  return a;
-}
+using testing::joined;
 
 std::vector<std::pair<double, double>> losses(const fs::path& jsonl) {
   std::vector<std::pair<double, double>> out;
@@ -37,7 +34,8 @@ TEST(FamilyCheckpoint, CheckpointWithoutFamilyIsGpt2AndResumesBitExact) {
   const ReferenceRun ref = testing::load_reference_run("gpt2-tiny");
   testing::TempDir tmp;
   const auto train = [&](int steps, const std::vector<std::string>& more) {
-    return testing::run_peng(with(with({"train"}, ref.train_args(steps)), with({"--quiet"}, more)));
+    return testing::run_peng(
+        joined(joined({"train"}, ref.train_args(steps)), joined({"--quiet"}, more)));
   };
   ASSERT_EQ(train(8, {"--metrics-jsonl", (tmp / "straight.jsonl").string()}).exit_code, 0);
   const fs::path dir = tmp / "ckpt";
@@ -67,10 +65,10 @@ TEST(FamilyCheckpoint, LlamaFamilyCheckpointVerifiesAndExports) {
   const ReferenceRun ref = testing::load_reference_run("qwen3-tiny");
   testing::TempDir tmp;
   const fs::path dir = tmp / "ckpt", exported = tmp / "exported";
-  const testing::CommandResult r = testing::run_mpi_peng(
-      4,
-      with(with({"train"}, ref.train_args(3)), {"--quiet", "--tp", "4", "--checkpoint-dir",
-                                                dir.string(), "--export-to", exported.string()}));
+  const testing::CommandResult r =
+      testing::run_mpi_peng(4, joined(joined({"train"}, ref.train_args(3)),
+                                      {"--quiet", "--tp", "4", "--checkpoint-dir", dir.string(),
+                                       "--export-to", exported.string()}));
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
 
   const testing::CommandResult inspect =
@@ -95,8 +93,8 @@ TEST(FamilyCheckpoint, AnotherArchitectureIsRefused) {
   const ReferenceRun ref = testing::load_reference_run("qwen3-tiny");
   testing::TempDir tmp;
   const fs::path dir = tmp / "ckpt";
-  ASSERT_EQ(testing::run_peng(with(with({"train"}, ref.train_args(2)),
-                                   {"--quiet", "--checkpoint-dir", dir.string()}))
+  ASSERT_EQ(testing::run_peng(joined(joined({"train"}, ref.train_args(2)),
+                                     {"--quiet", "--checkpoint-dir", dir.string()}))
                 .exit_code,
             0);
   // The same sizes as a qwen2 model.

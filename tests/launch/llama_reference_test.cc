@@ -21,10 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::ReferenceRun;
 
-std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& more) {
-  a.insert(a.end(), more.begin(), more.end());
-  return a;
-}
+using testing::joined;
 
 // One run of a reference case: `np` ranks (1: no mpirun) with extra `peng train` flags.
 struct Case {
@@ -49,8 +46,8 @@ TEST_P(LlamaReference, MatchesPyTorchEveryStep) {
   const ReferenceRun ref = testing::load_reference_run(c.name);
   testing::TempDir tmp;
   const testing::CommandResult r =
-      run(c, with(with({"train"}, ref.train_args()),
-                  with(c.flags, {"--quiet", "--metrics-jsonl", (tmp / "m.jsonl").string()})));
+      run(c, joined(joined({"train"}, ref.train_args()),
+                    joined(c.flags, {"--quiet", "--metrics-jsonl", (tmp / "m.jsonl").string()})));
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
   std::vector<double> loss, norm;
   testing::read_metrics_jsonl(tmp / "m.jsonl", loss, norm);
@@ -129,7 +126,7 @@ TEST(LlamaReferenceErrors, LayoutsThatCannotSplitAreRefused) {
             "error: model.n_layer (2) is not divisible by pp x virtual stages (2 x 2)"}}) {
     const ReferenceRun ref = testing::load_reference_run(name);
     const testing::CommandResult r = testing::run_mpi_peng(
-        np, with(with({"train"}, ref.train_args()), with(flags, {"--quiet"})));
+        np, joined(joined({"train"}, ref.train_args()), joined(flags, {"--quiet"})));
     EXPECT_NE(r.exit_code, 0) << name;
     EXPECT_NE(r.stderr_text.find(message), std::string::npos) << r.stderr_text;
   }
@@ -158,17 +155,17 @@ TEST(LlamaReferenceExport, GathersShardsAndStagesAndSamples) {
            {"qwen3-tiny",
             {{"", 4, {"--tp", "4"}}, {"", 2, {"--pp", "2", "--micro-batch-size", "2"}}}}}) {
     const ReferenceRun ref = testing::load_reference_run(name);
-    std::vector<std::string> base = with({"train"}, ref.train_args(2));
+    std::vector<std::string> base = joined({"train"}, ref.train_args(2));
     *(std::find(base.begin(), base.end(), "--lr") + 1) = "0";
-    base = with(base, {"--tokenizer", "byte", "--sample-every", "1", "--sample-tokens", "8",
-                       "--log-every", "1"});
+    base = joined(base, {"--tokenizer", "byte", "--sample-every", "1", "--sample-tokens", "8",
+                         "--log-every", "1"});
     const testing::CommandResult single = testing::run_peng(base);
     ASSERT_EQ(single.exit_code, 0) << single.stderr_text;
     const std::string reference_sample = first_sample(single.stdout_text);
     for (const Case& layout : layouts) {
       testing::TempDir tmp;
       const testing::CommandResult r =
-          run(layout, with(with(base, {"--export-to", (tmp / "out").string()}), layout.flags));
+          run(layout, joined(joined(base, {"--export-to", (tmp / "out").string()}), layout.flags));
       ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
       EXPECT_EQ(testing::read_file(tmp / "out" / "model.safetensors"),
                 testing::read_file(testing::reference_dir() / name / "model.safetensors"))
@@ -190,9 +187,9 @@ TEST(LlamaReferenceErrors, UnsupportedHfConfigIsOneErrorLine) {
   nlohmann::json config = nlohmann::json::parse(testing::read_file(src / "config.json"));
   config["use_sliding_window"] = true;
   testing::write_file(tmp / "model" / "config.json", config.dump(1));
-  std::vector<std::string> args = with({"train"}, ref.train_args(1));
+  std::vector<std::string> args = joined({"train"}, ref.train_args(1));
   *(std::find(args.begin(), args.end(), "--init-from") + 1) = (tmp / "model").string();
-  const testing::CommandResult r = testing::run_peng(with(args, {"--quiet"}));
+  const testing::CommandResult r = testing::run_peng(joined(args, {"--quiet"}));
   EXPECT_NE(r.exit_code, 0);
   const std::vector<std::string> errors = testing::error_lines(r.stderr_text);
   ASSERT_EQ(errors.size(), 1u) << r.stderr_text;
@@ -233,14 +230,14 @@ TEST(LlamaReferenceResume, ResumesUnderAnotherLayout) {
     testing::TempDir tmp;
     const fs::path dir = tmp / "ckpt";
     testing::CommandResult r =
-        run(save, with(with({"train"}, ref.train_args(5)),
-                       with(save.flags, {"--quiet", "--checkpoint-dir", dir.string()})));
+        run(save, joined(joined({"train"}, ref.train_args(5)),
+                         joined(save.flags, {"--quiet", "--checkpoint-dir", dir.string()})));
     ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
     for (const Case& resume : resumes) {
       const fs::path jsonl = tmp / ("resumed" + std::to_string(resume.np) + ".jsonl");
-      r = run(resume, with(with({"train"}, ref.train_args()),
-                           with(resume.flags, {"--quiet", "--resume", dir.string(),
-                                               "--metrics-jsonl", jsonl.string()})));
+      r = run(resume, joined(joined({"train"}, ref.train_args()),
+                             joined(resume.flags, {"--quiet", "--resume", dir.string(),
+                                                   "--metrics-jsonl", jsonl.string()})));
       ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
       const auto steps = steps_of(jsonl);
       ASSERT_EQ(steps.size(), size_t(ref.steps - 5)) << name;

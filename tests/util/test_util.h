@@ -40,6 +40,9 @@ struct CommandResult {
 CommandResult run_peng(const std::vector<std::string>& args,
                        const std::vector<std::pair<std::string, std::string>>& env = {});
 
+// `a` followed by `b`: command lines built from parts.
+std::vector<std::string> joined(std::vector<std::string> a, const std::vector<std::string>& b);
+
 // Runs `mpirun -n np --oversubscribe peng args...` (OpenMP at one thread per rank).
 CommandResult run_mpi_peng(int np, const std::vector<std::string>& args);
 // The command line and environment run_mpi_peng uses.
