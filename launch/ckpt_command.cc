@@ -87,12 +87,16 @@ void describe_state(const proto::Manifest& m, const fs::path& dir, std::string& 
           mc.n_layer(), mc.n_head(), mc.n_embd(), mc.vocab_size(), mc.max_seq_len(),
           double(m.layernorm_eps()));
   std::string arch;
-  for (const auto& [field, value] : describe(checkpoint_model(m, dir))) {
-    if (field == "n_layer" || field == "n_head" || field == "n_embd" || field == "vocab_size" ||
-        field == "max_seq_len") {
-      continue;  // on the line above
+  try {
+    for (const auto& [field, value] : describe(checkpoint_model(m, dir))) {
+      if (field == "n_layer" || field == "n_head" || field == "n_embd" || field == "vocab_size" ||
+          field == "max_seq_len") {
+        continue;  // on the line above
+      }
+      arch += (arch.empty() ? "" : ", ") + field + " " + value;
     }
-    arch += (arch.empty() ? "" : ", ") + field + " " + value;
+  } catch (const InputError& e) {  // still worth inspecting (and verifying) the tensors
+    arch = std::string("(invalid: ") + e.what() + ")";
   }
   appendf(out, "architecture: %s\n", arch.c_str());
   const proto::OptimizerState& o = m.optimizer();
@@ -168,7 +172,7 @@ void run_inspect(const CkptCommandOptions& o) {
 void run_export(const CkptCommandOptions& o) {
   const fs::path from = export_checkpoint(o.dir, o.to, parse_dtype(o.dtype),
                                           parse_shard_size(o.max_shard_size, "--max-shard-size"));
-  std::printf("wrote %s (config.json, model.safetensors, %s) from checkpoint %s\n", o.to.c_str(),
+  std::printf("wrote %s (config.json and weights, %s) from checkpoint %s\n", o.to.c_str(),
               o.dtype.c_str(), from.string().c_str());
 }
 

@@ -10,6 +10,27 @@ void agree(const char* field, double requested, double actual, const std::string
                    " conflicts with ", source, " (", actual, ")");
 }
 
+// The sizes a preset derives from its others (GPT-2's head_dim = n_embd / n_head and MLP of
+// 4 n_embd, multi-head n_kv_head = n_head) set back to 0, so that overridden sizes derive
+// them anew: a size is derived when the family's `complete` gives it back from 0.
+void forget_derived_sizes(const ModelFamily& family, DecoderConfig& c) {
+  const auto derived = [&](auto DecoderConfig::*field) {
+    DecoderConfig probe = c;
+    probe.*field = 0;
+    try {
+      family.complete(probe);
+    } catch (const InputError&) {
+      return false;  // required, not derived
+    }
+    return probe.*field == c.*field;
+  };
+  const bool kv = derived(&DecoderConfig::n_kv_head), hd = derived(&DecoderConfig::head_dim),
+             ffn = derived(&DecoderConfig::ffn_hidden);
+  if (kv) c.n_kv_head = 0;
+  if (hd) c.head_dim = 0;
+  if (ffn) c.ffn_hidden = 0;
+}
+
 // Every size and switch the config sets, applied to `c` (a preset or custom sizes).
 void apply_overrides(const proto::ModelConfig& m, DecoderConfig& c) {
   if (m.n_layer()) c.n_layer = m.n_layer();
@@ -57,6 +78,7 @@ DecoderConfig resolve_model_config(const proto::TrainConfig& config) {
     c = model_preset(m.preset());
     PENG_INPUT_CHECK(m.family().empty() || m.family() == c.family, "model.family = ", m.family(),
                      " conflicts with model.preset ", m.preset(), " (", c.family, ")");
+    forget_derived_sizes(model_family(c.family), c);
   } else {
     c = model_family(m.family().empty() ? "gpt2" : m.family()).custom();
     const char* hint =

@@ -1,6 +1,8 @@
 // Model families: each registered once (models/registry.cc lists them), then looked up by
 // name, by a Hugging Face config.json's model_type, or by preset — torchtitan's ModelSpec,
-// Megatron's layer specs. Nothing outside a family's folder knows what a family is.
+// Megatron's layer specs. Outside a family's folder nothing knows what a family is, but
+// for checkpoints written before families existed, which are GPT-2's
+// (launch/checkpointing.cc).
 //
 // A family (models/<family>/family.cc) supplies:
 //   - its name and the Hugging Face model_type values it reads;

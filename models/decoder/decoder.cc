@@ -36,6 +36,12 @@ class NormalRng {
 };
 }  // namespace
 
+std::unique_ptr<CausalLM> build_decoder(const DecoderConfig& config, Backend& backend,
+                                        const TpGroup& tp, const PipelineLayout& pipe,
+                                        bool allocate) {
+  return std::make_unique<DecoderModel>(config, backend, tp, pipe, allocate);
+}
+
 DecoderModel::DecoderModel(const DecoderConfig& config, Backend& backend, const TpGroup& tp,
                            const PipelineLayout& pipe, bool allocate)
     : arch_(config),

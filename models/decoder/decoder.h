@@ -96,4 +96,9 @@ class DecoderModel : public CausalLM {
   const Tensor* norm_out_ = nullptr;
 };
 
+// A family's builder when its models are DecoderModels (ModelFamily::build).
+std::unique_ptr<CausalLM> build_decoder(const DecoderConfig& config, Backend& backend,
+                                        const TpGroup& tp, const PipelineLayout& pipe,
+                                        bool allocate);
+
 }  // namespace peng

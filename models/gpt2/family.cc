@@ -45,11 +45,6 @@ Json to_hf_config(const DecoderConfig& c, DType) { return hf_gpt2_config_json(gp
 
 HfWeights hf_weights(const DecoderConfig& c) { return gpt2_hf_weights(gpt2_config(c)); }
 
-std::unique_ptr<CausalLM> build(const DecoderConfig& c, Backend& backend, const TpGroup& tp,
-                                const PipelineLayout& pipe, bool allocate) {
-  return std::make_unique<DecoderModel>(c, backend, tp, pipe, allocate);
-}
-
 }  // namespace
 
 const ModelFamily& gpt2_family() {
@@ -64,7 +59,7 @@ const ModelFamily& gpt2_family() {
       .from_hf_config = from_hf_config,
       .to_hf_config = to_hf_config,
       .hf_weights = hf_weights,
-      .build = build};
+      .build = build_decoder};
   return family;
 }
 

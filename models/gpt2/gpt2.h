@@ -12,8 +12,8 @@
 
 namespace peng {
 
-// Parameters of the whole model (real vocabulary, every stage and shard); FLOPs accounting
-// counts all but the position embedding.
+// Parameters of the whole model (real vocabulary, every stage and shard), with or without
+// the position embedding.
 int64_t gpt2_num_params(const Gpt2Config& config, bool include_position_embedding = true);
 
 class Gpt2Model : public DecoderModel {

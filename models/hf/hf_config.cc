@@ -1,5 +1,6 @@
 #include "models/hf/hf_config.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -77,7 +78,8 @@ std::optional<int64_t> JsonFields::integer(const char* key, bool required, int64
   }
   if (!v->is_number_integer()) fail(key, "must be an integer, got " + v->dump());
   const bool in_range = v->is_number_unsigned()
-                            ? v->get<uint64_t>() <= uint64_t(hi)
+                            ? v->get<uint64_t>() >= uint64_t(std::max<int64_t>(lo, 0)) &&
+                                  v->get<uint64_t>() <= uint64_t(hi)
                             : (v->get<int64_t>() >= lo && v->get<int64_t>() <= hi);
   if (!in_range) fail(key, detail::concat("must be in [", lo, ", ", hi, "], got ", v->dump()));
   return v->get<int64_t>();

@@ -2,8 +2,8 @@
 
 #include <cctype>
 #include <cmath>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -31,7 +31,8 @@ struct Stored {
 // "'a', 'b' and 3 more"
 std::string quoted_list(const std::vector<std::string>& names) {
   std::ostringstream os;
-  for (size_t i = 0; i < names.size() && i < 8; ++i) os << (i ? ", " : "") << "'" << names[i] << "'";
+  for (size_t i = 0; i < names.size() && i < 8; ++i)
+    os << (i ? ", " : "") << "'" << names[i] << "'";
   if (names.size() > 8) os << " and " << names.size() - 8 << " more";
   return os.str();
 }
@@ -67,14 +68,13 @@ std::vector<SafetensorsFile> open_files(const fs::path& dir, std::string& where,
   for (const auto& [tensor, file] : j["weight_map"].items()) {
     PENG_INPUT_CHECK(file.is_string(), where, ": weight_map[\"", tensor, "\"] is not a file name");
     const std::string name = file.get<std::string>();
-    PENG_INPUT_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." &&
-                         name != "..",
-                     where, ": weight_map[\"", tensor, "\"] = \"", name,
-                     "\" is not a file of this folder");
+    PENG_INPUT_CHECK(
+        !name.empty() && name.find('/') == std::string::npos && name != "." && name != "..", where,
+        ": weight_map[\"", tensor, "\"] = \"", name, "\" is not a file of this folder");
     auto [it, added] = file_index.emplace(name, files.size());
     if (added) files.push_back(SafetensorsFile::open(dir / name));
-    PENG_INPUT_CHECK(files[it->second].contains(tensor), (dir / name).string(), ": tensor '", tensor,
-                     "' listed in ", kIndexFile, " is not in this file");
+    PENG_INPUT_CHECK(files[it->second].contains(tensor), (dir / name).string(), ": tensor '",
+                     tensor, "' listed in ", kIndexFile, " is not in this file");
     listed[tensor] = it->second;
   }
   return files;
@@ -102,7 +102,12 @@ std::map<std::string, Stored> match_tensors(const std::vector<SafetensorsFile>& 
     const SafetensorsFile& file = files[f];
     const std::string fname = file.path().string();
     for (const std::string& stored : file.names()) {
-      if (!listed.empty() && listed.at(stored) != f) continue;  // the index says elsewhere
+      if (!listed.empty()) {
+        const auto it = listed.find(stored);
+        PENG_INPUT_CHECK(it != listed.end(), fname, ": tensor '", stored, "' is not listed in ",
+                         kIndexFile);
+        if (it->second != f) continue;  // the index says it is in another file
+      }
       const SafetensorsFile::TensorInfo& ti = file.info(stored);
       const bool prefixed = !w.read_prefix.empty() && stored.rfind(w.read_prefix, 0) == 0;
       const std::string name = prefixed ? stored.substr(w.read_prefix.size()) : stored;
@@ -143,9 +148,14 @@ std::map<std::string, Stored> match_tensors(const std::vector<SafetensorsFile>& 
 }  // namespace
 
 uint64_t parse_shard_size(const std::string& text, const std::string& what) {
-  static const std::vector<std::pair<std::string, uint64_t>> units = {
-      {"GIB", 1ull << 30}, {"MIB", 1ull << 20}, {"KIB", 1ull << 10}, {"GB", 1'000'000'000},
-      {"MB", 1'000'000},   {"KB", 1'000},       {"B", 1},           {"", 1}};
+  static const std::vector<std::pair<std::string, uint64_t>> units = {{"GIB", 1ull << 30},
+                                                                      {"MIB", 1ull << 20},
+                                                                      {"KIB", 1ull << 10},
+                                                                      {"GB", 1'000'000'000},
+                                                                      {"MB", 1'000'000},
+                                                                      {"KB", 1'000},
+                                                                      {"B", 1},
+                                                                      {"", 1}};
   std::string upper;
   for (char ch : text) upper += char(std::toupper(static_cast<unsigned char>(ch)));
   for (const auto& [unit, scale] : units) {
@@ -209,8 +219,8 @@ std::vector<std::pair<std::string, Tensor>> hf_tensors(const fs::path& dir, cons
   std::set<std::string> expected;
   for (const HfTensor& t : w.tensors) expected.insert(t.param);
   for (const auto& [name, t] : params) {
-    PENG_INPUT_CHECK(expected.count(name), where, ": cannot export '", name, "': not a parameter of ",
-                     w.model);
+    PENG_INPUT_CHECK(expected.count(name), where, ": cannot export '", name,
+                     "': not a parameter of ", w.model);
   }
   std::vector<std::pair<std::string, Tensor>> out;
   for (const HfTensor& t : w.tensors) {
@@ -301,6 +311,9 @@ void write_hf_weights(const fs::path& dir, const HfWeights& w,
     for (const auto& t : shards[i]) map[t.first] = name;
     written.insert(name);
   }
+  // An old single file goes before the index appears: readers prefer it (as HF does), so a
+  // crash in between must not leave it beside the new shards' index.
+  remove_if_exists(dir / kSingleFile);
   const nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", map}};
   write_file_atomic(dir / kIndexFile, index.dump(2) + "\n");  // nlohmann::json sorts keys
   remove_stale_weights(dir, written);

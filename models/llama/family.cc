@@ -10,14 +10,10 @@ namespace {
 
 using llama::Variant;
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // The Hugging Face tensors of one parameter (peng name, logical shape).
 HfTensor hf_tensor(const DecoderConfig& c, const Parameter& p) {
   const std::string name = p.name == "lm_head.weight" ? p.name : "model." + p.name;
-  const std::string suffix = ends_with(name, ".bias") ? ".bias" : ".weight";
+  const std::string suffix = name.ends_with(".bias") ? ".bias" : ".weight";
   const std::string stem = name.substr(0, name.size() - suffix.size());
   Shape rest(p.logical_shape.begin() + 1, p.logical_shape.end());
   const auto part = [&](const std::string& proj, int64_t rows) {
@@ -25,12 +21,12 @@ HfTensor hf_tensor(const DecoderConfig& c, const Parameter& p) {
     s.insert(s.end(), rest.begin(), rest.end());
     return std::make_pair(stem.substr(0, stem.rfind('.') + 1) + proj + suffix, s);
   };
-  if (ends_with(stem, "." + c.names.qkv)) {
-    return {p.name,
-            {part("q_proj", c.q_width()), part("k_proj", c.kv_width()),
-             part("v_proj", c.kv_width())}};
+  if (stem.ends_with("." + c.names.qkv)) {
+    return {
+        p.name,
+        {part("q_proj", c.q_width()), part("k_proj", c.kv_width()), part("v_proj", c.kv_width())}};
   }
-  if (ends_with(stem, "." + c.names.mlp_in)) {
+  if (stem.ends_with("." + c.names.mlp_in)) {
     return {p.name, {part("gate_proj", c.ffn_hidden), part("up_proj", c.ffn_hidden)}};
   }
   return {p.name, {{name, p.logical_shape}}};
@@ -53,11 +49,6 @@ HfWeights hf_weights(const DecoderConfig& c) {
   return w;
 }
 
-std::unique_ptr<CausalLM> build(const DecoderConfig& c, Backend& backend, const TpGroup& tp,
-                                const PipelineLayout& pipe, bool allocate) {
-  return std::make_unique<DecoderModel>(c, backend, tp, pipe, allocate);
-}
-
 Json to_hf_config(const DecoderConfig& c, DType dtype) { return llama::hf_config_json(c, dtype); }
 
 template <Variant V>
@@ -72,19 +63,20 @@ ModelFamily family(const char* description) {
           .from_hf_config = [](const JsonFields& f) { return llama::parse_hf_config(V, f); },
           .to_hf_config = to_hf_config,
           .hf_weights = hf_weights,
-          .build = build};
+          .build = build_decoder};
 }
 
 }  // namespace
 
 const ModelFamily& llama_family() {
-  static const ModelFamily f = family<Variant::kLlama>(
-      "Llama 2/3 (Meta): RMSNorm, RoPE, grouped-query attention, SwiGLU");
+  static const ModelFamily f =
+      family<Variant::kLlama>("Llama 2/3 (Meta): RMSNorm, RoPE, grouped-query attention, SwiGLU");
   return f;
 }
 
 const ModelFamily& qwen2_family() {
-  static const ModelFamily f = family<Variant::kQwen2>("Qwen2/Qwen2.5 (Alibaba): Llama + q/k/v biases");
+  static const ModelFamily f =
+      family<Variant::kQwen2>("Qwen2/Qwen2.5 (Alibaba): Llama + q/k/v biases");
   return f;
 }
 

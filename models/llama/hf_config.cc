@@ -35,25 +35,50 @@ void refuse_unsupported(Variant v, const JsonFields& f) {
   }
 }
 
-void read_rope_scaling(const JsonFields& f, RopeConfig& rope) {
-  const Json* s = f.find("rope_scaling");
-  if (!s || s->is_null()) return;
-  if (!s->is_object()) f.fail("rope_scaling", "must be an object or null, got " + s->dump());
-  const JsonFields r(*s, f.file() + ": field \"rope_scaling\"");
-  std::string type = r.string("rope_type").value_or(r.string("type").value_or(""));
+// The frequency rule of a rope_scaling (v4) or rope_parameters (v5) object `s`, the value
+// of `key`: "default" or "llama3" with its factors.
+void read_rope_type(const JsonFields& f, const char* key, const Json& s, RopeConfig& rope) {
+  const JsonFields r(s, f.file() + ": field \"" + key + "\"");
+  const std::string type = r.string("rope_type").value_or(r.string("type").value_or("default"));
   if (type == "default") return;
   if (type != "llama3") {
-    f.fail("rope_scaling", "has rope_type \"" + type + "\"; only \"llama3\" is implemented");
+    f.fail(key, "has rope_type \"" + type + "\"; only \"default\" and \"llama3\" are implemented");
   }
   rope.scaling = "llama3";
   rope.factor = r.number("factor", 1, 1e6).value_or(8);
   rope.low_freq_factor = r.number("low_freq_factor", 1e-6, 1e6).value_or(1);
   rope.high_freq_factor = r.number("high_freq_factor", 1e-6, 1e6).value_or(4);
-  rope.original_max_position =
-      *r.integer("original_max_position_embeddings", true, 1, INT32_MAX);
+  rope.original_max_position = *r.integer("original_max_position_embeddings", true, 1, INT32_MAX);
   if (rope.high_freq_factor <= rope.low_freq_factor) {
-    f.fail("rope_scaling", "has high_freq_factor <= low_freq_factor");
+    f.fail(key, "has high_freq_factor <= low_freq_factor");
   }
+}
+
+// RoPE's base and frequency rule: Transformers v4's rope_theta and rope_scaling, or v5's
+// rope_parameters {rope_theta, rope_type, ...} (one set for every layer).
+void read_rope(const JsonFields& f, RopeConfig& rope) {
+  const Json* params = f.find("rope_parameters");
+  if (!params || params->is_null()) {
+    rope.theta = f.number("rope_theta", 1, 1e30).value_or(10000.0);
+    const Json* s = f.find("rope_scaling");
+    if (!s || s->is_null()) return;
+    if (!s->is_object()) f.fail("rope_scaling", "must be an object or null, got " + s->dump());
+    return read_rope_type(f, "rope_scaling", *s, rope);
+  }
+  if (!params->is_object()) f.fail("rope_parameters", "must be an object, got " + params->dump());
+  for (const char* old : {"rope_theta", "rope_scaling"}) {
+    if (const Json* v = f.find(old); v && !v->is_null()) {
+      f.fail("rope_parameters",
+             std::string("is given together with \"") + old + "\": one or the other");
+    }
+  }
+  if (!params->contains("rope_theta") && !params->contains("rope_type")) {
+    f.fail("rope_parameters",
+           "holds no rope_theta (per-layer-type parameters are not implemented)");
+  }
+  const JsonFields p(*params, f.file() + ": field \"rope_parameters\"");
+  rope.theta = p.number("rope_theta", 1, 1e30).value_or(10000.0);
+  read_rope_type(f, "rope_parameters", *params, rope);
 }
 
 }  // namespace
@@ -70,8 +95,7 @@ DecoderConfig parse_hf_config(Variant v, const JsonFields& f) {
   c.max_seq_len = int(f.integer("max_position_embeddings", false, 1, INT_MAX).value_or(2048));
   c.head_dim = f.integer("head_dim", false, 1, INT32_MAX).value_or(c.head_dim);
   c.norm_eps = float(f.number("rms_norm_eps", 1e-30, 1).value_or(1e-6));
-  c.rope.theta = f.number("rope_theta", 1, 1e30).value_or(10000.0);
-  read_rope_scaling(f, c.rope);
+  read_rope(f, c.rope);
   c.tied_embeddings = f.boolean("tie_word_embeddings").value_or(false);
   if (v != Variant::kQwen2) {  // Qwen2's q/k/v always carry biases, its o_proj never
     c.qkv_bias = c.attn_out_bias = f.boolean("attention_bias").value_or(false);

@@ -18,8 +18,9 @@ const char* architecture(Variant v) {
 }
 
 Variant variant_of(const DecoderConfig& c) {
-  return c.family == "qwen2" ? Variant::kQwen2 : c.family == "qwen3" ? Variant::kQwen3
-                                                                     : Variant::kLlama;
+  return c.family == "qwen2"   ? Variant::kQwen2
+         : c.family == "qwen3" ? Variant::kQwen3
+                               : Variant::kLlama;
 }
 
 DecoderConfig base_config(Variant v) {
@@ -32,7 +33,6 @@ DecoderConfig base_config(Variant v) {
   c.weight_layout = WeightLayout::kOutIn;
   c.qkv_bias = v == Variant::kQwen2;
   c.qk_norm = v == Variant::kQwen3;
-  c.head_dim = v == Variant::kQwen3 ? 128 : 0;  // Qwen3Config's default
   c.names = {.token_embedding = "embed_tokens",
              .layer = "layers",
              .attn_norm = "input_layernorm",
@@ -52,6 +52,7 @@ DecoderConfig base_config(Variant v) {
 
 void complete_config(Variant v, DecoderConfig& c) {
   if (c.n_kv_head == 0) c.n_kv_head = c.n_head;
+  if (c.head_dim == 0 && v == Variant::kQwen3) c.head_dim = 128;  // Qwen3Config's default
   if (c.head_dim == 0 && c.n_head > 0) {
     PENG_INPUT_CHECK(c.n_embd % c.n_head == 0, "model.n_embd (", c.n_embd,
                      ") is not divisible by model.n_head (", c.n_head, "); set model.head_dim");

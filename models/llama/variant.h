@@ -17,8 +17,8 @@ Variant variant_of(const DecoderConfig& c);
 
 // The variant's structure with every size 0 (unset) and Hugging Face's defaults.
 DecoderConfig base_config(Variant v);
-// Derives unset sizes (n_kv_head = n_head, head_dim = n_embd / n_head, max_seq_len 2048)
-// and checks the variant's constraints, naming the field.
+// Derives unset sizes (n_kv_head = n_head, head_dim = n_embd / n_head or Qwen3's 128,
+// max_seq_len 2048) and checks the variant's constraints, naming the field.
 void complete_config(Variant v, DecoderConfig& c);
 
 // config.json of the variant; unknown model types and unsupported features are refused by

@@ -14,6 +14,7 @@ ParamInit residual_init(const DecoderConfig& c) {
 }
 
 LinearOptions qkv_options(const DecoderConfig& c, int tp) {
+  c.check_tensor_parallel(tp);                      // before the projection splits by it
   const int kv_pieces = std::min(c.n_kv_head, tp);  // replicated when tp > K
   return {.bias = c.qkv_bias,
           .split = LinearSplit::kColumn,
@@ -38,9 +39,7 @@ Attention::Attention(ParameterSet& params, const std::string& prefix, const Deco
       local_heads_(c.n_head / tp.size()),
       local_kv_heads_(std::max(1, c.n_kv_head / tp.size())),
       head_dim_(c.head_dim),
-      norm_eps_(c.norm_eps) {
-  c.check_tensor_parallel(tp.size());
-}
+      norm_eps_(c.norm_eps) {}
 
 Attention::QkNorm Attention::register_qk_norm(ParameterSet& params, const std::string& prefix,
                                               const DecoderConfig& c, const TpGroup& tp) {

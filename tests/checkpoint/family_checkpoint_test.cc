@@ -60,6 +60,39 @@ TEST(FamilyCheckpoint, CheckpointWithoutFamilyIsGpt2AndResumesBitExact) {
   for (size_t i = 0; i < 4; ++i) EXPECT_EQ(resumed[i], straight[4 + i]) << "step " << 4 + i;
 }
 
+// A saved config that makes no model: inspecting (and verifying the tensors) still works,
+// resuming or exporting is one error line naming the checkpoint.
+TEST(FamilyCheckpoint, InvalidSavedConfigIsReported) {
+  const ReferenceRun ref = testing::load_reference_run("llama-tiny");
+  testing::TempDir tmp;
+  const fs::path dir = tmp / "ckpt";
+  ASSERT_EQ(testing::run_peng(joined(joined({"train"}, ref.train_args(2)),
+                                     {"--quiet", "--checkpoint-dir", dir.string()}))
+                .exit_code,
+            0);
+  const fs::path step = dir / "step-00000002";
+  proto::Manifest m = ckpt::read_manifest(step);
+  m.set_model_config_json("{\"hidden_size\": 64");
+  write_file_atomic(step / ckpt::kManifestFile, ckpt::encode_manifest(m));
+  const testing::CommandResult inspect =
+      testing::run_peng({"ckpt", "inspect", step.string(), "--verify"});
+  EXPECT_EQ(inspect.exit_code, 0) << inspect.stderr_text;
+  EXPECT_NE(inspect.stdout_text.find("architecture: (invalid: checkpoint "), std::string::npos)
+      << inspect.stdout_text;
+  EXPECT_NE(inspect.stdout_text.find("verified: "), std::string::npos) << inspect.stdout_text;
+  for (const auto& args :
+       {joined(joined({"train"}, ref.train_args(4)), {"--quiet", "--checkpoint-dir", dir.string()}),
+        std::vector<std::string>{"ckpt", "export", step.string(), "--to", (tmp / "hf").string()}}) {
+    const testing::CommandResult r = testing::run_peng(args);
+    EXPECT_NE(r.exit_code, 0);
+    const auto errors = testing::error_lines(r.stderr_text);
+    ASSERT_EQ(errors.size(), 1u) << r.stderr_text;
+    EXPECT_NE(errors[0].find("the saved model is invalid: the saved model config is not JSON"),
+              std::string::npos)
+        << errors[0];
+  }
+}
+
 // qwen3-tiny under tp 4: its 2 kv heads live on 2 ranks each, its head is tied.
 TEST(FamilyCheckpoint, LlamaFamilyCheckpointVerifiesAndExports) {
   const ReferenceRun ref = testing::load_reference_run("qwen3-tiny");

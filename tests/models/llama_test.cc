@@ -180,6 +180,20 @@ TEST(LlamaHf, UnsupportedConfigsNameTheKey) {
              "num_hidden_layers");
   const std::string kv = config_error("llama-tiny", [](auto& j) { j["num_key_value_heads"] = 3; });
   EXPECT_TRUE(contains(kv, "n_kv_head (3)")) << kv;
+  expect_key(config_error("llama-tiny", [](auto& j) { j["num_key_value_heads"] = 0; }),
+             "num_key_value_heads");
+  // Transformers v5's rope_parameters: with the old keys too, or per layer type: refused.
+  expect_key(config_error("llama-tiny",
+                          [](auto& j) {
+                            j["rope_parameters"] = {{"rope_theta", 500000.0}};
+                          }),
+             "rope_parameters");
+  expect_key(config_error("llama-tiny",
+                          [](auto& j) {
+                            j.erase("rope_theta");
+                            j["rope_parameters"] = {{"full_attention", {{"rope_theta", 1e4}}}};
+                          }),
+             "rope_parameters");
   // What is accepted: Llama 3's frequency rule, "default" rope_scaling, disabled windows.
   EXPECT_EQ(config_error("llama-tiny",
                          [](auto& j) {
@@ -196,6 +210,21 @@ TEST(LlamaHf, UnsupportedConfigsNameTheKey) {
                            j["sliding_window"] = 131072;
                          }),
             "");
+}
+
+// Transformers v5 writes RoPE's base and rule as rope_parameters.
+TEST(LlamaHf, ReadsRopeParametersOfTransformersV5) {
+  nlohmann::json j = nlohmann::json::parse(read_file(case_dir("llama-tiny") / "config.json"));
+  j.erase("rope_theta");
+  j["rope_parameters"] = {{"rope_theta", 500000.0},  {"rope_type", "llama3"},
+                          {"factor", 8.0},           {"low_freq_factor", 1.0},
+                          {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  TempDir tmp;
+  write_file(tmp / "config.json", j.dump(1));
+  const DecoderConfig c = read_hf_config(tmp.path());
+  EXPECT_EQ(c.rope.theta, 500000.0);
+  EXPECT_EQ(c.rope.scaling, "llama3");
+  EXPECT_EQ(c.rope.original_max_position, 8192);
 }
 
 // A copy of a reference folder's weights with `edit` applied to the tensor list.
@@ -238,6 +267,17 @@ TEST(LlamaHf, WrongWeightsNameTheTensor) {
     t.emplace_back("model.layers.0.mlp.extra", Tensor::zeros({2}));
   });
   EXPECT_TRUE(contains(msg, "'model.layers.0.mlp.extra'")) << msg;
+  // A shard holding a tensor its index does not list.
+  {
+    const DecoderConfig c = read_hf_config(case_dir("llama-tiny"));
+    TempDir tmp;
+    save_hf_model(tmp.path(), c, load_hf_model(case_dir("llama-tiny"), c), DType::kF32, 100'000);
+    nlohmann::json index = nlohmann::json::parse(read_file(tmp / "model.safetensors.index.json"));
+    index["weight_map"].erase("model.norm.weight");
+    write_file(tmp / "model.safetensors.index.json", index.dump(2));
+    msg = error_of([&] { load_hf_model(tmp.path(), c); });
+    EXPECT_TRUE(contains(msg, "'model.norm.weight' is not listed in")) << msg;
+  }
   // Tolerated: a tied head stored anyway, old RoPE buffers.
   EXPECT_EQ(weights_error("qwen3-tiny",
                           [](Named& t) {
