@@ -37,15 +37,13 @@ void Backend::rmsnorm_backward(const Tensor&, const Tensor&, const Tensor&, cons
   missing("rmsnorm_backward");
 }
 void Backend::swiglu_forward(const Tensor&, Tensor&) { missing("swiglu_forward"); }
-void Backend::swiglu_backward(const Tensor&, const Tensor&, Tensor&) {
-  missing("swiglu_backward");
-}
+void Backend::swiglu_backward(const Tensor&, const Tensor&, Tensor&) { missing("swiglu_backward"); }
 void Backend::qk_norm_forward(const Tensor&, int, int, const Tensor&, const Tensor&, float, Tensor&,
                               Tensor&) {
   missing("qk_norm_forward");
 }
-void Backend::qk_norm_backward(const Tensor&, const Tensor&, int, int, const Tensor&,
-                               const Tensor&, const Tensor&, Tensor&, Tensor&, Tensor&) {
+void Backend::qk_norm_backward(const Tensor&, const Tensor&, int, int, const Tensor&, const Tensor&,
+                               const Tensor&, Tensor&, Tensor&, Tensor&) {
   missing("qk_norm_backward");
 }
 void Backend::rope_forward(Tensor&, int, int, const Tensor&, const Tensor&) {

@@ -49,11 +49,10 @@ class Backend {
   // ---- matmul ----
   // 2-D: a (M, K) [or (K, M) if trans_a], b (K, N) [or (N, K) if trans_b] -> out (M, N).
   // 3-D: the same per batch index; a, b, out all carry the leading batch dimension.
-  virtual void matmul(const Tensor& a, const Tensor& b, Tensor& out,
-                      const MatmulOptions& opt = {});
+  virtual void matmul(const Tensor& a, const Tensor& b, Tensor& out, const MatmulOptions& opt = {});
 
-  // ---- linear: y = x W + bias (kInOut, w (Cin, Cout)) or x W^T + bias (kOutIn, w (Cout, Cin)) ----
-  // x (N, Cin), bias (Cout) or undefined -> y (N, Cout)
+  // ---- linear: y = x W + bias (kInOut, w (Cin, Cout)) or x W^T + bias (kOutIn, w (Cout, Cin))
+  // ---- x (N, Cin), bias (Cout) or undefined -> y (N, Cout)
   virtual void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
                               WeightLayout layout = WeightLayout::kInOut);
   // dy (N, Cout) -> dx (N, Cin) overwritten (skipped if undefined); dw (w's shape) +=;

@@ -221,5 +221,39 @@ inline float exp_and_sum(float* x, int64_t n_valid, int64_t n, float mx) {
   return acc[0];
 }
 
+// ---- one RMSNorm row (rmsnorm.cc, and qk_norm.cc per head) ----
+
+// y[0, n) = x * rstd * w with rstd = 1 / sqrt(mean(x^2) + eps), inv_n = 1 / n; returns rstd.
+inline float rms_norm_row(const float* x, const float* w, float eps, int64_t n, float inv_n,
+                          float* y) {
+  const float rs = 1.0f / std::sqrt(dot(x, x, n) * inv_n + eps);
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) y[j] = x[j] * rs * w[j];
+  return rs;
+}
+
+// The row's gradient: dw += dy * xhat; dx = rstd * (w * dy - xhat * mean(w * dy * xhat)),
+// ADDED into dx with kAdd (the residual stream), else written (dx may then alias dy).
+template <bool kAdd>
+inline void rms_norm_row_backward(const float* dy, const float* x, const float* w, float rs,
+                                  int64_t n, float inv_n, float* dx, float* dw) {
+  float gx_sum = 0.0f;
+#pragma omp simd reduction(+ : gx_sum)
+  for (int64_t j = 0; j < n; ++j) gx_sum += w[j] * dy[j] * x[j];
+  const float gx_mean = gx_sum * rs * inv_n;  // mean(g * xhat)
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    const float d = dy[j];
+    const float xhat = x[j] * rs;
+    dw[j] += d * xhat;
+    const float g = rs * (w[j] * d - xhat * gx_mean);
+    if constexpr (kAdd) {
+      dx[j] += g;
+    } else {
+      dx[j] = g;
+    }
+  }
+}
+
 }  // namespace cpu
 }  // namespace peng

@@ -61,13 +61,8 @@ void CpuBackend::qk_norm_forward(const Tensor& qkv, int n_head, int n_kv_head, c
     const float* xr = pqkv + i * width;  // ((H + 2K) * hd)
     float* yr = pout + i * width;        // ((H + 2K) * hd)
     for (int64_t r = 0; r < normed; ++r) {
-      const float* x = xr + r * hd;  // (hd)
-      float* y = yr + r * hd;        // (hd)
       const float* w = r < d.h ? pwq : pwk;
-      const float rs = 1.0f / std::sqrt(cpu::dot(x, x, hd) * inv_hd + eps);
-#pragma omp simd
-      for (int64_t j = 0; j < hd; ++j) y[j] = x[j] * rs * w[j];
-      prstd[i * normed + r] = rs;
+      prstd[i * normed + r] = cpu::rms_norm_row(xr + r * hd, w, eps, hd, inv_hd, yr + r * hd);
     }
     std::memcpy(yr + normed * hd, xr + normed * hd, size_t(d.k * hd) * sizeof(float));  // v
   }
@@ -129,23 +124,9 @@ void CpuBackend::qk_norm_backward(const Tensor& dout, const Tensor& qkv, int n_h
       const float* xr = pqkv + i * width;    // ((H + 2K) * hd)
       float* dxr = pdqkv + i * width;        // ((H + 2K) * hd), may be dyr
       for (int64_t r = 0; r < normed; ++r) {
-        const float* dy = dyr + r * hd;  // (hd)
-        const float* x = xr + r * hd;    // (hd)
-        float* dx = dxr + r * hd;        // (hd)
-        const float* w = r < d.h ? pwq : pwk;
-        float* tdw = r < d.h ? tdwq : tdwk;
-        const float rs = prstd[i * normed + r];
-        float gx_sum = 0.0f;
-#pragma omp simd reduction(+ : gx_sum)
-        for (int64_t j = 0; j < hd; ++j) gx_sum += w[j] * dy[j] * x[j];
-        const float gx_mean = gx_sum * rs * inv_hd;  // mean(g * xhat)
-#pragma omp simd
-        for (int64_t j = 0; j < hd; ++j) {
-          const float dyj = dy[j];
-          const float xhat = x[j] * rs;
-          tdw[j] += dyj * xhat;
-          dx[j] = rs * (w[j] * dyj - xhat * gx_mean);
-        }
+        cpu::rms_norm_row_backward<false>(dyr + r * hd, xr + r * hd, r < d.h ? pwq : pwk,
+                                          prstd[i * normed + r], hd, inv_hd, dxr + r * hd,
+                                          r < d.h ? tdwq : tdwk);
       }
       if (!in_place) {  // value heads: the gradient passes through
         std::memcpy(dxr + normed * hd, dyr + normed * hd, size_t(d.k * hd) * sizeof(float));

@@ -54,12 +54,7 @@ void CpuBackend::rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Te
   const float inv_c = 1.0f / float(c);
 #pragma omp parallel for schedule(static) if (n * c >= cpu::kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
-    const float* xr = px + i * c;  // (C)
-    float* yr = py + i * c;        // (C)
-    const float rs = 1.0f / std::sqrt(cpu::dot(xr, xr, c) * inv_c + eps);
-#pragma omp simd
-    for (int64_t j = 0; j < c; ++j) yr[j] = xr[j] * rs * pw[j];
-    prstd[i] = rs;
+    prstd[i] = cpu::rms_norm_row(px + i * c, pw, eps, c, inv_c, py + i * c);
   }
 }
 
@@ -100,21 +95,8 @@ void CpuBackend::rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tenso
     float* tdw = ppart + size_t(t) * size_t(c);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-      const float* dyr = pdy + i * c;  // (C)
-      const float* xr = px + i * c;    // (C)
-      float* dxr = pdx + i * c;        // (C)
-      const float rs = prstd[i];
-      float gx_sum = 0.0f;
-#pragma omp simd reduction(+ : gx_sum)
-      for (int64_t j = 0; j < c; ++j) gx_sum += pw[j] * dyr[j] * xr[j];
-      const float gx_mean = gx_sum * rs * inv_c;  // mean(g * xhat)
-#pragma omp simd
-      for (int64_t j = 0; j < c; ++j) {
-        const float d = dyr[j];
-        const float xhat = xr[j] * rs;
-        tdw[j] += d * xhat;
-        dxr[j] += rs * (pw[j] * d - xhat * gx_mean);
-      }
+      cpu::rms_norm_row_backward<true>(pdy + i * c, px + i * c, pw, prstd[i], c, inv_c, pdx + i * c,
+                                       tdw);
     }
   }
   // Sum the per-thread partials in thread order.

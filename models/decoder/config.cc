@@ -20,8 +20,8 @@ void DecoderConfig::validate() const {
   PENG_INPUT_CHECK(max_seq_len > 0, "model.max_seq_len must be > 0, got ", max_seq_len);
   PENG_INPUT_CHECK(norm_eps > 0, "model.norm_eps must be > 0, got ", norm_eps);
   PENG_INPUT_CHECK(rope.theta >= 0, "model.rope_theta must be >= 0, got ", rope.theta);
-  PENG_INPUT_CHECK(rope.scaling.empty() || rope.scaling == "llama3",
-                   "model.rope_scaling type \"", rope.scaling, "\" is not implemented");
+  PENG_INPUT_CHECK(rope.scaling.empty() || rope.scaling == "llama3", "model.rope_scaling type \"",
+                   rope.scaling, "\" is not implemented");
 }
 
 void DecoderConfig::check_tensor_parallel(int tp) const {
@@ -61,12 +61,12 @@ std::vector<std::pair<std::string, std::string>> describe(const DecoderConfig& c
       {"qk_norm", flag(c.qk_norm)},
       {"tied_embeddings", flag(c.tied_embeddings)}};
   if (!c.rope.scaling.empty()) {
-    out.insert(out.end(), {{"rope_scaling", c.rope.scaling},
-                           {"rope_factor", num(c.rope.factor)},
-                           {"rope_low_freq_factor", num(c.rope.low_freq_factor)},
-                           {"rope_high_freq_factor", num(c.rope.high_freq_factor)},
-                           {"rope_original_max_position",
-                            std::to_string(c.rope.original_max_position)}});
+    out.insert(out.end(),
+               {{"rope_scaling", c.rope.scaling},
+                {"rope_factor", num(c.rope.factor)},
+                {"rope_low_freq_factor", num(c.rope.low_freq_factor)},
+                {"rope_high_freq_factor", num(c.rope.high_freq_factor)},
+                {"rope_original_max_position", std::to_string(c.rope.original_max_position)}});
   }
   return out;
 }

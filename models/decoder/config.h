@@ -28,7 +28,7 @@ enum class MlpKind { kGelu, kSwiGlu };  // GELU: fc -> gelu -> proj; SwiGLU: sil
 // `factor`, those below original_max_position / high_freq_factor kept, the band between
 // interpolated (Hugging Face's _compute_llama3_parameters).
 struct RopeConfig {
-  double theta = 0;  // 0: no rotary embedding
+  double theta = 0;     // 0: no rotary embedding
   std::string scaling;  // "" or "llama3"
   double factor = 1, low_freq_factor = 1, high_freq_factor = 4;
   int64_t original_max_position = 0;
@@ -37,8 +37,8 @@ struct RopeConfig {
 // What a family calls its parameters: "<token_embedding>.weight", "<layer>.<i>.<attention>.
 // <qkv>.weight", ... Empty slots (position_embedding, q_norm, ...) are unused.
 struct DecoderNames {
-  std::string token_embedding, position_embedding, layer, attn_norm, attention, qkv, q_norm,
-      k_norm, attn_out, mlp_norm, mlp, mlp_in, mlp_out, final_norm, lm_head;
+  std::string token_embedding, position_embedding, layer, attn_norm, attention, qkv, q_norm, k_norm,
+      attn_out, mlp_norm, mlp, mlp_in, mlp_out, final_norm, lm_head;
 };
 
 struct DecoderConfig {
@@ -70,7 +70,7 @@ struct DecoderConfig {
     const int64_t m = 128 * int64_t(tp);
     return (vocab_size + m - 1) / m * m;
   }
-  int64_t q_width() const { return int64_t(n_head) * head_dim; }    // H * hd
+  int64_t q_width() const { return int64_t(n_head) * head_dim; }      // H * hd
   int64_t kv_width() const { return int64_t(n_kv_head) * head_dim; }  // K * hd
   // Throws InputError naming the field (model.<field>) when the numbers make no model.
   void validate() const;

@@ -1,4 +1,5 @@
-// The GPT-2 language model: the DecoderModel of a Gpt2Config (models/gpt2/config.h), with
+// The GPT-2 language model: the DecoderModel of a Gpt2Config (models/gpt2/config.h; the API
+// of releases before model families: build_model(to_decoder(config), ...) is the same), with
 // Hugging Face GPT-2 parameter names (without the `transformer.` prefix): wte, wpe,
 // h.{i}.{ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj}, ln_f. The LM head is
 // tied to wte (stored padded to (padded_vocab, C); see models/decoder/decoder.h).

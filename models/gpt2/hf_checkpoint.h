@@ -1,6 +1,11 @@
 // Hugging Face GPT-2 checkpoint folders: config.json + model.safetensors (or shards with
 // model.safetensors.index.json; models/hf/hf_weights.h does the file work).
 //
+// The GPT-2 family's own pieces (parse_hf_gpt2_config, hf_gpt2_config_json,
+// gpt2_hf_weights: models/gpt2/family.cc registers them) and the GPT-2 API that came
+// before model families (Gpt2Config in and out, kept for C++ users and the GPT-2 tests;
+// family-independent code goes through models/registry.h).
+//
 // Independent of the model class: parameters travel as a name -> Tensor map. peng's
 // parameter names ARE the Hugging Face names without the `transformer.` prefix, and every
 // tensor keeps the HF layout (Conv1D matrices [in, out], y = x·W + b):

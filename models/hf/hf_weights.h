@@ -48,8 +48,7 @@ constexpr uint64_t kHfMaxShardBytes = 5'000'000'000;
 uint64_t parse_shard_size(const std::string& text, const std::string& what);
 
 // The parameters of `w` read from DIR, as f32 CPU tensors keyed by parameter name.
-std::map<std::string, Tensor> read_hf_weights(const std::filesystem::path& dir,
-                                              const HfWeights& w);
+std::map<std::string, Tensor> read_hf_weights(const std::filesystem::path& dir, const HfWeights& w);
 
 // Writes `params` (keyed by parameter name, any device and float dtype, exactly the
 // parameters of `w` with their mapped shapes) to DIR (created) in `dtype` (F32, BF16 or
