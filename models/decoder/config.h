@@ -37,8 +37,9 @@ struct RopeConfig {
 // What a family calls its parameters: "<token_embedding>.weight", "<layer>.<i>.<attention>.
 // <qkv>.weight", ... Empty slots (position_embedding, q_norm, ...) are unused.
 struct DecoderNames {
-  std::string token_embedding, position_embedding, layer, attn_norm, attention, qkv, q_norm, k_norm,
-      attn_out, mlp_norm, mlp, mlp_in, mlp_out, final_norm, lm_head;
+  std::string token_embedding = {}, position_embedding = {}, layer = {}, attn_norm = {},
+              attention = {}, qkv = {}, q_norm = {}, k_norm = {}, attn_out = {}, mlp_norm = {},
+              mlp = {}, mlp_in = {}, mlp_out = {}, final_norm = {}, lm_head = {};
 };
 
 struct DecoderConfig {
