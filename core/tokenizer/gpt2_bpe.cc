@@ -6,13 +6,12 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <queue>
 #include <sstream>
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/tokenizer/byte_level_bpe.h"
 #include "core/tokenizer/utf8.h"
 
 namespace peng {
@@ -29,10 +28,6 @@ constexpr const char* kGpt2Pattern =
     "|[" PENG_GPT2_WS "]+(?![^" PENG_GPT2_WS "])|[" PENG_GPT2_WS "]+";
 #undef PENG_GPT2_WS
 
-constexpr uint32_t kDead = UINT32_MAX;
-constexpr size_t kMaxCachedChunk = 256;       // bytes; longer chunks are not cached
-constexpr size_t kMaxCacheEntries = 1 << 20;  // the cache is cleared when it reaches this
-
 std::string read_whole_file(const std::string& path, const char* what) {
   std::ifstream f(path, std::ios::binary);
   PENG_INPUT_CHECK(f.good(), "cannot open ", what, " ", path);
@@ -41,8 +36,6 @@ std::string read_whole_file(const std::string& path, const char* what) {
   PENG_INPUT_CHECK(!f.bad(), "cannot read ", what, " ", path);
   return os.str();
 }
-
-uint64_t pair_key(uint32_t a, uint32_t b) { return (uint64_t(a) << 32) | b; }
 
 }  // namespace
 
@@ -63,17 +56,11 @@ struct Gpt2Bpe::Impl {
   std::string dir;
   std::vector<std::string> id_bytes;                      // id -> the bytes it stands for
   std::unordered_map<std::string, uint32_t> token_to_id;  // encoder.json
-  uint32_t byte_id[256] = {};
-  struct Merge {
-    uint32_t rank;
-    uint32_t result;
-  };
-  std::unordered_map<uint64_t, Merge> merges;  // (left id, right id) -> rank, merged id
+  // GPT-2's merge step (merge all occurrences of the best-ranked pair, repeatedly) is the
+  // Hugging Face BPE model's on a byte-level vocabulary without ignore_merges.
+  std::unique_ptr<ByteLevelBpe> model;
   std::optional<uint32_t> eot;
   pcre2_code* re = nullptr;
-
-  mutable std::mutex cache_mu;
-  mutable std::unordered_map<std::string, std::vector<uint32_t>> cache;
 
   ~Impl() {
     if (re != nullptr) pcre2_code_free(re);
@@ -82,8 +69,7 @@ struct Gpt2Bpe::Impl {
   void load_encoder(const std::string& path);
   void load_merges(const std::string& path);
   void compile_regex();
-  void bpe(std::string_view chunk, std::vector<uint32_t>& out) const;
-  void bpe_uncached(std::string_view chunk, std::vector<uint32_t>& out) const;
+  void bpe(std::string_view chunk, std::vector<uint32_t>& out) const { model->encode(chunk, out); }
   void encode_valid(std::string_view text, pcre2_match_data* md, std::vector<uint32_t>& out) const;
 };
 
@@ -130,10 +116,9 @@ void Gpt2Bpe::Impl::load_encoder(const std::string& path) {
     token_to_id.emplace(key, uint32_t(id));
   }
   for (int b = 0; b < 256; ++b) {
-    auto it = token_to_id.find(gpt2_bytes_to_unicode()[b]);
-    PENG_INPUT_CHECK(it != token_to_id.end(), "GPT-2 encoder.json ", path, ": no token for byte ",
-                     b, " (", nlohmann::json(gpt2_bytes_to_unicode()[b]).dump(), ")");
-    byte_id[b] = it->second;
+    PENG_INPUT_CHECK(token_to_id.count(gpt2_bytes_to_unicode()[b]), "GPT-2 encoder.json ", path,
+                     ": no token for byte ", b, " (",
+                     nlohmann::json(gpt2_bytes_to_unicode()[b]).dump(), ")");
   }
   auto it = token_to_id.find("<|endoftext|>");
   if (it != token_to_id.end()) eot = it->second;
@@ -143,7 +128,7 @@ void Gpt2Bpe::Impl::load_merges(const std::string& path) {
   const std::string text = read_whole_file(path, "GPT-2 vocab.bpe");
   size_t pos = 0;
   int64_t line_no = 0;
-  uint32_t rank = 0;
+  std::vector<ByteLevelBpe::Merge> merges;  // in rank order
   while (pos < text.size()) {
     size_t end = text.find('\n', pos);
     if (end == std::string::npos) end = text.size();
@@ -170,9 +155,13 @@ void Gpt2Bpe::Impl::load_merges(const std::string& path) {
     PENG_INPUT_CHECK(a != token_to_id.end() && b != token_to_id.end() && ab != token_to_id.end(),
                      "GPT-2 vocab.bpe ", path, " line ", line_no, ": merge \"", line,
                      "\" uses or makes a token that is not in encoder.json");
-    // Like GPT-2's dict(zip(merges, range(...))): a repeated merge keeps its last rank.
-    merges[pair_key(a->second, b->second)] = Merge{rank++, ab->second};
+    // Like GPT-2's dict(zip(merges, range(...))), ByteLevelBpe keeps a repeated merge's last
+    // rank.
+    merges.push_back({a->second, b->second, ab->second});
   }
+  TokenIdMap vocab;
+  for (size_t id = 0; id < id_bytes.size(); ++id) vocab.emplace(id_bytes[id], uint32_t(id));
+  model = std::make_unique<ByteLevelBpe>(std::move(vocab), merges, /*ignore_merges=*/false);
 }
 
 void Gpt2Bpe::Impl::compile_regex() {
@@ -187,92 +176,6 @@ void Gpt2Bpe::Impl::compile_regex() {
                                ": ", reinterpret_cast<const char*>(buf)));
   }
   pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);  // optional speed-up; the interpreter is the fallback
-}
-
-void Gpt2Bpe::Impl::bpe(std::string_view chunk, std::vector<uint32_t>& out) const {
-  if (chunk.size() == 1) {
-    out.push_back(byte_id[static_cast<unsigned char>(chunk[0])]);
-    return;
-  }
-  if (chunk.size() > kMaxCachedChunk) {
-    bpe_uncached(chunk, out);
-    return;
-  }
-  std::string key(chunk);
-  {
-    std::lock_guard<std::mutex> lock(cache_mu);
-    auto it = cache.find(key);
-    if (it != cache.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
-      return;
-    }
-  }
-  const size_t start = out.size();
-  bpe_uncached(chunk, out);
-  std::vector<uint32_t> ids(out.begin() + std::ptrdiff_t(start), out.end());
-  std::lock_guard<std::mutex> lock(cache_mu);
-  if (cache.size() >= kMaxCacheEntries) cache.clear();
-  cache.emplace(std::move(key), std::move(ids));
-}
-
-// Symbols form a linked list over the chunk's byte positions; a merge keeps the left node.
-// Candidate pairs sit in a min-heap ordered by (rank, position). Each round pops every
-// candidate of the lowest rank (one merge rule, since ranks are unique) and applies them left
-// to right, skipping the stale ones, which is GPT-2's "merge all occurrences of the best
-// bigram" step; the pairs next to the new symbols are pushed for later rounds.
-void Gpt2Bpe::Impl::bpe_uncached(std::string_view chunk, std::vector<uint32_t>& out) const {
-  const int32_t n = int32_t(chunk.size());
-  std::vector<uint32_t> sym(chunk.size());
-  std::vector<int32_t> prev(chunk.size()), next(chunk.size());
-  for (int32_t i = 0; i < n; ++i) {
-    sym[size_t(i)] = byte_id[static_cast<unsigned char>(chunk[size_t(i)])];
-    prev[size_t(i)] = i - 1;
-    next[size_t(i)] = i + 1 < n ? i + 1 : -1;
-  }
-  struct Cand {
-    uint32_t rank;
-    int32_t pos;
-    uint32_t left, right, result;
-    bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
-  };
-  std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
-  auto push = [&](int32_t p) {
-    if (p < 0) return;
-    const int32_t q = next[size_t(p)];
-    if (q < 0) return;
-    auto it = merges.find(pair_key(sym[size_t(p)], sym[size_t(q)]));
-    if (it != merges.end()) {
-      heap.push(Cand{it->second.rank, p, sym[size_t(p)], sym[size_t(q)], it->second.result});
-    }
-  };
-  for (int32_t i = 0; i + 1 < n; ++i) push(i);
-  std::vector<Cand> round;
-  std::vector<int32_t> merged;
-  while (!heap.empty()) {
-    const uint32_t rank = heap.top().rank;
-    round.clear();
-    while (!heap.empty() && heap.top().rank == rank) {
-      round.push_back(heap.top());
-      heap.pop();
-    }
-    merged.clear();
-    for (const Cand& c : round) {  // ascending positions
-      const int32_t p = c.pos;
-      if (sym[size_t(p)] != c.left) continue;  // consumed or changed
-      const int32_t q = next[size_t(p)];
-      if (q < 0 || sym[size_t(q)] != c.right) continue;
-      sym[size_t(p)] = c.result;
-      sym[size_t(q)] = kDead;
-      next[size_t(p)] = next[size_t(q)];
-      if (next[size_t(q)] >= 0) prev[size_t(next[size_t(q)])] = p;
-      merged.push_back(p);
-    }
-    for (int32_t p : merged) {
-      push(prev[size_t(p)]);
-      push(p);
-    }
-  }
-  for (int32_t i = 0; i >= 0; i = next[size_t(i)]) out.push_back(sym[size_t(i)]);
 }
 
 void Gpt2Bpe::Impl::encode_valid(std::string_view text, pcre2_match_data* md,
