@@ -95,5 +95,7 @@ void Backend::adamw_update(Tensor&, const Tensor&, Tensor&, Tensor&, const AdamW
   missing("adamw_update");
 }
 double Backend::sum_squares(const Tensor&) { missing("sum_squares"); }
+void Backend::sum_squares_into(const Tensor&, Tensor&) { missing("sum_squares_into"); }
+void Backend::sum_into(const Tensor&, Tensor&) { missing("sum_into"); }
 
 }  // namespace peng

@@ -193,8 +193,15 @@ class Backend {
   //   p -= (lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
   virtual void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
                             const AdamWOptions& opt);
-  // Sum of squares of all elements, accumulated in double (for global L2 norms).
+  // Sum of squares of all elements, accumulated in double (for global L2 norms). Waits for
+  // the device: prefer sum_squares_into inside a step.
   virtual double sum_squares(const Tensor& x);
+  // acc (1) f64 on this backend's device += sum of squares of x's elements (double
+  // accumulation, fixed order: deterministic). Queued without waiting for the device, so a
+  // step reads one accumulated value instead of one per tensor.
+  virtual void sum_squares_into(const Tensor& x, Tensor& acc);
+  // acc (1) f64 += sum of x's elements (f32 x; double accumulation, fixed order).
+  virtual void sum_into(const Tensor& x, Tensor& acc);
 
  protected:
   // The error of an op this backend does not implement: "backend NAME has no op OP".
@@ -203,5 +210,8 @@ class Backend {
 
 // The CPU backend (OpenBLAS + OpenMP). One shared instance.
 Backend& cpu_backend();
+// The backend of `device`: cpu_backend() or the CUDA backend of that GPU (one instance per
+// GPU, core/cuda/cuda_backend.h); peng::Error when this build or machine has no such GPU.
+Backend& backend_for(Device device);
 
 }  // namespace peng

@@ -93,7 +93,9 @@ struct Device {
   static Device cuda(int index = 0) { return {DeviceType::kCuda, index}; }
   bool is_cpu() const { return type == DeviceType::kCpu; }
   bool is_cuda() const { return type == DeviceType::kCuda; }
-  bool operator==(const Device&) const = default;
+  // (spelled out: this header is also compiled as C++17 by nvcc)
+  bool operator==(const Device& o) const { return type == o.type && index == o.index; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
   std::string str() const;  // "cpu", "cuda:0"
 };
 

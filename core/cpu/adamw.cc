@@ -137,4 +137,27 @@ double CpuBackend::sum_squares(const Tensor& x) {
   return acc;
 }
 
+namespace {
+double& accumulator(const char* op, Tensor& acc) {
+  cpu::check_tensor(op, "acc", acc, DType::kF64);
+  PENG_CHECK(acc.numel() == 1, op, ": acc must hold one value, got ", acc.str());
+  return acc.data<double>()[0];
+}
+}  // namespace
+
+void CpuBackend::sum_squares_into(const Tensor& x, Tensor& acc) {
+  accumulator("sum_squares_into", acc) += sum_squares(x);
+}
+
+void CpuBackend::sum_into(const Tensor& x, Tensor& acc) {
+  double& out = accumulator("sum_into", acc);
+  cpu::check_tensor("sum_into", "x", x);
+  const float* px = x.data<const float>();
+  const int64_t n = x.numel();
+  double sum = 0.0;
+#pragma omp parallel for simd schedule(static) reduction(+ : sum) if (n >= cpu::kParallelMin)
+  for (int64_t i = 0; i < n; ++i) sum += double(px[i]);
+  out += sum;
+}
+
 }  // namespace peng

@@ -14,7 +14,7 @@
 //   embedding.cc      embedding_forward/backward (whole table and vocabulary shard)
 //   cross_entropy.cc  cross_entropy_forward/backward (whole vocabulary and shard)
 //   elementwise.cc    add, scale
-//   adamw.cc          adamw_update, sum_squares
+//   adamw.cc          adamw_update, sum_squares(_into), sum_into
 //
 // Threading: ops parallelise with OpenMP. OpenBLAS (OpenMP build) runs cblas_sgemm
 // single-threaded inside a parallel region; the GEMM ops split each product over the
@@ -107,6 +107,8 @@ class CpuBackend final : public Backend {
   void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
                     const AdamWOptions& opt) override;
   double sum_squares(const Tensor& x) override;
+  void sum_squares_into(const Tensor& x, Tensor& acc) override;
+  void sum_into(const Tensor& x, Tensor& acc) override;
 };
 
 namespace cpu {

@@ -1,5 +1,6 @@
 // Built instead of memory.cu when peng is configured without CUDA: every entry
-// point links and fails with a clear error when called.
+// point links and fails with a clear error when called; the queries answer "nothing".
+#include "core/cuda/cuda_backend.h"
 #include "core/cuda/memory.h"
 #include "core/error.h"
 
@@ -15,9 +16,26 @@ namespace {
 
 int device_count() { return 0; }
 bool compiled_with_cuda() { return false; }
+std::string device_name(int) { unavailable(); }
 void* allocate(size_t, int) { unavailable(); }
 void deallocate(void*, int) noexcept {}
 void copy(void*, const void*, size_t, CopyKind, int) { unavailable(); }
+void copy_async(void*, const void*, size_t, CopyKind, int) { unavailable(); }
+void* stream(int) { unavailable(); }
+void synchronize(int) { unavailable(); }
+MemoryStats memory_stats(int) { return {}; }
+void reset_peak(int) {}
 void memset_zero(void*, size_t, int) { unavailable(); }
+void* allocate_host_pinned(size_t) { unavailable(); }
+void free_host_pinned(void*) noexcept {}
+
+Event::Event(int device, bool) : device_(device) { unavailable(); }
+Event::~Event() = default;
+void Event::record() { unavailable(); }
+void Event::synchronize() const { unavailable(); }
+bool Event::done() const { unavailable(); }
+double elapsed_seconds(const Event&, const Event&) { unavailable(); }
+
+CudaBackend& backend(int) { unavailable(); }
 
 }  // namespace peng::cuda

@@ -1,0 +1,56 @@
+// CudaBackend: the Backend ops on one NVIDIA GPU.
+//
+// Matrix products go through cuBLASLt (ops/matmul.cu); the other ops are peng's own kernels,
+// whose bodies live in kernels/*.cuh (plain CUDA that g++ also compiles, so tests run them on
+// the CPU under an emulation of the CUDA execution model, tests/cuda_emu) and whose launches
+// live in ops/*.cu, one file per op family like the CPU backend:
+//   ops/matmul.cu         matmul, linear_forward/backward (cuBLASLt, bias epilogues)
+//   ops/layernorm.cu      layernorm_forward/backward
+//   ops/rmsnorm.cu        rmsnorm_forward/backward, qk_norm_forward/backward
+//   ops/pointwise.cu      gelu, swiglu, rope, add, scale
+//   ops/attention.cu      attention_forward/backward (exact fp32: probabilities saved)
+//   ops/embedding.cu      embedding_forward/backward (whole table and vocabulary shard)
+//   ops/cross_entropy.cu  cross_entropy_* (whole vocabulary and shard)
+//   ops/optimizer.cu      adamw_update, sum_squares(_into), sum_into
+//
+// Contract: every tensor an op touches lives on this backend's GPU; every op is queued on
+// the device's one stream (cuda::stream) and returns without waiting for the GPU, except
+// sum_squares, whose double result the host reads. Reductions are deterministic: no
+// floating-point atomics, so two runs from the same inputs are bit-identical. fp32 runs
+// with TF32 off (comparable with the CPU backend).
+#pragma once
+
+#include "core/backend.h"
+
+namespace peng::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  Device device() const override { return Device::cuda(device_); }
+  const char* name() const override { return "cuda"; }
+  int index() const { return device_; }
+
+  // Each op family's overrides are declared here as its ops/*.cu lands; an op not declared
+  // yet is Backend's default: a clear "backend cuda has no op ..." error.
+  void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y,
+                         Tensor& mean, Tensor& rstd) override;
+  void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
+                          const Tensor& rstd, Tensor& dx, Tensor& dw, Tensor& db) override;
+
+  // The cuBLASLt handle and its workspace (ops/matmul.cu); created with the backend.
+  void* lt_handle() const { return lt_handle_; }
+
+ private:
+  int device_;
+  void* lt_handle_ = nullptr;  // cublasLtHandle_t
+};
+
+// The CUDA backend of GPU `device` (one instance per GPU, created on first use).
+CudaBackend& backend(int device);
+
+}  // namespace peng::cuda

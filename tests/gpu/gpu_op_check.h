@@ -1,0 +1,29 @@
+// Helpers of the GPU op tests (tests/gpu/*_ops_test.cc): each CudaBackend op against the CPU
+// backend on random inputs, outputs poisoned so every element must be written. Skip cleanly
+// without a device.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include "core/backend.h"
+#include "core/cuda/memory.h"
+#include "tests/kernels/kernel_check.h"
+
+#define PENG_REQUIRE_GPU()                                                  \
+  do {                                                                      \
+    if (::peng::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device"; \
+  } while (0)
+
+namespace peng::gpu_test {
+
+using kernel_test::kF32;
+using kernel_test::kF32LongReduction;
+using kernel_test::poisoned;
+using kernel_test::random;
+using kernel_test::relative_error;
+
+inline Backend& gpu() { return backend_for(Device::cuda(0)); }
+inline Tensor on_gpu(const Tensor& t) { return t.to(Device::cuda(0)); }
+inline Tensor on_cpu(const Tensor& t) { return t.to(Device::cpu()); }
+
+}  // namespace peng::gpu_test
