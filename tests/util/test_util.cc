@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <fstream>
 #include <iterator>
@@ -21,9 +22,20 @@ namespace peng::testing {
 
 namespace fs = std::filesystem;
 
-fs::path source_dir() { return PENG_SOURCE_DIR; }
-fs::path reference_dir() { return fs::path(PENG_SHARED_DIR) / "reference"; }
-fs::path peng_binary() { return fs::path(PENG_BIN_DIR) / "peng"; }
+namespace {
+// A compiled-in path, unless the environment moves it (a test bundle run on another
+// machine, scripts/gpu_check.sh: PENG_TEST_SOURCE_DIR, PENG_TEST_SHARED_DIR, PENG_TEST_BIN_DIR).
+fs::path relocatable(const char* env, const char* built) {
+  const char* moved = std::getenv(env);
+  return moved && *moved ? fs::path(moved) : fs::path(built);
+}
+}  // namespace
+
+fs::path source_dir() { return relocatable("PENG_TEST_SOURCE_DIR", PENG_SOURCE_DIR); }
+fs::path reference_dir() {
+  return relocatable("PENG_TEST_SHARED_DIR", PENG_SHARED_DIR) / "reference";
+}
+fs::path peng_binary() { return relocatable("PENG_TEST_BIN_DIR", PENG_BIN_DIR) / "peng"; }
 
 TempDir::TempDir() {
   std::random_device rd;

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The whole GPU check of the CUDA backend in one run (issue 14): the GPU tests (ctest -L gpu)
+# and the GPU training-step benchmark, with a short table printed last.
+#
+# The GPU machine has CUDA, cuDNN, NCCL, CMake and PyTorch but may lack Open MPI, Protobuf,
+# OpenBLAS, GoogleTest, CLI11 and the network, so the check travels as a bundle built here:
+#
+#   bash scripts/gpu_check.sh pack   # here: build build-gpu/ (sm_90, no -march=native) and
+#                                    # the bundle build-gpu/bundle: binaries, the non-CUDA
+#                                    # shared libraries they load, reference cases, a ctest
+#                                    # file with relative paths (checks it fits 64 MiB)
+#   bash scripts/gpu_check.sh run    # there, from the repository root with build-gpu/bundle
+#                                    # copied in: ctest -L gpu, the benchmark, the table
+#   bash scripts/gpu_check.sh        # both, on one machine that has everything and a GPU
+#
+# With the device tool: pack here, then
+#   run(command="bash scripts/gpu_check.sh run", carry=["build-gpu/bundle"], timeout_s=600)
+# Outputs (test XML, logs, benchmark JSON) go to $OUT when set, else build-gpu/out.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+bundle=build-gpu/bundle
+
+pack() {
+  command -v cmake >/dev/null || bash scripts/install_deps.sh
+  cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DPENG_NATIVE=OFF -DPENG_CUDA=ON >/dev/null
+  local tests=() t
+  for t in tests/gpu/*_test.cc; do
+    case $t in *_mpi_test.cc) continue ;; esac  # multi-GPU: a later issue
+    tests+=("$(basename "$t" .cc)")
+  done
+  cmake --build build-gpu -j"$(nproc)" --target peng "${tests[@]}"
+  rm -rf "$bundle"
+  mkdir -p "$bundle"/{bin,tests,lib,shared,examples,bench}
+  cp build-gpu/bin/peng "$bundle/bin/"
+  for t in "${tests[@]}"; do cp "build-gpu/tests/$t" "$bundle/tests/"; done
+  cp -r ../shared/reference "$bundle/shared/"
+  rm -f "$bundle"/shared/reference/*.py
+  cp examples/*.pbtxt "$bundle/examples/"
+  cp bench/gpu_train_step.sh bench/pytorch_gpu_train_step.py bench/synthetic_shard.py \
+    "$bundle/bench/" 2>/dev/null || true
+  # Shared libraries the binaries load, except the C/C++ runtime and CUDA's own (the GPU
+  # machine's driver and toolkit provide those).
+  local skip='^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|librt\.|libpthread\.|libstdc\+\+|libgcc_s|libcuda\.|libcudart|libcublas|libcudnn|libnccl|libnvidia|libnvrtc)'
+  for bin in "$bundle"/bin/* "$bundle"/tests/*; do
+    ldd "$bin" | awk '/=> \// {print $3}'
+  done | sort -u | while read -r lib; do
+    basename "$lib" | grep -Eq "$skip" || cp -L "$lib" "$bundle/lib/"
+  done
+  {
+    echo "# ctest file of the GPU check bundle (scripts/gpu_check.sh): paths relative to it."
+    for t in "${tests[@]}"; do
+      echo "add_test($t \"\${CMAKE_CURRENT_LIST_DIR}/tests/$t\" --gtest_output=xml:\$ENV{PENG_GPU_OUT}/$t.xml)"
+      echo "set_tests_properties($t PROPERTIES LABELS gpu TIMEOUT 300)"
+    done
+  } >"$bundle/CTestTestfile.cmake"
+  local size
+  size=$(du -sm "$bundle" | cut -f1)
+  echo "bundle: $bundle, ${size} MiB, ${#tests[@]} GPU test executables"
+  if ((size > 64)); then
+    echo "error: the bundle is ${size} MiB, over the device tool's 64 MiB carry limit" >&2
+    exit 1
+  fi
+}
+
+run() {
+  [[ -x $bundle/bin/peng ]] || {
+    echo "error: no bundle at $bundle (run 'bash scripts/gpu_check.sh pack' first)" >&2
+    exit 1
+  }
+  local out=${OUT:-$root/build-gpu/out}
+  mkdir -p "$out"
+  # cuDNN may come with PyTorch's wheels rather than the toolkit.
+  local cudnn_dir
+  cudnn_dir=$(python3 -c 'import nvidia.cudnn, os; print(os.path.join(nvidia.cudnn.__path__[0], "lib"))' 2>/dev/null || true)
+  export LD_LIBRARY_PATH="$root/$bundle/lib:/usr/local/cuda/lib64${cudnn_dir:+:$cudnn_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export PENG_TEST_SOURCE_DIR=$root PENG_TEST_SHARED_DIR=$root/$bundle/shared
+  export PENG_TEST_BIN_DIR=$root/$bundle/bin PENG_GPU_OUT=$out
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv | tee "$out/gpu.txt"
+  local missing
+  missing=$(ldd "$bundle/bin/peng" | grep 'not found' || true)
+  [[ -z $missing ]] || { echo "error: peng cannot load: $missing" >&2; exit 1; }
+  set +e
+  (cd "$bundle" && ctest -L gpu --output-on-failure --timeout 300) 2>&1 | tee "$out/ctest.log"
+  local ctest_rc=${PIPESTATUS[0]}
+  local bench_table="(benchmark not run: bench/gpu_train_step.sh missing)"
+  if [[ -f $bundle/bench/gpu_train_step.sh ]]; then
+    bash "$bundle/bench/gpu_train_step.sh" "$root/$bundle/bin/peng" "$out/bench" 2>&1 |
+      tee "$out/bench.log"
+    bench_table=$(awk '/^\|/' "$out/bench.log" | tail -n 20)
+  fi
+  set -e
+  echo
+  echo "## GPU check, $(date -u +%Y-%m-%d), $(head -2 "$out/gpu.txt" | tail -1)"
+  echo
+  echo "| GPU test executable | result |"
+  echo "|---|---|"
+  grep -E '^ *[0-9]+/[0-9]+ Test +#' "$out/ctest.log" |
+    sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: ([^ ]+) [. ]*([A-Za-z*]+[A-Za-z ]*[A-Za-z]).*/| \1 | \2 |/'
+  echo
+  echo "$bench_table"
+  return "$ctest_rc"
+}
+
+case ${1:-all} in
+  pack) pack ;;
+  run) run ;;
+  all) pack && run ;;
+  *) echo "usage: bash scripts/gpu_check.sh [pack|run]" >&2; exit 2 ;;
+esac
