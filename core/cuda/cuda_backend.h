@@ -42,6 +42,29 @@ class CudaBackend final : public Backend {
   void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
                           const Tensor& rstd, Tensor& dx, Tensor& dw, Tensor& db) override;
 
+  // ops/rmsnorm.cu
+  void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y,
+                       Tensor& rstd) override;
+  void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
+                        Tensor& dx, Tensor& dw) override;
+  void qk_norm_forward(const Tensor& qkv, int n_head, int n_kv_head, const Tensor& wq,
+                       const Tensor& wk, float eps, Tensor& out, Tensor& rstd) override;
+  void qk_norm_backward(const Tensor& dout, const Tensor& qkv, int n_head, int n_kv_head,
+                        const Tensor& wq, const Tensor& wk, const Tensor& rstd, Tensor& dqkv,
+                        Tensor& dwq, Tensor& dwk) override;
+
+  // ops/pointwise.cu
+  void gelu_forward(const Tensor& x, Tensor& y) override;
+  void gelu_backward(const Tensor& dy, const Tensor& x, Tensor& dx) override;
+  void swiglu_forward(const Tensor& gate_up, Tensor& out) override;
+  void swiglu_backward(const Tensor& dout, const Tensor& gate_up, Tensor& dgate_up) override;
+  void rope_forward(Tensor& x, int n_heads, int n_rot, const Tensor& cos,
+                    const Tensor& sin) override;
+  void rope_backward(Tensor& dx, int n_heads, int n_rot, const Tensor& cos,
+                     const Tensor& sin) override;
+  void add(const Tensor& a, const Tensor& b, Tensor& out) override;
+  void scale(Tensor& x, float s) override;
+
   // The cuBLASLt handle and its workspace (ops/matmul.cu); created with the backend.
   void* lt_handle() const { return lt_handle_; }
 

@@ -1,0 +1,122 @@
+// CudaBackend::gelu, swiglu, rope, add and scale: checks (the CPU backend's messages), then
+// kernels/gelu.cuh, swiglu.cuh, rope.cuh and elementwise.cuh.
+#include "core/cuda/kernels/elementwise.cuh"
+#include "core/cuda/kernels/gelu.cuh"
+#include "core/cuda/kernels/rope.cuh"
+#include "core/cuda/kernels/swiglu.cuh"
+#include "core/cuda/launch.cuh"
+#include "core/cuda/ops/checks.h"
+
+namespace peng::cuda {
+namespace {
+
+// Checks gate_up (N, 2F); returns N and F.
+struct GluDims {
+  int64_t n, f;
+};
+GluDims check_gate_up(const CudaBackend& be, const char* op, const Tensor& gate_up) {
+  ops::check_tensor(be, op, "gate_up", gate_up);
+  PENG_CHECK(gate_up.ndim() >= 1 && gate_up.dim(-1) % 2 == 0, op,
+             ": gate_up must be (N, 2F) = [gate | up], got ", gate_up.str());
+  return {ops::rows_of(gate_up), gate_up.dim(-1) / 2};
+}
+
+// gate_up's shape with the last dimension F.
+Shape half_shape(const Tensor& gate_up, int64_t f) {
+  Shape s = gate_up.shape();
+  s.back() = f;
+  return s;
+}
+
+// Checks rope's arguments (core/cpu/rope.cc's rules and messages) and rotates x in place by
+// +angle (sign 1) or -angle (sign -1).
+void rope_apply(CudaBackend& be, const char* op, const char* x_name, Tensor& x, int n_heads,
+                int n_rot, const Tensor& cos, const Tensor& sin, float sign) {
+  ops::check_tensor(be, op, x_name, x);
+  PENG_CHECK(x.ndim() == 3, op, ": ", x_name, " must be (B, T, n_heads * hd), got ", x.str());
+  PENG_CHECK(n_heads >= 1 && x.dim(2) % n_heads == 0 && (x.dim(2) / n_heads) % 2 == 0, op,
+             ": n_heads ", n_heads, " must divide the last dimension of ", x_name, " ", x.str(),
+             " into heads of an even size");
+  PENG_CHECK(n_rot >= 0 && n_rot <= n_heads, op, ": n_rot ", n_rot, " must be in [0, n_heads ",
+             n_heads, "]");
+  const int64_t B = x.dim(0), T = x.dim(1), hd = x.dim(2) / n_heads, half = hd / 2;
+  ops::check_tensor(be, op, "cos", cos);
+  ops::check_tensor(be, op, "sin", sin);
+  PENG_CHECK(cos.ndim() == 2 && cos.dim(0) >= T && cos.dim(1) == half, op,
+             ": cos must be (Tmax >= ", T, ", hd/2 = ", half, "), got ", cos.str());
+  PENG_CHECK(sin.shape() == cos.shape(), op, ": sin must have cos's shape ", cos.str(), ", got ",
+             sin.str());
+  ops::check_no_overlap(op, x_name, x, "cos", cos);
+  ops::check_no_overlap(op, x_name, x, "sin", sin);
+  CudaLaunch launch(be.index());
+  kernels::rope(launch, x.data<float>(), B, T, n_heads, n_rot, int(hd), cos.data<const float>(),
+                sin.data<const float>(), sign);
+}
+
+}  // namespace
+
+void CudaBackend::gelu_forward(const Tensor& x, Tensor& y) {
+  const char* op = "gelu_forward";
+  ops::check_tensor(*this, op, "x", x);
+  ops::check_shape(*this, op, "y", y, x.shape());
+  CudaLaunch launch(device_);
+  kernels::gelu_forward(launch, x.data<const float>(), x.numel(), y.data<float>());
+}
+
+void CudaBackend::gelu_backward(const Tensor& dy, const Tensor& x, Tensor& dx) {
+  const char* op = "gelu_backward";
+  ops::check_tensor(*this, op, "x", x);
+  ops::check_shape(*this, op, "dy", dy, x.shape());
+  ops::check_shape(*this, op, "dx", dx, x.shape());
+  CudaLaunch launch(device_);
+  kernels::gelu_backward(launch, dy.data<const float>(), x.data<const float>(), x.numel(),
+                         dx.data<float>());
+}
+
+void CudaBackend::swiglu_forward(const Tensor& gate_up, Tensor& out) {
+  const char* op = "swiglu_forward";
+  const auto [n, f] = check_gate_up(*this, op, gate_up);
+  ops::check_shape(*this, op, "out", out, half_shape(gate_up, f));
+  ops::check_no_overlap(op, "out", out, "gate_up", gate_up);
+  CudaLaunch launch(device_);
+  kernels::swiglu_forward(launch, gate_up.data<const float>(), n, f, out.data<float>());
+}
+
+void CudaBackend::swiglu_backward(const Tensor& dout, const Tensor& gate_up, Tensor& dgate_up) {
+  const char* op = "swiglu_backward";
+  const auto [n, f] = check_gate_up(*this, op, gate_up);
+  ops::check_shape(*this, op, "dout", dout, half_shape(gate_up, f));
+  ops::check_shape(*this, op, "dgate_up", dgate_up, gate_up.shape());
+  ops::check_no_overlap(op, "dgate_up", dgate_up, "dout", dout);
+  ops::check_no_overlap(op, "dgate_up", dgate_up, "gate_up", gate_up);
+  CudaLaunch launch(device_);
+  kernels::swiglu_backward(launch, dout.data<const float>(), gate_up.data<const float>(), n, f,
+                           dgate_up.data<float>());
+}
+
+void CudaBackend::rope_forward(Tensor& x, int n_heads, int n_rot, const Tensor& cos,
+                               const Tensor& sin) {
+  rope_apply(*this, "rope_forward", "x", x, n_heads, n_rot, cos, sin, 1.0f);
+}
+
+void CudaBackend::rope_backward(Tensor& dx, int n_heads, int n_rot, const Tensor& cos,
+                                const Tensor& sin) {
+  rope_apply(*this, "rope_backward", "dx", dx, n_heads, n_rot, cos, sin, -1.0f);
+}
+
+void CudaBackend::add(const Tensor& a, const Tensor& b, Tensor& out) {
+  const char* op = "add";
+  ops::check_tensor(*this, op, "a", a);
+  ops::check_shape(*this, op, "b", b, a.shape());
+  ops::check_shape(*this, op, "out", out, a.shape());
+  CudaLaunch launch(device_);
+  kernels::add(launch, a.data<const float>(), b.data<const float>(), a.numel(), out.data<float>());
+}
+
+void CudaBackend::scale(Tensor& x, float s) {
+  ops::check_tensor(*this, "scale", "x", x);
+  CudaLaunch launch(device_);
+  kernels::scale(launch, x.data<float>(), x.numel(), s);
+}
+
+}  // namespace peng::cuda
