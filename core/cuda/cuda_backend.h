@@ -42,6 +42,23 @@ class CudaBackend final : public Backend {
   void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
                           const Tensor& rstd, Tensor& dx, Tensor& dw, Tensor& db) override;
 
+  // ops/matmul.cu (cuBLASLt)
+  void matmul(const Tensor& a, const Tensor& b, Tensor& out,
+              const MatmulOptions& opt = {}) override;
+  void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
+                      WeightLayout layout = WeightLayout::kInOut) override;
+  void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx, Tensor& dw,
+                       Tensor& dbias, WeightLayout layout = WeightLayout::kInOut) override;
+
+  // ops/attention.cu (exact: probabilities saved)
+  using Backend::attention_backward;
+  using Backend::attention_forward;
+  void attention_forward(const Tensor& qkv, int n_head, int n_kv_head, Tensor& out,
+                         Tensor& att) override;
+  void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& att, int n_head,
+                          int n_kv_head, Tensor& dqkv) override;
+  double attention_work_fraction(int64_t seq_len) const override;
+
   // ops/rmsnorm.cu
   void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y,
                        Tensor& rstd) override;
