@@ -82,6 +82,35 @@ class CudaBackend final : public Backend {
   void add(const Tensor& a, const Tensor& b, Tensor& out) override;
   void scale(Tensor& x, float s) override;
 
+  // ops/embedding.cu
+  void embedding_forward(const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
+                         Tensor& out) override;
+  void embedding_backward(const Tensor& dout, const Tensor& tokens, Tensor& dwte,
+                          Tensor& dwpe) override;
+  void embedding_forward_shard(const Tensor& tokens, const Tensor& wte_shard, int64_t vocab_begin,
+                               const Tensor& wpe, Tensor& out) override;
+  void embedding_backward_shard(const Tensor& dout, const Tensor& tokens, int64_t vocab_begin,
+                                Tensor& dwte_shard, Tensor& dwpe) override;
+
+  // ops/cross_entropy.cu
+  void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t vocab,
+                             Tensor& losses) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t vocab,
+                              float dloss, Tensor& dlogits) override;
+  void cross_entropy_shard_max(const Tensor& logits, int64_t valid, Tensor& row_max) override;
+  void cross_entropy_shard_sums(const Tensor& logits, const Tensor& targets, int64_t vocab_begin,
+                                int64_t valid, const Tensor& row_max, Tensor& stats) override;
+  void cross_entropy_shard_backward(const Tensor& logits, const Tensor& targets,
+                                    int64_t vocab_begin, int64_t valid, const Tensor& row_max,
+                                    const Tensor& stats, float dloss, Tensor& dlogits) override;
+
+  // ops/optimizer.cu
+  void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
+                    const AdamWOptions& opt) override;
+  double sum_squares(const Tensor& x) override;
+  void sum_squares_into(const Tensor& x, Tensor& acc) override;
+  void sum_into(const Tensor& x, Tensor& acc) override;
+
   // The cuBLASLt handle and its workspace (ops/matmul.cu); created with the backend.
   void* lt_handle() const { return lt_handle_; }
 

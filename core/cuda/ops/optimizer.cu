@@ -1,0 +1,71 @@
+// CudaBackend::adamw_update (kernels/adamw.cuh) and the double-precision sums of
+// kernels/reduce.cuh: sum_squares (waits: its double goes to the host), sum_squares_into
+// and sum_into (queued: the accumulator stays on the device). The CPU backend's checks
+// (core/cpu/adamw.cc).
+#include "core/cuda/kernels/adamw.cuh"
+#include "core/cuda/kernels/reduce.cuh"
+#include "core/cuda/launch.cuh"
+#include "core/cuda/memory.h"
+#include "core/cuda/ops/checks.h"
+
+namespace peng::cuda {
+
+void CudaBackend::adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
+                               const AdamWOptions& opt) {
+  const char* op = "adamw_update";
+  ops::check_tensor(*this, op, "param", param);
+  ops::check_tensor(*this, op, "grad", grad);
+  ops::check_tensor(*this, op, "m", m);
+  ops::check_tensor(*this, op, "v", v);
+  PENG_CHECK(
+      grad.numel() == param.numel() && m.numel() == param.numel() && v.numel() == param.numel(), op,
+      ": param ", param.str(), ", grad ", grad.str(), ", m ", m.str(), ", v ", v.str(),
+      " must have the same number of elements");
+  PENG_CHECK(opt.step >= 1, op, ": step must be >= 1 (1-based), got ", opt.step);
+  ops::check_no_overlap(op, "param", param, "grad", grad);
+  ops::check_no_overlap(op, "m", m, "v", v);
+  ops::check_no_overlap(op, "param", param, "m", m);
+  ops::check_no_overlap(op, "param", param, "v", v);
+  ops::check_no_overlap(op, "m", m, "grad", grad);
+  ops::check_no_overlap(op, "v", v, "grad", grad);
+  const kernels::AdamWScalars k = kernels::adamw_scalars(opt.lr, opt.beta1, opt.beta2, opt.eps,
+                                                         opt.weight_decay, opt.step);
+  CudaLaunch launch(device_);
+  kernels::adamw_update(launch, param.data<float>(), grad.data<const float>(), m.data<float>(),
+                        v.data<float>(), param.numel(), k);
+}
+
+double CudaBackend::sum_squares(const Tensor& x) {
+  ops::check_tensor(*this, "sum_squares", "x", x);
+  CudaLaunch launch(device_);
+  double* total = launch.scratch<double>(1);
+  kernels::sum_squares(launch, x.data<const float>(), x.numel(), total);
+  double result = 0.0;
+  copy(&result, total, sizeof result, CopyKind::kDeviceToHost, device_);  // waits
+  return result;
+}
+
+namespace {
+// acc: one f64 on the backend's GPU.
+double* accumulator(const CudaBackend& be, const char* op, Tensor& acc) {
+  ops::check_tensor(be, op, "acc", acc, DType::kF64);
+  PENG_CHECK(acc.numel() == 1, op, ": acc must hold one value, got ", acc.str());
+  return acc.data<double>();
+}
+}  // namespace
+
+void CudaBackend::sum_squares_into(const Tensor& x, Tensor& acc) {
+  double* out = accumulator(*this, "sum_squares_into", acc);
+  ops::check_tensor(*this, "sum_squares_into", "x", x);
+  CudaLaunch launch(device_);
+  kernels::sum_squares_into(launch, x.data<const float>(), x.numel(), out);
+}
+
+void CudaBackend::sum_into(const Tensor& x, Tensor& acc) {
+  double* out = accumulator(*this, "sum_into", acc);
+  ops::check_tensor(*this, "sum_into", "x", x);
+  CudaLaunch launch(device_);
+  kernels::sum_into(launch, x.data<const float>(), x.numel(), out);
+}
+
+}  // namespace peng::cuda
