@@ -79,7 +79,10 @@ void check_shape(const CudaBackend& be, const char* op, const char* name, const 
              t.str());
 }
 
-int64_t rows_of(const Tensor& t) { return t.ndim() ? t.numel() / t.dim(-1) : 0; }
+int64_t rows_of(const Tensor& t) {
+  const int64_t cols = t.ndim() ? t.dim(-1) : 0;
+  return cols == 0 ? 0 : t.numel() / cols;  // as the CPU backend counts them
+}
 
 }  // namespace ops
 }  // namespace peng::cuda
