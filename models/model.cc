@@ -17,6 +17,12 @@ double CausalLM::forward(const Tensor& tokens, const Tensor& targets) {
   return loss;
 }
 
+void CausalLM::forward_sum_into(const Tensor& tokens, const Tensor& targets, Tensor& loss_sum) {
+  PENG_CHECK(pipeline().stages() == 1,
+             "CausalLM::forward under pipeline parallelism: use forward_chunk");
+  forward_chunk(0, tokens, Tensor(), targets, LossOut::sum_into(loss_sum));
+}
+
 void CausalLM::backward(float scale) {
   PENG_CHECK(pipeline().stages() == 1,
              "CausalLM::backward under pipeline parallelism: use backward_chunk");

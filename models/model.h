@@ -39,6 +39,21 @@ struct PipelineLayout {
   bool last_rank() const { return rank == pp - 1; }  // holds the last stage
 };
 
+// Where the last stage leaves the loss of a forward with targets.
+struct LossOut {
+  // The mean over the B*T positions, read on the host (waits for the device).
+  double* mean = nullptr;
+  // An f64 (1) tensor on the backend's device: += the sum of the per-position losses, queued
+  // without waiting (the trainer reads its accumulators once per step).
+  Tensor* sum = nullptr;
+  LossOut(double* mean_out = nullptr) : mean(mean_out) {}  // implicit: forward_chunk(.., &loss)
+  static LossOut sum_into(Tensor& acc) {
+    LossOut out;
+    out.sum = &acc;
+    return out;
+  }
+};
+
 // The global pipeline stage holding a parameter of layer `layer` (Parameter::layer) in a
 // model of n_layer layers over `stages` stages.
 int stage_of_layer(int layer, int n_layer, int stages);
@@ -66,11 +81,12 @@ class CausalLM {
   // ---- training ----
   // Chunk c's part of forward. tokens (B, T) i32, T <= max_seq_len. The first stage reads
   // `tokens`, the others `x` (R, C), the previous stage's output (R = boundary_rows(B*T)).
-  // The last stage computes the mean loss over B*T positions into *loss when `targets`
-  // (B, T) is defined, or only the logits when it is not, and returns an undefined tensor;
-  // the others return their output (R, C), valid until this chunk's next forward.
+  // `tokens` and `targets` may be host or device tensors (copied to the device as needed).
+  // The last stage computes the loss over B*T positions into `loss` (LossOut) when
+  // `targets` (B, T) is defined, or only the logits when it is not, and returns an undefined
+  // tensor; the others return their output (R, C), valid until this chunk's next forward.
   virtual const Tensor& forward_chunk(int chunk, const Tensor& tokens, const Tensor& x,
-                                      const Tensor& targets, double* loss) = 0;
+                                      const Tensor& targets, const LossOut& loss) = 0;
   // Backward of chunk c's last forward: the last stage starts from scale * sum of losses,
   // the others from `dout` (R, C). Returns dL/dx (R, C), valid until the next backward;
   // undefined on the first stage.
@@ -93,6 +109,9 @@ class CausalLM {
   // Without pipeline parallelism: forward of the whole model (the mean loss; 0 without
   // targets) and its backward.
   double forward(const Tensor& tokens, const Tensor& targets);
+  // The same forward, adding the sum of its per-position losses into `loss_sum` (f64 (1) on
+  // the backend's device) without waiting for the device.
+  void forward_sum_into(const Tensor& tokens, const Tensor& targets, Tensor& loss_sum);
   void backward(float scale);
 };
 

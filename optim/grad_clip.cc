@@ -6,10 +6,20 @@ namespace peng {
 
 double sharded_grad_norm(const Tensor& grads, const std::vector<ParamSegment>& counted,
                          Backend& backend, const std::vector<Communicator*>& groups) {
-  double sum = 0;
+  Tensor acc = Tensor::zeros({1}, DType::kF64, backend.device());
+  add_grad_squares(grads, counted, backend, acc);
+  return norm_from_squares(acc.to(Device::cpu()).data<double>()[0], groups);
+}
+
+void add_grad_squares(const Tensor& grads, const std::vector<ParamSegment>& counted,
+                      Backend& backend, Tensor& acc) {
   for (const ParamSegment& s : counted) {
-    sum += backend.sum_squares(grads.flat_view(s.span.state_offset, {s.span.numel}));
+    backend.sum_squares_into(grads.flat_view(s.span.state_offset, {s.span.numel}), acc);
   }
+}
+
+double norm_from_squares(double local_squares, const std::vector<Communicator*>& groups) {
+  double sum = local_squares;
   for (Communicator* group : groups) {
     Tensor t = Tensor::from_vector<double>({sum}, {1});
     group->all_reduce(t, ReduceOp::kSum)->wait();

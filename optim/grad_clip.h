@@ -27,6 +27,13 @@ inline double global_grad_norm(ParameterSet& params, Backend& backend) {
 // are added over `groups` (tp, pp; dp too with ZeRO). The same value on every rank.
 double sharded_grad_norm(const Tensor& grads, const std::vector<ParamSegment>& counted,
                          Backend& backend, const std::vector<Communicator*>& groups);
+// sharded_grad_norm in two halves, so that a step reads one device value for its loss and
+// norm together: add_grad_squares queues this rank's sum of squares of `counted` into
+// `acc` (f64 (1) on the backend's device, +=, in segment order) without waiting;
+// norm_from_squares adds the host value of such a sum over `groups` and takes the root.
+void add_grad_squares(const Tensor& grads, const std::vector<ParamSegment>& counted,
+                      Backend& backend, Tensor& acc);
+double norm_from_squares(double local_squares, const std::vector<Communicator*>& groups);
 
 // Scales `grads` by max_norm / (norm + 1e-6) when that is < 1 (no-op when max_norm <= 0).
 // Returns the factor applied (1 when unchanged).

@@ -34,6 +34,24 @@ class NormalRng {
   double spare_ = 0;
   bool has_spare_ = false;
 };
+// `t` on `device`, in a buffer of its own (the caller may reuse t's): one copy.
+Tensor on_device(const Tensor& t, Device device) {
+  return t.device() == device ? t.clone() : t.to(device);
+}
+
+// acc (1) f64 += v, from the host: the vocabulary-parallel loss is summed on the host (its
+// row statistics are read there), so on a GPU this reads and writes the accumulator back.
+void add_to_accumulator(Tensor& acc, double v) {
+  PENG_CHECK(acc.dtype() == DType::kF64 && acc.numel() == 1, "loss accumulator ", acc.str(),
+             ": expected f64 (1)");
+  if (acc.device().is_cpu()) {
+    acc.data<double>()[0] += v;
+    return;
+  }
+  Tensor host = acc.to(Device::cpu());
+  host.data<double>()[0] += v;
+  acc.copy_from(host);
+}
 }  // namespace
 
 std::unique_ptr<CausalLM> build_decoder(const DecoderConfig& config, Backend& backend,
@@ -178,7 +196,7 @@ int64_t DecoderModel::boundary_rows(int64_t positions) const {
 // ---- forward ----
 
 const Tensor& DecoderModel::forward_chunk(int chunk, const Tensor& tokens, const Tensor& x_in,
-                                          const Tensor& targets, double* loss) {
+                                          const Tensor& targets, const LossOut& loss) {
   PENG_CHECK(params_.finalized(), "DecoderModel: a parameter table cannot run");
   PENG_CHECK(tokens.ndim() == 2 && tokens.dtype() == DType::kI32, "DecoderModel::forward: tokens ",
              tokens.str());
@@ -206,8 +224,7 @@ const Tensor& DecoderModel::forward_chunk(int chunk, const Tensor& tokens, const
     x = &blocks_[size_t(b)]->forward(backend_, *x, batch_, seq_, sp_);
   }
   if (!has_head(chunk)) return *x;
-  const double l = head_forward(*x, targets.defined() ? targets.view({n}) : targets);
-  if (loss) *loss = l;
+  head_forward(*x, targets.defined() ? targets.view({n}) : targets, loss);
   return none_;
 }
 
@@ -216,7 +233,7 @@ void DecoderModel::embed(const Tensor& tokens, int64_t rows) {
   Backend& be = backend_;
   const Device dev = be.device();
   const int64_t n = batch_ * seq_, c = arch_.n_embd;
-  tokens_ = tokens.to(dev).clone();  // kept for backward: the caller may reuse its buffer
+  tokens_ = on_device(tokens, dev);  // kept for backward: the caller may reuse its buffer
   ensure_buffer(x0_, {rows, c}, dev);
   const Tensor& wpe = wpe_ >= 0 && tp_.rank() == 0 ? params_.at(wpe_).value : none_;
   if (tp_.size() == 1) {
@@ -235,8 +252,8 @@ void DecoderModel::embed(const Tensor& tokens, int64_t rows) {
   }
 }
 
-// The final norm, the logits and, with targets (n), the mean loss.
-double DecoderModel::head_forward(const Tensor& x, const Tensor& targets) {
+// The final norm, the logits and, with targets (n), the loss.
+void DecoderModel::head_forward(const Tensor& x, const Tensor& targets, const LossOut& loss) {
   Backend& be = backend_;
   const Device dev = be.device();
   const int64_t n = batch_ * seq_, c = arch_.n_embd, vl = vp_ / tp_.size();
@@ -250,18 +267,22 @@ double DecoderModel::head_forward(const Tensor& x, const Tensor& targets) {
   be.matmul(*norm_out_, head_weight().value, logits_, {.trans_b = true});
   if (!targets.defined()) {
     targets_ = Tensor();
-    return 0;
+    if (loss.mean) *loss.mean = 0;
+    return;
   }
   PENG_CHECK(targets.numel() == n, "targets ", targets.str(), " for ", n, " positions");
-  targets_ = targets.to(dev).clone();  // kept for backward
+  targets_ = on_device(targets, dev);  // kept for backward
   double sum = 0;
   if (tp_.size() == 1) {
     ensure_buffer(losses_, {n}, dev);
     be.cross_entropy_forward(logits_, targets_, arch_.vocab_size, losses_);
+    if (loss.sum) be.sum_into(losses_, *loss.sum);  // stays on the device
+    if (!loss.mean) return;
     Tensor host = losses_.to(Device::cpu());
     const float* l = host.data<float>();
     for (int64_t i = 0; i < n; ++i) sum += l[i];
-    return sum / double(n);
+    *loss.mean = sum / double(n);
+    return;
   }
   // Vocabulary-parallel: the group's row max, then its sums of exp and target logits.
   ensure_buffer(row_max_, {n}, dev);
@@ -275,7 +296,8 @@ double DecoderModel::head_forward(const Tensor& x, const Tensor& targets) {
     const float* r = st.data<float>() + 2 * i;
     sum += std::log(double(r[0])) + double(mx.data<float>()[i]) - double(r[1]);
   }
-  return sum / double(n);
+  if (loss.mean) *loss.mean = sum / double(n);
+  if (loss.sum) add_to_accumulator(*loss.sum, sum);
 }
 
 // ---- backward ----

@@ -45,7 +45,7 @@ class DecoderModel : public CausalLM {
   std::map<std::string, Tensor> state() const override;
 
   const Tensor& forward_chunk(int chunk, const Tensor& tokens, const Tensor& x,
-                              const Tensor& targets, double* loss) override;
+                              const Tensor& targets, const LossOut& loss) override;
   const Tensor& backward_chunk(int chunk, const Tensor& dout, float scale) override;
   std::vector<Tensor> stash_activations(int chunk) override;
   void restore_activations(int chunk, std::vector<Tensor>&& saved) override;
@@ -63,7 +63,7 @@ class DecoderModel : public CausalLM {
   void register_embeddings();
   void register_head();
   void embed(const Tensor& tokens, int64_t rows);
-  double head_forward(const Tensor& x, const Tensor& targets);
+  void head_forward(const Tensor& x, const Tensor& targets, const LossOut& loss);
   void head_backward(float scale);
   void embedding_backward();
   std::vector<Tensor*> activation_slots(int chunk);
