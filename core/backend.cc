@@ -1,9 +1,26 @@
 // The Backend ops' defaults: an op a backend does not implement is a clear error naming it.
 #include "core/backend.h"
 
+#include <cmath>
+
 #include "core/error.h"
 
 namespace peng {
+
+AdamWScalars adamw_scalars(const AdamWOptions& opt) {
+  const double lr = opt.lr, b1 = opt.beta1, b2 = opt.beta2;
+  const double bc1 = 1.0 - std::pow(b1, double(opt.step));
+  const double bc2 = 1.0 - std::pow(b2, double(opt.step));
+  AdamWScalars k;
+  k.decay = float(1.0 - lr * double(opt.weight_decay));
+  k.w1 = float(1.0 - b1);
+  k.b2 = opt.beta2;
+  k.w2 = float(1.0 - b2);
+  k.step_size = float(lr / bc1);
+  k.bc2_sqrt = float(std::sqrt(bc2));
+  k.eps = opt.eps;
+  return k;
+}
 
 void Backend::missing(const char* op) const {
   throw Error(detail::concat("backend ", name(), " has no op ", op));

@@ -40,6 +40,14 @@ struct AdamWOptions {
   int64_t step = 1;           // 1-based, for bias correction
 };
 
+// The scalars of one AdamW step (adamw_update below): bc1 = 1 - b1^t, bc2 = 1 - b2^t,
+// decay = 1 - lr*wd, w1 = 1 - b1, w2 = 1 - b2, step_size = lr / bc1, bc2_sqrt = sqrt(bc2),
+// computed in double (as Python does) and rounded to f32 once. Every backend uses these.
+struct AdamWScalars {
+  float decay, w1, b2, w2, step_size, bc2_sqrt, eps;
+};
+AdamWScalars adamw_scalars(const AdamWOptions& opt);
+
 class Backend {
  public:
   virtual ~Backend() = default;

@@ -7,9 +7,9 @@
 //   m = m + (1-b1) * (g - m)                      (lerp(m, g, 1-b1) = b1 m + (1-b1) g)
 //   v = v * b2 + (1-b2) * g * g
 //   p = p - step_size * m / (sqrt(v) / sqrt(bc2) + eps)
-// with bc1 = 1 - b1^t, bc2 = 1 - b2^t, step_size = lr / bc1; the scalars are computed in
-// double (as Python does) and rounded to f32 once. Each OpenMP thread takes a contiguous
-// range, in SIMD blocks of 16.
+// with bc1 = 1 - b1^t, bc2 = 1 - b2^t, step_size = lr / bc1; the scalars are core/backend.h's
+// adamw_scalars (double, rounded to f32 once). Each OpenMP thread takes a contiguous range,
+// in SIMD blocks of 16.
 // sum_squares: `omp parallel for simd` reduction in double.
 #include <omp.h>
 #if defined(__AVX__)
@@ -38,10 +38,6 @@ inline void sqrt16(const float* in, float* out) {
   for (int l = 0; l < 16; ++l) out[l] = std::sqrt(in[l]);
 #endif
 }
-
-struct AdamWScalars {
-  float decay, w1, b2, w2, step_size, bc2_sqrt, eps;
-};
 
 inline float adamw_param(float p, float mi, float sqrt_v, const AdamWScalars& k) {
   return p * k.decay - k.step_size * (mi / (sqrt_v / k.bc2_sqrt + k.eps));
@@ -80,34 +76,8 @@ void adamw_range(float* pp, const float* pg, float* pm, float* pv, int64_t n,
 
 void CpuBackend::adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
                               const AdamWOptions& opt) {
-  const char* op = "adamw_update";
-  cpu::check_tensor(op, "param", param);
-  cpu::check_tensor(op, "grad", grad);
-  cpu::check_tensor(op, "m", m);
-  cpu::check_tensor(op, "v", v);
-  PENG_CHECK(
-      grad.numel() == param.numel() && m.numel() == param.numel() && v.numel() == param.numel(), op,
-      ": param ", param.str(), ", grad ", grad.str(), ", m ", m.str(), ", v ", v.str(),
-      " must have the same number of elements");
-  PENG_CHECK(opt.step >= 1, op, ": step must be >= 1 (1-based), got ", opt.step);
-  cpu::check_no_overlap(op, "param", param, "grad", grad);
-  cpu::check_no_overlap(op, "m", m, "v", v);
-  cpu::check_no_overlap(op, "param", param, "m", m);
-  cpu::check_no_overlap(op, "param", param, "v", v);
-  cpu::check_no_overlap(op, "m", m, "grad", grad);
-  cpu::check_no_overlap(op, "v", v, "grad", grad);
-
-  const double lr = opt.lr, b1 = opt.beta1, b2 = opt.beta2;
-  const double bc1 = 1.0 - std::pow(b1, double(opt.step));
-  const double bc2 = 1.0 - std::pow(b2, double(opt.step));
-  AdamWScalars k;
-  k.decay = float(1.0 - lr * double(opt.weight_decay));
-  k.w1 = float(1.0 - b1);
-  k.b2 = opt.beta2;
-  k.w2 = float(1.0 - b2);
-  k.step_size = float(lr / bc1);
-  k.bc2_sqrt = float(std::sqrt(bc2));
-  k.eps = opt.eps;
+  checks::check_adamw(Device::cpu(), param, grad, m, v, opt);
+  const AdamWScalars k = adamw_scalars(opt);
 
   float* pp = param.data<float>();
   const float* pg = grad.data<const float>();

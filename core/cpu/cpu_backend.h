@@ -30,6 +30,7 @@
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "core/op_checks.h"
 
 namespace peng {
 
@@ -115,32 +116,20 @@ namespace cpu {
 
 // ---- argument checks shared by the op files ----
 
-// `t` is defined, on the CPU, of dtype `dtype`.
-void check_tensor(const char* op, const char* name, const Tensor& t, DType dtype = DType::kF32);
-// check_tensor plus an exact shape.
-void check_shape(const char* op, const char* name, const Tensor& t, const Shape& shape,
-                 DType dtype = DType::kF32);
-// `out` must not share memory with `in` (for outputs that are written before `in` is read).
-void check_no_overlap(const char* op, const char* out_name, const Tensor& out, const char* in_name,
-                      const Tensor& in);
-// Rows of a tensor whose last dimension is `cols` (all leading dimensions flattened).
-int64_t rows_of(const Tensor& t);
-
-// The dimensions of a fused grouped-query qkv (B, T, (H + 2K) * hd) (core/backend.h).
-struct QkvDims {
-  int64_t b, t, h, k, hd;
-  int64_t width() const { return (h + 2 * k) * hd; }  // qkv's last dimension
-};
-// Checks qkv (f32, 3-D) and the head counts: n_head >= 1, n_kv_head >= 1 dividing n_head, and
-// H + 2K dividing qkv's last dimension.
+// core/op_checks.h's checks on the CPU.
+inline void check_tensor(const char* op, const char* name, const Tensor& t,
+                         DType dtype = DType::kF32) {
+  checks::check_tensor(Device::cpu(), op, name, t, dtype);
+}
+inline void check_shape(const char* op, const char* name, const Tensor& t, const Shape& shape,
+                        DType dtype = DType::kF32) {
+  checks::check_shape(Device::cpu(), op, name, t, shape, dtype);
+}
+using checks::check_no_overlap;
+using checks::QkvDims;
+using checks::rows_of;
 inline QkvDims check_qkv(const char* op, const Tensor& qkv, int n_head, int n_kv_head) {
-  check_tensor(op, "qkv", qkv);
-  PENG_CHECK(n_head >= 1 && n_kv_head >= 1 && n_head % n_kv_head == 0, op, ": n_head ", n_head,
-             " must be a positive multiple of n_kv_head ", n_kv_head);
-  const int64_t groups = int64_t(n_head) + 2 * int64_t(n_kv_head);
-  PENG_CHECK(qkv.ndim() == 3 && qkv.dim(2) % groups == 0, op,
-             ": qkv must be (B, T, (H + 2K) * hd) with H + 2K = ", groups, ", got ", qkv.str());
-  return {qkv.dim(0), qkv.dim(1), n_head, n_kv_head, qkv.dim(2) / groups};
+  return checks::check_qkv(Device::cpu(), op, qkv, n_head, n_kv_head);
 }
 
 // Work below this many elements is not worth waking the OpenMP team for.

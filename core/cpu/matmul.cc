@@ -16,18 +16,11 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <climits>
 
 #include "core/cpu/cpu_backend.h"
 
 namespace peng {
 namespace {
-
-constexpr int64_t kBlasMax = INT_MAX;
-
-void check_blas_dim(const char* op, int64_t d) {
-  PENG_CHECK(d <= kBlasMax, op, ": dimension ", d, " exceeds the BLAS int range");
-}
 
 // c (m, n) = alpha * op(a) @ op(b) + beta * c for row-major a, b, c with leading dims: one
 // cblas_sgemm call (single-threaded when made inside an OpenMP parallel region).
@@ -102,29 +95,7 @@ void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const
 // ---- matmul ----
 
 void CpuBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out, const MatmulOptions& opt) {
-  const char* op = "matmul";
-  cpu::check_tensor(op, "a", a);
-  cpu::check_tensor(op, "b", b);
-  cpu::check_tensor(op, "out", out);
-  int nd = a.ndim();
-  PENG_CHECK((nd == 2 || nd == 3) && b.ndim() == nd && out.ndim() == nd, op,
-             ": a, b, out must all be 2-D or all 3-D, got a ", a.str(), ", b ", b.str(), ", out ",
-             out.str());
-  int64_t batch = nd == 3 ? a.dim(0) : 1;
-  PENG_CHECK(nd == 2 || (b.dim(0) == batch && out.dim(0) == batch), op,
-             ": batch dimensions differ: a ", a.str(), ", b ", b.str(), ", out ", out.str());
-  // Stored shapes: a (ar, ac), b (br, bc).
-  int64_t ar = a.dim(-2), ac = a.dim(-1), br = b.dim(-2), bc = b.dim(-1);
-  int64_t m = opt.trans_a ? ac : ar, k = opt.trans_a ? ar : ac;
-  int64_t kb = opt.trans_b ? bc : br, n = opt.trans_b ? br : bc;
-  PENG_CHECK(k == kb, op, ": inner dimensions differ: a ", a.str(), (opt.trans_a ? " (T)" : ""),
-             " @ b ", b.str(), (opt.trans_b ? " (T)" : ""));
-  PENG_CHECK(out.dim(-2) == m && out.dim(-1) == n, op, ": out ", out.str(), " must be [", m, ", ",
-             n, "] for a ", a.str(), (opt.trans_a ? " (T)" : ""), " @ b ", b.str(),
-             (opt.trans_b ? " (T)" : ""));
-  for (int64_t d : {m, n, k}) check_blas_dim(op, d);
-  cpu::check_no_overlap(op, "out", out, "a", a);
-  cpu::check_no_overlap(op, "out", out, "b", b);
+  const auto [batch, m, n, k, ar, ac, br, bc] = checks::check_matmul(Device::cpu(), a, b, out, opt);
 
   const float* pa = a.data<const float>();
   const float* pb = b.data<const float>();
@@ -146,40 +117,10 @@ void CpuBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out, const Mat
 
 // ---- linear ----
 
-namespace {
-// Checks x (N, Cin) and w ((Cin, Cout) for kInOut, (Cout, Cin) for kOutIn) of a linear op;
-// returns N, Cin, Cout and the shape of y (x's leading dimensions with Cout last).
-struct LinearDims {
-  int64_t n, cin, cout;
-  Shape y_shape;
-};
-LinearDims check_linear(const char* op, const Tensor& x, const Tensor& w, WeightLayout layout) {
-  cpu::check_tensor(op, "x", x);
-  cpu::check_tensor(op, "w", w);
-  PENG_CHECK(layout == WeightLayout::kInOut || layout == WeightLayout::kOutIn, op,
-             ": unknown weight layout ", int(layout));
-  PENG_CHECK(x.ndim() >= 2, op, ": x must be (N, Cin), got ", x.str());
-  const bool out_in = layout == WeightLayout::kOutIn;
-  PENG_CHECK(w.ndim() == 2 && w.dim(out_in ? 1 : 0) == x.dim(-1), op, ": w must be ",
-             out_in ? "(Cout, Cin)" : "(Cin, Cout)", " with Cin = ", x.dim(-1), " (layout ",
-             out_in ? "kOutIn" : "kInOut", "), got ", w.str(), " for x ", x.str());
-  const int64_t cin = x.dim(-1), cout = w.dim(out_in ? 0 : 1);
-  Shape ys = x.shape();
-  ys.back() = cout;
-  return {cpu::rows_of(x), cin, cout, ys};
-}
-}  // namespace
-
 void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
                                 WeightLayout layout) {
-  const char* op = "linear_forward";
-  const auto [n, cin, cout, ys] = check_linear(op, x, w, layout);
-  cpu::check_shape(op, "y", y, ys);
-  if (bias.defined()) cpu::check_shape(op, "bias", bias, {cout});
-  for (int64_t d : {n, cin, cout}) check_blas_dim(op, d);
-  cpu::check_no_overlap(op, "y", y, "x", x);
-  cpu::check_no_overlap(op, "y", y, "w", w);
-  if (bias.defined()) cpu::check_no_overlap(op, "y", y, "bias", bias);
+  const auto [n, cin, cout, ys] =
+      checks::check_linear_forward(Device::cpu(), x, w, bias, y, layout);
 
   const float* px = x.data<const float>();
   const float* pw = w.data<const float>();
@@ -194,21 +135,9 @@ void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& 
 
 void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx,
                                  Tensor& dw, Tensor& dbias, WeightLayout layout) {
-  const char* op = "linear_backward";
-  const auto [n, cin, cout, ys] = check_linear(op, x, w, layout);
+  const auto [n, cin, cout, ys] =
+      checks::check_linear_backward(Device::cpu(), dy, x, w, dx, dw, dbias, layout);
   const bool out_in = layout == WeightLayout::kOutIn;
-  cpu::check_shape(op, "dy", dy, ys);
-  cpu::check_shape(op, "dw", dw, w.shape());
-  if (dx.defined()) {
-    cpu::check_shape(op, "dx", dx, x.shape());
-    cpu::check_no_overlap(op, "dx", dx, "dy", dy);
-    cpu::check_no_overlap(op, "dx", dx, "x", x);  // x is read after dx is written
-    cpu::check_no_overlap(op, "dx", dx, "w", w);
-  }
-  if (dbias.defined()) cpu::check_shape(op, "dbias", dbias, {cout});
-  for (int64_t d : {n, cin, cout}) check_blas_dim(op, d);
-  cpu::check_no_overlap(op, "dw", dw, "dy", dy);
-  cpu::check_no_overlap(op, "dw", dw, "x", x);
 
   const float* pdy = dy.data<const float>();
   const float* px = x.data<const float>();

@@ -23,27 +23,12 @@
 #include "core/cpu/cpu_backend.h"
 
 namespace peng {
-namespace {
-
-// Checks qkv, the head counts, wq, wk (hd) and rstd (B*T*(H + K) values).
-cpu::QkvDims check_qk_norm(const char* op, const Tensor& qkv, int n_head, int n_kv_head,
-                           const Tensor& wq, const Tensor& wk, const Tensor& rstd) {
-  const cpu::QkvDims d = cpu::check_qkv(op, qkv, n_head, n_kv_head);
-  PENG_CHECK(d.hd > 0, op, ": qkv has no head channels: ", qkv.str());
-  cpu::check_shape(op, "wq", wq, {d.hd});
-  cpu::check_shape(op, "wk", wk, {d.hd});
-  cpu::check_tensor(op, "rstd", rstd);
-  PENG_CHECK(rstd.numel() == d.b * d.t * (d.h + d.k), op, ": rstd must be (B*T, H + K) = (",
-             d.b * d.t, ", ", d.h + d.k, ") for qkv ", qkv.str(), ", got ", rstd.str());
-  return d;
-}
-
-}  // namespace
 
 void CpuBackend::qk_norm_forward(const Tensor& qkv, int n_head, int n_kv_head, const Tensor& wq,
                                  const Tensor& wk, float eps, Tensor& out, Tensor& rstd) {
   const char* op = "qk_norm_forward";
-  const cpu::QkvDims d = check_qk_norm(op, qkv, n_head, n_kv_head, wq, wk, rstd);
+  const cpu::QkvDims d =
+      checks::check_qk_norm(Device::cpu(), op, qkv, n_head, n_kv_head, wq, wk, rstd);
   cpu::check_shape(op, "out", out, qkv.shape());
   cpu::check_no_overlap(op, "out", out, "qkv", qkv);
   cpu::check_no_overlap(op, "rstd", rstd, "qkv", qkv);
@@ -72,7 +57,8 @@ void CpuBackend::qk_norm_backward(const Tensor& dout, const Tensor& qkv, int n_h
                                   const Tensor& wq, const Tensor& wk, const Tensor& rstd,
                                   Tensor& dqkv, Tensor& dwq, Tensor& dwk) {
   const char* op = "qk_norm_backward";
-  const cpu::QkvDims d = check_qk_norm(op, qkv, n_head, n_kv_head, wq, wk, rstd);
+  const cpu::QkvDims d =
+      checks::check_qk_norm(Device::cpu(), op, qkv, n_head, n_kv_head, wq, wk, rstd);
   cpu::check_shape(op, "dout", dout, qkv.shape());
   cpu::check_shape(op, "dqkv", dqkv, qkv.shape());
   cpu::check_shape(op, "dwq", dwq, {d.hd});

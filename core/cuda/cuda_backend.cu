@@ -1,4 +1,4 @@
-// CudaBackend's lifetime, its Launch, and the checks its ops share (ops/*.cu).
+// CudaBackend's lifetime and its Launch.
 #include "core/cuda/cuda_backend.h"
 
 #include <cublasLt.h>
@@ -9,7 +9,6 @@
 
 #include "core/cuda/launch.cuh"
 #include "core/cuda/memory.h"
-#include "core/cuda/ops/checks.h"
 
 namespace peng::cuda {
 
@@ -61,28 +60,4 @@ CudaBackend& backend(int device) {
   return *backends[size_t(device)];
 }
 
-namespace ops {
-
-void check_tensor(const CudaBackend& be, const char* op, const char* name, const Tensor& t,
-                  DType dtype) {
-  PENG_CHECK(t.defined(), op, ": ", name, " is undefined");
-  PENG_CHECK(t.device() == be.device(), op, ": ", name, " must be on ", be.device().str(),
-             ", got ", t.str());
-  PENG_CHECK(t.dtype() == dtype, op, ": ", name, " must be ", dtype_name(dtype), ", got ",
-             t.str());
-}
-
-void check_shape(const CudaBackend& be, const char* op, const char* name, const Tensor& t,
-                 const Shape& shape, DType dtype) {
-  check_tensor(be, op, name, t, dtype);
-  PENG_CHECK(t.shape() == shape, op, ": ", name, " must have shape ", shape_str(shape), ", got ",
-             t.str());
-}
-
-int64_t rows_of(const Tensor& t) {
-  const int64_t cols = t.ndim() ? t.dim(-1) : 0;
-  return cols == 0 ? 0 : t.numel() / cols;  // as the CPU backend counts them
-}
-
-}  // namespace ops
 }  // namespace peng::cuda

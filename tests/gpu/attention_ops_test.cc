@@ -25,18 +25,6 @@ Shape att_shape(const Case& c) { return {c.b, c.h, c.t, c.t}; }
 // Sums over more than 256 keys or query rows are held to kF32LongReduction.
 double tolerance(const Case& c) { return c.t > 256 ? kF32LongReduction : kF32; }
 
-// att with its strict upper triangle set to `v` (the CPU leaves it unspecified; the CUDA
-// kernels write zeros).
-Tensor with_upper(const Tensor& att, float v) {
-  Tensor out = att.clone();
-  const int64_t T = att.dim(-1), rows = att.numel() / T;
-  float* p = out.data<float>();
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t j = r % T + 1; j < T; ++j) p[r * T + j] = v;
-  }
-  return out;
-}
-
 const Case kCases[] = {
     {2, 37, 3, 3, 12},      // MHA, T not a multiple of a warp
     {2, 33, 4, 2, 20},      // GQA

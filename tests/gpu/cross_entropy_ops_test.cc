@@ -13,23 +13,6 @@ namespace {
 
 using namespace gpu_test;
 
-Tensor random_targets(int64_t n, uint64_t seed, int64_t vocab) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> u(0, int32_t(vocab - 1));
-  Tensor t = Tensor::empty({n}, DType::kI32);
-  for (int64_t i = 0; i < n; ++i) t.data<int32_t>()[i] = u(rng);
-  return t;
-}
-
-// Logits with NaN in the padding columns (they must never be read).
-Tensor padded_logits(int64_t n, int64_t vp, int64_t vocab, uint64_t seed) {
-  Tensor l = random({n, vp}, seed, -6, 6);
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = vocab; j < vp; ++j) l.data<float>()[i * vp + j] = NAN;
-  }
-  return l;
-}
-
 struct Case {
   int64_t n, vp, vocab;
 };
@@ -40,7 +23,7 @@ TEST(CudaCrossEntropyOps, ForwardBackwardMatchCpu) {
   PENG_REQUIRE_GPU();
   uint64_t seed = 1;
   for (const Case& t : kCases) {
-    Tensor logits = padded_logits(t.n, t.vp, t.vocab, seed++);
+    Tensor logits = padded_logits(t.n, t.vp, t.vocab, seed++, -6, 6);
     Tensor targets = random_targets(t.n, seed++, t.vocab);
     Tensor logits_gpu = on_gpu(logits), targets_gpu = on_gpu(targets);
     const double tol = t.vocab > 1024 ? kF32LongReduction : kF32;
@@ -66,7 +49,7 @@ TEST(CudaCrossEntropyOps, ForwardBackwardMatchCpu) {
 TEST(CudaCrossEntropyOps, ShardsMatchCpu) {
   PENG_REQUIRE_GPU();
   const int64_t n = 1024, vp = 50304, vocab = 50257, half = vp / 2;
-  Tensor logits = padded_logits(n, vp, vocab, 7);
+  Tensor logits = padded_logits(n, vp, vocab, 7, -6, 6);
   Tensor targets = random_targets(n, 8, vocab);
   Tensor targets_gpu = on_gpu(targets);
   std::vector<Tensor> shards;
@@ -114,7 +97,7 @@ TEST(CudaCrossEntropyOps, ShardsMatchCpu) {
 TEST(CudaCrossEntropyOps, IsDeterministic) {
   PENG_REQUIRE_GPU();
   const int64_t n = 4096, vp = 50304, vocab = 50257;
-  Tensor logits = on_gpu(padded_logits(n, vp, vocab, 9));
+  Tensor logits = on_gpu(padded_logits(n, vp, vocab, 9, -6, 6));
   Tensor targets = on_gpu(random_targets(n, 10, vocab));
   Tensor first_losses, first_d;
   for (int run = 0; run < 2; ++run) {

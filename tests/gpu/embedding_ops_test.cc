@@ -12,14 +12,6 @@ namespace {
 
 using namespace gpu_test;
 
-Tensor random_tokens(int64_t B, int64_t T, uint64_t seed, int32_t lo, int32_t hi) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> u(lo, hi - 1);
-  Tensor t = Tensor::empty({B, T}, DType::kI32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<int32_t>()[i] = u(rng);
-  return t;
-}
-
 struct Case {
   int64_t b, t, vp, tmax, c;
 };

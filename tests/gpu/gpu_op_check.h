@@ -16,11 +16,20 @@
 
 namespace peng::gpu_test {
 
+using kernel_test::dyadic;
 using kernel_test::kF32;
 using kernel_test::kF32LongReduction;
+using kernel_test::padded_logits;
 using kernel_test::poisoned;
 using kernel_test::random;
+using kernel_test::random_targets;
+using kernel_test::random_tokens;
 using kernel_test::relative_error;
+using kernel_test::rope_tables;
+using kernel_test::RopeCase;
+using kernel_test::same_bits;
+using kernel_test::ulps_of_operands;
+using kernel_test::with_upper;
 
 inline Backend& gpu() { return backend_for(Device::cuda(0)); }
 inline Tensor on_gpu(const Tensor& t) { return t.to(Device::cuda(0)); }

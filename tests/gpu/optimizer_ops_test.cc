@@ -12,21 +12,6 @@ namespace {
 
 using namespace gpu_test;
 
-// The largest |got - want| / (2^-23 (|a| + |b|)) where want = a + b is the update's last
-// operation on each element: fused and unfused multiply-adds differ by at most half an ulp of
-// each product plus one rounding of the result, 1.5 of these units.
-template <class Terms>
-double ulps_of_operands(const Tensor& got, const Tensor& want, Terms terms) {
-  double worst = 0.0;
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    const double g = got.data<float>()[i], w = want.data<float>()[i];
-    if (!std::isfinite(g)) return std::numeric_limits<double>::infinity();
-    const auto [a, b] = terms(i);
-    if (g != w) worst = std::max(worst, std::abs(g - w) / (0x1p-23 * (std::abs(a) + std::abs(b))));
-  }
-  return worst;
-}
-
 // Three steps, each from the CPU's state of the step before, on GPT-2 124M's largest tensor
 // (wte, 50304 x 768) and odd sizes.
 TEST(CudaOptimizerOps, AdamWMatchesCpu) {
@@ -45,48 +30,36 @@ TEST(CudaOptimizerOps, AdamWMatchesCpu) {
       const Tensor p0 = p_ref.clone(), m0 = m_ref.clone(), v0 = v_ref.clone();
       gpu().adamw_update(p, on_gpu(g), m, v, opt);
       cpu_backend().adamw_update(p_ref, g, m_ref, v_ref, opt);
-      // The CPU's f32 scalars (core/cpu/adamw.cc), for the bound's operands.
-      const double b1 = opt.beta1, b2 = opt.beta2, lr = opt.lr;
-      const float decay = float(1.0 - lr * double(opt.weight_decay)), w1 = float(1.0 - b1),
-                  w2 = float(1.0 - b2), step_size = float(lr / (1.0 - std::pow(b1, double(step)))),
-                  bc2_sqrt = float(std::sqrt(1.0 - std::pow(b2, double(step))));
+      // The backends' f32 scalars (core/backend.h), for the bound's operands.
+      const AdamWScalars s = adamw_scalars(opt);
       auto at = [](const Tensor& t, int64_t i) { return double(t.data<float>()[i]); };
       Tensor p_got = on_cpu(p), m_got = on_cpu(m), v_got = on_cpu(v);
       EXPECT_LE(ulps_of_operands(p_got, p_ref,
                                  [&](int64_t i) {
-                                   const double upd = step_size * at(m_ref, i) /
-                                                      (std::sqrt(at(v_ref, i)) / bc2_sqrt + opt.eps);
-                                   return std::pair<double, double>{at(p0, i) * decay, upd};
+                                   const double upd =
+                                       s.step_size * at(m_ref, i) /
+                                       (std::sqrt(at(v_ref, i)) / s.bc2_sqrt + s.eps);
+                                   return std::pair<double, double>{at(p0, i) * s.decay, upd};
                                  }),
                 1.5)
           << "n " << n << " step " << step;
       EXPECT_LE(ulps_of_operands(m_got, m_ref,
                                  [&](int64_t i) {
                                    return std::pair<double, double>{at(m0, i),
-                                                                    w1 * (at(g, i) - at(m0, i))};
+                                                                    s.w1 * (at(g, i) - at(m0, i))};
                                  }),
                 1.5)
           << "n " << n << " step " << step;
       EXPECT_LE(ulps_of_operands(v_got, v_ref,
                                  [&](int64_t i) {
-                                   return std::pair<double, double>{at(v0, i) * b2,
-                                                                    w2 * at(g, i) * at(g, i)};
+                                   return std::pair<double, double>{at(v0, i) * s.b2,
+                                                                    s.w2 * at(g, i) * at(g, i)};
                                  }),
                 1.5)
           << "n " << n << " step " << step;
       EXPECT_LE(relative_error(p_got, p_ref), 1e-7) << "n " << n << " step " << step;
     }
   }
-}
-
-// Values on a 2^-10 grid: every partial sum is exact in double, so any order gives the
-// exact total.
-Tensor dyadic(int64_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> u(-8 * 1024, 8 * 1024 - 1);
-  Tensor t = Tensor::empty({n});
-  for (int64_t i = 0; i < n; ++i) t.data<float>()[i] = float(u(rng)) / 1024.0f;
-  return t;
 }
 
 TEST(CudaOptimizerOps, SumsAreExactOnExactlyRepresentableData) {

@@ -16,11 +16,6 @@ using namespace gpu_test;
 
 constexpr double kPointwise = 1e-6;
 
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.raw_data(), b.raw_data(), size_t(a.numel()) * sizeof(float)) == 0;
-}
-
 // Error message of `f`, "" when it does not throw.
 template <class F>
 std::string error_of(F&& f) {
@@ -85,25 +80,6 @@ TEST(CudaPointwiseOps, SwigluForwardBackward) {
     gpu().swiglu_backward(on_gpu(dout), on_gpu(gu), dgu);
     cpu_backend().swiglu_backward(dout, gu, dgu_ref);
     EXPECT_LE(relative_error(on_cpu(dgu), dgu_ref), kPointwise) << c.n << "x" << c.f;
-  }
-}
-
-struct RopeCase {
-  int64_t b, t, tmax;
-  int heads, n_rot, hd;
-};
-
-// cos, sin (tmax, hd/2) of the angles t * 10000^(-2i/hd).
-void rope_tables(int64_t tmax, int hd, Tensor& cos, Tensor& sin) {
-  const int64_t half = hd / 2;
-  cos = Tensor::empty({tmax, half});
-  sin = Tensor::empty({tmax, half});
-  for (int64_t t = 0; t < tmax; ++t) {
-    for (int64_t i = 0; i < half; ++i) {
-      const double a = double(t) * std::pow(10000.0, -2.0 * double(i) / double(hd));
-      cos.data<float>()[t * half + i] = float(std::cos(a));
-      sin.data<float>()[t * half + i] = float(std::sin(a));
-    }
   }
 }
 

@@ -10,23 +10,6 @@ namespace {
 using namespace kernel_test;
 namespace k = cuda::kernels;
 
-// The update's last operation on each element is want = a + b (p: p*decay - step_size*m/(..),
-// m: m + w1*(g - m), v: v*b2 + w2*g*g), where compilers may fuse a multiply-add: fused and
-// unfused differ by at most half an ulp of each product plus one rounding of the result,
-// 1.5 * 2^-23 (|a| + |b|). Returns the largest |got - want| / (2^-23 (|a| + |b|)).
-template <class Terms>
-double ulps_of_operands(const Tensor& got, const Tensor& want, Terms terms) {
-  double worst = 0.0;
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    const double g = got.data<float>()[i], w = want.data<float>()[i];
-    if (!std::isfinite(g)) return std::numeric_limits<double>::infinity();
-    const auto [a, b] = terms(i);
-    const double scale = 0x1p-23 * (std::abs(a) + std::abs(b));
-    if (g != w) worst = std::max(worst, std::abs(g - w) / scale);
-  }
-  return worst;
-}
-
 // Sizes: 1; a partial block; and more than kAdamWBlocks * 256 elements, so threads take
 // several elements of the grid-stride loop.
 const int64_t kSizes[] = {1, 1000, int64_t(k::kAdamWBlocks) * k::kAdamWThreads + 4099};
@@ -44,8 +27,7 @@ TEST(AdamWKernel, MatchesCpuStepByStep) {
       opt.lr = 3e-4f;
       opt.weight_decay = step == 1 ? 0.0f : 0.1f;
       opt.step = step;
-      const k::AdamWScalars s =
-          k::adamw_scalars(opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay, opt.step);
+      const AdamWScalars s = adamw_scalars(opt);
       Tensor p = p_ref.clone(), m = m_ref.clone(), v = v_ref.clone();
       const Tensor p0 = p_ref.clone(), m0 = m_ref.clone(), v0 = v_ref.clone();
       emu::Launch launch;
@@ -54,8 +36,8 @@ TEST(AdamWKernel, MatchesCpuStepByStep) {
       cpu_backend().adamw_update(p_ref, g, m_ref, v_ref, opt);
       auto at = [](const Tensor& t, int64_t i) { return double(t.data<float>()[i]); };
       const double p_ulps = ulps_of_operands(p, p_ref, [&](int64_t i) {
-        const double upd = s.step_size * at(m_ref, i) /
-                           (std::sqrt(at(v_ref, i)) / s.bc2_sqrt + s.eps);
+        const double upd =
+            s.step_size * at(m_ref, i) / (std::sqrt(at(v_ref, i)) / s.bc2_sqrt + s.eps);
         return std::pair<double, double>{at(p0, i) * s.decay, upd};
       });
       const double m_ulps = ulps_of_operands(m, m_ref, [&](int64_t i) {
@@ -72,10 +54,23 @@ TEST(AdamWKernel, MatchesCpuStepByStep) {
   }
 }
 
-// The scalars are the CPU backend's, to the bit: a zero gradient and zero moments leave p
-// scaled by the decay only, and a large step count drives the bias corrections to 1.
+// AdamWOptions with lr 1e-3, betas 0.9 and 0.95, eps 1e-8.
+AdamWOptions options(float weight_decay, int64_t step) {
+  AdamWOptions opt;
+  opt.lr = 1e-3f;
+  opt.beta1 = 0.9f;
+  opt.beta2 = 0.95f;
+  opt.eps = 1e-8f;
+  opt.weight_decay = weight_decay;
+  opt.step = step;
+  return opt;
+}
+
+// The scalars (core/backend.h's adamw_scalars, the CPU backend's too) to the bit: a zero
+// gradient and zero moments leave p scaled by the decay only, and a large step count drives
+// the bias corrections to 1.
 TEST(AdamWKernel, ScalarsComputedInDoubleAndRoundedOnce) {
-  const k::AdamWScalars s = k::adamw_scalars(1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
+  const AdamWScalars s = adamw_scalars(options(0.1f, 1));
   EXPECT_EQ(s.decay, float(1.0 - double(1e-3f) * double(0.1f)));
   EXPECT_EQ(s.w1, float(1.0 - double(0.9f)));
   EXPECT_EQ(s.w2, float(1.0 - double(0.95f)));
@@ -83,7 +78,7 @@ TEST(AdamWKernel, ScalarsComputedInDoubleAndRoundedOnce) {
   EXPECT_EQ(s.bc2_sqrt, float(std::sqrt(1.0 - double(0.95f))));
   EXPECT_EQ(s.b2, 0.95f);
   EXPECT_EQ(s.eps, 1e-8f);
-  const k::AdamWScalars late = k::adamw_scalars(1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, 100000);
+  const AdamWScalars late = adamw_scalars(options(0.0f, 100000));
   EXPECT_EQ(late.step_size, 1e-3f);
   EXPECT_EQ(late.bc2_sqrt, 1.0f);
   EXPECT_EQ(late.decay, 1.0f);
@@ -91,8 +86,7 @@ TEST(AdamWKernel, ScalarsComputedInDoubleAndRoundedOnce) {
 
 TEST(AdamWKernel, EmptyRangeLaunchesNothing) {
   emu::Launch launch;
-  k::adamw_update(launch, nullptr, nullptr, nullptr, nullptr, 0,
-                  k::adamw_scalars(1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, 1));
+  k::adamw_update(launch, nullptr, nullptr, nullptr, nullptr, 0, adamw_scalars(options(0.0f, 1)));
   EXPECT_EQ(launch.launches, 1);  // queued with an empty grid: the Launch skips it
 }
 

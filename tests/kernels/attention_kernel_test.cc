@@ -4,7 +4,7 @@
 #include <limits>
 
 #include "core/cuda/kernels/attention.cuh"
-#include "tests/kernels/kernel_check.h"
+#include "tests/kernels/bf16_check.h"
 
 namespace peng {
 namespace {
@@ -25,17 +25,6 @@ Shape qkv_shape(const Case& c) { return {c.b, c.t, int64_t(c.h + 2 * c.kv) * c.h
 k::AttDims dims(const Case& c) { return {c.t, c.h, c.kv, c.hd}; }
 std::string name(const Case& c) {
   return detail::concat("B ", c.b, " T ", c.t, " H ", c.h, " K ", c.kv, " hd ", c.hd);
-}
-
-// att with its strict upper triangle set to `v` (the CPU leaves it unspecified).
-Tensor with_upper(const Tensor& att, float v) {
-  Tensor out = att.clone();
-  const int64_t T = att.dim(-1), rows = att.numel() / T;
-  float* p = out.data<float>();
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t j = r % T + 1; j < T; ++j) p[r * T + j] = v;
-  }
-  return out;
 }
 
 TEST(AttentionKernel, ForwardMatchesCpu) {
@@ -94,17 +83,6 @@ TEST(AttentionKernel, BackwardIsDeterministic) {
       EXPECT_EQ(got, first);
     }
   }
-}
-
-std::vector<__nv_bfloat16> to_bf16(const Tensor& t) {
-  std::vector<__nv_bfloat16> v(size_t(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) v[size_t(i)] = __float2bfloat16(t.data<float>()[i]);
-  return v;
-}
-Tensor from_bf16(const std::vector<__nv_bfloat16>& v, const Shape& shape) {
-  Tensor t = Tensor::empty(shape);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = __bfloat162float(v[size_t(i)]);
-  return t;
 }
 
 TEST(AttentionKernel, Bf16WithinBf16Rounding) {

@@ -3,30 +3,13 @@
 #include "tests/cuda_emu/emu.h"  // first: the kernels compile against it
 
 #include "core/cuda/kernels/cross_entropy.cuh"
-#include "tests/kernels/kernel_check.h"
+#include "tests/kernels/bf16_check.h"
 
 namespace peng {
 namespace {
 
 using namespace kernel_test;
 namespace k = cuda::kernels;
-
-Tensor random_targets(int64_t n, uint64_t seed, int64_t vocab) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> u(0, int32_t(vocab - 1));
-  Tensor t = Tensor::empty({n}, DType::kI32);
-  for (int64_t i = 0; i < n; ++i) t.data<int32_t>()[i] = u(rng);
-  return t;
-}
-
-// Logits of `vocab` real columns, the padding columns NaN (they must never be read).
-Tensor padded_logits(int64_t n, int64_t vp, int64_t vocab, uint64_t seed) {
-  Tensor l = random({n, vp}, seed, -4, 4);
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = vocab; j < vp; ++j) l.data<float>()[i * vp + j] = NAN;
-  }
-  return l;
-}
 
 struct Case {
   int64_t n, vp, vocab;
@@ -238,19 +221,13 @@ TEST(CrossEntropyKernel, IsDeterministic) {
   }
 }
 
-std::vector<__nv_bfloat16> to_bf16(const Tensor& t) {
-  std::vector<__nv_bfloat16> v(size_t(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) v[size_t(i)] = __float2bfloat16(t.data<float>()[i]);
-  return v;
-}
-
 // bf16 logits (the reference sees the same rounded values): f32 statistics keep the loss
 // within f32 accuracy; the bf16 gradient within bf16 rounding.
 TEST(CrossEntropyKernel, Bf16WithinBounds) {
   const int64_t n = 6, vp = 777, vocab = 770;
   Tensor logits = padded_logits(n, vp, vocab, 11);
   std::vector<__nv_bfloat16> lb = to_bf16(logits);
-  for (int64_t i = 0; i < logits.numel(); ++i) logits.data<float>()[i] = __bfloat162float(lb[size_t(i)]);
+  logits = from_bf16(lb, logits.shape());
   Tensor targets = random_targets(n, 12, vocab);
   Tensor losses = poisoned({n});
   emu::Launch launch;
@@ -262,8 +239,7 @@ TEST(CrossEntropyKernel, Bf16WithinBounds) {
   std::vector<__nv_bfloat16> db(size_t(n * vp), __float2bfloat16(NAN));
   k::cross_entropy_backward(launch, lb.data(), targets.data<const int32_t>(), n, vp, vocab, 1.0f,
                             db.data());
-  Tensor d = Tensor::empty({n, vp}), dref = Tensor::empty({n, vp});
-  for (int64_t i = 0; i < d.numel(); ++i) d.data<float>()[i] = __bfloat162float(db[size_t(i)]);
+  Tensor d = from_bf16(db, {n, vp}), dref = Tensor::empty({n, vp});
   cpu_backend().cross_entropy_backward(logits, targets, vocab, 1.0f, dref);
   EXPECT_LE(relative_error(d, dref), 1e-2);
 }

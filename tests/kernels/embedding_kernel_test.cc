@@ -4,22 +4,13 @@
 #include "tests/cuda_emu/emu.h"  // first: the kernels compile against it
 
 #include "core/cuda/kernels/embedding.cuh"
-#include "tests/kernels/kernel_check.h"
+#include "tests/kernels/bf16_check.h"
 
 namespace peng {
 namespace {
 
 using namespace kernel_test;
 namespace k = cuda::kernels;
-
-// Token ids uniform in [lo, hi) (ids repeat: rows of dwte collide).
-Tensor random_tokens(int64_t B, int64_t T, uint64_t seed, int32_t lo, int32_t hi) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> u(lo, hi - 1);
-  Tensor t = Tensor::empty({B, T}, DType::kI32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<int32_t>()[i] = u(rng);
-  return t;
-}
 
 struct Case {
   int64_t b, t, vp, tmax;
@@ -165,12 +156,6 @@ TEST(EmbeddingKernel, BackwardIsDeterministic) {
   }
 }
 
-std::vector<__nv_bfloat16> to_bf16(const Tensor& t) {
-  std::vector<__nv_bfloat16> v(size_t(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) v[size_t(i)] = __float2bfloat16(t.data<float>()[i]);
-  return v;
-}
-
 TEST(EmbeddingKernel, Bf16WithinBf16Rounding) {
   const int64_t B = 3, T = 29, vp = 50;
   const int C = 65;
@@ -181,8 +166,7 @@ TEST(EmbeddingKernel, Bf16WithinBf16Rounding) {
   emu::Launch launch;
   k::embedding_forward(launch, tok.data<const int32_t>(), wte_b.data(), 0, vp, wpe_b.data(), B, T,
                        C, out_b.data());
-  Tensor out = Tensor::empty({B, T, C});
-  for (int64_t i = 0; i < out.numel(); ++i) out.data<float>()[i] = __bfloat162float(out_b[size_t(i)]);
+  Tensor out = from_bf16(out_b, {B, T, C});
   Tensor ref = Tensor::empty({B, T, C});
   cpu_backend().embedding_forward(tok, wte, wpe, ref);
   EXPECT_LE(relative_error(out, ref), 1e-2);

@@ -2,7 +2,7 @@
 #include "tests/cuda_emu/emu.h"  // first: the kernels compile against it
 
 #include "core/cuda/kernels/layernorm.cuh"
-#include "tests/kernels/kernel_check.h"
+#include "tests/kernels/bf16_check.h"
 
 namespace peng {
 namespace {
@@ -63,11 +63,6 @@ TEST(LayerNormKernel, Bf16ForwardWithinBf16Rounding) {
   const int64_t n = 19;
   const int c = 97;
   Tensor x = random({n, c}, 7, -2, 3), w = random({c}, 8), b = random({c}, 9);
-  auto to_bf16 = [](const Tensor& t) {
-    std::vector<__nv_bfloat16> v(size_t(t.numel()));
-    for (int64_t i = 0; i < t.numel(); ++i) v[size_t(i)] = __float2bfloat16(t.data<float>()[i]);
-    return v;
-  };
   std::vector<__nv_bfloat16> xb = to_bf16(x), wb = to_bf16(w), bb = to_bf16(b);
   std::vector<__nv_bfloat16> yb(size_t(n * c));
   Tensor mean = poisoned({n}), rstd = poisoned({n});
@@ -76,9 +71,7 @@ TEST(LayerNormKernel, Bf16ForwardWithinBf16Rounding) {
                        mean.data<float>(), rstd.data<float>());
   Tensor y_ref = Tensor::empty({n, c}), mean_ref = Tensor::empty({n}), rstd_ref = Tensor::empty({n});
   cpu_backend().layernorm_forward(x, w, b, 1e-5f, y_ref, mean_ref, rstd_ref);
-  Tensor y = Tensor::empty({n, c});
-  for (int64_t i = 0; i < n * c; ++i) y.data<float>()[i] = __bfloat162float(yb[size_t(i)]);
-  EXPECT_LE(relative_error(y, y_ref), 1e-2);
+  EXPECT_LE(relative_error(from_bf16(yb, {n, c}), y_ref), 1e-2);
 }
 
 TEST(LayerNormKernel, BackwardIsDeterministic) {

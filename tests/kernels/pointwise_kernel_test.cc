@@ -14,7 +14,7 @@
 #include "core/cuda/kernels/gelu.cuh"
 #include "core/cuda/kernels/rope.cuh"
 #include "core/cuda/kernels/swiglu.cuh"
-#include "tests/kernels/kernel_check.h"
+#include "tests/kernels/bf16_check.h"
 
 namespace peng {
 namespace {
@@ -24,21 +24,6 @@ namespace k = cuda::kernels;
 
 constexpr double kPointwise = 1e-6;
 constexpr int kSmallGrid = 3;
-
-std::vector<__nv_bfloat16> to_bf16(const Tensor& t) {
-  std::vector<__nv_bfloat16> v(size_t(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) v[size_t(i)] = __float2bfloat16(t.data<float>()[i]);
-  return v;
-}
-Tensor from_bf16(const std::vector<__nv_bfloat16>& v, const Shape& shape) {
-  Tensor t = Tensor::empty(shape);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = __bfloat162float(v[size_t(i)]);
-  return t;
-}
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.raw_data(), b.raw_data(), size_t(a.numel()) * sizeof(float)) == 0;
-}
 
 // Runs `op(cap)` into a fresh poisoned output with the driver's default grid cap and with a
 // cap of kSmallGrid blocks (the kernel's loops take several elements or rows per thread);
@@ -199,29 +184,11 @@ TEST(SwigluKernel, Bf16WithinBf16Rounding) {
   EXPECT_LE(relative_error(from_bf16(dgub, {n, 2 * f}), dgu_ref), 1e-2);
 }
 
-struct RopeCase {
-  int64_t b, t, tmax;
-  int heads, n_rot, hd;
-};
 // No rotated head; all heads rotated; a fused GQA qkv (H = 4, K = 2: 8 heads, 6 rotated) with
 // a table longer than T; hd = 2 (one pair); odd hd/2 with B and T above the small grid's cap;
 // a row of 300 pairs (two blocks across).
 const RopeCase kRopeCases[] = {{1, 1, 1, 3, 0, 4}, {2, 3, 5, 2, 2, 8},  {2, 7, 9, 8, 6, 16},
                                {3, 4, 4, 3, 2, 2}, {5, 6, 8, 4, 3, 14}, {1, 2, 2, 6, 5, 120}};
-
-// cos, sin (tmax, hd/2) of the angles t * base^(-2i/hd), as a model builds them.
-void rope_tables(int64_t tmax, int hd, Tensor& cos, Tensor& sin) {
-  const int64_t half = hd / 2;
-  cos = Tensor::empty({tmax, half});
-  sin = Tensor::empty({tmax, half});
-  for (int64_t t = 0; t < tmax; ++t) {
-    for (int64_t i = 0; i < half; ++i) {
-      const double a = double(t) * std::pow(10000.0, -2.0 * double(i) / double(hd));
-      cos.data<float>()[t * half + i] = float(std::cos(a));
-      sin.data<float>()[t * half + i] = float(std::sin(a));
-    }
-  }
-}
 
 TEST(RopeKernel, ForwardAndBackwardMatchCpu) {
   uint64_t seed = 60;

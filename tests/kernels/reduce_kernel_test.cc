@@ -15,17 +15,8 @@ namespace k = cuda::kernels;
 // take several elements; 1000003 is prime).
 const int64_t kSizes[] = {0, 1, 257, 1000003};
 
-// Values on a grid of 2^-10 in [-8, 8): their squares and every partial sum are exact in
-// double (multiples of 2^-20 below 2^33), so any summation order gives the exact total and
-// the kernels must equal the double loop to the bit.
-Tensor dyadic(int64_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> u(-8 * 1024, 8 * 1024 - 1);
-  Tensor t = Tensor::empty({n});
-  for (int64_t i = 0; i < n; ++i) t.data<float>()[i] = float(u(rng)) / 1024.0f;
-  return t;
-}
-
+// The sum of x's elements (or of their squares) in double, in order. On dyadic data
+// (kernel_check.h) every order gives this exact total, so the kernels must equal it to the bit.
 double double_loop(const Tensor& x, bool square) {
   double s = 0.0;
   for (int64_t i = 0; i < x.numel(); ++i) {

@@ -4,24 +4,13 @@
 
 #include "core/cuda/kernels/qk_norm.cuh"
 #include "core/cuda/kernels/rmsnorm.cuh"
-#include "tests/kernels/kernel_check.h"
+#include "tests/kernels/bf16_check.h"
 
 namespace peng {
 namespace {
 
 using namespace kernel_test;
 namespace k = cuda::kernels;
-
-std::vector<__nv_bfloat16> to_bf16(const Tensor& t) {
-  std::vector<__nv_bfloat16> v(size_t(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) v[size_t(i)] = __float2bfloat16(t.data<float>()[i]);
-  return v;
-}
-Tensor from_bf16(const std::vector<__nv_bfloat16>& v, const Shape& shape) {
-  Tensor t = Tensor::empty(shape);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = __bfloat162float(v[size_t(i)]);
-  return t;
-}
 
 // ---- RMSNorm ----
 

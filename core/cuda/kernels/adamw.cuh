@@ -6,43 +6,23 @@
 //   v = v * b2 + (1-b2) * g * g
 //   p = p - step_size * m / (sqrt(v) / sqrt(bc2) + eps)
 // with bc1 = 1 - b1^t, bc2 = 1 - b2^t, step_size = lr / bc1: the scalars are computed in
-// double on the host (as Python does) and rounded to f32 once (adamw_scalars), the same
-// values the CPU backend uses. sqrt and the division are IEEE-exact on the GPU (nvcc's
-// default -prec-sqrt / -prec-div), so fp32 results agree with the CPU backend to an ulp or
-// two (only where either compiler fuses a multiply-add).
+// double on the host (as Python does) and rounded to f32 once (core/backend.h's
+// adamw_scalars), the same values the CPU backend uses. sqrt and the division are IEEE-exact
+// on the GPU (nvcc's default -prec-sqrt / -prec-div), so fp32 results agree with the CPU
+// backend to an ulp or two (only where either compiler fuses a multiply-add).
 // Layout: p, g, m, v (n) f32. A grid-stride loop over the flat range, at most kAdamWBlocks
 // blocks of 256 threads; elements are independent (no reduction, no ordering question).
 #pragma once
 
 #include <cmath>
 
+#include "core/backend.h"  // AdamWScalars
 #include "core/cuda/kernels/common.cuh"
 
 namespace peng::cuda::kernels {
 
 constexpr int kAdamWThreads = 256;
 constexpr int kAdamWBlocks = 4096;
-
-struct AdamWScalars {
-  float decay, w1, b2, w2, step_size, bc2_sqrt, eps;
-};
-
-// The step's scalars, in double and rounded once (core/cpu/adamw.cc does the same).
-inline AdamWScalars adamw_scalars(float lr_f, float beta1, float beta2, float eps,
-                                  float weight_decay, int64_t step) {
-  const double lr = lr_f, b1 = beta1, b2 = beta2;
-  const double bc1 = 1.0 - std::pow(b1, double(step));
-  const double bc2 = 1.0 - std::pow(b2, double(step));
-  AdamWScalars k;
-  k.decay = float(1.0 - lr * double(weight_decay));
-  k.w1 = float(1.0 - b1);
-  k.b2 = beta2;
-  k.w2 = float(1.0 - b2);
-  k.step_size = float(lr / bc1);
-  k.bc2_sqrt = float(std::sqrt(bc2));
-  k.eps = eps;
-  return k;
-}
 
 template <class F = float>
 __global__ void adamw_kernel(F* p, const F* g, F* m, F* v, int64_t n, AdamWScalars k) {

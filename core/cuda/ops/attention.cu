@@ -9,22 +9,15 @@
 namespace peng::cuda {
 namespace {
 
-struct QkvDims {
-  int64_t b, t, h, k, hd;
-};
+using checks::QkvDims;
 
-// The CPU backend's check_qkv and attention_dims: qkv (f32, 3-D) with H + 2K dividing its last
-// dimension, n_head a positive multiple of n_kv_head, and the sizes in the kernels' int range
-// (the CPU's BLAS range); the grid of one block per (b, head, row) must fit a launch.
+// The CPU backend's check_qkv (core/op_checks.h) and attention_dims: qkv (f32, 3-D) with
+// H + 2K dividing its last dimension, n_head a positive multiple of n_kv_head, and the sizes
+// in the kernels' int range (the CPU's BLAS range); the grid of one block per (b, head, row)
+// must fit a launch.
 QkvDims check_qkv(const CudaBackend& be, const char* op, const Tensor& qkv, int n_head,
                   int n_kv_head) {
-  ops::check_tensor(be, op, "qkv", qkv);
-  PENG_CHECK(n_head >= 1 && n_kv_head >= 1 && n_head % n_kv_head == 0, op, ": n_head ", n_head,
-             " must be a positive multiple of n_kv_head ", n_kv_head);
-  const int64_t groups = int64_t(n_head) + 2 * int64_t(n_kv_head);
-  PENG_CHECK(qkv.ndim() == 3 && qkv.dim(2) % groups == 0, op,
-             ": qkv must be (B, T, (H + 2K) * hd) with H + 2K = ", groups, ", got ", qkv.str());
-  const QkvDims d{qkv.dim(0), qkv.dim(1), n_head, n_kv_head, qkv.dim(2) / groups};
+  const QkvDims d = checks::check_qkv(be.device(), op, qkv, n_head, n_kv_head);
   PENG_CHECK(qkv.dim(2) <= INT32_MAX && d.t <= INT32_MAX, op, ": qkv ", qkv.str(),
              " exceeds the BLAS int range");
   PENG_CHECK(d.b * d.h * d.t <= INT32_MAX, op, ": qkv ", qkv.str(), " with ", n_head,

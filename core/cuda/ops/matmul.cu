@@ -37,7 +37,6 @@
 
 #include <algorithm>
 #include <array>
-#include <climits>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -55,7 +54,6 @@ namespace peng::cuda {
 namespace {
 
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;
-constexpr int64_t kBlasMax = INT_MAX;
 
 using Describe = std::function<std::string()>;  // "a [...], b [...], out [...]" for errors
 
@@ -305,75 +303,26 @@ void gemm(const CudaBackend& be, const RowMajorGemm& g, const char* op, const De
 
 std::string trans_mark(bool t) { return t ? " (T)" : ""; }
 
-void check_blas_dim(const char* op, int64_t d) {
-  PENG_CHECK(d <= kBlasMax, op, ": dimension ", d, " exceeds the BLAS int range");
-}
-
-// The dimensions of a linear op (the CPU backend's check_linear): x (N, Cin), w
-// ((Cin, Cout) for kInOut, (Cout, Cin) for kOutIn); y's shape is x's with Cout last.
-struct LinearDims {
-  int64_t n, cin, cout;
-  Shape y_shape;
-};
-LinearDims check_linear(const CudaBackend& be, const char* op, const Tensor& x, const Tensor& w,
-                        WeightLayout layout) {
-  ops::check_tensor(be, op, "x", x);
-  ops::check_tensor(be, op, "w", w);
-  PENG_CHECK(layout == WeightLayout::kInOut || layout == WeightLayout::kOutIn, op,
-             ": unknown weight layout ", int(layout));
-  PENG_CHECK(x.ndim() >= 2, op, ": x must be (N, Cin), got ", x.str());
-  const bool out_in = layout == WeightLayout::kOutIn;
-  PENG_CHECK(w.ndim() == 2 && w.dim(out_in ? 1 : 0) == x.dim(-1), op, ": w must be ",
-             out_in ? "(Cout, Cin)" : "(Cin, Cout)", " with Cin = ", x.dim(-1), " (layout ",
-             out_in ? "kOutIn" : "kInOut", "), got ", w.str(), " for x ", x.str());
-  const int64_t cin = x.dim(-1), cout = w.dim(out_in ? 0 : 1);
-  Shape ys = x.shape();
-  ys.back() = cout;
-  const int64_t n = cin == 0 ? 0 : x.numel() / cin;  // rows (the CPU's rows_of)
-  return {n, cin, cout, ys};
-}
-
 }  // namespace
 
 // ---- matmul ----
 
 void CudaBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out, const MatmulOptions& opt) {
   const char* op = "matmul";
-  ops::check_tensor(*this, op, "a", a);
-  ops::check_tensor(*this, op, "b", b);
-  ops::check_tensor(*this, op, "out", out);
-  const int nd = a.ndim();
-  PENG_CHECK((nd == 2 || nd == 3) && b.ndim() == nd && out.ndim() == nd, op,
-             ": a, b, out must all be 2-D or all 3-D, got a ", a.str(), ", b ", b.str(), ", out ",
-             out.str());
-  const int64_t batch = nd == 3 ? a.dim(0) : 1;
-  PENG_CHECK(nd == 2 || (b.dim(0) == batch && out.dim(0) == batch), op,
-             ": batch dimensions differ: a ", a.str(), ", b ", b.str(), ", out ", out.str());
-  // Stored shapes: a (ar, ac), b (br, bc).
-  const int64_t ar = a.dim(-2), ac = a.dim(-1), br = b.dim(-2), bc = b.dim(-1);
-  const int64_t m = opt.trans_a ? ac : ar, k = opt.trans_a ? ar : ac;
-  const int64_t kb = opt.trans_b ? bc : br, n = opt.trans_b ? br : bc;
-  PENG_CHECK(k == kb, op, ": inner dimensions differ: a ", a.str(), trans_mark(opt.trans_a),
-             " @ b ", b.str(), trans_mark(opt.trans_b));
-  PENG_CHECK(out.dim(-2) == m && out.dim(-1) == n, op, ": out ", out.str(), " must be [", m, ", ",
-             n, "] for a ", a.str(), trans_mark(opt.trans_a), " @ b ", b.str(),
-             trans_mark(opt.trans_b));
-  for (int64_t d : {m, n, k}) check_blas_dim(op, d);
-  ops::check_no_overlap(op, "out", out, "a", a);
-  ops::check_no_overlap(op, "out", out, "b", b);
+  const checks::MatmulDims d = checks::check_matmul(device(), a, b, out, opt);
 
   RowMajorGemm g{a.data<const float>(), b.data<const float>(), out.data<float>()};
   g.trans_a = opt.trans_a;
   g.trans_b = opt.trans_b;
-  g.M = m;
-  g.N = n;
-  g.K = k;
+  g.M = d.m;
+  g.N = d.n;
+  g.K = d.k;
   g.alpha = opt.alpha;
   g.beta = opt.beta;
-  g.batch = batch;
-  g.sa = ar * ac;
-  g.sb = br * bc;
-  g.sc = m * n;
+  g.batch = d.batch;
+  g.sa = d.ar * d.ac;
+  g.sb = d.br * d.bc;
+  g.sc = d.m * d.n;
   gemm(*this, g, op, [&] {
     return detail::concat("a ", a.str(), trans_mark(opt.trans_a), " @ b ", b.str(),
                           trans_mark(opt.trans_b), " -> out ", out.str());
@@ -385,13 +334,7 @@ void CudaBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out, const Ma
 void CudaBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
                                  WeightLayout layout) {
   const char* op = "linear_forward";
-  const LinearDims d = check_linear(*this, op, x, w, layout);
-  ops::check_shape(*this, op, "y", y, d.y_shape);
-  if (bias.defined()) ops::check_shape(*this, op, "bias", bias, {d.cout});
-  for (int64_t v : {d.n, d.cin, d.cout}) check_blas_dim(op, v);
-  ops::check_no_overlap(op, "y", y, "x", x);
-  ops::check_no_overlap(op, "y", y, "w", w);
-  if (bias.defined()) ops::check_no_overlap(op, "y", y, "bias", bias);
+  const checks::LinearDims d = checks::check_linear_forward(device(), x, w, bias, y, layout);
 
   // y (N, Cout) = x (N, Cin) @ w (Cin, Cout) [kInOut] or x @ w^T, w stored (Cout, Cin)
   // [kOutIn]; + bias through the epilogue.
@@ -410,20 +353,9 @@ void CudaBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor&
 void CudaBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx,
                                   Tensor& dw, Tensor& dbias, WeightLayout layout) {
   const char* op = "linear_backward";
-  const LinearDims d = check_linear(*this, op, x, w, layout);
+  const checks::LinearDims d =
+      checks::check_linear_backward(device(), dy, x, w, dx, dw, dbias, layout);
   const bool out_in = layout == WeightLayout::kOutIn;
-  ops::check_shape(*this, op, "dy", dy, d.y_shape);
-  ops::check_shape(*this, op, "dw", dw, w.shape());
-  if (dx.defined()) {
-    ops::check_shape(*this, op, "dx", dx, x.shape());
-    ops::check_no_overlap(op, "dx", dx, "dy", dy);
-    ops::check_no_overlap(op, "dx", dx, "x", x);  // x is read after dx is written
-    ops::check_no_overlap(op, "dx", dx, "w", w);
-  }
-  if (dbias.defined()) ops::check_shape(*this, op, "dbias", dbias, {d.cout});
-  for (int64_t v : {d.n, d.cin, d.cout}) check_blas_dim(op, v);
-  ops::check_no_overlap(op, "dw", dw, "dy", dy);
-  ops::check_no_overlap(op, "dw", dw, "x", x);
 
   const Describe what = [&] {
     return detail::concat("dy ", dy.str(), ", x ", x.str(), ", w ", w.str(),

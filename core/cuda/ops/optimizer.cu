@@ -1,7 +1,7 @@
 // CudaBackend::adamw_update (kernels/adamw.cuh) and the double-precision sums of
 // kernels/reduce.cuh: sum_squares (waits: its double goes to the host), sum_squares_into
-// and sum_into (queued: the accumulator stays on the device). The CPU backend's checks
-// (core/cpu/adamw.cc).
+// and sum_into (queued: the accumulator stays on the device). The checks are core/op_checks.h's,
+// as the CPU backend's.
 #include "core/cuda/kernels/adamw.cuh"
 #include "core/cuda/kernels/reduce.cuh"
 #include "core/cuda/launch.cuh"
@@ -12,27 +12,10 @@ namespace peng::cuda {
 
 void CudaBackend::adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
                                const AdamWOptions& opt) {
-  const char* op = "adamw_update";
-  ops::check_tensor(*this, op, "param", param);
-  ops::check_tensor(*this, op, "grad", grad);
-  ops::check_tensor(*this, op, "m", m);
-  ops::check_tensor(*this, op, "v", v);
-  PENG_CHECK(
-      grad.numel() == param.numel() && m.numel() == param.numel() && v.numel() == param.numel(), op,
-      ": param ", param.str(), ", grad ", grad.str(), ", m ", m.str(), ", v ", v.str(),
-      " must have the same number of elements");
-  PENG_CHECK(opt.step >= 1, op, ": step must be >= 1 (1-based), got ", opt.step);
-  ops::check_no_overlap(op, "param", param, "grad", grad);
-  ops::check_no_overlap(op, "m", m, "v", v);
-  ops::check_no_overlap(op, "param", param, "m", m);
-  ops::check_no_overlap(op, "param", param, "v", v);
-  ops::check_no_overlap(op, "m", m, "grad", grad);
-  ops::check_no_overlap(op, "v", v, "grad", grad);
-  const kernels::AdamWScalars k = kernels::adamw_scalars(opt.lr, opt.beta1, opt.beta2, opt.eps,
-                                                         opt.weight_decay, opt.step);
+  checks::check_adamw(device(), param, grad, m, v, opt);
   CudaLaunch launch(device_);
   kernels::adamw_update(launch, param.data<float>(), grad.data<const float>(), m.data<float>(),
-                        v.data<float>(), param.numel(), k);
+                        v.data<float>(), param.numel(), adamw_scalars(opt));
 }
 
 double CudaBackend::sum_squares(const Tensor& x) {

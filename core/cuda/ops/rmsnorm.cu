@@ -27,29 +27,7 @@ RmsDims check_rmsnorm(const CudaBackend& be, const char* op, const Tensor& x, co
   return {n, c};
 }
 
-// The dimensions of a fused grouped-query qkv (B, T, (H + 2K) * hd) (core/backend.h).
-struct QkvDims {
-  int64_t b, t, h, k, hd;
-};
-// qkv (f32, 3-D) and the head counts (cpu::check_qkv's rules and messages), hd > 0, wq, wk
-// (hd) and rstd (B*T*(H + K) values).
-QkvDims check_qk_norm(const CudaBackend& be, const char* op, const Tensor& qkv, int n_head,
-                      int n_kv_head, const Tensor& wq, const Tensor& wk, const Tensor& rstd) {
-  ops::check_tensor(be, op, "qkv", qkv);
-  PENG_CHECK(n_head >= 1 && n_kv_head >= 1 && n_head % n_kv_head == 0, op, ": n_head ", n_head,
-             " must be a positive multiple of n_kv_head ", n_kv_head);
-  const int64_t groups = int64_t(n_head) + 2 * int64_t(n_kv_head);
-  PENG_CHECK(qkv.ndim() == 3 && qkv.dim(2) % groups == 0, op,
-             ": qkv must be (B, T, (H + 2K) * hd) with H + 2K = ", groups, ", got ", qkv.str());
-  const QkvDims d{qkv.dim(0), qkv.dim(1), n_head, n_kv_head, qkv.dim(2) / groups};
-  PENG_CHECK(d.hd > 0, op, ": qkv has no head channels: ", qkv.str());
-  ops::check_shape(be, op, "wq", wq, {d.hd});
-  ops::check_shape(be, op, "wk", wk, {d.hd});
-  ops::check_tensor(be, op, "rstd", rstd);
-  PENG_CHECK(rstd.numel() == d.b * d.t * (d.h + d.k), op, ": rstd must be (B*T, H + K) = (",
-             d.b * d.t, ", ", d.h + d.k, ") for qkv ", qkv.str(), ", got ", rstd.str());
-  return d;
-}
+using checks::QkvDims;
 
 }  // namespace
 
@@ -86,7 +64,7 @@ void CudaBackend::rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tens
 void CudaBackend::qk_norm_forward(const Tensor& qkv, int n_head, int n_kv_head, const Tensor& wq,
                                   const Tensor& wk, float eps, Tensor& out, Tensor& rstd) {
   const char* op = "qk_norm_forward";
-  const QkvDims d = check_qk_norm(*this, op, qkv, n_head, n_kv_head, wq, wk, rstd);
+  const QkvDims d = checks::check_qk_norm(device(), op, qkv, n_head, n_kv_head, wq, wk, rstd);
   ops::check_shape(*this, op, "out", out, qkv.shape());
   ops::check_no_overlap(op, "out", out, "qkv", qkv);
   ops::check_no_overlap(op, "rstd", rstd, "qkv", qkv);
@@ -101,7 +79,7 @@ void CudaBackend::qk_norm_backward(const Tensor& dout, const Tensor& qkv, int n_
                                    const Tensor& wq, const Tensor& wk, const Tensor& rstd,
                                    Tensor& dqkv, Tensor& dwq, Tensor& dwk) {
   const char* op = "qk_norm_backward";
-  const QkvDims d = check_qk_norm(*this, op, qkv, n_head, n_kv_head, wq, wk, rstd);
+  const QkvDims d = checks::check_qk_norm(device(), op, qkv, n_head, n_kv_head, wq, wk, rstd);
   ops::check_shape(*this, op, "dout", dout, qkv.shape());
   ops::check_shape(*this, op, "dqkv", dqkv, qkv.shape());
   ops::check_shape(*this, op, "dwq", dwq, {d.hd});
