@@ -16,6 +16,14 @@ namespace peng {
 
 namespace pb = google::protobuf;
 
+std::string device_setting(const proto::TrainConfig& config) {
+  return config.training().device().empty() ? "cpu" : config.training().device();
+}
+
+std::string precision_setting(const proto::TrainConfig& config) {
+  return config.training().precision().empty() ? "fp32" : config.training().precision();
+}
+
 proto::TrainConfig default_train_config() {
   proto::TrainConfig c;
   c.mutable_model()->set_seed(1337);
@@ -31,6 +39,8 @@ proto::TrainConfig default_train_config() {
   t->set_steps(100);
   t->set_batch_size(8);
   t->set_seq_len(128);
+  t->set_device("cpu");
+  t->set_precision("fp32");
   c.mutable_parallel()->set_tp(1);
   c.mutable_parallel()->set_pp(1);
   c.mutable_parallel()->set_bucket_mb(25);
@@ -164,6 +174,11 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--batch-size", "training.batch_size", "global batch in sequences", false},
       {"--seq-len", "training.seq_len", "sequence length T", false},
       {"--micro-batch-size", "training.micro_batch_size", "sequences per forward/backward", false},
+      {"--device", "training.device",
+       "cpu | cuda | auto: where each rank trains (cuda: its local rank's GPU; auto: that GPU "
+       "when there is one, else cpu)",
+       false},
+      {"--precision", "training.precision", "fp32 (exact) | bf16 (GPU mixed precision)", false},
       {"--lr", "optim.lr", "peak learning rate", false},
       {"--beta1", "optim.beta1", "AdamW beta1", false},
       {"--beta2", "optim.beta2", "AdamW beta2", false},
@@ -232,6 +247,18 @@ void validate_train_config(const proto::TrainConfig& c) {
                      t.micro_batch_size(), ")");
   }
   PENG_INPUT_CHECK(!c.data().train().empty(), "data.train is not set (--data FILE)");
+  const std::string device = device_setting(c), precision = precision_setting(c);
+  PENG_INPUT_CHECK(device == "cpu" || device == "cuda" || device == "auto",
+                   "training.device (--device) must be cpu, cuda or auto, got \"", t.device(), "\"");
+  PENG_INPUT_CHECK(precision == "fp32" || precision == "bf16",
+                   "training.precision (--precision) must be fp32 or bf16, got \"", t.precision(),
+                   "\"");
+  PENG_INPUT_CHECK(precision != "bf16" || device != "cpu",
+                   "--precision bf16 needs a GPU (--device cuda or auto): the CPU backend computes "
+                   "in fp32 only (training.precision = bf16 with training.device = cpu)");
+  PENG_INPUT_CHECK(precision != "bf16",
+                   "--precision bf16 is not available yet: the CUDA backend's bf16 mixed-precision "
+                   "path is still being built; train with --precision fp32 (the exact mode)");
   const auto& o = c.optim();
   PENG_INPUT_CHECK(o.lr() >= 0, "optim.lr must be >= 0, got ", o.lr());
   PENG_INPUT_CHECK(o.beta1() >= 0 && o.beta1() < 1, "optim.beta1 must be in [0, 1), got ",

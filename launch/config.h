@@ -12,6 +12,11 @@ namespace peng {
 // Every field at its default (what an empty CONFIG.pbtxt means).
 proto::TrainConfig default_train_config();
 
+// training.device and training.precision with their defaults for empty fields ("cpu",
+// "fp32"; a config built without default_train_config leaves them empty).
+std::string device_setting(const proto::TrainConfig& config);
+std::string precision_setting(const proto::TrainConfig& config);
+
 // Merges a protobuf text file into `config`. Unknown fields, wrong types and syntax
 // errors throw InputError naming file:line:column and the field.
 void merge_config_file(const std::string& path, proto::TrainConfig& config);
