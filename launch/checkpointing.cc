@@ -2,6 +2,7 @@
 
 #include "checkpoint/manifest.h"
 #include "checkpoint/store.h"
+#include "core/cuda/memory.h"
 #include "core/error.h"
 #include "models/gpt2/config.h"
 #include "models/registry.h"
@@ -25,19 +26,46 @@ ckpt::Region region(const std::string& prefix, const Parameter& p, int64_t begin
           .data = data};
 }
 
+// The host memory of the flat values and the moments: the training tensors, or their staging.
+float* values_of(const RankState& s) {
+  return s.staging ? s.staging->values() : s.params->flat_values().data<float>();
+}
+float* exp_avg_of(const RankState& s) {
+  return s.staging ? s.staging->exp_avg() : s.optimizer->exp_avg().data<float>();
+}
+float* exp_avg_sq_of(const RankState& s) {
+  return s.staging ? s.staging->exp_avg_sq() : s.optimizer->exp_avg_sq().data<float>();
+}
+
 // The three regions (values and both moments) of a segment of the optimizer's spans.
 void add_segment(const RankState& s, const ParamSegment& seg, std::vector<ckpt::Region>& out,
                  bool values) {
   const Parameter& p = *seg.param;
   const int64_t begin = seg.span.offset - p.offset, end = begin + seg.span.numel;
-  if (values) {
-    out.push_back(
-        region("model/", p, begin, end, s.params->flat_values().data<float>() + seg.span.offset));
+  if (values) out.push_back(region("model/", p, begin, end, values_of(s) + seg.span.offset));
+  out.push_back(
+      region("optim/exp_avg/", p, begin, end, exp_avg_of(s) + seg.span.state_offset));
+  out.push_back(
+      region("optim/exp_avg_sq/", p, begin, end, exp_avg_sq_of(s) + seg.span.state_offset));
+}
+
+// The three state tensors and their staging, in the same order.
+void copy_state(const RankState& s, bool to_host) {
+  const Tensor* tensors[] = {&s.params->flat_values(), &s.optimizer->exp_avg(),
+                             &s.optimizer->exp_avg_sq()};
+  float* host[] = {s.staging->values(), s.staging->exp_avg(), s.staging->exp_avg_sq()};
+  const int device = tensors[0]->device().index;
+  for (int i = 0; i < 3; ++i) {
+    PENG_CHECK(tensors[i]->device().is_cuda(), "checkpoint staging of host state ",
+               tensors[i]->str());
+    void* d = tensors[i]->raw_data();
+    if (to_host) {
+      cuda::copy_async(host[i], d, tensors[i]->nbytes(), cuda::CopyKind::kDeviceToHost, device);
+    } else {
+      cuda::copy_async(d, host[i], tensors[i]->nbytes(), cuda::CopyKind::kHostToDevice, device);
+    }
   }
-  out.push_back(region("optim/exp_avg/", p, begin, end,
-                       s.optimizer->exp_avg().data<float>() + seg.span.state_offset));
-  out.push_back(region("optim/exp_avg_sq/", p, begin, end,
-                       s.optimizer->exp_avg_sq().data<float>() + seg.span.state_offset));
+  cuda::synchronize(device);  // the staging may be read or rewritten once this returns
 }
 
 }  // namespace
@@ -60,12 +88,31 @@ std::vector<ckpt::Region> save_regions(const RankState& s) {
 std::vector<ckpt::Region> load_regions(const RankState& s) {
   std::vector<ckpt::Region> out;
   for (Parameter& p : s.params->all()) {
-    out.push_back(region("model/", p, 0, p.value.numel(), p.value.data<float>()));
+    out.push_back(region("model/", p, 0, p.value.numel(), values_of(s) + p.offset));
   }
   for (const ParamSegment& seg : split_at_parameters(*s.params, s.optim_spans)) {
     add_segment(s, seg, out, /*values=*/false);
   }
   return out;
+}
+
+HostStaging::HostStaging(int64_t values, int64_t state)
+    : buffer_(std::make_unique<cuda::PinnedBuffer>(size_t(values + 2 * state) * sizeof(float))),
+      values_(values),
+      state_(state) {}
+
+HostStaging::~HostStaging() = default;
+
+float* HostStaging::values() const { return static_cast<float*>(buffer_->data()); }
+float* HostStaging::exp_avg() const { return values() + values_; }
+float* HostStaging::exp_avg_sq() const { return exp_avg() + state_; }
+
+void stage_to_host(const RankState& s) {
+  if (s.staging) copy_state(s, /*to_host=*/true);
+}
+
+void stage_to_device(const RankState& s) {
+  if (s.staging) copy_state(s, /*to_host=*/false);
 }
 
 proto::Manifest checkpoint_meta(const proto::TrainConfig& config, const DecoderConfig& model,

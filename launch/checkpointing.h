@@ -14,6 +14,7 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -27,17 +28,45 @@
 
 namespace peng {
 
+namespace cuda {
+class PinnedBuffer;
+}
+
+// A host copy of a rank's training state when it lives on a GPU, in pinned memory: the flat
+// parameter values and both AdamW moments, each in its own layout. Checkpoint regions point
+// into it instead of the device tensors: a save first copies the device state here
+// (stage_to_host, at the step boundary), a load reads into it and then copies it onto the
+// device (stage_to_device). The checkpoint format is the same as from host state.
+class HostStaging {
+ public:
+  HostStaging(int64_t values, int64_t state);  // element counts
+  ~HostStaging();
+  float* values() const;
+  float* exp_avg() const;
+  float* exp_avg_sq() const;
+
+ private:
+  std::unique_ptr<cuda::PinnedBuffer> buffer_;  // values, then exp_avg, then exp_avg_sq
+  int64_t values_, state_;
+};
+
 struct RankState {
   ParameterSet* params = nullptr;
   AdamW* optimizer = nullptr;
   std::vector<FlatSpan> optim_spans;  // what the optimizer updates, in its state layout
   bool sharded_optimizer = false;     // ZeRO >= 1: optim_spans are disjoint over dp
   int dp_rank = 0, dp_size = 1;
-  int tp_rank = 0;  // for owned_ranges()
+  int tp_rank = 0;                  // for owned_ranges()
+  HostStaging* staging = nullptr;  // set when the state is on a GPU: regions point here
 };
 
+// Regions over the state's host memory (the staging copy when there is one).
 std::vector<ckpt::Region> save_regions(const RankState& s);
 std::vector<ckpt::Region> load_regions(const RankState& s);
+// With staging: the device state copied into it (waits for the device), or the staging
+// copied onto the device. No-ops for host state.
+void stage_to_host(const RankState& s);
+void stage_to_device(const RankState& s);
 
 // The manifest fields of a save after `step` completed steps (everything but the tensors).
 proto::Manifest checkpoint_meta(const proto::TrainConfig& config, const DecoderConfig& model,

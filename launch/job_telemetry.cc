@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "accounting/ledger.h"
+#include "core/cuda/memory.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "core/tensor.h"
@@ -88,6 +89,7 @@ JobTelemetry::JobTelemetry(const proto::TrainConfig& config, const LaunchEnv& en
     : config_(config),
       env_(env),
       world_(world),
+      compute_(compute),
       rank0_(env.rank == 0),
       job_start_(job_start),
       last_interval_(Clock::now()),
@@ -103,7 +105,8 @@ JobTelemetry::JobTelemetry(const proto::TrainConfig& config, const LaunchEnv& en
   const bool gpu = compute.type == DeviceType::kCuda;
   std::string why_not;
   nvml_ = NvmlSampler::open(env.local_rank, tc.nvml_period_s(), &why_not);
-  device_ = gpu ? (nvml_ ? nvml_->latest().name : std::string("cuda")) : "cpu: " + cpu_model_name();
+  device_ = gpu ? (nvml_ ? nvml_->latest().name : cuda::device_name(compute.index))
+                : "cpu: " + cpu_model_name();
   const Peak peak = resolve_peak(tc.peak(), device_, gpu, kProbeSeconds);
   // (peak, has a meter) of every rank; collective.
   const std::vector<double> rows = all_gather_rows(world_, {peak.flops, nvml_ ? 1.0 : 0.0});
@@ -228,6 +231,11 @@ void JobTelemetry::on_step(const StepMetrics& m) {
                            {"pp_bubble_s", b.pp_bubble_s},
                            {"pp_bubble", m.pp_bubble},
                            {"mem_high_water_bytes", memory_high_water_bytes()}};
+    if (compute_.is_cuda()) {  // the caching allocator's bytes on this rank's GPU
+      const cuda::MemoryStats mem = cuda::memory_stats(compute_.index);
+      line["device_mem_peak_bytes"] = mem.peak;
+      line["device_mem_reserved_bytes"] = mem.reserved;
+    }
     if (nvml_) {
       const GpuSample g = nvml_->latest();
       line["gpu_power_w"] = g.power_w;

@@ -99,6 +99,7 @@ class JobTelemetry {
   const proto::TrainConfig& config_;
   LaunchEnv env_;
   Communicator* world_;
+  Device compute_;
   bool rank0_;
   std::chrono::steady_clock::time_point job_start_, last_interval_;
   std::chrono::system_clock::time_point job_start_utc_;

@@ -26,29 +26,30 @@ double seconds_since(Clock::time_point t0) {
 }
 }  // namespace
 
-const Tensor& PipelineRunner::forward(int micro, int chunk, const MicroBatch& batch, double* loss) {
+const Tensor& PipelineRunner::forward(int micro, int chunk, const MicroBatch& batch,
+                                      const LossOut& loss, const Timing& timing) {
   auto [tokens, targets] = batch(micro);
   Tensor input;
   if (stage(chunk) > 0) {
     // With pp == 1 the previous stage is this rank's chunk - 1: its output, kept.
     input = pp_size_ == 1 ? act_out_.at({micro, chunk - 1}) : act_in_.at({micro, chunk});
   }
-  const auto t0 = Clock::now();
+  lap(timing, timing.other_s);
   const Tensor& out = model_.forward_chunk(chunk, *tokens, input, *targets, loss);
-  forward_s_ += seconds_since(t0);
+  lap(timing, timing.forward_s);
   return out;
 }
 
-double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
+double PipelineRunner::train(const MicroBatch& batch, float grad_scale, Tensor* loss_sum_out,
+                             const Timing& timing) {
   double loss_sum = 0, waiting = 0;
-  forward_s_ = backward_s_ = 0;
   const auto start = Clock::now();
   for (const Action& a : schedule_[size_t(rank_)]) {
     const Key key{a.micro, a.chunk};
     switch (a.op) {
       case Action::kRecvActivation:
       case Action::kRecvGrad: {
-        Tensor t = Tensor::empty(activation_);
+        Tensor t = Tensor::empty(activation_, DType::kF32, device());
         const auto w0 = Clock::now();
         pp_.recv(t, a.peer, p2p_tag(a, rank_, pp_size_, v_))->wait();
         waiting += seconds_since(w0);
@@ -63,7 +64,9 @@ double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
       }
       case Action::kForward: {
         double loss = 0;
-        const Tensor& out = forward(a.micro, a.chunk, batch, &loss);
+        const Tensor& out = forward(a.micro, a.chunk, batch,
+                                    loss_sum_out ? LossOut::sum_into(*loss_sum_out) : &loss,
+                                    timing);
         if (last_stage(a.chunk)) {
           loss_sum += loss;
         } else {
@@ -79,9 +82,9 @@ double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
         if (!last_stage(a.chunk)) {
           dout = pp_size_ == 1 ? grad_out_.at({a.micro, a.chunk + 1}) : grad_in_.at(key);
         }
-        const auto b0 = Clock::now();
+        lap(timing, timing.other_s);
         const Tensor& dx = model_.backward_chunk(a.chunk, dout, grad_scale);
-        backward_s_ += seconds_since(b0);
+        lap(timing, timing.backward_s);
         // This stage's output for the micro-batch is no longer needed: its gradient came
         // back, so the next stage has received it (pp == 1: the next chunk consumed it).
         if (auto it = sends_.find({key, Action::kSendActivation}); it != sends_.end()) {
@@ -110,7 +113,7 @@ double PipelineRunner::train(const MicroBatch& batch, float grad_scale) {
   return loss_sum;
 }
 
-double PipelineRunner::evaluate(const MicroBatch& batch) {
+double PipelineRunner::evaluate(const MicroBatch& batch, Tensor* loss_sum_out) {
   // A wavefront: each rank takes micro-batches and its chunks in order, receiving each
   // input from the previous stage and sending each output on; deadlock-free because every
   // rank meets the stages in the same order.
@@ -120,12 +123,13 @@ double PipelineRunner::evaluate(const MicroBatch& batch) {
     for (int c = 0; c < v_; ++c) {
       const int s = stage(c);
       if (s > 0 && pp_size_ > 1) {
-        Tensor t = Tensor::empty(activation_);
+        Tensor t = Tensor::empty(activation_, DType::kF32, device());
         pp_.recv(t, rank_of_stage(s - 1, pp_size_), s - 1)->wait();
         act_in_[{m, c}] = t;
       }
       double loss = 0;
-      const Tensor& out = forward(m, c, batch, &loss);
+      const Tensor& out =
+          forward(m, c, batch, loss_sum_out ? LossOut::sum_into(*loss_sum_out) : &loss, {});
       if (s == stages - 1) {
         loss_sum += loss;
       } else {
@@ -148,7 +152,7 @@ Tensor PipelineRunner::last_logits(const Tensor& tokens) {
     const int s = stage(c);
     Tensor input = previous;
     if (s > 0 && pp_size_ > 1) {
-      input = Tensor::empty(shape);
+      input = Tensor::empty(shape, DType::kF32, device());
       pp_.recv(input, rank_of_stage(s - 1, pp_size_), s - 1)->wait();
     }
     const Tensor& out = model_.forward_chunk(c, tokens, input, Tensor(), nullptr);

@@ -21,8 +21,19 @@
 #include "models/model.h"
 #include "parallel/communicator.h"
 #include "parallel/pipeline/schedule.h"
+#include "telemetry/phase_timer.h"
 
 namespace peng {
+
+// Step timing of a PipelineRunner (telemetry/phase_timer.h): the model's forward and backward
+// passes as phases of `timer`, their seconds into *forward_s and *backward_s; the rest of the
+// schedule (transfers, waits, bookkeeping) into *other_s. Null slots drop their time.
+struct PipelineTiming {
+  PhaseTimer* timer = nullptr;
+  double* forward_s = nullptr;
+  double* backward_s = nullptr;
+  double* other_s = nullptr;
+};
 
 class PipelineRunner {
  public:
@@ -35,12 +46,17 @@ class PipelineRunner {
   PipelineRunner(CausalLM& model, Communicator& pp, Schedule schedule, int micro_batches,
                  Shape activation);
 
+  using Timing = PipelineTiming;
+
   // Forward and backward of every micro-batch, gradients scaled by `grad_scale` and
   // accumulated. Returns the sum over micro-batches of their mean loss on the rank holding
-  // the last stage, 0 on the others.
-  double train(const MicroBatch& batch, float grad_scale);
-  // Forward only (validation), the same return value.
-  double evaluate(const MicroBatch& batch);
+  // the last stage, 0 on the others; with `loss_sum` (f64 (1) on the model's device) the
+  // last stage adds the sum of its per-position losses there instead, without waiting for
+  // the device, and returns 0.
+  double train(const MicroBatch& batch, float grad_scale, Tensor* loss_sum = nullptr,
+               const Timing& timing = {});
+  // Forward only (validation), the same return value and `loss_sum`.
+  double evaluate(const MicroBatch& batch, Tensor* loss_sum = nullptr);
   // tokens (1, len) through every stage: the last position's logits over the whole padded
   // vocabulary, on every rank (for sampling; sample_tokens' LastLogits).
   Tensor last_logits(const Tensor& tokens);
@@ -48,14 +64,15 @@ class PipelineRunner {
   // The last train()'s bubble on this rank: the fraction of its time spent waiting for
   // transfers (receives, and the sends still in flight at the end) rather than computing.
   double bubble() const { return bubble_; }
-  // The last train()'s seconds in the model's forward and backward passes on this rank
-  // (without reading micro-batches and without waiting for transfers).
-  double forward_seconds() const { return forward_s_; }
-  double backward_seconds() const { return backward_s_; }
 
  private:
   using Key = std::pair<int, int>;  // (micro, chunk)
-  const Tensor& forward(int micro, int chunk, const MicroBatch& batch, double* loss);
+  const Tensor& forward(int micro, int chunk, const MicroBatch& batch, const LossOut& loss,
+                        const Timing& timing);
+  void lap(const Timing& timing, double* slot) {
+    if (timing.timer) timing.timer->lap(slot);
+  }
+  Device device() { return model_.backend().device(); }
   int stage(int chunk) const { return stage_of(chunk, rank_, pp_size_); }
   bool last_stage(int chunk) const { return stage(chunk) == pp_size_ * v_ - 1; }
 
@@ -67,7 +84,7 @@ class PipelineRunner {
   std::map<Key, Tensor> act_in_, act_out_, grad_in_, grad_out_;
   std::map<Key, std::vector<Tensor>> stash_;  // activations of forwards awaiting backward
   std::map<std::pair<Key, int>, std::unique_ptr<Work>> sends_;  // (key, Action::Op) in flight
-  double bubble_ = 0, forward_s_ = 0, backward_s_ = 0;
+  double bubble_ = 0;
 };
 
 }  // namespace peng

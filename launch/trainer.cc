@@ -7,10 +7,12 @@
 #include "checkpoint/reader.h"
 #include "checkpoint/writer.h"
 #include "core/backend.h"
+#include "core/cuda/memory.h"
 #include "core/tokenizer/tokenizer.h"
 #include "launch/batch_reader.h"
 #include "launch/checkpointing.h"
 #include "launch/config.h"
+#include "launch/device.h"
 #include "launch/environment.h"
 #include "launch/gradient_sync.h"
 #include "launch/job_telemetry.h"
@@ -25,6 +27,7 @@
 #include "parallel/data_parallel/grad_reducer.h"
 #include "parallel/mpi/mpi_communicator.h"
 #include "parallel/process_mesh.h"
+#include "telemetry/phase_timer.h"
 #include "telemetry/progress.h"
 
 namespace peng {
@@ -35,20 +38,6 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
-
-// Seconds since the previous lap (or the construction): one phase of a step after another.
-class Laps {
- public:
-  double lap() {
-    const Clock::time_point now = Clock::now();
-    const double s = std::chrono::duration<double>(now - last_).count();
-    last_ = now;
-    return s;
-  }
-
- private:
-  Clock::time_point last_ = Clock::now();
-};
 
 // Element-wise sum over ranks (the identity without the group).
 std::vector<double> sum_over(Communicator* comm, std::vector<double> local) {
@@ -62,14 +51,15 @@ double sum_over(Communicator* comm, double local) {
   return sum_over(comm, std::vector<double>{local})[0];
 }
 
-// The micro-batches of step `step` for a pipeline runner; adds the reading time to
-// `*data_s` when given.
+// The micro-batches of step `step` for a pipeline runner; with a timer, reading them is a
+// phase whose time goes to `*data_s` (the time before it to `*other_s`).
 PipelineRunner::MicroBatch micro_batches(BatchReader& reader, int64_t step,
-                                         double* data_s = nullptr) {
-  return [&reader, step, data_s](int micro) {
-    const auto t0 = Clock::now();
+                                         PhaseTimer* timer = nullptr, double* data_s = nullptr,
+                                         double* other_s = nullptr) {
+  return [&reader, step, timer, data_s, other_s](int micro) {
+    if (timer) timer->lap(other_s);
     reader.read(step, micro);
-    if (data_s) *data_s += seconds_since(t0);
+    if (timer) timer->lap(data_s);
     return std::make_pair(&reader.x(), &reader.y());
   };
 }
@@ -110,7 +100,14 @@ struct Trainer::Parts {
   Communicator *dp = nullptr, *pp = nullptr;
   TpGroup tp;
   PipelineLayout pipe;
+  // The device this rank computes on (training.device) and its backend; the phases of a
+  // step are timed on it.
+  Device device;
   Backend* be = nullptr;
+  std::unique_ptr<PhaseTimer> timer;
+  // Per step, on the device: [0] the sum of this rank's per-position losses, [1] the sum of
+  // squares of its counted gradient elements. Read together, once per step.
+  Tensor step_sums, loss_sum, grad_squares;
   // The model and the pipeline schedule's runner.
   std::unique_ptr<CausalLM> model;
   std::unique_ptr<PipelineRunner> runner;
@@ -129,6 +126,7 @@ struct Trainer::Parts {
   LrSchedule schedule;
   // Checkpoints (their own communicator: an async save runs collectives on a thread).
   RankState state;
+  std::unique_ptr<HostStaging> staging;  // the state's host copy when it is on a GPU
   std::unique_ptr<Communicator> ckpt_comm;
   std::unique_ptr<ckpt::Checkpointer> checkpointer;
   // Output.
@@ -143,11 +141,13 @@ struct Trainer::Parts {
 
   Tensor& grads() { return zero > 0 ? reducer->shard_grads() : model->parameters().flat_grads(); }
   int64_t micro_steps() const { return layout.micro_steps; }
+  // Positions of one micro-batch: the losses of a step add up over micro_steps() of them.
+  int64_t micro_positions() const { return layout.micro * config.training().seq_len(); }
 };
 
 struct Trainer::StepTimes {
   StepBreakdown time;
-  Laps laps;
+  double pipeline_other_s = 0;  // pipeline schedule time outside forward, backward and data
 };
 
 namespace {
@@ -164,7 +164,11 @@ void build_model(Trainer::Parts& p) {
   }
   p.dp = p.mesh ? &p.mesh->dp() : nullptr;
   p.pp = p.mesh && shape.pp > 1 ? &p.mesh->pp() : nullptr;
-  p.be = &cpu_backend();
+  p.be = &backend_for(p.device);
+  p.timer = std::make_unique<PhaseTimer>(p.device);
+  p.step_sums = Tensor::zeros({2}, DType::kF64, p.device);
+  p.loss_sum = p.step_sums.flat_view(0, {1});
+  p.grad_squares = p.step_sums.flat_view(1, {1});
   p.tp = {shape.tp > 1 ? &p.mesh->tp() : nullptr, p.layout.sequence_parallel};
   p.pipe = {.pp = shape.pp,
             .rank = p.mesh ? p.mesh->pp_rank() : 0,
@@ -186,11 +190,12 @@ void build_data(Trainer::Parts& p) {
   const int64_t first_seq = p.mesh ? p.mesh->dp_rank() * p.layout.local_batch : 0;
   const int64_t V = p.arch.vocab_size;
   p.train_stream = std::make_unique<TokenStream>(dc.train());
-  p.train_reader =
-      std::make_unique<BatchReader>(*p.train_stream, B, first_seq, p.layout.micro, T, V);
+  p.train_reader = std::make_unique<BatchReader>(*p.train_stream, B, first_seq, p.layout.micro,
+                                                 T, V, p.device);
   if (!dc.val().empty()) {
     p.val_stream = std::make_unique<TokenStream>(dc.val());
-    p.val_reader = std::make_unique<BatchReader>(*p.val_stream, B, first_seq, p.layout.micro, T, V);
+    p.val_reader = std::make_unique<BatchReader>(*p.val_stream, B, first_seq, p.layout.micro, T,
+                                                 V, p.device);
   }
   if (!dc.tokenizer().empty()) {
     p.tokenizer = make_tokenizer(dc.tokenizer());
@@ -267,24 +272,28 @@ void build_telemetry(Trainer::Parts& p) {
       l.virtual_stages > 1 ? " v" + std::to_string(l.virtual_stages) : std::string(), ", zero ",
       p.zero, ") | ", tc.steps(), " steps | data ", p.train_stream->describe(), " (",
       p.train_stream->size(), " tokens)"));
+  p.progress->message(detail::concat("device: ", describe_device(p.device), " | precision ",
+                                     precision_setting(p.config),
+                                     p.device.is_cuda() ? " (exact: fp32, TF32 off)" : ""));
   for (const std::string& line : p.telemetry->start_messages()) p.progress->message(line);
 }
 
 // Mean loss over `batches` global batches of the validation stream (always the same ones);
 // each dp rank evaluates its slice (through the pipeline when there is one: the last stage
-// has the losses, summed over pp).
+// has the losses, summed over pp). The losses add up on the device and are read once.
 double evaluate(Trainer::Parts& p, int64_t batches) {
-  double sum = 0;
+  Tensor acc = Tensor::zeros({1}, DType::kF64, p.device);
   for (int64_t s = 0; s < batches; ++s) {
     if (p.runner) {
-      sum += p.runner->evaluate(micro_batches(*p.val_reader, s));
+      p.runner->evaluate(micro_batches(*p.val_reader, s), &acc);
       continue;
     }
     for (int64_t k = 0; k < p.micro_steps(); ++k) {
       p.val_reader->read(s, k);
-      sum += p.model->forward(p.val_reader->x(), p.val_reader->y());
+      p.model->forward_sum_into(p.val_reader->x(), p.val_reader->y(), acc);
     }
   }
+  const double sum = acc.to(Device::cpu()).data<double>()[0] / double(p.micro_positions());
   const int ranks = p.dp ? p.dp->size() : 1;
   return sum_over(p.dp, sum_over(p.pp, sum)) / double(batches * p.micro_steps() * ranks);
 }
@@ -320,6 +329,15 @@ std::map<std::string, Tensor> whole_model_state(Trainer::Parts& p) {
   return state;
 }
 
+// The host copy checkpoints go through when the state is on a GPU (pinned memory, allocated
+// on first use).
+void ensure_staging(Trainer::Parts& p) {
+  if (!p.device.is_cuda() || p.staging) return;
+  p.staging = std::make_unique<HostStaging>(p.model->parameters().numel(),
+                                            p.optimizer->exp_avg().numel());
+  p.state.staging = p.staging.get();
+}
+
 }  // namespace
 
 Trainer::Trainer(const proto::TrainConfig& config) : p_(std::make_unique<Parts>()) {
@@ -328,6 +346,7 @@ Trainer::Trainer(const proto::TrainConfig& config) : p_(std::make_unique<Parts>(
   validate_train_config(p.config);
   p.env = detect_launch_env();
   p.rank0 = p.env.rank == 0;
+  p.device = resolve_device(p.config, p.env);  // before anything is built
   install_stop_handlers();
   build_model(p);
   build_data(p);
@@ -345,7 +364,10 @@ void Trainer::restore() {
   ckpt::CheckpointReader reader(*from);
   const proto::Manifest& m = reader.manifest();
   check_resumable(m, p.arch, *from);
+  ensure_staging(p);
+  stage_to_host(p.state);  // elements no region covers keep their values
   reader.read(load_regions(p.state));
+  stage_to_device(p.state);
   p.optimizer->set_steps_taken(m.optimizer().steps_taken());
   p.start_step = m.step();
   p.train_reader->set_origin(p.start_step, m.data().next_sequence());
@@ -393,28 +415,41 @@ StepRecord Trainer::step(int64_t step) {
   const int64_t tokens = int64_t(p.config.training().batch_size()) * p.config.training().seq_len();
   const auto t0 = Clock::now();
   StepTimes t;
+  PhaseTimer& timer = *p.timer;
+  timer.start();
   p.model->parameters().zero_grads();
-  // This rank's share of the global mean loss: the pipeline's, or the micro-batches'.
-  double loss = p.runner ? step_pipeline(step, t) : step_micro_batches(step, t);
+  p.step_sums.zero();
+  // This rank's sum of per-position losses goes to p.loss_sum: the pipeline's last stage, or
+  // the micro-batches'.
+  p.runner ? step_pipeline(step, t) : step_micro_batches(step, t);
   p.sync->sum_partial_gradients(p.grads());
+  timer.lap(&t.time.exposed_comm_s);
+  add_grad_squares(p.grads(), p.sync->counted(), *p.be, p.grad_squares);
+  timer.lap(&t.time.optimizer_s);
+  // The one read of device values in a step: the loss and the gradient norm's squares.
+  const Tensor sums = p.step_sums.to(Device::cpu());
+  // This rank's share of the global mean loss (over B*T positions: micro-batches x dp).
+  double loss = sums.data<double>()[0] /
+                (double(p.micro_positions()) * double(p.micro_steps() * p.layout.mesh.dp));
   // One pipeline reduction: the loss (held by the last stage) and the ranks' bubbles.
   const std::vector<double> pp_sums = sum_over(p.pp, {loss, p.runner ? p.runner->bubble() : 0.0});
   loss = sum_over(p.dp, pp_sums[0]);
   const double bubble = pp_sums[1] / p.layout.mesh.pp;  // the pipeline ranks' mean waiting share
-  t.time.exposed_comm_s += t.laps.lap();
+  const double norm = norm_from_squares(sums.data<double>()[1], p.norm_groups);
+  timer.lap(&t.time.exposed_comm_s);
   PENG_CHECK(std::isfinite(loss), "loss is ", loss, " at step ", step,
              ": training diverged (lower optim.lr or check the data)");
-  t.laps.lap();
-  const double norm = sharded_grad_norm(p.grads(), p.sync->counted(), *p.be, p.norm_groups);
   clip_grad_norm(p.grads(), *p.be, norm, p.config.optim().grad_clip());
   const float lr = p.schedule.at(step);
   p.optimizer->step(lr, p.grads());
-  t.time.optimizer_s = t.laps.lap();
+  timer.lap(&t.time.optimizer_s);
   if (p.zero > 0) p.reducer->all_gather_values();
   // Tied copies got the same gradient, but summed over dp in buckets laid out differently
   // on their ranks: keep them bit-identical.
   p.sync->broadcast_tied_values();
-  t.time.exposed_comm_s += t.laps.lap();
+  timer.lap(&t.time.exposed_comm_s);
+  timer.collect();  // on a GPU: waits for the step's last work (the update)
+  if (p.runner) t.time.pp_bubble_s = t.pipeline_other_s;
   const double dt = seconds_since(t0);
   const StepRecord r{.step = step,
                      .loss = loss,
@@ -435,53 +470,53 @@ StepRecord Trainer::step(int64_t step) {
 // Without a pipeline: each micro-batch's forward and backward. Gradients are scaled by
 // 1/(B*T) of the global batch: their sum over micro-batches and dp ranks is the gradient of
 // the global mean loss. Only the last micro-batch communicates, except with ZeRO 2, which
-// reduce-scatters each one into the shard.
-double Trainer::step_micro_batches(int64_t step, StepTimes& t) {
+// reduce-scatters each one into the shard. The losses add up in p.loss_sum on the device.
+void Trainer::step_micro_batches(int64_t step, StepTimes& t) {
   Parts& p = *p_;
+  PhaseTimer& timer = *p.timer;
   const int64_t m = p.micro_steps();
   const float grad_scale =
       float(1.0 / double(p.config.training().batch_size() * p.config.training().seq_len()));
-  double loss = 0;
   for (int64_t k = 0; k < m; ++k) {
     const bool last = k + 1 == m;
     const bool communicate = p.reducer && (last || p.zero == 2);
     if (communicate) p.reducer->arm(/*accumulate=*/p.zero == 2 && k > 0);
-    t.laps.lap();
+    timer.lap(nullptr);
     p.train_reader->read(step, k);
-    t.time.data_s += t.laps.lap();
-    loss +=
-        p.model->forward(p.train_reader->x(), p.train_reader->y()) / double(m * p.layout.mesh.dp);
-    t.time.forward_s += t.laps.lap();
+    timer.lap(&t.time.data_s);
+    p.model->forward_sum_into(p.train_reader->x(), p.train_reader->y(), p.loss_sum);
+    timer.lap(&t.time.forward_s);
     p.model->backward(grad_scale);
-    t.time.backward_s += t.laps.lap();
+    timer.lap(&t.time.backward_s);
     if (communicate) {
       p.reducer->wait();
-      t.time.exposed_comm_s += t.laps.lap();
+      timer.lap(&t.time.exposed_comm_s);
     }
     if (p.zero == 2 && !last) p.model->parameters().zero_grads();
   }
-  return loss;
 }
 
 // Under pipeline parallelism: the schedule, then the tied copies, then dp (no overlap).
-double Trainer::step_pipeline(int64_t step, StepTimes& t) {
+void Trainer::step_pipeline(int64_t step, StepTimes& t) {
   Parts& p = *p_;
+  PhaseTimer& timer = *p.timer;
   const float grad_scale =
       float(1.0 / double(p.config.training().batch_size() * p.config.training().seq_len()));
-  t.laps.lap();
-  const double loss =
-      p.runner->train(micro_batches(*p.train_reader, step, &t.time.data_s), grad_scale) /
-      double(p.micro_steps() * p.layout.mesh.dp);
-  t.time.forward_s = p.runner->forward_seconds();
-  t.time.backward_s = p.runner->backward_seconds();
-  t.time.pp_bubble_s = p.runner->bubble() * t.laps.lap();
+  timer.lap(nullptr);
+  p.runner->train(
+      micro_batches(*p.train_reader, step, &timer, &t.time.data_s, &t.pipeline_other_s),
+      grad_scale, &p.loss_sum,
+      {.timer = &timer,
+       .forward_s = &t.time.forward_s,
+       .backward_s = &t.time.backward_s,
+       .other_s = &t.pipeline_other_s});
+  timer.lap(&t.pipeline_other_s);
   p.sync->sum_tied_gradients();
   if (p.reducer) {
     p.reducer->arm();
     p.reducer->wait();
   }
-  t.time.exposed_comm_s += t.laps.lap();
-  return loss;
+  timer.lap(&t.time.exposed_comm_s);
 }
 
 // ---- between steps ----
@@ -529,7 +564,11 @@ int Trainer::after_step(int64_t step, const StepRecord& r) {
 
 void Trainer::save_checkpoint(int64_t step) {
   Parts& p = *p_;
-  const double stall = p.checkpointer->save(
+  const auto t0 = Clock::now();
+  ensure_staging(p);
+  stage_to_host(p.state);  // a GPU's state snapshot at the step boundary
+  const double staged_s = seconds_since(t0);
+  const double stall = staged_s + p.checkpointer->save(
       save_regions(p.state), checkpoint_meta(p.config, p.arch, p.layout, p.env.world_size, step + 1,
                                              p.train_reader->batch_start(step + 1), *p.optimizer));
   p.report.checkpoint_stall_s += stall;

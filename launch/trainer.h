@@ -14,6 +14,13 @@
 // Per optimizer step s: for each micro-batch read its sequences of the global batch (batch
 // rule, DESIGN.md), forward, backward with scale 1/(B*T) so the accumulated gradient is that
 // of the mean loss over the global batch. Prints to stdout; writes the metrics JSONL.
+//
+// Device (training.device, launch/device.h): the model, gradients, optimizer state and the
+// token batches live on the backend's device (backend_for). On a GPU the host waits for it
+// only where it needs values: once per step for the loss and the gradient norm (summed on
+// the device into one f64 pair, read together before clipping), at the step's end for the
+// phase times (CUDA events, telemetry/phase_timer.h), and for evaluation, samples, exports
+// and checkpoints between steps (state staged through pinned host memory).
 #pragma once
 
 #include <chrono>
@@ -60,8 +67,8 @@ class Trainer {
 
   void restore();
   StepRecord step(int64_t step);
-  double step_micro_batches(int64_t step, StepTimes& t);
-  double step_pipeline(int64_t step, StepTimes& t);
+  void step_micro_batches(int64_t step, StepTimes& t);
+  void step_pipeline(int64_t step, StepTimes& t);
   // Returns the stop signal all ranks agreed on (0: none).
   int after_step(int64_t step, const StepRecord& r);
   void save_checkpoint(int64_t step);
