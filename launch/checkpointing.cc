@@ -43,8 +43,7 @@ void add_segment(const RankState& s, const ParamSegment& seg, std::vector<ckpt::
   const Parameter& p = *seg.param;
   const int64_t begin = seg.span.offset - p.offset, end = begin + seg.span.numel;
   if (values) out.push_back(region("model/", p, begin, end, values_of(s) + seg.span.offset));
-  out.push_back(
-      region("optim/exp_avg/", p, begin, end, exp_avg_of(s) + seg.span.state_offset));
+  out.push_back(region("optim/exp_avg/", p, begin, end, exp_avg_of(s) + seg.span.state_offset));
   out.push_back(
       region("optim/exp_avg_sq/", p, begin, end, exp_avg_sq_of(s) + seg.span.state_offset));
 }

@@ -56,7 +56,7 @@ struct RankState {
   std::vector<FlatSpan> optim_spans;  // what the optimizer updates, in its state layout
   bool sharded_optimizer = false;     // ZeRO >= 1: optim_spans are disjoint over dp
   int dp_rank = 0, dp_size = 1;
-  int tp_rank = 0;                  // for owned_ranges()
+  int tp_rank = 0;                 // for owned_ranges()
   HostStaging* staging = nullptr;  // set when the state is on a GPU: regions point here
 };
 

@@ -249,7 +249,8 @@ void validate_train_config(const proto::TrainConfig& c) {
   PENG_INPUT_CHECK(!c.data().train().empty(), "data.train is not set (--data FILE)");
   const std::string device = device_setting(c), precision = precision_setting(c);
   PENG_INPUT_CHECK(device == "cpu" || device == "cuda" || device == "auto",
-                   "training.device (--device) must be cpu, cuda or auto, got \"", t.device(), "\"");
+                   "training.device (--device) must be cpu, cuda or auto, got \"", t.device(),
+                   "\"");
   PENG_INPUT_CHECK(precision == "fp32" || precision == "bf16",
                    "training.precision (--precision) must be fp32 or bf16, got \"", t.precision(),
                    "\"");

@@ -14,8 +14,8 @@ Device choose_device(const std::string& setting, const LaunchEnv& env, const Dev
   if (setting == "cpu") return Device::cpu();
   const bool explicit_cuda = setting == "cuda";
   if (!explicit_cuda) {
-    PENG_INPUT_CHECK(setting == "auto", "training.device (--device) must be cpu, cuda or auto, got \"",
-                     setting, "\"");
+    PENG_INPUT_CHECK(setting == "auto",
+                     "training.device (--device) must be cpu, cuda or auto, got \"", setting, "\"");
     if (!facts.compiled_with_cuda || facts.device_count == 0) return Device::cpu();
   }
   const std::string flag = "--device " + setting;
@@ -29,8 +29,7 @@ Device choose_device(const std::string& setting, const LaunchEnv& env, const Dev
   PENG_INPUT_CHECK(env.local_rank < facts.device_count, flag, ": rank ", env.rank,
                    " is local rank ", env.local_rank, " on its node, which has only ",
                    facts.device_count, " visible GPU", facts.device_count == 1 ? "" : "s",
-                   " (one rank per GPU: start at most ", facts.device_count,
-                   " ranks per node)");
+                   " (one rank per GPU: start at most ", facts.device_count, " ranks per node)");
   PENG_INPUT_CHECK(env.world_size == 1, flag, ": training on GPUs with ", env.world_size,
                    " ranks is not available yet (multi-GPU training comes with the NCCL "
                    "communicators of a later issue); run one rank per job on a GPU, or these ",

@@ -64,9 +64,9 @@ double PipelineRunner::train(const MicroBatch& batch, float grad_scale, Tensor* 
       }
       case Action::kForward: {
         double loss = 0;
-        const Tensor& out = forward(a.micro, a.chunk, batch,
-                                    loss_sum_out ? LossOut::sum_into(*loss_sum_out) : &loss,
-                                    timing);
+        const Tensor& out =
+            forward(a.micro, a.chunk, batch,
+                    loss_sum_out ? LossOut::sum_into(*loss_sum_out) : &loss, timing);
         if (last_stage(a.chunk)) {
           loss_sum += loss;
         } else {

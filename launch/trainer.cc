@@ -190,12 +190,12 @@ void build_data(Trainer::Parts& p) {
   const int64_t first_seq = p.mesh ? p.mesh->dp_rank() * p.layout.local_batch : 0;
   const int64_t V = p.arch.vocab_size;
   p.train_stream = std::make_unique<TokenStream>(dc.train());
-  p.train_reader = std::make_unique<BatchReader>(*p.train_stream, B, first_seq, p.layout.micro,
-                                                 T, V, p.device);
+  p.train_reader =
+      std::make_unique<BatchReader>(*p.train_stream, B, first_seq, p.layout.micro, T, V, p.device);
   if (!dc.val().empty()) {
     p.val_stream = std::make_unique<TokenStream>(dc.val());
-    p.val_reader = std::make_unique<BatchReader>(*p.val_stream, B, first_seq, p.layout.micro, T,
-                                                 V, p.device);
+    p.val_reader =
+        std::make_unique<BatchReader>(*p.val_stream, B, first_seq, p.layout.micro, T, V, p.device);
   }
   if (!dc.tokenizer().empty()) {
     p.tokenizer = make_tokenizer(dc.tokenizer());
@@ -333,8 +333,8 @@ std::map<std::string, Tensor> whole_model_state(Trainer::Parts& p) {
 // on first use).
 void ensure_staging(Trainer::Parts& p) {
   if (!p.device.is_cuda() || p.staging) return;
-  p.staging = std::make_unique<HostStaging>(p.model->parameters().numel(),
-                                            p.optimizer->exp_avg().numel());
+  p.staging =
+      std::make_unique<HostStaging>(p.model->parameters().numel(), p.optimizer->exp_avg().numel());
   p.state.staging = p.staging.get();
 }
 
@@ -503,13 +503,12 @@ void Trainer::step_pipeline(int64_t step, StepTimes& t) {
   const float grad_scale =
       float(1.0 / double(p.config.training().batch_size() * p.config.training().seq_len()));
   timer.lap(nullptr);
-  p.runner->train(
-      micro_batches(*p.train_reader, step, &timer, &t.time.data_s, &t.pipeline_other_s),
-      grad_scale, &p.loss_sum,
-      {.timer = &timer,
-       .forward_s = &t.time.forward_s,
-       .backward_s = &t.time.backward_s,
-       .other_s = &t.pipeline_other_s});
+  p.runner->train(micro_batches(*p.train_reader, step, &timer, &t.time.data_s, &t.pipeline_other_s),
+                  grad_scale, &p.loss_sum,
+                  {.timer = &timer,
+                   .forward_s = &t.time.forward_s,
+                   .backward_s = &t.time.backward_s,
+                   .other_s = &t.pipeline_other_s});
   timer.lap(&t.pipeline_other_s);
   p.sync->sum_tied_gradients();
   if (p.reducer) {
@@ -568,9 +567,11 @@ void Trainer::save_checkpoint(int64_t step) {
   ensure_staging(p);
   stage_to_host(p.state);  // a GPU's state snapshot at the step boundary
   const double staged_s = seconds_since(t0);
-  const double stall = staged_s + p.checkpointer->save(
-      save_regions(p.state), checkpoint_meta(p.config, p.arch, p.layout, p.env.world_size, step + 1,
-                                             p.train_reader->batch_start(step + 1), *p.optimizer));
+  const double stall =
+      staged_s +
+      p.checkpointer->save(save_regions(p.state),
+                           checkpoint_meta(p.config, p.arch, p.layout, p.env.world_size, step + 1,
+                                           p.train_reader->batch_start(step + 1), *p.optimizer));
   p.report.checkpoint_stall_s += stall;
   p.telemetry->on_checkpoint(step, step + 1, stall);
   p.progress->message(p.config.checkpoint().async()

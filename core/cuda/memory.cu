@@ -156,8 +156,7 @@ void copy_async(void* dst, const void* src, size_t nbytes, CopyKind kind, int de
   if (nbytes == 0) return;
   DeviceState& s = ready(device);
   use_device(device);
-  check(cudaMemcpyAsync(dst, src, nbytes, memcpy_kind(kind), s.stream), "cudaMemcpyAsync",
-        device);
+  check(cudaMemcpyAsync(dst, src, nbytes, memcpy_kind(kind), s.stream), "cudaMemcpyAsync", device);
 }
 
 void* stream(int device) { return ready(device).stream; }

@@ -196,8 +196,10 @@ void warp_exchange(const void* value, size_t nbytes, int src, void* out) {
 void run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
   const int threads = int(block.x * block.y * block.z);
   if (threads <= 0 || threads > 1024 || threads % kWarpSize != 0) {
-    throw std::logic_error("CUDA emulation: a block must have a multiple of 32 threads, at most "
-                           "1024; got " + std::to_string(threads));
+    throw std::logic_error(
+        "CUDA emulation: a block must have a multiple of 32 threads, at most "
+        "1024; got " +
+        std::to_string(threads));
   }
   if (g_run) throw std::logic_error("CUDA emulation: a kernel launched from inside a kernel");
   while (int(g_stacks.size()) < threads) g_stacks.emplace_back(new char[kStackBytes]);

@@ -49,7 +49,7 @@ TEST(CudaMemory, AllocatorCountsBytesInUseAndThePeak) {
   const cuda::MemoryStats before = cuda::memory_stats(0);
   EXPECT_EQ(before.peak, before.in_use);
   {
-    Tensor a = Tensor::empty({1 << 20});         // 4 MiB
+    Tensor a = Tensor::empty({1 << 20});  // 4 MiB
     Tensor b = Tensor::empty({3, 1001}, DType::kF64, Device::cuda(0));
     Tensor c = Tensor::empty({1 << 18}, DType::kF32, Device::cuda(0));  // 1 MiB
     Tensor d = a.to(Device::cuda(0));

@@ -60,16 +60,14 @@ TEST(DevicePlumbing, CheckpointStateStagesThroughPinnedMemory) {
   fill(opt.exp_avg(), 2000);
   fill(opt.exp_avg_sq(), 3000);
   HostStaging staging(n, n);
-  RankState state{.params = &params,
-                  .optimizer = &opt,
-                  .optim_spans = {{0, n, 0}},
-                  .staging = &staging};
+  RankState state{
+      .params = &params, .optimizer = &opt, .optim_spans = {{0, n, 0}}, .staging = &staging};
   stage_to_host(state);
   // The save regions read the staging: every value and moment, at its place.
   for (const ckpt::Region& r : save_regions(state)) {
-    const float base = r.tensor.rfind("model/", 0) == 0            ? 1000
+    const float base = r.tensor.rfind("model/", 0) == 0              ? 1000
                        : r.tensor.rfind("optim/exp_avg_sq/", 0) == 0 ? 3000
-                                                                      : 2000;
+                                                                     : 2000;
     const Parameter& p = params.get(r.tensor.substr(r.tensor.rfind('/') + 1));
     for (int64_t i = r.begin; i < r.end; ++i) {
       ASSERT_EQ(r.data[i - r.begin], base + float(p.offset + i)) << r.tensor;
@@ -98,8 +96,8 @@ TEST(DevicePlumbing, PhasesAreTimedByEvents) {
     timer.start();
     for (int i = 0; i < 20; ++i) t.zero();
     timer.lap(&busy);
-    timer.lap(&idle);    // nothing queued in between: (almost) no GPU time
-    timer.lap(nullptr);  // dropped
+    timer.lap(&idle);         // nothing queued in between: (almost) no GPU time
+    timer.lap(nullptr);       // dropped
     EXPECT_EQ(busy, before);  // filled only by collect()
     timer.collect();
     EXPECT_GT(busy, before);

@@ -17,8 +17,8 @@ struct Case {
 };
 // GPT-2 124M's sizes (tokens 8 x 1024 into wte 50304 x 768), a tiny case, and odd ones with
 // many repeated tokens.
-const Case kCases[] = {{1, 1, 1, 1, 1}, {3, 100, 200, 101, 33}, {5, 61, 3, 61, 300},
-                       {8, 1024, 50304, 1024, 768}};
+const Case kCases[] = {
+    {1, 1, 1, 1, 1}, {3, 100, 200, 101, 33}, {5, 61, 3, 61, 300}, {8, 1024, 50304, 1024, 768}};
 
 TEST(CudaEmbeddingOps, ForwardBackwardMatchCpuBitForBit) {
   PENG_REQUIRE_GPU();

@@ -9,8 +9,8 @@
 #include "core/cuda/memory.h"
 #include "tests/kernels/kernel_check.h"
 
-#define PENG_REQUIRE_GPU()                                                  \
-  do {                                                                      \
+#define PENG_REQUIRE_GPU()                                                   \
+  do {                                                                       \
     if (::peng::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
 

@@ -27,8 +27,7 @@ TEST(CudaNormOps, LayerNormForwardBackward) {
     Tensor dy = random({n, c}, seed++), dx = random({n, c}, seed++), dw = random({c}, seed++),
            db = random({c}, seed++);
     Tensor dx_gpu = on_gpu(dx), dw_gpu = on_gpu(dw), db_gpu = on_gpu(db);
-    gpu().layernorm_backward(on_gpu(dy), on_gpu(x), on_gpu(w), mean, rstd, dx_gpu, dw_gpu,
-                             db_gpu);
+    gpu().layernorm_backward(on_gpu(dy), on_gpu(x), on_gpu(w), mean, rstd, dx_gpu, dw_gpu, db_gpu);
     cpu_backend().layernorm_backward(dy, x, w, mean_ref, rstd_ref, dx, dw, db);
     EXPECT_LE(relative_error(on_cpu(dx_gpu), dx), tol) << n << "x" << c;
     EXPECT_LE(relative_error(on_cpu(dw_gpu), dw), kF32LongReduction) << n << "x" << c;

@@ -43,19 +43,20 @@ TEST(CudaOptimizerOps, AdamWMatchesCpu) {
                                  }),
                 1.5)
           << "n " << n << " step " << step;
-      EXPECT_LE(ulps_of_operands(m_got, m_ref,
-                                 [&](int64_t i) {
-                                   return std::pair<double, double>{at(m0, i),
-                                                                    s.w1 * (at(g, i) - at(m0, i))};
-                                 }),
+      EXPECT_LE(ulps_of_operands(
+                    m_got, m_ref,
+                    [&](int64_t i) {
+                      return std::pair<double, double>{at(m0, i), s.w1 * (at(g, i) - at(m0, i))};
+                    }),
                 1.5)
           << "n " << n << " step " << step;
-      EXPECT_LE(ulps_of_operands(v_got, v_ref,
-                                 [&](int64_t i) {
-                                   return std::pair<double, double>{at(v0, i) * s.b2,
-                                                                    s.w2 * at(g, i) * at(g, i)};
-                                 }),
-                1.5)
+      EXPECT_LE(
+          ulps_of_operands(
+              v_got, v_ref,
+              [&](int64_t i) {
+                return std::pair<double, double>{at(v0, i) * s.b2, s.w2 * at(g, i) * at(g, i)};
+              }),
+          1.5)
           << "n " << n << " step " << step;
       EXPECT_LE(relative_error(p_got, p_ref), 1e-7) << "n " << n << " step " << step;
     }

@@ -17,9 +17,9 @@ namespace {
 namespace fs = std::filesystem;
 using testing::joined;
 
-#define PENG_REQUIRE_GPU()                                             \
-  do {                                                                 \
-    if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";   \
+#define PENG_REQUIRE_GPU()                                           \
+  do {                                                               \
+    if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
 
 const std::vector<std::string> kGpu = {"--device", "cuda"};
@@ -52,8 +52,7 @@ TEST_P(GpuReference, TrainsOnTheGpuWithinTheContract) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, GpuReference,
                          ::testing::Values("gpt2-tiny", "gpt2-small-odd", "gpt2-deep4",
-                                           "llama-tiny", "qwen2-odd", "qwen3-tiny",
-                                           "llama-deep4"),
+                                           "llama-tiny", "qwen2-odd", "qwen3-tiny", "llama-deep4"),
                          [](const auto& info) {
                            std::string n;
                            for (char ch : info.param) n += std::isalnum(ch) ? ch : '_';
@@ -81,9 +80,9 @@ TEST(GpuTraining, GpuCheckpointResumesOnTheCpu) {
     const testing::ReferenceRun ref = testing::load_reference_run(name);
     testing::TempDir tmp;
     const fs::path dir = tmp / "ckpt";
-    testing::CommandResult r = testing::run_peng(
-        joined(joined({"train"}, ref.train_args(5)),
-               joined(kGpu, {"--quiet", "--checkpoint-dir", dir.string()})));
+    testing::CommandResult r =
+        testing::run_peng(joined(joined({"train"}, ref.train_args(5)),
+                                 joined(kGpu, {"--quiet", "--checkpoint-dir", dir.string()})));
     ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
     const fs::path jsonl = tmp / "resumed.jsonl";
     r = testing::run_peng(joined(joined({"train"}, ref.train_args()),

@@ -117,7 +117,8 @@ TEST(CrossEntropyKernel, ShardsMatchCpuAndCombineToTheWholeVocabulary) {
   for (auto [b, e] : {std::pair<int64_t, int64_t>{0, 300}, {300, 700}, {700, 1000}}) {
     Tensor s = Tensor::empty({n, e - b});
     for (int64_t i = 0; i < n; ++i) {
-      for (int64_t j = b; j < e; ++j) s.data<float>()[i * (e - b) + (j - b)] = logits.data<float>()[i * vp + j];
+      for (int64_t j = b; j < e; ++j)
+        s.data<float>()[i * (e - b) + (j - b)] = logits.data<float>()[i * vp + j];
     }
     shards.push_back({b, e, s});
   }
@@ -216,8 +217,10 @@ TEST(CrossEntropyKernel, IsDeterministic) {
                               vp, vp, 1.0f, d.data<float>());
     std::vector<float> got(losses.data<float>(), losses.data<float>() + n);
     got.insert(got.end(), d.data<float>(), d.data<float>() + d.numel());
-    if (run == 0) first = got;
-    else EXPECT_EQ(got, first);
+    if (run == 0)
+      first = got;
+    else
+      EXPECT_EQ(got, first);
   }
 }
 

@@ -20,7 +20,8 @@ struct Case {
 // tokens than the block stages at once (300 > 256); more rows than row buckets (200 > 64);
 // a vocabulary smaller than the bucket count; few distinct tokens (many collisions).
 const Case kCases[] = {
-    {1, 1, 1, 1, 1}, {2, 3, 5, 4, 7}, {3, 100, 200, 101, 33}, {4, 75, 70, 80, 300}, {5, 61, 3, 61, 64},
+    {1, 1, 1, 1, 1},      {2, 3, 5, 4, 7},    {3, 100, 200, 101, 33},
+    {4, 75, 70, 80, 300}, {5, 61, 3, 61, 64},
 };
 
 TEST(EmbeddingKernel, ForwardMatchesCpu) {
@@ -107,8 +108,8 @@ TEST(EmbeddingKernel, ShardsMatchCpuAndSumToTheWholeTable) {
 TEST(EmbeddingKernel, IdsOutsideTheTableTouchNothingOutside) {
   const int64_t B = 2, T = 5, vl = 6, guard = 4;
   const int C = 9;
-  Tensor tok = Tensor::from_vector<int32_t>({3, -1, 6, 0, 2147483647, -2147483647 - 1, 5, 7, 1, 3},
-                                            {B, T});
+  Tensor tok =
+      Tensor::from_vector<int32_t>({3, -1, 6, 0, 2147483647, -2147483647 - 1, 5, 7, 1, 3}, {B, T});
   Tensor wte = random({vl, C}, 1), wpe = random({T, C}, 2), dout = random({B, T, C}, 3);
   Tensor out = poisoned({B, T, C});
   emu::Launch launch;
@@ -124,8 +125,8 @@ TEST(EmbeddingKernel, IdsOutsideTheTableTouchNothingOutside) {
   }
   // The table with guard rows before and after it, all zero; only in-table rows change.
   Tensor padded = Tensor::zeros({guard + vl + guard, C});
-  k::embedding_backward(launch, dout.data<const float>(), tok.data<const int32_t>(), B, T, C, 0,
-                        vl, padded.data<float>() + guard * C, nullptr);
+  k::embedding_backward(launch, dout.data<const float>(), tok.data<const int32_t>(), B, T, C, 0, vl,
+                        padded.data<float>() + guard * C, nullptr);
   for (int64_t r = 0; r < guard + vl + guard; ++r) {
     const int64_t row = r - guard;
     for (int c = 0; c < C; ++c) {
@@ -151,8 +152,10 @@ TEST(EmbeddingKernel, BackwardIsDeterministic) {
     k::embedding_backward(launch, dout.data<const float>(), tok.data<const int32_t>(), B, T, C, 0,
                           vp, dwte.data<float>(), nullptr);
     std::vector<float> got(dwte.data<float>(), dwte.data<float>() + dwte.numel());
-    if (run == 0) first = got;
-    else EXPECT_EQ(got, first);
+    if (run == 0)
+      first = got;
+    else
+      EXPECT_EQ(got, first);
   }
 }
 

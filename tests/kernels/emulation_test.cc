@@ -44,8 +44,7 @@ __global__ void shuffle_kernel(float* xor_sum, float* down, float* up, float* bs
 TEST(CudaEmulation, WarpShufflesAndBlockSum) {
   std::vector<float> xs(96), down(96), up(96), bsum(96);
   emu::Launch launch;
-  launch(dim3(1), dim3(96), shuffle_kernel<float>, xs.data(), down.data(), up.data(),
-         bsum.data());
+  launch(dim3(1), dim3(96), shuffle_kernel<float>, xs.data(), down.data(), up.data(), bsum.data());
   for (int t = 0; t < 96; ++t) {
     const int warp = t / 32, lane = t % 32;
     EXPECT_EQ(xs[size_t(t)], float(32 * 32 * warp + 31 * 16));

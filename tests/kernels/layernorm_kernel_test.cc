@@ -49,9 +49,8 @@ TEST(LayerNormKernel, BackwardMatchesCpuAndAccumulates) {
     Tensor dx_ref = dx.clone(), dw_ref = dw.clone(), db_ref = db.clone();
     emu::Launch launch;
     k::layernorm_backward(launch, dy.data<const float>(), x.data<const float>(),
-                          w.data<const float>(), mean.data<const float>(),
-                          rstd.data<const float>(), t.n, t.c, dx.data<float>(), dw.data<float>(),
-                          db.data<float>());
+                          w.data<const float>(), mean.data<const float>(), rstd.data<const float>(),
+                          t.n, t.c, dx.data<float>(), dw.data<float>(), db.data<float>());
     cpu_backend().layernorm_backward(dy, x, w, mean, rstd, dx_ref, dw_ref, db_ref);
     EXPECT_LE(relative_error(dx, dx_ref), kF32) << t.n << "x" << t.c;
     EXPECT_LE(relative_error(dw, dw_ref), kF32) << t.n << "x" << t.c;
@@ -69,7 +68,8 @@ TEST(LayerNormKernel, Bf16ForwardWithinBf16Rounding) {
   emu::Launch launch;
   k::layernorm_forward(launch, xb.data(), wb.data(), bb.data(), 1e-5f, n, c, yb.data(),
                        mean.data<float>(), rstd.data<float>());
-  Tensor y_ref = Tensor::empty({n, c}), mean_ref = Tensor::empty({n}), rstd_ref = Tensor::empty({n});
+  Tensor y_ref = Tensor::empty({n, c}), mean_ref = Tensor::empty({n}),
+         rstd_ref = Tensor::empty({n});
   cpu_backend().layernorm_forward(x, w, b, 1e-5f, y_ref, mean_ref, rstd_ref);
   EXPECT_LE(relative_error(from_bf16(yb, {n, c}), y_ref), 1e-2);
 }
@@ -85,12 +85,13 @@ TEST(LayerNormKernel, BackwardIsDeterministic) {
     Tensor dx = Tensor::zeros({n, c}), dw = Tensor::zeros({c}), db = Tensor::zeros({c});
     emu::Launch launch;
     k::layernorm_backward(launch, dy.data<const float>(), x.data<const float>(),
-                          w.data<const float>(), mean.data<const float>(),
-                          rstd.data<const float>(), n, c, dx.data<float>(), dw.data<float>(),
-                          db.data<float>());
+                          w.data<const float>(), mean.data<const float>(), rstd.data<const float>(),
+                          n, c, dx.data<float>(), dw.data<float>(), db.data<float>());
     std::vector<float> got(dw.data<float>(), dw.data<float>() + c);
-    if (run == 0) first = got;
-    else EXPECT_EQ(got, first);
+    if (run == 0)
+      first = got;
+    else
+      EXPECT_EQ(got, first);
   }
 }
 

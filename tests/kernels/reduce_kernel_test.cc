@@ -66,8 +66,7 @@ TEST(ReduceKernel, WithinTheTreeBoundOfTheExactSum) {
   for (const int64_t n : kSizes) {
     Tensor x = random({n}, seed++, -3, 2);
     const int64_t blocks = k::reduce_blocks(n);
-    const double depth =
-        double(blocks ? (n + 256 * blocks - 1) / (256 * blocks) : 0) + 24.0 + 1.0;
+    const double depth = double(blocks ? (n + 256 * blocks - 1) / (256 * blocks) : 0) + 24.0 + 1.0;
     emu::Launch launch;
     double sq = 0.0, sum = 0.0;
     k::sum_squares_into(launch, x.data<const float>(), n, &sq);
@@ -82,8 +81,7 @@ TEST(ReduceKernel, WithinTheTreeBoundOfTheExactSum) {
         << n;
     Tensor acc = Tensor::zeros({1}, DType::kF64);
     cpu_backend().sum_into(x, acc);
-    EXPECT_LE(std::abs(sum - acc.data<double>()[0]), (depth * 0x1p-53 + cpu_bound) * mag_sum)
-        << n;
+    EXPECT_LE(std::abs(sum - acc.data<double>()[0]), (depth * 0x1p-53 + cpu_bound) * mag_sum) << n;
   }
 }
 
@@ -100,8 +98,10 @@ TEST(ReduceKernel, IsDeterministicAndAccumulatesAcrossCalls) {
     k::sum_squares(launch, y.data<const float>(), n / 3, &once_y);
     EXPECT_EQ(acc, once_x + once_y);  // += of the same per-tensor totals
     std::vector<double> got = {acc, once_x, once_y};
-    if (run == 0) first = got;
-    else EXPECT_EQ(got, first);
+    if (run == 0)
+      first = got;
+    else
+      EXPECT_EQ(got, first);
   }
 }
 

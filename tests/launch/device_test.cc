@@ -52,8 +52,8 @@ TEST(ChooseDevice, RefusalsNameTheFlagAndWhy) {
   const DeviceFacts none{.compiled_with_cuda = false, .device_count = 0};
   const DeviceFacts no_gpu{.compiled_with_cuda = true, .device_count = 0};
   const DeviceFacts two{.compiled_with_cuda = true, .device_count = 2};
-  EXPECT_EQ(refusal("cuda", env(0, 1, 0), none).rfind(
-                "--device cuda: this peng build has no CUDA backend", 0),
+  EXPECT_EQ(refusal("cuda", env(0, 1, 0), none)
+                .rfind("--device cuda: this peng build has no CUDA backend", 0),
             0u)
       << refusal("cuda", env(0, 1, 0), none);
   EXPECT_EQ(refusal("cuda", env(0, 1, 0), no_gpu)
@@ -108,13 +108,21 @@ TEST(DeviceConfig, ValidationAndDefaults) {
 }
 
 std::vector<std::string> tiny_run(const fs::path& metrics, std::vector<std::string> extra) {
-  std::vector<std::string> args = {"train",        "--init-from",   kTiny.string(),
-                                   "--data",       (kTiny / "tokens.bin").string(),
-                                   "--batch-size", "4",
-                                   "--seq-len",    "16",
-                                   "--steps",      "3",
-                                   "--lr",         "1e-3",
-                                   "--quiet",      "--metrics-jsonl",
+  std::vector<std::string> args = {"train",
+                                   "--init-from",
+                                   kTiny.string(),
+                                   "--data",
+                                   (kTiny / "tokens.bin").string(),
+                                   "--batch-size",
+                                   "4",
+                                   "--seq-len",
+                                   "16",
+                                   "--steps",
+                                   "3",
+                                   "--lr",
+                                   "1e-3",
+                                   "--quiet",
+                                   "--metrics-jsonl",
                                    metrics.string()};
   return testing::joined(args, extra);
 }
@@ -160,10 +168,11 @@ TEST(DeviceCli, BadValuesAndBf16AreOneErrorLine) {
       "path is still being built; train with --precision fp32 (the exact mode)");
   // The config file and --set say the same.
   testing::write_file(tmp / "c.pbtxt", "training { device: \"tpu\" }\n");
-  expect_refused(run_peng(testing::joined({"train", (tmp / "c.pbtxt").string()},
-                                          {"--data", (kTiny / "tokens.bin").string(),
-                                           "--metrics-jsonl", metrics.string()})),
-                 metrics, "error: training.device (--device) must be cpu, cuda or auto, got \"tpu\"");
+  expect_refused(
+      run_peng(testing::joined(
+          {"train", (tmp / "c.pbtxt").string()},
+          {"--data", (kTiny / "tokens.bin").string(), "--metrics-jsonl", metrics.string()})),
+      metrics, "error: training.device (--device) must be cpu, cuda or auto, got \"tpu\"");
   expect_refused(run_peng(tiny_run(metrics, {"--set", "training.precision=bf16"})), metrics,
                  "error: --precision bf16 needs a GPU (--device cuda or auto): the CPU backend "
                  "computes in fp32 only (training.precision = bf16 with training.device = cpu)");
@@ -175,11 +184,11 @@ TEST(DeviceCli, AutoWithoutAGpuTrainsOnTheCpuLikeCpu) {
   auto cpu = run_peng(tiny_run(tmp / "cpu.jsonl", {"--device", "cpu"}));
   ASSERT_EQ(cpu.exit_code, 0) << cpu.stderr_text;
   testing::write_file(tmp / "c.pbtxt", "training { device: \"auto\" precision: \"fp32\" }\n");
-  auto automatic = run_peng(testing::joined(
-      {"train", (tmp / "c.pbtxt").string()},
-      {"--init-from", kTiny.string(), "--data", (kTiny / "tokens.bin").string(), "--batch-size",
-       "4", "--seq-len", "16", "--steps", "3", "--lr", "1e-3", "--metrics-jsonl",
-       (tmp / "auto.jsonl").string()}));
+  auto automatic = run_peng(
+      testing::joined({"train", (tmp / "c.pbtxt").string()},
+                      {"--init-from", kTiny.string(), "--data", (kTiny / "tokens.bin").string(),
+                       "--batch-size", "4", "--seq-len", "16", "--steps", "3", "--lr", "1e-3",
+                       "--metrics-jsonl", (tmp / "auto.jsonl").string()}));
   ASSERT_EQ(automatic.exit_code, 0) << automatic.stderr_text;
   EXPECT_NE(automatic.stdout_text.find("\ndevice: cpu | precision fp32\n"), std::string::npos)
       << automatic.stdout_text;

@@ -57,9 +57,8 @@ __global__ void cross_entropy_forward_kernel(const T* logits, const int32_t* tar
   row_softmax_stats(l, vocab, mx, sum);
   if (threadIdx.x == 0) {
     const int32_t t = targets[row];
-    losses[row] = t >= 0 && t < vocab
-                      ? float(log(double(sum)) + double(mx) - double(to_float(l[t])))
-                      : NAN;
+    losses[row] =
+        t >= 0 && t < vocab ? float(log(double(sum)) + double(mx) - double(to_float(l[t]))) : NAN;
   }
 }
 
@@ -115,15 +114,15 @@ __global__ void cross_entropy_shard_max_kernel(const T* logits, int64_t Vl, int6
 
 // logits (N, Vl) -> row_max (N): max over the first `valid` columns (-inf when valid = 0).
 template <class Launch, class T>
-void cross_entropy_shard_max(Launch& launch, const T* logits, int64_t N, int64_t Vl,
-                             int64_t valid, float* row_max) {
+void cross_entropy_shard_max(Launch& launch, const T* logits, int64_t N, int64_t Vl, int64_t valid,
+                             float* row_max) {
   launch(dim3(unsigned(N)), dim3(kCrossEntropyThreads), cross_entropy_shard_max_kernel<T>, logits,
          Vl, valid, row_max);
 }
 
 template <class T>
-__global__ void cross_entropy_shard_sums_kernel(const T* logits, const int32_t* targets,
-                                                int64_t Vl, int64_t vocab_begin, int64_t valid,
+__global__ void cross_entropy_shard_sums_kernel(const T* logits, const int32_t* targets, int64_t Vl,
+                                                int64_t vocab_begin, int64_t valid,
                                                 const float* row_max, float* stats) {
   const int64_t row = blockIdx.x;
   const T* l = logits + row * Vl;
@@ -142,18 +141,18 @@ __global__ void cross_entropy_shard_sums_kernel(const T* logits, const int32_t* 
 // [sum over valid columns of exp(l - row_max), the target's logit when in the shard else 0].
 template <class Launch, class T>
 void cross_entropy_shard_sums(Launch& launch, const T* logits, const int32_t* targets, int64_t N,
-                              int64_t Vl, int64_t vocab_begin, int64_t valid,
-                              const float* row_max, float* stats) {
-  launch(dim3(unsigned(N)), dim3(kCrossEntropyThreads), cross_entropy_shard_sums_kernel<T>,
-         logits, targets, Vl, vocab_begin, valid, row_max, stats);
+                              int64_t Vl, int64_t vocab_begin, int64_t valid, const float* row_max,
+                              float* stats) {
+  launch(dim3(unsigned(N)), dim3(kCrossEntropyThreads), cross_entropy_shard_sums_kernel<T>, logits,
+         targets, Vl, vocab_begin, valid, row_max, stats);
 }
 
 // Elementwise given the group's statistics; each thread reads l[j] before writing g[j].
 template <class T>
 __global__ void cross_entropy_shard_backward_kernel(const T* logits, const int32_t* targets,
-                                                    int64_t Vl, int64_t vocab_begin,
-                                                    int64_t valid, const float* row_max,
-                                                    const float* stats, float dloss, T* dlogits) {
+                                                    int64_t Vl, int64_t vocab_begin, int64_t valid,
+                                                    const float* row_max, const float* stats,
+                                                    float dloss, T* dlogits) {
   const int64_t row = blockIdx.x;
   const T* l = logits + row * Vl;  // may alias g
   T* g = dlogits + row * Vl;

@@ -46,15 +46,19 @@ __global__ void embedding_forward_kernel(const int32_t* tokens, const T* wte, in
                                          int64_t Vl, const T* wpe, int64_t seq, int C, T* out) {
   const int64_t bt = blockIdx.x;
   const int64_t row = shard_row(tokens[bt], vocab_begin, Vl);
-  const T* e = row >= 0 ? wte + row * C : nullptr;        // (C) or none
-  const T* p = wpe ? wpe + (bt % seq) * C : nullptr;       // (C) or none
-  T* o = out + bt * C;                                      // (C)
+  const T* e = row >= 0 ? wte + row * C : nullptr;    // (C) or none
+  const T* p = wpe ? wpe + (bt % seq) * C : nullptr;  // (C) or none
+  T* o = out + bt * C;                                // (C)
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     float v;
-    if (e && p) v = to_float(e[c]) + to_float(p[c]);
-    else if (e) v = to_float(e[c]);
-    else if (p) v = to_float(p[c]);
-    else v = 0.0f;
+    if (e && p)
+      v = to_float(e[c]) + to_float(p[c]);
+    else if (e)
+      v = to_float(e[c]);
+    else if (p)
+      v = to_float(p[c]);
+    else
+      v = 0.0f;
     o[c] = from_float<T>(v);
   }
 }
@@ -63,8 +67,8 @@ __global__ void embedding_forward_kernel(const int32_t* tokens, const T* wte, in
 template <class Launch, class T>
 void embedding_forward(Launch& launch, const int32_t* tokens, const T* wte, int64_t vocab_begin,
                        int64_t Vl, const T* wpe, int64_t B, int64_t seq, int C, T* out) {
-  launch(dim3(unsigned(B * seq)), dim3(kEmbeddingThreads), embedding_forward_kernel<T>, tokens,
-         wte, vocab_begin, Vl, wpe, seq, C, out);
+  launch(dim3(unsigned(B * seq)), dim3(kEmbeddingThreads), embedding_forward_kernel<T>, tokens, wte,
+         vocab_begin, Vl, wpe, seq, C, out);
 }
 
 // Thread (c, r): c = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y of `buckets`.

@@ -20,8 +20,8 @@ namespace peng::cuda::kernels {
 constexpr int kLayerNormThreads = 256;
 
 template <class T>
-__global__ void layernorm_forward_kernel(const T* x, const T* w, const T* b, float eps, int C,
-                                         T* y, float* mean, float* rstd) {
+__global__ void layernorm_forward_kernel(const T* x, const T* w, const T* b, float eps, int C, T* y,
+                                         float* mean, float* rstd) {
   const int64_t row = blockIdx.x;
   const T* xr = x + row * C;
   T* yr = y + row * C;
@@ -79,8 +79,8 @@ __global__ void layernorm_backward_kernel(const T* dy, const T* x, const T* w, c
       const float xhat = (to_float(xr[j]) - m) * rs;
       pdw[j] += d * xhat;
       pdb[j] += d;
-      dxr[j] = from_float<T>(to_float(dxr[j]) +
-                             rs * (to_float(w[j]) * d - g_mean - xhat * gx_mean));
+      dxr[j] =
+          from_float<T>(to_float(dxr[j]) + rs * (to_float(w[j]) * d - g_mean - xhat * gx_mean));
     }
   }
 }

@@ -71,15 +71,14 @@ void CudaBackend::cross_entropy_forward(const Tensor& logits, const Tensor& targ
                                  d.n, d.cols, vocab, losses.data<float>());
 }
 
-void CudaBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targets,
-                                         int64_t vocab, float dloss, Tensor& dlogits) {
+void CudaBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t vocab,
+                                         float dloss, Tensor& dlogits) {
   const char* op = "cross_entropy_backward";
   const Dims d = ce_dims(*this, op, logits, targets, vocab);
   ops::check_shape(*this, op, "dlogits", dlogits, logits.shape());
   CudaLaunch launch(device_);
-  kernels::cross_entropy_backward(launch, logits.data<const float>(),
-                                  targets.data<const int32_t>(), d.n, d.cols, vocab, dloss,
-                                  dlogits.data<float>());
+  kernels::cross_entropy_backward(launch, logits.data<const float>(), targets.data<const int32_t>(),
+                                  d.n, d.cols, vocab, dloss, dlogits.data<float>());
 }
 
 void CudaBackend::cross_entropy_shard_max(const Tensor& logits, int64_t valid, Tensor& row_max) {
@@ -110,10 +109,9 @@ void CudaBackend::cross_entropy_shard_backward(const Tensor& logits, const Tenso
   const Dims d = shard_dims(*this, op, logits, valid, targets, row_max, stats);
   ops::check_shape(*this, op, "dlogits", dlogits, logits.shape());
   CudaLaunch launch(device_);
-  kernels::cross_entropy_shard_backward(launch, logits.data<const float>(),
-                                        targets.data<const int32_t>(), d.n, d.cols, vocab_begin,
-                                        valid, row_max.data<const float>(),
-                                        stats.data<const float>(), dloss, dlogits.data<float>());
+  kernels::cross_entropy_shard_backward(
+      launch, logits.data<const float>(), targets.data<const int32_t>(), d.n, d.cols, vocab_begin,
+      valid, row_max.data<const float>(), stats.data<const float>(), dloss, dlogits.data<float>());
 }
 
 }  // namespace peng::cuda
