@@ -43,6 +43,59 @@ QkvDims check_qkv(Device device, const char* op, const Tensor& qkv, int n_head, 
   return {qkv.dim(0), qkv.dim(1), n_head, n_kv_head, qkv.dim(2) / groups};
 }
 
+namespace {
+RowDims check_rows(Device device, const char* op, const Tensor& x) {
+  check_tensor(device, op, "x", x);
+  PENG_CHECK(x.ndim() >= 1, op, ": x must be (N, C), got ", x.str());
+  PENG_CHECK(x.dim(-1) > 0, op, ": x has no channels: ", x.str());
+  return {rows_of(x), x.dim(-1)};
+}
+void check_row_stats(Device device, const char* op, const char* name, const Tensor& t,
+                     const Tensor& x, int64_t n) {
+  check_tensor(device, op, name, t);
+  PENG_CHECK(t.numel() == n, op, ": ", name, " must hold ", n, " rows for x ", x.str(), ", got ",
+             t.str());
+}
+}  // namespace
+
+RowDims check_rmsnorm(Device device, const char* op, const Tensor& x, const Tensor& w,
+                      const Tensor& rstd) {
+  const RowDims d = check_rows(device, op, x);
+  check_shape(device, op, "w", w, {d.c});
+  check_row_stats(device, op, "rstd", rstd, x, d.n);
+  return d;
+}
+
+RowDims check_layernorm(Device device, const char* op, const Tensor& x, const Tensor& w,
+                        const Tensor& mean, const Tensor& rstd) {
+  const RowDims d = check_rows(device, op, x);
+  check_shape(device, op, "w", w, {d.c});
+  check_row_stats(device, op, "mean", mean, x, d.n);
+  check_row_stats(device, op, "rstd", rstd, x, d.n);
+  return d;
+}
+
+int64_t check_rope(Device device, const char* op, const char* x_name, const Tensor& x, int n_heads,
+                   int n_rot, const Tensor& cos, const Tensor& sin) {
+  check_tensor(device, op, x_name, x);
+  PENG_CHECK(x.ndim() == 3, op, ": ", x_name, " must be (B, T, n_heads * hd), got ", x.str());
+  PENG_CHECK(n_heads >= 1 && x.dim(2) % n_heads == 0 && (x.dim(2) / n_heads) % 2 == 0, op,
+             ": n_heads ", n_heads, " must divide the last dimension of ", x_name, " ", x.str(),
+             " into heads of an even size");
+  PENG_CHECK(n_rot >= 0 && n_rot <= n_heads, op, ": n_rot ", n_rot, " must be in [0, n_heads ",
+             n_heads, "]");
+  const int64_t T = x.dim(1), hd = x.dim(2) / n_heads, half = hd / 2;
+  check_tensor(device, op, "cos", cos);
+  check_tensor(device, op, "sin", sin);
+  PENG_CHECK(cos.ndim() == 2 && cos.dim(0) >= T && cos.dim(1) == half, op,
+             ": cos must be (Tmax >= ", T, ", hd/2 = ", half, "), got ", cos.str());
+  PENG_CHECK(sin.shape() == cos.shape(), op, ": sin must have cos's shape ", cos.str(), ", got ",
+             sin.str());
+  check_no_overlap(op, x_name, x, "cos", cos);
+  check_no_overlap(op, x_name, x, "sin", sin);
+  return hd;
+}
+
 QkvDims check_qk_norm(Device device, const char* op, const Tensor& qkv, int n_head, int n_kv_head,
                       const Tensor& wq, const Tensor& wk, const Tensor& rstd) {
   const QkvDims d = check_qkv(device, op, qkv, n_head, n_kv_head);

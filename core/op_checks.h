@@ -23,6 +23,19 @@ void check_no_overlap(const char* op, const char* out_name, const Tensor& out, c
 // flattened); 0 when C is 0 or t has no dimension.
 int64_t rows_of(const Tensor& t);
 
+// ---- norms over the last dimension ----
+
+// x (N, C) with all leading dimensions flattened.
+struct RowDims {
+  int64_t n, c;
+};
+// x (N, C >= 1), w (C) and rstd (N values): rmsnorm_*'s common arguments.
+RowDims check_rmsnorm(Device device, const char* op, const Tensor& x, const Tensor& w,
+                      const Tensor& rstd);
+// x (N, C >= 1), w (C), mean and rstd (N values): layernorm_*'s common arguments.
+RowDims check_layernorm(Device device, const char* op, const Tensor& x, const Tensor& w,
+                        const Tensor& mean, const Tensor& rstd);
+
 // The dimensions of a fused grouped-query qkv (B, T, (H + 2K) * hd) (core/backend.h).
 struct QkvDims {
   int64_t b, t, h, k, hd;
@@ -34,6 +47,11 @@ QkvDims check_qkv(Device device, const char* op, const Tensor& qkv, int n_head, 
 // check_qkv of qk_norm_*: also hd > 0, wq, wk (hd) and rstd (B*T*(H + K) values).
 QkvDims check_qk_norm(Device device, const char* op, const Tensor& qkv, int n_head, int n_kv_head,
                       const Tensor& wq, const Tensor& wk, const Tensor& rstd);
+
+// x (B, T, n_heads * hd) with an even hd, n_rot in [0, n_heads], cos and sin (Tmax >= T, hd/2)
+// apart from x: rope_forward/backward's arguments. Returns hd.
+int64_t check_rope(Device device, const char* op, const char* x_name, const Tensor& x, int n_heads,
+                   int n_rot, const Tensor& cos, const Tensor& sin);
 
 // ---- matmul and linear (core/backend.h), dimensions within the BLAS int range ----
 

@@ -20,17 +20,9 @@ namespace peng {
 void CpuBackend::layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, float eps,
                                    Tensor& y, Tensor& mean, Tensor& rstd) {
   const char* op = "layernorm_forward";
-  cpu::check_tensor(op, "x", x);
-  PENG_CHECK(x.ndim() >= 1, op, ": x must be (N, C), got ", x.str());
-  int64_t c = x.dim(-1), n = cpu::rows_of(x);
-  cpu::check_shape(op, "w", w, {c});
+  const auto [n, c] = checks::check_layernorm(Device::cpu(), op, x, w, mean, rstd);
   cpu::check_shape(op, "b", b, {c});
   cpu::check_shape(op, "y", y, x.shape());
-  cpu::check_tensor(op, "mean", mean);
-  cpu::check_tensor(op, "rstd", rstd);
-  PENG_CHECK(mean.numel() == n && rstd.numel() == n, op, ": mean and rstd must hold ", n,
-             " rows for x ", x.str(), ", got ", mean.str(), " and ", rstd.str());
-  PENG_CHECK(c > 0, op, ": x has no channels: ", x.str());
 
   const float* px = x.data<const float>();
   const float* pw = w.data<const float>();
@@ -65,19 +57,11 @@ void CpuBackend::layernorm_backward(const Tensor& dy, const Tensor& x, const Ten
                                     const Tensor& mean, const Tensor& rstd, Tensor& dx, Tensor& dw,
                                     Tensor& db) {
   const char* op = "layernorm_backward";
-  cpu::check_tensor(op, "x", x);
-  PENG_CHECK(x.ndim() >= 1, op, ": x must be (N, C), got ", x.str());
-  int64_t c = x.dim(-1), n = cpu::rows_of(x);
+  const auto [n, c] = checks::check_layernorm(Device::cpu(), op, x, w, mean, rstd);
   cpu::check_shape(op, "dy", dy, x.shape());
   cpu::check_shape(op, "dx", dx, x.shape());
-  cpu::check_shape(op, "w", w, {c});
   cpu::check_shape(op, "dw", dw, {c});
   cpu::check_shape(op, "db", db, {c});
-  cpu::check_tensor(op, "mean", mean);
-  cpu::check_tensor(op, "rstd", rstd);
-  PENG_CHECK(mean.numel() == n && rstd.numel() == n, op, ": mean and rstd must hold ", n,
-             " rows for x ", x.str(), ", got ", mean.str(), " and ", rstd.str());
-  PENG_CHECK(c > 0, op, ": x has no channels: ", x.str());
 
   const float* pdy = dy.data<const float>();
   const float* px = x.data<const float>();

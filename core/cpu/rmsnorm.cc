@@ -18,30 +18,10 @@
 #include "core/cpu/cpu_backend.h"
 
 namespace peng {
-namespace {
-
-// Checks x (N, C >= 1), w (C) and rstd (N values); returns N and C.
-struct RmsDims {
-  int64_t n, c;
-};
-RmsDims check_rmsnorm(const char* op, const Tensor& x, const Tensor& w, const Tensor& rstd) {
-  cpu::check_tensor(op, "x", x);
-  PENG_CHECK(x.ndim() >= 1, op, ": x must be (N, C), got ", x.str());
-  const int64_t c = x.dim(-1), n = cpu::rows_of(x);
-  PENG_CHECK(c > 0, op, ": x has no channels: ", x.str());
-  cpu::check_shape(op, "w", w, {c});
-  cpu::check_tensor(op, "rstd", rstd);
-  PENG_CHECK(rstd.numel() == n, op, ": rstd must hold ", n, " rows for x ", x.str(), ", got ",
-             rstd.str());
-  return {n, c};
-}
-
-}  // namespace
-
 void CpuBackend::rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y,
                                  Tensor& rstd) {
   const char* op = "rmsnorm_forward";
-  const auto [n, c] = check_rmsnorm(op, x, w, rstd);
+  const auto [n, c] = checks::check_rmsnorm(Device::cpu(), op, x, w, rstd);
   cpu::check_shape(op, "y", y, x.shape());
   cpu::check_no_overlap(op, "y", y, "x", x);
   cpu::check_no_overlap(op, "rstd", rstd, "x", x);
@@ -61,7 +41,7 @@ void CpuBackend::rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Te
 void CpuBackend::rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w,
                                   const Tensor& rstd, Tensor& dx, Tensor& dw) {
   const char* op = "rmsnorm_backward";
-  const auto [n, c] = check_rmsnorm(op, x, w, rstd);
+  const auto [n, c] = checks::check_rmsnorm(Device::cpu(), op, x, w, rstd);
   cpu::check_shape(op, "dy", dy, x.shape());
   cpu::check_shape(op, "dx", dx, x.shape());
   cpu::check_shape(op, "dw", dw, {c});

@@ -19,27 +19,13 @@ namespace {
 // Checks the arguments and rotates in place by +angle (sign 1) or -angle (sign -1).
 void rope_apply(const char* op, const char* x_name, Tensor& x, int n_heads, int n_rot,
                 const Tensor& cos, const Tensor& sin, float sign) {
-  cpu::check_tensor(op, x_name, x);
-  PENG_CHECK(x.ndim() == 3, op, ": ", x_name, " must be (B, T, n_heads * hd), got ", x.str());
-  PENG_CHECK(n_heads >= 1 && x.dim(2) % n_heads == 0 && (x.dim(2) / n_heads) % 2 == 0, op,
-             ": n_heads ", n_heads, " must divide the last dimension of ", x_name, " ", x.str(),
-             " into heads of an even size");
-  PENG_CHECK(n_rot >= 0 && n_rot <= n_heads, op, ": n_rot ", n_rot, " must be in [0, n_heads ",
-             n_heads, "]");
-  const int64_t B = x.dim(0), T = x.dim(1), width = x.dim(2), hd = width / n_heads, half = hd / 2;
-  cpu::check_tensor(op, "cos", cos);
-  cpu::check_tensor(op, "sin", sin);
-  PENG_CHECK(cos.ndim() == 2 && cos.dim(0) >= T && cos.dim(1) == half, op,
-             ": cos must be (Tmax >= ", T, ", hd/2 = ", half, "), got ", cos.str());
-  PENG_CHECK(sin.shape() == cos.shape(), op, ": sin must have cos's shape ", cos.str(), ", got ",
-             sin.str());
-  cpu::check_no_overlap(op, x_name, x, "cos", cos);
-  cpu::check_no_overlap(op, x_name, x, "sin", sin);
+  const int64_t hd = checks::check_rope(Device::cpu(), op, x_name, x, n_heads, n_rot, cos, sin);
+  const int64_t T = x.dim(1), width = x.dim(2), half = hd / 2;
 
   float* px = x.data<float>();
   const float* pcos = cos.data<const float>();
   const float* psin = sin.data<const float>();
-  const int64_t rows = B * T;
+  const int64_t rows = x.dim(0) * T;
 #pragma omp parallel for schedule(static) if (rows * n_rot * hd >= cpu::kParallelMin)
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t t = i % T;

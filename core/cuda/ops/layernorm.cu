@@ -8,16 +8,9 @@ namespace peng::cuda {
 void CudaBackend::layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, float eps,
                                     Tensor& y, Tensor& mean, Tensor& rstd) {
   const char* op = "layernorm_forward";
-  ops::check_tensor(*this, op, "x", x);
-  PENG_CHECK(x.ndim() >= 1 && x.dim(-1) > 0, op, ": x must be (N, C), got ", x.str());
-  const int64_t c = x.dim(-1), n = ops::rows_of(x);
-  ops::check_shape(*this, op, "w", w, {c});
+  const auto [n, c] = checks::check_layernorm(device(), op, x, w, mean, rstd);
   ops::check_shape(*this, op, "b", b, {c});
   ops::check_shape(*this, op, "y", y, x.shape());
-  ops::check_tensor(*this, op, "mean", mean);
-  ops::check_tensor(*this, op, "rstd", rstd);
-  PENG_CHECK(mean.numel() == n && rstd.numel() == n, op, ": mean and rstd must hold ", n,
-             " rows for x ", x.str(), ", got ", mean.str(), " and ", rstd.str());
   CudaLaunch launch(device_);
   kernels::layernorm_forward(launch, x.data<const float>(), w.data<const float>(),
                              b.data<const float>(), eps, n, int(c), y.data<float>(),
@@ -28,18 +21,11 @@ void CudaBackend::layernorm_backward(const Tensor& dy, const Tensor& x, const Te
                                      const Tensor& mean, const Tensor& rstd, Tensor& dx, Tensor& dw,
                                      Tensor& db) {
   const char* op = "layernorm_backward";
-  ops::check_tensor(*this, op, "x", x);
-  PENG_CHECK(x.ndim() >= 1 && x.dim(-1) > 0, op, ": x must be (N, C), got ", x.str());
-  const int64_t c = x.dim(-1), n = ops::rows_of(x);
+  const auto [n, c] = checks::check_layernorm(device(), op, x, w, mean, rstd);
   ops::check_shape(*this, op, "dy", dy, x.shape());
   ops::check_shape(*this, op, "dx", dx, x.shape());
-  ops::check_shape(*this, op, "w", w, {c});
   ops::check_shape(*this, op, "dw", dw, {c});
   ops::check_shape(*this, op, "db", db, {c});
-  ops::check_tensor(*this, op, "mean", mean);
-  ops::check_tensor(*this, op, "rstd", rstd);
-  PENG_CHECK(mean.numel() == n && rstd.numel() == n, op, ": mean and rstd must hold ", n,
-             " rows for x ", x.str(), ", got ", mean.str(), " and ", rstd.str());
   CudaLaunch launch(device_);
   kernels::layernorm_backward(launch, dy.data<const float>(), x.data<const float>(),
                               w.data<const float>(), mean.data<const float>(),

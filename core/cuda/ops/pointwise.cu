@@ -32,22 +32,8 @@ Shape half_shape(const Tensor& gate_up, int64_t f) {
 // +angle (sign 1) or -angle (sign -1).
 void rope_apply(CudaBackend& be, const char* op, const char* x_name, Tensor& x, int n_heads,
                 int n_rot, const Tensor& cos, const Tensor& sin, float sign) {
-  ops::check_tensor(be, op, x_name, x);
-  PENG_CHECK(x.ndim() == 3, op, ": ", x_name, " must be (B, T, n_heads * hd), got ", x.str());
-  PENG_CHECK(n_heads >= 1 && x.dim(2) % n_heads == 0 && (x.dim(2) / n_heads) % 2 == 0, op,
-             ": n_heads ", n_heads, " must divide the last dimension of ", x_name, " ", x.str(),
-             " into heads of an even size");
-  PENG_CHECK(n_rot >= 0 && n_rot <= n_heads, op, ": n_rot ", n_rot, " must be in [0, n_heads ",
-             n_heads, "]");
-  const int64_t B = x.dim(0), T = x.dim(1), hd = x.dim(2) / n_heads, half = hd / 2;
-  ops::check_tensor(be, op, "cos", cos);
-  ops::check_tensor(be, op, "sin", sin);
-  PENG_CHECK(cos.ndim() == 2 && cos.dim(0) >= T && cos.dim(1) == half, op,
-             ": cos must be (Tmax >= ", T, ", hd/2 = ", half, "), got ", cos.str());
-  PENG_CHECK(sin.shape() == cos.shape(), op, ": sin must have cos's shape ", cos.str(), ", got ",
-             sin.str());
-  ops::check_no_overlap(op, x_name, x, "cos", cos);
-  ops::check_no_overlap(op, x_name, x, "sin", sin);
+  const int64_t hd = checks::check_rope(be.device(), op, x_name, x, n_heads, n_rot, cos, sin);
+  const int64_t B = x.dim(0), T = x.dim(1);
   CudaLaunch launch(be.index());
   kernels::rope(launch, x.data<float>(), B, T, n_heads, n_rot, int(hd), cos.data<const float>(),
                 sin.data<const float>(), sign);

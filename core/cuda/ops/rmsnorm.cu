@@ -10,23 +10,6 @@
 namespace peng::cuda {
 namespace {
 
-// Checks x (N, C >= 1), w (C) and rstd (N values); returns N and C.
-struct RmsDims {
-  int64_t n, c;
-};
-RmsDims check_rmsnorm(const CudaBackend& be, const char* op, const Tensor& x, const Tensor& w,
-                      const Tensor& rstd) {
-  ops::check_tensor(be, op, "x", x);
-  PENG_CHECK(x.ndim() >= 1, op, ": x must be (N, C), got ", x.str());
-  const int64_t c = x.dim(-1), n = ops::rows_of(x);
-  PENG_CHECK(c > 0, op, ": x has no channels: ", x.str());
-  ops::check_shape(be, op, "w", w, {c});
-  ops::check_tensor(be, op, "rstd", rstd);
-  PENG_CHECK(rstd.numel() == n, op, ": rstd must hold ", n, " rows for x ", x.str(), ", got ",
-             rstd.str());
-  return {n, c};
-}
-
 using checks::QkvDims;
 
 }  // namespace
@@ -34,7 +17,7 @@ using checks::QkvDims;
 void CudaBackend::rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y,
                                   Tensor& rstd) {
   const char* op = "rmsnorm_forward";
-  const auto [n, c] = check_rmsnorm(*this, op, x, w, rstd);
+  const auto [n, c] = checks::check_rmsnorm(device(), op, x, w, rstd);
   ops::check_shape(*this, op, "y", y, x.shape());
   ops::check_no_overlap(op, "y", y, "x", x);
   ops::check_no_overlap(op, "rstd", rstd, "x", x);
@@ -47,7 +30,7 @@ void CudaBackend::rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, T
 void CudaBackend::rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w,
                                    const Tensor& rstd, Tensor& dx, Tensor& dw) {
   const char* op = "rmsnorm_backward";
-  const auto [n, c] = check_rmsnorm(*this, op, x, w, rstd);
+  const auto [n, c] = checks::check_rmsnorm(device(), op, x, w, rstd);
   ops::check_shape(*this, op, "dy", dy, x.shape());
   ops::check_shape(*this, op, "dx", dx, x.shape());
   ops::check_shape(*this, op, "dw", dw, {c});
