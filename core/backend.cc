@@ -108,6 +108,21 @@ void Backend::cross_entropy_shard_backward(const Tensor&, const Tensor&, int64_t
 }
 void Backend::add(const Tensor&, const Tensor&, Tensor&) { missing("add"); }
 void Backend::scale(Tensor&, float) { missing("scale"); }
+void Backend::moe_route(const Tensor&, const Tensor&, const MoeRouting&, Tensor&, Tensor&, Tensor&,
+                        Tensor&) {
+  missing("moe_route");
+}
+void Backend::moe_route_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                 const MoeRouting&, Tensor&) {
+  missing("moe_route_backward");
+}
+void Backend::gather_rows(const Tensor&, const Tensor&, const Tensor&, Tensor&) {
+  missing("gather_rows");
+}
+void Backend::scatter_add_rows(const Tensor&, const Tensor&, const Tensor&, Tensor&) {
+  missing("scatter_add_rows");
+}
+void Backend::rows_dot(const Tensor&, const Tensor&, Tensor&) { missing("rows_dot"); }
 void Backend::adamw_update(Tensor&, const Tensor&, Tensor&, Tensor&, const AdamWOptions&) {
   missing("adamw_update");
 }

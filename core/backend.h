@@ -48,6 +48,13 @@ struct AdamWScalars {
 };
 AdamWScalars adamw_scalars(const AdamWOptions& opt);
 
+// How a Mixture-of-Experts router turns logits into a choice of experts (moe_route below).
+struct MoeRouting {
+  int topk = 1;            // experts per token
+  bool sigmoid = false;    // scores = sigmoid(logits) (DeepSeek-V3), else softmax(logits)
+  bool norm_topk = false;  // the chosen scores are divided by their sum
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -194,6 +201,31 @@ class Backend {
   virtual void add(const Tensor& a, const Tensor& b, Tensor& out);
   // x *= s
   virtual void scale(Tensor& x, float s);
+
+  // ---- Mixture of Experts: routing, and moving token rows to experts and back ----
+  // Per token (row) of logits (N, E), with bias (E) that only selects:
+  //   scores (N, E) = softmax(logits) or sigmoid(logits)
+  //   chosen (N, k) i32 = the k experts of largest scores + bias, in decreasing order
+  //                       (ties: the lower expert index first)
+  //   weights (N, k) = scores at chosen (divided by their sum with norm_topk)
+  //   prob_sums (E) f64 = sum over the rows of scores / (the row's sum of scores)
+  virtual void moe_route(const Tensor& logits, const Tensor& bias, const MoeRouting& r,
+                         Tensor& scores, Tensor& chosen, Tensor& weights, Tensor& prob_sums);
+  // dweights (N, k) and aux (E), the gradient of the loss with respect to each row's
+  // scores / (sum of scores) (the balance loss's), -> dlogits (N, E) overwritten.
+  virtual void moe_route_backward(const Tensor& dweights, const Tensor& scores,
+                                  const Tensor& chosen, const Tensor& aux, const MoeRouting& r,
+                                  Tensor& dlogits);
+  // out (M, C) row i = weight[i] * x[index[i]]; x (N, C), index (M) i32 in [0, N), weight (M)
+  // or undefined (1).
+  virtual void gather_rows(const Tensor& x, const Tensor& index, const Tensor& weight,
+                           Tensor& out);
+  // out (N, C) row index[i] += weight[i] * src[i] for i = 0, 1, ... in that order (a row's
+  // sum is deterministic); src (M, C), weight (M) or undefined (1).
+  virtual void scatter_add_rows(const Tensor& src, const Tensor& index, const Tensor& weight,
+                                Tensor& out);
+  // out (M) = the dot product of row i of a and of b (M, C), accumulated in double.
+  virtual void rows_dot(const Tensor& a, const Tensor& b, Tensor& out);
 
   // ---- optimizer ----
   // One AdamW step on a flat parameter range, PyTorch semantics:

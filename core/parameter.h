@@ -94,6 +94,14 @@ struct Parameter {
   // Counts in the FLOPs convention's N: takes part in matmuls (not a position embedding,
   // not an input embedding whose rows are only looked up).
   bool flops = true;
+  // false: a buffer the model updates itself (a MoE router's selection bias), not the
+  // optimizer. Its gradient stays zero and it has no weight decay, so AdamW leaves it
+  // unchanged (m and v stay 0: the update is 0); it is saved and exported like a weight.
+  bool trained = true;
+  // One expert's weight in a layer whose experts are split over an expert-parallel group:
+  // this rank registers only its own experts (the same count on every rank). Its gradient
+  // is reduced over the expert-data-parallel ranks that hold the same expert, not over dp.
+  bool expert_parallel = false;
 };
 
 // The local shape of a shard; throws naming the parameter when the split is uneven.

@@ -243,6 +243,7 @@ void JobTelemetry::on_step(const StepMetrics& m) {
       line["gpu_mem_used_bytes"] = g.mem_used_bytes;
       line["gpu_temperature_c"] = g.temperature_c;
     }
+    if (!m.moe.empty()) add_routing(line, m.moe);
     metrics_->write(line);
   }
   const int every = config_.telemetry().export_every();
@@ -255,11 +256,30 @@ void JobTelemetry::on_step(const StepMetrics& m) {
                                        {"perf/mfu", step_mfu},
                                        {"perf/tflops_per_device", tflops},
                                        {"perf/goodput", goodput()}});
+    if (!m.moe.empty()) tensorboard_->add_scalars(m.step, routing_scalars(m.moe));
     tensorboard_->flush();
   }
   if (!config_.telemetry().prometheus_textfile().empty()) {
     write_prometheus(gather_rank_stats(/*ledger_interval=*/false));  // collective
   }
+}
+
+// The routing of a Mixture-of-Experts step in a metrics line: "aux_loss" (all layers) and
+// "moe": one object per MoE layer.
+void JobTelemetry::add_routing(nlohmann::json& line, const std::vector<LayerLoad>& moe) {
+  line["aux_loss"] = total_aux_loss(moe);
+  nlohmann::json layers = nlohmann::json::array();
+  for (const LayerLoad& l : moe) {
+    layers.push_back({{"layer", l.layer},
+                      {"aux_loss", l.aux_loss},
+                      {"tokens_min", l.min},
+                      {"tokens_max", l.max},
+                      {"tokens_mean", l.mean},
+                      {"imbalance", l.imbalance},
+                      {"dropped", 0},
+                      {"tokens", l.tokens}});
+  }
+  line["moe"] = std::move(layers);
 }
 
 void JobTelemetry::on_validation(int64_t step, double val_loss) {
@@ -440,6 +460,7 @@ void JobTelemetry::write_prometheus(const std::vector<double>& stats) {
     m.series = per_rank(column);
     if (!m.series.empty()) metrics.push_back(std::move(m));
   }
+  for (PromMetric& m : routing_prometheus(last_.moe, job_id_)) metrics.push_back(std::move(m));
   write_prometheus_textfile(config_.telemetry().prometheus_textfile(), metrics);
 }
 

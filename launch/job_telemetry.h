@@ -21,8 +21,11 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/dtype.h"
 #include "launch/environment.h"
+#include "launch/routing_metrics.h"
 #include "peng/config.pb.h"
 #include "telemetry/flops.h"
 #include "telemetry/goodput.h"
@@ -55,6 +58,7 @@ struct StepMetrics {
   double step_time_s = 0;  // this rank's wall time of the step
   double pp_bubble = 0;    // the pipeline ranks' mean share of the schedule spent waiting
   StepBreakdown breakdown;
+  std::vector<LayerLoad> moe;  // a Mixture-of-Experts model's routing (empty: dense)
 };
 
 class JobTelemetry {
@@ -95,6 +99,7 @@ class JobTelemetry {
   nlohmann::json ledger_record(const std::string& kind, const std::string& status,
                                const std::vector<double>* stats);
   void write_prometheus(const std::vector<double>& stats);
+  static void add_routing(nlohmann::json& line, const std::vector<LayerLoad>& moe);
 
   const proto::TrainConfig& config_;
   LaunchEnv env_;

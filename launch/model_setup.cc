@@ -31,6 +31,23 @@ void forget_derived_sizes(const ModelFamily& family, DecoderConfig& c) {
   if (ffn) c.ffn_hidden = 0;
 }
 
+// The Mixture-of-Experts sizes and switches the config sets.
+void apply_moe_overrides(const proto::ModelConfig& m, MoeConfig& moe) {
+  if (m.experts()) moe.experts = m.experts();
+  if (m.experts_per_token()) moe.topk = m.experts_per_token();
+  if (m.expert_ffn()) moe.expert_hidden = m.expert_ffn();
+  if (m.has_shared_experts()) moe.shared = m.shared_experts();
+  if (m.has_first_dense_layers()) moe.first_dense = m.first_dense_layers();
+  if (!m.scoring().empty()) {
+    PENG_INPUT_CHECK(m.scoring() == "softmax" || m.scoring() == "sigmoid", "model.scoring \"",
+                     m.scoring(), "\" is not softmax or sigmoid");
+    moe.sigmoid = m.scoring() == "sigmoid";
+  }
+  if (m.has_norm_topk()) moe.norm_topk = m.norm_topk();
+  if (m.has_aux_loss_alpha()) moe.aux_alpha = m.aux_loss_alpha();
+  if (m.has_bias_update_speed()) moe.bias_update_speed = m.bias_update_speed();
+}
+
 // Every size and switch the config sets, applied to `c` (a preset or custom sizes).
 void apply_overrides(const proto::ModelConfig& m, DecoderConfig& c) {
   if (m.n_layer()) c.n_layer = m.n_layer();
@@ -43,6 +60,7 @@ void apply_overrides(const proto::ModelConfig& m, DecoderConfig& c) {
   if (m.ffn_hidden()) c.ffn_hidden = m.ffn_hidden();
   if (m.rope_theta()) c.rope.theta = m.rope_theta();
   if (m.has_tie_embeddings()) c.tied_embeddings = m.tie_embeddings();
+  apply_moe_overrides(m, c.moe);
 }
 
 // The config set by model.init_from's config.json; every size the config also sets must
@@ -65,6 +83,13 @@ DecoderConfig from_folder(const proto::ModelConfig& m) {
   PENG_INPUT_CHECK(!m.has_tie_embeddings() || m.tie_embeddings() == c.tied_embeddings,
                    "model.tie_embeddings = ", m.tie_embeddings() ? "true" : "false",
                    " conflicts with ", src);
+  DecoderConfig requested = c;  // MoE settings given too must be the folder's
+  apply_moe_overrides(m, requested.moe);
+  const auto now = describe(requested), saved = describe(c);
+  for (size_t i = 0; i < now.size(); ++i) {
+    PENG_INPUT_CHECK(now[i] == saved[i], "model.", now[i].first, " = ", now[i].second,
+                     " conflicts with ", src, " (", saved[i].second, ")");
+  }
   return c;
 }
 

@@ -1,6 +1,7 @@
 #include "launch/trainer.h"
 
 #include <cmath>
+#include <map>
 #include <cstdio>
 #include <sstream>
 
@@ -19,6 +20,7 @@
 #include "launch/layout.h"
 #include "launch/model_setup.h"
 #include "launch/pipeline_runner.h"
+#include "launch/routing_metrics.h"
 #include "launch/stop_signals.h"
 #include "models/sample.h"
 #include "optim/adamw.h"
@@ -133,6 +135,8 @@ struct Trainer::Parts {
   std::unique_ptr<ProgressLine> progress;
   std::unique_ptr<JobTelemetry> telemetry;
   // Progress of the run.
+  std::map<int, double> imbalance;  // MoE layer -> sum over steps of max/mean tokens per expert
+  int64_t moe_steps = 0;
   int64_t start_step = 0;
   std::string resumed;
   TrainReport report;
@@ -329,6 +333,22 @@ std::map<std::string, Tensor> whole_model_state(Trainer::Parts& p) {
   return state;
 }
 
+// A Mixture-of-Experts step's routing, every MoE layer on every rank (collective over pp), and
+// its imbalance added to the run's.
+std::vector<LayerLoad> routing_loads(Trainer::Parts& p) {
+  const MoeConfig& moe = p.arch.moe;
+  if (!moe.enabled()) return {};
+  std::vector<LayerLoad> loads;
+  for (const RoutingStats& s :
+       gather_routing(p.model->routing_stats(), moe.first_dense, p.arch.n_layer, moe.experts,
+                      p.pp)) {
+    loads.push_back(layer_load(s));
+    p.imbalance[s.layer] += loads.back().imbalance;
+  }
+  ++p.moe_steps;
+  return loads;
+}
+
 // The host copy checkpoints go through when the state is on a GPU (pinned memory, allocated
 // on first use).
 void ensure_staging(Trainer::Parts& p) {
@@ -418,6 +438,7 @@ StepRecord Trainer::step(int64_t step) {
   PhaseTimer& timer = *p.timer;
   timer.start();
   p.model->parameters().zero_grads();
+  p.model->begin_step();
   p.step_sums.zero();
   // This rank's sum of per-position losses goes to p.loss_sum: the pipeline's last stage, or
   // the micro-batches'.
@@ -447,6 +468,8 @@ StepRecord Trainer::step(int64_t step) {
   // Tied copies got the same gradient, but summed over dp in buckets laid out differently
   // on their ranks: keep them bit-identical.
   p.sync->broadcast_tied_values();
+  p.model->update_routing_biases();  // MoE: the step's global counts, the same on every rank
+  const std::vector<LayerLoad> moe = routing_loads(p);
   timer.lap(&t.time.exposed_comm_s);
   timer.collect();  // on a GPU: waits for the step's last work (the update)
   if (p.runner) t.time.pp_bubble_s = t.pipeline_other_s;
@@ -463,7 +486,8 @@ StepRecord Trainer::step(int64_t step) {
                         .lr = lr,
                         .step_time_s = dt,
                         .pp_bubble = bubble,
-                        .breakdown = t.time});
+                        .breakdown = t.time,
+                        .moe = moe});
   return r;
 }
 
@@ -614,6 +638,11 @@ std::string Trainer::summary() const {
                         r.checkpoint_stall_s, " s)");
   }
   if (!r.val_losses.empty()) s += detail::concat(" | val loss ", r.val_losses.back().second);
+  if (p.moe_steps > 0) {
+    std::vector<std::pair<int, double>> mean;
+    for (const auto& [layer, sum] : p.imbalance) mean.emplace_back(layer, sum / double(p.moe_steps));
+    s += " | " + imbalance_summary(mean);
+  }
   if (!p.config.logging().export_to().empty()) {
     s += " | model written to " + p.config.logging().export_to();
   }

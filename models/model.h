@@ -5,8 +5,9 @@
 // weight; every method below is then collective over tp, in the same order on every rank)
 // and the pipeline stages it holds (PipelineLayout). Its parameters (a ParameterSet whose
 // roles say how each is treated: shards, tied copies, partial gradients, stage, decay,
-// init, FLOPs) are all the trainer sees of its weights; it never learns the model's dp or
-// ep placement.
+// init, FLOPs, experts) are all the trainer sees of its weights. A Mixture-of-Experts model
+// also knows its ExpertGroup (which experts it holds, whom it routes tokens with); no model
+// knows its data-parallel placement.
 //
 // Pipeline chunks. With pp ranks and v virtual stages there are S = pp * v stages of
 // n_layer / S layers; this rank holds chunks c = 0..v-1, the global stages c * pp + rank.
@@ -29,6 +30,7 @@
 #include "core/backend.h"
 #include "core/parameter.h"
 #include "models/decoder/config.h"
+#include "models/nn/routing_stats.h"
 
 namespace peng {
 
@@ -105,6 +107,14 @@ class CausalLM {
   virtual Tensor logits_row(int64_t row) = 0;
   int64_t padded_vocab() const { return arch().padded_vocab(tp_size()); }
   virtual int tp_size() const = 0;
+
+  // ---- Mixture of Experts (nothing for a dense model) ----
+  // A training step's routing statistics start over (call before its first forward).
+  virtual void begin_step() {}
+  // The step's statistics of every MoE layer this rank holds (its stages), in layer order.
+  virtual std::vector<RoutingStats> routing_stats() const { return {}; }
+  // After the optimizer step: DeepSeek-V3's selection-bias updates from the step's counts.
+  virtual void update_routing_biases() {}
 
   // Without pipeline parallelism: forward of the whole model (the mean loss; 0 without
   // targets) and its backward.

@@ -1,6 +1,7 @@
 #include "models/registry.h"
 
 #include "core/error.h"
+#include "models/deepseek/deepseek.h"
 #include "models/gpt2/family.h"
 #include "models/llama/llama.h"
 
@@ -13,6 +14,7 @@ const std::vector<const ModelFamily*>& model_families() {
       &llama_family(),
       &qwen2_family(),
       &qwen3_family(),
+      &deepseek_moe_family(),
   };
   return families;
 }
@@ -80,13 +82,13 @@ void save_hf_model(const std::filesystem::path& dir, const DecoderConfig& c,
 }
 
 std::unique_ptr<CausalLM> build_model(const DecoderConfig& c, Backend& backend, const TpGroup& tp,
-                                      const PipelineLayout& pipe) {
-  return model_family(c.family).build(c, backend, tp, pipe, /*allocate=*/true);
+                                      const PipelineLayout& pipe, const ExpertGroup& experts) {
+  return model_family(c.family).build(c, backend, tp, pipe, experts, /*allocate=*/true);
 }
 
 std::vector<Parameter> parameter_table(const DecoderConfig& c) {
   return model_family(c.family)
-      .build(c, cpu_backend(), {}, {}, /*allocate=*/false)
+      .build(c, cpu_backend(), {}, {}, {}, /*allocate=*/false)
       ->parameters()
       .all();
 }
@@ -94,7 +96,9 @@ std::vector<Parameter> parameter_table(const DecoderConfig& c) {
 int64_t count_parameters(const DecoderConfig& c, bool flops_only) {
   int64_t n = 0;
   for (const Parameter& p : parameter_table(c)) {
-    if (p.tie_primary && (p.flops || !flops_only)) n += shape_numel(p.logical_shape);
+    if (p.tie_primary && p.trained && (p.flops || !flops_only)) {
+      n += shape_numel(p.logical_shape);
+    }
   }
   return n;
 }

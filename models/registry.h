@@ -24,6 +24,7 @@
 #include "models/hf/hf_config.h"
 #include "models/hf/hf_weights.h"
 #include "models/model.h"
+#include "parallel/expert_parallel/expert_group.h"
 #include "parallel/tensor_parallel/tp_group.h"
 
 namespace peng {
@@ -40,7 +41,8 @@ struct ModelFamily {
   Json (*to_hf_config)(const DecoderConfig& c, DType weights);
   HfWeights (*hf_weights)(const DecoderConfig& c);
   std::unique_ptr<CausalLM> (*build)(const DecoderConfig& c, Backend& backend, const TpGroup& tp,
-                                     const PipelineLayout& pipe, bool allocate);
+                                     const PipelineLayout& pipe, const ExpertGroup& experts,
+                                     bool allocate);
 };
 
 // Every registered family, in registration order.
@@ -66,7 +68,8 @@ void save_hf_model(const std::filesystem::path& dir, const DecoderConfig& c,
 
 // The model of `c` for one rank (see CausalLM), through its family's builder.
 std::unique_ptr<CausalLM> build_model(const DecoderConfig& c, Backend& backend,
-                                      const TpGroup& tp = {}, const PipelineLayout& pipe = {});
+                                      const TpGroup& tp = {}, const PipelineLayout& pipe = {},
+                                      const ExpertGroup& experts = {});
 // The whole model's parameter table in registration order (nothing allocated): names,
 // shapes and roles; value and grad are undefined.
 std::vector<Parameter> parameter_table(const DecoderConfig& c);

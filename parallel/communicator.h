@@ -12,8 +12,10 @@
 // - Reductions of bf16/f16 accumulate each pairwise step in f32 and round back.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -47,6 +49,14 @@ class Communicator {
   virtual std::unique_ptr<Work> reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op) = 0;
   // `out` has size() * in.numel() elements; chunk r is rank r's `in`.
   virtual std::unique_ptr<Work> all_gather(const Tensor& in, Tensor& out) = 0;
+  // Variable all-to-all (MPI_Alltoallv; Megatron's token dispatch): `in` holds
+  // send_counts[0] elements for rank 0, then send_counts[1] for rank 1, ...; `out` receives
+  // recv_counts[r] elements from rank r, in rank order. Both count lists have size()
+  // entries, in elements, and agree pairwise (rank i's send_counts[j] == rank j's
+  // recv_counts[i]); in and out hold their sums and share a dtype.
+  virtual std::unique_ptr<Work> all_to_all_v(const Tensor& in,
+                                             const std::vector<int64_t>& send_counts, Tensor& out,
+                                             const std::vector<int64_t>& recv_counts) = 0;
   // In place: every rank ends with `root`'s t.
   virtual std::unique_ptr<Work> broadcast(Tensor& t, int root) = 0;
   virtual std::unique_ptr<Work> send(const Tensor& t, int dst, int tag = 0) = 0;

@@ -83,6 +83,16 @@ std::unique_ptr<Work> StagedCommunicator::all_gather(const Tensor& in, Tensor& o
   return std::make_unique<StagedWork>(std::move(inner), out, out_h, in_h);
 }
 
+std::unique_ptr<Work> StagedCommunicator::all_to_all_v(const Tensor& in,
+                                                       const std::vector<int64_t>& send_counts,
+                                                       Tensor& out,
+                                                       const std::vector<int64_t>& recv_counts) {
+  Tensor in_h = host_stand_in(in, true);
+  Tensor out_h = host_stand_in(out, false);
+  auto inner = host_->all_to_all_v(in_h, send_counts, out_h, recv_counts);
+  return std::make_unique<StagedWork>(std::move(inner), out, out_h, in_h);
+}
+
 std::unique_ptr<Work> StagedCommunicator::broadcast(Tensor& t, int root) {
   Tensor h = host_stand_in(t, /*fill=*/rank() == root);
   auto inner = host_->broadcast(h, root);

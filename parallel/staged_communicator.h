@@ -6,7 +6,7 @@
 // - Host tensors pass straight through to the wrapped communicator. A device tensor is
 //   copied to a host buffer when the op is issued (inputs), the host op runs, and wait()
 //   copies the result back to the device (outputs: all_reduce, broadcast, reduce_scatter's
-//   and all_gather's out, recv). Inputs and outputs may sit on different devices.
+//   all_gather's and all_to_all_v's out, recv). Inputs and outputs may sit on different devices.
 // - Streams. The copies are Tensor::to / copy_from: synchronous, on the legacy default
 //   stream, so they follow the compute enqueued there before the call, and compute enqueued
 //   after wait() sees the result. Work on other streams is the caller's to synchronise.
@@ -37,6 +37,9 @@ class StagedCommunicator : public Communicator {
   std::unique_ptr<Work> all_reduce(Tensor& t, ReduceOp op) override;
   std::unique_ptr<Work> reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op) override;
   std::unique_ptr<Work> all_gather(const Tensor& in, Tensor& out) override;
+  std::unique_ptr<Work> all_to_all_v(const Tensor& in, const std::vector<int64_t>& send_counts,
+                                     Tensor& out,
+                                     const std::vector<int64_t>& recv_counts) override;
   std::unique_ptr<Work> broadcast(Tensor& t, int root) override;
   std::unique_ptr<Work> send(const Tensor& t, int dst, int tag = 0) override;
   std::unique_ptr<Work> recv(Tensor& t, int src, int tag = 0) override;

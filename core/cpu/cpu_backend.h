@@ -14,6 +14,8 @@
 //   embedding.cc      embedding_forward/backward (whole table and vocabulary shard)
 //   cross_entropy.cc  cross_entropy_forward/backward (whole vocabulary and shard)
 //   elementwise.cc    add, scale
+//   moe.cc            moe_route/_backward (router scores, top-k), gather_rows,
+//                     scatter_add_rows, rows_dot (moving token rows to experts and back)
 //   adamw.cc          adamw_update, sum_squares(_into), sum_into
 //
 // Threading: ops parallelise with OpenMP. OpenBLAS (OpenMP build) runs cblas_sgemm
@@ -104,6 +106,16 @@ class CpuBackend final : public Backend {
 
   void add(const Tensor& a, const Tensor& b, Tensor& out) override;
   void scale(Tensor& x, float s) override;
+
+  void moe_route(const Tensor& logits, const Tensor& bias, const MoeRouting& r, Tensor& scores,
+                 Tensor& chosen, Tensor& weights, Tensor& prob_sums) override;
+  void moe_route_backward(const Tensor& dweights, const Tensor& scores, const Tensor& chosen,
+                          const Tensor& aux, const MoeRouting& r, Tensor& dlogits) override;
+  void gather_rows(const Tensor& x, const Tensor& index, const Tensor& weight,
+                   Tensor& out) override;
+  void scatter_add_rows(const Tensor& src, const Tensor& index, const Tensor& weight,
+                        Tensor& out) override;
+  void rows_dot(const Tensor& a, const Tensor& b, Tensor& out) override;
 
   void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
                     const AdamWOptions& opt) override;

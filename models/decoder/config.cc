@@ -22,6 +22,27 @@ void DecoderConfig::validate() const {
   PENG_INPUT_CHECK(rope.theta >= 0, "model.rope_theta must be >= 0, got ", rope.theta);
   PENG_INPUT_CHECK(rope.scaling.empty() || rope.scaling == "llama3", "model.rope_scaling type \"",
                    rope.scaling, "\" is not implemented");
+  if (moe.enabled()) validate_moe();
+}
+
+void DecoderConfig::validate_moe() const {
+  PENG_INPUT_CHECK(mlp == MlpKind::kSwiGlu, "model.experts: MoE experts are SwiGLU MLPs");
+  PENG_INPUT_CHECK(moe.topk >= 1 && moe.topk <= moe.experts, "model.experts_per_token (",
+                   moe.topk, ") must be in [1, model.experts = ", moe.experts, "]");
+  PENG_INPUT_CHECK(moe.expert_hidden > 0, "model.expert_ffn must be > 0, got ", moe.expert_hidden);
+  PENG_INPUT_CHECK(moe.shared >= 0, "model.shared_experts must be >= 0, got ", moe.shared);
+  PENG_INPUT_CHECK(moe.first_dense >= 0 && moe.first_dense < n_layer, "model.first_dense_layers (",
+                   moe.first_dense, ") must be in [0, model.n_layer = ", n_layer, ")");
+  PENG_INPUT_CHECK(moe.aux_alpha >= 0, "model.aux_loss_alpha must be >= 0, got ", moe.aux_alpha);
+  PENG_INPUT_CHECK(moe.bias_update_speed >= 0, "model.bias_update_speed must be >= 0, got ",
+                   moe.bias_update_speed);
+}
+
+void DecoderConfig::check_expert_parallel(int ep) const {
+  PENG_INPUT_CHECK(ep == 1 || moe.enabled(), "parallel.ep (", ep,
+                   ") needs a Mixture-of-Experts model; this ", family, " model has no experts");
+  PENG_INPUT_CHECK(moe.experts % ep == 0, "model.experts (", moe.experts,
+                   ") is not divisible by parallel.ep (", ep, ")");
 }
 
 void DecoderConfig::check_tensor_parallel(int tp) const {
@@ -60,6 +81,17 @@ std::vector<std::pair<std::string, std::string>> describe(const DecoderConfig& c
       {"mlp_bias", flag(c.mlp_bias)},
       {"qk_norm", flag(c.qk_norm)},
       {"tied_embeddings", flag(c.tied_embeddings)}};
+  if (c.moe.enabled()) {
+    out.insert(out.end(), {{"experts", std::to_string(c.moe.experts)},
+                           {"experts_per_token", std::to_string(c.moe.topk)},
+                           {"expert_ffn", std::to_string(c.moe.expert_hidden)},
+                           {"shared_experts", std::to_string(c.moe.shared)},
+                           {"first_dense_layers", std::to_string(c.moe.first_dense)},
+                           {"scoring", c.moe.sigmoid ? "sigmoid" : "softmax"},
+                           {"norm_topk", flag(c.moe.norm_topk)},
+                           {"aux_loss_alpha", num(c.moe.aux_alpha)},
+                           {"bias_update_speed", num(c.moe.bias_update_speed)}});
+  }
   if (!c.rope.scaling.empty()) {
     out.insert(out.end(),
                {{"rope_scaling", c.rope.scaling},

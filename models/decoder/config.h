@@ -34,12 +34,34 @@ struct RopeConfig {
   int64_t original_max_position = 0;
 };
 
+// Mixture of Experts (DeepSeek-MoE, models/nn/moe.h): layers from `first_dense` on replace
+// the MLP with `experts` routed SwiGLU experts of width `expert_hidden`, `topk` of them per
+// token, plus `shared` experts merged into one SwiGLU of width shared * expert_hidden that
+// sees every token. experts = 0: a dense model.
+struct MoeConfig {
+  int experts = 0;
+  int topk = 0;
+  int64_t expert_hidden = 0;
+  int shared = 0;
+  int first_dense = 0;
+  bool sigmoid = false;       // scores = sigmoid(logits) (DeepSeek-V3), else softmax
+  bool norm_topk = false;     // the chosen scores divided by their sum
+  double aux_alpha = 0;       // the load-balancing auxiliary loss's weight
+  double bias_update_speed = 0;  // DeepSeek-V3's auxiliary-loss-free balancing (0: off)
+
+  bool enabled() const { return experts > 0; }
+  bool is_moe_layer(int layer) const { return enabled() && layer >= first_dense; }
+};
+
 // What a family calls its parameters: "<token_embedding>.weight", "<layer>.<i>.<attention>.
 // <qkv>.weight", ... Empty slots (position_embedding, q_norm, ...) are unused.
 struct DecoderNames {
   std::string token_embedding = {}, position_embedding = {}, layer = {}, attn_norm = {},
               attention = {}, qkv = {}, q_norm = {}, k_norm = {}, attn_out = {}, mlp_norm = {},
               mlp = {}, mlp_in = {}, mlp_out = {}, final_norm = {}, lm_head = {};
+  // MoE layers: "<mlp>.<router>.weight", "<mlp>.<router>.<router_bias>",
+  // "<mlp>.<experts>.<e>.<mlp_in>.weight", "<mlp>.<shared_experts>.<mlp_in>.weight", ...
+  std::string router = {}, router_bias = {}, experts = {}, shared_experts = {};
 };
 
 struct DecoderConfig {
@@ -60,6 +82,7 @@ struct DecoderConfig {
   bool qkv_bias = false, attn_out_bias = false, mlp_bias = false;
   bool qk_norm = false;  // per-head RMSNorm of q and k before RoPE
   MlpKind mlp = MlpKind::kGelu;
+  MoeConfig moe;
   bool tied_embeddings = false;  // the LM head is the token embedding
   WeightLayout weight_layout = WeightLayout::kInOut;
   double init_std = 0.02;  // N(0, std) weights; residual projections / sqrt(2 n_layer)
@@ -79,6 +102,11 @@ struct DecoderConfig {
   // tensor-parallel ranks: heads divide by tp, and tp divides the kv heads or is a
   // multiple of them (each kv head then replicated on tp / n_kv_head ranks).
   void check_tensor_parallel(int tp) const;
+  // Throws InputError unless the experts split over `ep` expert-parallel ranks.
+  void check_expert_parallel(int ep) const;
+
+ private:
+  void validate_moe() const;
 };
 
 // The sizes and switches of a config as (field, value) pairs, in a fixed order, for

@@ -56,12 +56,12 @@ void add_to_accumulator(Tensor& acc, double v) {
 
 std::unique_ptr<CausalLM> build_decoder(const DecoderConfig& config, Backend& backend,
                                         const TpGroup& tp, const PipelineLayout& pipe,
-                                        bool allocate) {
-  return std::make_unique<DecoderModel>(config, backend, tp, pipe, allocate);
+                                        const ExpertGroup& experts, bool allocate) {
+  return std::make_unique<DecoderModel>(config, backend, tp, pipe, experts, allocate);
 }
 
 DecoderModel::DecoderModel(const DecoderConfig& config, Backend& backend, const TpGroup& tp,
-                           const PipelineLayout& pipe, bool allocate)
+                           const PipelineLayout& pipe, const ExpertGroup& experts, bool allocate)
     : arch_(config),
       backend_(backend),
       tp_(tp),
@@ -73,6 +73,7 @@ DecoderModel::DecoderModel(const DecoderConfig& config, Backend& backend, const 
       params_(backend.device()) {
   arch_.validate();
   arch_.check_tensor_parallel(tp.size());
+  arch_.check_expert_parallel(experts.size());
   PENG_INPUT_CHECK(arch_.n_layer % pipe.stages() == 0, "model.n_layer (", arch_.n_layer,
                    ") is not divisible by pp x virtual stages (", pipe.pp, " x ",
                    pipe.virtual_stages, ")");
@@ -85,7 +86,7 @@ DecoderModel::DecoderModel(const DecoderConfig& config, Backend& backend, const 
     for (int l = first; l < first + layers_per_stage_; ++l) {
       block_offsets_.push_back(params_.numel());
       const size_t registered = params_.all().size();
-      blocks_.push_back(std::make_unique<Block>(params_, l, arch_, tp_, rope_.get()));
+      blocks_.push_back(std::make_unique<Block>(params_, l, arch_, tp_, rope_.get(), experts));
       for (size_t i = registered; i < params_.all().size(); ++i) params_.all()[i].layer = l;
     }
   }
@@ -137,7 +138,7 @@ void DecoderModel::register_head() {
 void DecoderModel::init_random(uint64_t seed) {
   // The whole model's table, in registration order, decides the draws: each rank keeps the
   // numbers of the parameters it holds and skips the others'.
-  const DecoderModel table(arch_, backend_, {}, {}, /*allocate=*/false);
+  const DecoderModel table(arch_, backend_, {}, {}, {}, /*allocate=*/false);
   NormalRng rng(seed);
   for (const Parameter& t : table.params_.all()) {
     const int64_t n = shape_numel(t.logical_shape);
@@ -314,7 +315,7 @@ const Tensor& DecoderModel::backward_chunk(int chunk, const Tensor& dout, float 
     dres_.copy_from(dout);
   }
   for (int b = (chunk + 1) * layers_per_stage_ - 1; b >= chunk * layers_per_stage_; --b) {
-    blocks_[size_t(b)]->backward(backend_, dres_);
+    blocks_[size_t(b)]->backward(backend_, dres_, scale);
     params_.grads_ready_from(block_offsets_[size_t(b)]);
   }
   if (!has_embedding(chunk)) return dres_;
@@ -393,6 +394,29 @@ void DecoderModel::restore_activations(int chunk, std::vector<Tensor>&& saved) {
   PENG_CHECK(slots.size() == saved.size(), "restore_activations: ", saved.size(), " tensors for ",
              slots.size(), " slots");
   for (size_t i = 0; i < slots.size(); ++i) *slots[i] = std::move(saved[i]);
+}
+
+// ---- Mixture of Experts ----
+
+void DecoderModel::begin_step() {
+  for (auto& b : blocks_) {
+    if (b->moe()) b->moe()->begin_step();
+  }
+}
+
+std::vector<RoutingStats> DecoderModel::routing_stats() const {
+  std::vector<RoutingStats> out;
+  for (const auto& b : blocks_) {
+    if (b->moe()) out.push_back(b->moe()->step_stats());
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.layer < b.layer; });
+  return out;
+}
+
+void DecoderModel::update_routing_biases() {
+  for (auto& b : blocks_) {
+    if (b->moe()) b->moe()->update_bias();
+  }
 }
 
 Tensor DecoderModel::logits_row(int64_t row) {

@@ -32,7 +32,8 @@ class DecoderModel : public CausalLM {
   // With `allocate` false nothing is allocated: the model is only its parameter table
   // (names, shapes, roles), for counting and checking; calling anything else is an error.
   DecoderModel(const DecoderConfig& config, Backend& backend, const TpGroup& tp = {},
-               const PipelineLayout& pipe = {}, bool allocate = true);
+               const PipelineLayout& pipe = {}, const ExpertGroup& experts = {},
+               bool allocate = true);
 
   const DecoderConfig& arch() const override { return arch_; }
   ParameterSet& parameters() override { return params_; }
@@ -51,6 +52,10 @@ class DecoderModel : public CausalLM {
   void restore_activations(int chunk, std::vector<Tensor>&& saved) override;
   int64_t boundary_rows(int64_t positions) const override;
   Tensor logits_row(int64_t row) override;
+
+  void begin_step() override;
+  std::vector<RoutingStats> routing_stats() const override;
+  void update_routing_biases() override;
 
   // Logits (B*T, padded_vocab / tp) of the last forward: this rank's vocabulary columns
   // [vocab_begin(), ...); only the real vocabulary is meaningful.
@@ -99,6 +104,6 @@ class DecoderModel : public CausalLM {
 // A family's builder when its models are DecoderModels (ModelFamily::build).
 std::unique_ptr<CausalLM> build_decoder(const DecoderConfig& config, Backend& backend,
                                         const TpGroup& tp, const PipelineLayout& pipe,
-                                        bool allocate);
+                                        const ExpertGroup& experts, bool allocate);
 
 }  // namespace peng

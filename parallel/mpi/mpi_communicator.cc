@@ -1,6 +1,7 @@
 #include "parallel/mpi/mpi_communicator.h"
 
 #include <algorithm>
+#include <climits>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -404,6 +406,53 @@ std::unique_ptr<Work> MpiCommunicator::all_gather(const Tensor& in, Tensor& out)
       std::make_unique<MpiWork>(enter_collective(what, comm_, name_, watch_key_, seq_, timeout_s_));
   check_mpi(MPI_Iallgather(in.raw_data(), int(in.numel()), mpi_type(in.dtype()), out.raw_data(),
                            int(in.numel()), mpi_type(in.dtype()), comm_, work->request()),
+            what);
+  return work;
+}
+
+namespace {
+// MPI_Ialltoallv's int counts and displacements for `counts` elements per rank of `t`.
+struct AllToAllCounts {
+  std::vector<int> counts, displs;
+};
+AllToAllCounts all_to_all_counts(const std::string& what, const char* name, const Tensor& t,
+                                 const std::vector<int64_t>& counts, int size) {
+  PENG_CHECK(int(counts.size()) == size, what, ": ", counts.size(), " ", name, " for ", size,
+             " ranks");
+  AllToAllCounts out;
+  int64_t at = 0;
+  for (int64_t c : counts) {
+    PENG_CHECK(c >= 0 && at + c <= INT32_MAX, what, ": ", name, " ", c,
+               " is negative or past MPI's int range");
+    out.counts.push_back(int(c));
+    out.displs.push_back(int(at));
+    at += c;
+  }
+  PENG_CHECK(at == t.numel(), what, ": ", name, " add up to ", at, " elements but the tensor ",
+             t.str(), " holds ", t.numel());
+  return out;
+}
+}  // namespace
+
+std::unique_ptr<Work> MpiCommunicator::all_to_all_v(const Tensor& in,
+                                                    const std::vector<int64_t>& send_counts,
+                                                    Tensor& out,
+                                                    const std::vector<int64_t>& recv_counts) {
+  check_host("all_to_all_v", in, name_);
+  check_host("all_to_all_v", out, name_);
+  const std::string what = "all_to_all_v on group " + name_;
+  PENG_CHECK(in.dtype() == out.dtype(), what, ": in ", in.str(), " and out ", out.str(),
+             " differ in dtype");
+  // MPI may read the count arrays until the operation completes: the Work keeps them.
+  auto send = std::make_shared<AllToAllCounts>(
+      all_to_all_counts(what, "send counts", in, send_counts, size_));
+  auto recv = std::make_shared<AllToAllCounts>(
+      all_to_all_counts(what, "receive counts", out, recv_counts, size_));
+  auto work = std::make_unique<MpiWork>(
+      enter_collective(what, comm_, name_, watch_key_, seq_, timeout_s_), [send, recv] {});
+  check_mpi(MPI_Ialltoallv(in.raw_data(), send->counts.data(), send->displs.data(),
+                           mpi_type(in.dtype()), out.raw_data(), recv->counts.data(),
+                           recv->displs.data(), mpi_type(out.dtype()), comm_, work->request()),
             what);
   return work;
 }

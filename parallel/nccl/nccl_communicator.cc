@@ -539,6 +539,54 @@ std::unique_ptr<Work> NcclCommunicator::all_gather(const Tensor& in, Tensor& out
   });
 }
 
+std::unique_ptr<Work> NcclCommunicator::all_to_all_v(const Tensor& in,
+                                                     const std::vector<int64_t>& send_counts,
+                                                     Tensor& out,
+                                                     const std::vector<int64_t>& recv_counts) {
+  State& s = *state_;
+  const std::string what = s.where("all_to_all_v");
+  check_tensor(s, "all_to_all_v", in);
+  check_tensor(s, "all_to_all_v", out);
+  PENG_CHECK(in.dtype() == out.dtype(), what, ": in ", in.str(), " and out ", out.str(),
+             " differ in dtype");
+  const auto check_counts = [&](const std::vector<int64_t>& counts, const Tensor& t,
+                                const char* name) {
+    PENG_CHECK(int(counts.size()) == s.size, what, ": ", counts.size(), " ", name, " for ", s.size,
+               " ranks");
+    int64_t sum = 0;
+    for (int64_t c : counts) {
+      PENG_CHECK(c >= 0, what, ": negative ", name);
+      sum += c;
+    }
+    PENG_CHECK(sum == t.numel(), what, ": ", name, " add up to ", sum, " elements but ", t.str(),
+               " holds ", t.numel());
+  };
+  check_counts(send_counts, in, "send counts");
+  check_counts(recv_counts, out, "receive counts");
+  // Per element: NCCL's type and how many of its units one tensor element is (u16: 2 bytes).
+  const NcclType ty = nccl_type(in, false, what);
+  const size_t units = in.numel() > 0 ? ty.count / size_t(in.numel()) : 1;
+  const size_t bytes = dtype_size(in.dtype());
+  auto* src = static_cast<const char*>(in.raw_data());
+  auto* dst = static_cast<char*>(out.raw_data());
+  return s.enqueue("all_to_all_v", {in, out}, [&]() -> ncclResult_t {
+    ncclResult_t r = ncclGroupStart();
+    if (r != ncclSuccess) return r;
+    size_t send_at = 0, recv_at = 0;
+    for (int peer = 0; peer < s.size && r == ncclSuccess; ++peer) {
+      const size_t sc = size_t(send_counts[size_t(peer)]), rc = size_t(recv_counts[size_t(peer)]);
+      if (sc > 0) r = ncclSend(src + send_at * bytes, sc * units, ty.type, peer, s.comm, s.stream);
+      if (r == ncclSuccess && rc > 0) {
+        r = ncclRecv(dst + recv_at * bytes, rc * units, ty.type, peer, s.comm, s.stream);
+      }
+      send_at += sc;
+      recv_at += rc;
+    }
+    const ncclResult_t end = ncclGroupEnd();
+    return r != ncclSuccess ? r : end;
+  });
+}
+
 std::unique_ptr<Work> NcclCommunicator::broadcast(Tensor& t, int root) {
   State& s = *state_;
   check_tensor(s, "broadcast", t);
