@@ -67,18 +67,32 @@ void copy_state(const RankState& s, bool to_host) {
   cuda::synchronize(device);  // the staging may be read or rewritten once this returns
 }
 
+// ZeRO 0: the flat buffer's dp equal ranges of the weights every dp rank holds, and each
+// expert weight's equal ranges over the ranks holding that expert.
+std::vector<ParamSegment> replicated_share(const RankState& s) {
+  const int64_t n = s.params->numel();
+  const int64_t lo = n * s.dp_rank / s.dp_size, hi = n * (s.dp_rank + 1) / s.dp_size;
+  std::vector<ParamSegment> out;
+  for (const ParamSegment& seg : split_at_parameters(*s.params, {{lo, hi - lo, lo}})) {
+    if (!seg.param->expert_parallel) out.push_back(seg);
+  }
+  for (const Parameter& p : s.params->all()) {
+    if (!p.expert_parallel) continue;
+    const int64_t m = p.value.numel(), r = s.expert_dp_rank, g = s.expert_dp_size;
+    const int64_t b = p.offset + m * r / g, e = p.offset + m * (r + 1) / g;
+    if (e > b) out.push_back({{b, e - b, b}, &p});
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<ckpt::Region> save_regions(const RankState& s) {
-  std::vector<FlatSpan> spans = s.optim_spans;
-  if (!s.sharded_optimizer) {  // replicated over dp: each dp rank writes its share
-    const int64_t n = s.params->numel();
-    const int64_t lo = n * s.dp_rank / s.dp_size, hi = n * (s.dp_rank + 1) / s.dp_size;
-    spans = {{lo, hi - lo, lo}};
-  }
+  const std::vector<ParamSegment> share =
+      s.sharded_optimizer ? split_at_parameters(*s.params, s.optim_spans) : replicated_share(s);
   std::vector<ckpt::Region> out;
   const auto owned = [&](const Parameter& p) { return owned_ranges(p, s.tp_rank); };
-  for (const ParamSegment& seg : restrict_segments(split_at_parameters(*s.params, spans), owned)) {
+  for (const ParamSegment& seg : restrict_segments(share, owned)) {
     add_segment(s, seg, out, /*values=*/true);
   }
   return out;

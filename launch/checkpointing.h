@@ -6,7 +6,8 @@
 //   optim/exp_avg/<param>       AdamW's first moment
 //   optim/exp_avg_sq/<param>    AdamW's second moment
 // Saving, every element is written once: the flat parameter buffer is split over the dp
-// ranks (ZeRO >= 1: each rank's optimizer shard; ZeRO 0: dp equal ranges), and of the
+// ranks (ZeRO >= 1: each rank's optimizer shard; ZeRO 0: dp equal ranges, and each expert
+// weight split over the ranks holding that expert), and of the
 // ranks holding an element only its owner writes it (owned_ranges(): tp rank 0 for
 // replicated parameters, replica 0 of a replicated piece, the primary copy of a tied one).
 // Loading, each rank reads its whole parameter shards and the moments of the spans its
@@ -56,6 +57,8 @@ struct RankState {
   std::vector<FlatSpan> optim_spans;  // what the optimizer updates, in its state layout
   bool sharded_optimizer = false;     // ZeRO >= 1: optim_spans are disjoint over dp
   int dp_rank = 0, dp_size = 1;
+  // The ranks holding the same experts (expert parallelism: dp / ep of them; else dp).
+  int expert_dp_rank = 0, expert_dp_size = 1;
   int tp_rank = 0;                 // for owned_ranges()
   HostStaging* staging = nullptr;  // set when the state is on a GPU: regions point here
 };

@@ -27,6 +27,11 @@ TrainLayout resolve_layout(const proto::TrainConfig& config, int world_size,
                    "parallel.sequence_parallel: a micro-batch's ", l.micro, " x ", T,
                    " positions do not split over parallel.tp (", l.mesh.tp, ")");
   model.check_tensor_parallel(l.mesh.tp);
+  l.mesh.ep = pc.ep() > 0 ? pc.ep() : 1;
+  PENG_INPUT_CHECK(pc.ep() >= 0 && l.mesh.dp % l.mesh.ep == 0, "parallel.ep (", pc.ep(),
+                   ") does not divide parallel.dp (", l.mesh.dp,
+                   "): expert-parallel ranks are taken out of data parallelism");
+  model.check_expert_parallel(l.mesh.ep);
   PENG_INPUT_CHECK(T <= model.max_seq_len, "training.seq_len (", T,
                    ") exceeds the model's maximum sequence length (model.max_seq_len = ",
                    model.max_seq_len, ")");

@@ -130,8 +130,8 @@ FlopsShape flops_shape(const DecoderConfig& arch, int64_t seq_len, double attent
 
 std::unique_ptr<CausalLM> initial_model(const proto::TrainConfig& config, const DecoderConfig& c,
                                         Backend& backend, const TpGroup& tp,
-                                        const PipelineLayout& pipe) {
-  std::unique_ptr<CausalLM> model = build_model(c, backend, tp, pipe);
+                                        const PipelineLayout& pipe, const ExpertGroup& experts) {
+  std::unique_ptr<CausalLM> model = build_model(c, backend, tp, pipe, experts);
   if (!config.model().init_from().empty()) {
     model->load_state(load_hf_model(config.model().init_from(), c));
   } else {

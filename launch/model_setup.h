@@ -17,10 +17,12 @@ DecoderConfig resolve_model_config(const proto::TrainConfig& config);
 
 // The model of the resolved architecture with its initial weights (model.init_from's
 // weights, or the random init from model.seed). Over a tensor-parallel group each rank
-// builds its shards, under pipeline parallelism its stages.
+// builds its shards, under pipeline parallelism its stages, under expert parallelism its
+// experts.
 std::unique_ptr<CausalLM> initial_model(const proto::TrainConfig& config,
                                         const DecoderConfig& model, Backend& backend,
-                                        const TpGroup& tp = {}, const PipelineLayout& pipe = {});
+                                        const TpGroup& tp = {}, const PipelineLayout& pipe = {},
+                                        const ExpertGroup& experts = {});
 
 // The FLOPs convention's shape of a model (telemetry/flops.h): N = the parameters that
 // take part in matmuls (Parameter::flops: not position embeddings, not an untied input

@@ -1,8 +1,8 @@
 #include "launch/trainer.h"
 
 #include <cmath>
-#include <map>
 #include <cstdio>
+#include <map>
 #include <sstream>
 
 #include "checkpoint/reader.h"
@@ -102,14 +102,19 @@ struct Trainer::Parts {
   Communicator *dp = nullptr, *pp = nullptr;
   TpGroup tp;
   PipelineLayout pipe;
+  // A Mixture-of-Experts model's groups: expert parallelism (from the mesh) and the ranks its
+  // routing statistics add up over (ExpertGroup).
+  std::unique_ptr<Communicator> routing;
+  ExpertGroup experts;
   // The device this rank computes on (training.device) and its backend; the phases of a
   // step are timed on it.
   Device device;
   Backend* be = nullptr;
   std::unique_ptr<PhaseTimer> timer;
   // Per step, on the device: [0] the sum of this rank's per-position losses, [1] the sum of
-  // squares of its counted gradient elements. Read together, once per step.
-  Tensor step_sums, loss_sum, grad_squares;
+  // squares of its counted gradient elements, [2] those of its experts' weights (summed over
+  // the ep group too when the gradient is not sharded). Read together, once per step.
+  Tensor step_sums, loss_sum, grad_squares, expert_squares;
   // The model and the pipeline schedule's runner.
   std::unique_ptr<CausalLM> model;
   std::unique_ptr<PipelineRunner> runner;
@@ -124,7 +129,9 @@ struct Trainer::Parts {
   std::unique_ptr<AdamW> optimizer;
   std::vector<FlatSpan> grad_spans;
   std::unique_ptr<GradientSync> sync;
-  std::vector<Communicator*> norm_groups;  // the norm's squares add over these
+  std::vector<Communicator*> norm_groups;                     // the norm's squares add over these
+  std::vector<Communicator*> expert_norm_groups;              // the experts' squares over these
+  std::vector<ParamSegment> counted_others, counted_experts;  // sync->counted(), split
   LrSchedule schedule;
   // Checkpoints (their own communicator: an async save runs collectives on a thread).
   RankState state;
@@ -156,6 +163,33 @@ struct Trainer::StepTimes {
 
 namespace {
 
+// Whether a MoE model's balance loss is taken per micro-batch: a pipeline schedule that
+// interleaves forwards and backwards (1F1B, interleaved) over several micro-batches cannot
+// know the global batch's routing at its first backward. GPipe and unpipelined
+// micro-batching (forwards first) keep the global batch's.
+bool micro_batch_balance(const Trainer::Parts& p) {
+  return p.arch.moe.aux_alpha > 0 && p.layout.pipelined() && p.layout.micro_steps > 1 &&
+         p.layout.pp_schedule != ScheduleKind::kGPipe;
+}
+
+// A Mixture-of-Experts model's groups (collective): the ep group of the mesh, and the ranks
+// sharing one global micro-batch's routing statistics: dp, and tp too under sequence
+// parallelism (each tp rank routes its own rows). Their own communicator, apart from dp's
+// gradient buckets.
+void build_expert_groups(Trainer::Parts& p) {
+  PENG_INPUT_CHECK(!p.arch.moe.enabled() || p.device.is_cpu(),
+                   "training.device = ", describe_device(p.device),
+                   ": Mixture-of-Experts layers run on the CPU backend only for now (their CUDA "
+                   "kernels are not written yet); use --device cpu");
+  if (!p.arch.moe.enabled() || !p.mesh) return;
+  if (p.layout.sequence_parallel) {
+    p.routing = p.mesh->world().split(p.mesh->pp_rank(), p.mesh->world().rank(), "routing");
+  } else {
+    p.routing = p.mesh->dp().split(0, p.mesh->dp_rank(), "routing");
+  }
+  p.experts = {.ep = p.mesh->ep(), .routing = p.routing.get()};
+}
+
 // Layout, mesh, backend and model.
 void build_model(Trainer::Parts& p) {
   const auto& pc = p.config.parallel();
@@ -170,14 +204,17 @@ void build_model(Trainer::Parts& p) {
   p.pp = p.mesh && shape.pp > 1 ? &p.mesh->pp() : nullptr;
   p.be = &backend_for(p.device);
   p.timer = std::make_unique<PhaseTimer>(p.device);
-  p.step_sums = Tensor::zeros({2}, DType::kF64, p.device);
+  p.step_sums = Tensor::zeros({3}, DType::kF64, p.device);
   p.loss_sum = p.step_sums.flat_view(0, {1});
   p.grad_squares = p.step_sums.flat_view(1, {1});
+  p.expert_squares = p.step_sums.flat_view(2, {1});
   p.tp = {shape.tp > 1 ? &p.mesh->tp() : nullptr, p.layout.sequence_parallel};
   p.pipe = {.pp = shape.pp,
             .rank = p.mesh ? p.mesh->pp_rank() : 0,
             .virtual_stages = p.layout.virtual_stages};
-  p.model = initial_model(p.config, p.arch, *p.be, p.tp, p.pipe);
+  build_expert_groups(p);
+  p.model = initial_model(p.config, p.arch, *p.be, p.tp, p.pipe, p.experts);
+  if (micro_batch_balance(p)) p.model->set_balance_scope(BalanceScope::kMicroBatch);
   if (p.layout.pipelined()) {
     const int64_t T = p.config.training().seq_len();
     const Shape boundary{p.model->boundary_rows(p.layout.micro * T), p.arch.n_embd};
@@ -221,7 +258,8 @@ void build_optimizer(Trainer::Parts& p) {
   if (p.dp) {
     p.reducer = std::make_unique<GradReducer>(
         params, *p.dp, *p.be, int64_t(pc.bucket_mb() * 1e6),
-        p.zero > 0 ? GradReducer::Mode::kReduceScatter : GradReducer::Mode::kAllReduce);
+        p.zero > 0 ? GradReducer::Mode::kReduceScatter : GradReducer::Mode::kAllReduce,
+        p.mesh->expert_dp());
   }
   const AdamWConfig adamw{
       .beta1 = oc.beta1(), .beta2 = oc.beta2(), .eps = oc.eps(), .weight_decay = oc.weight_decay()};
@@ -234,6 +272,11 @@ void build_optimizer(Trainer::Parts& p) {
   if (p.tp.comm) p.norm_groups.push_back(p.tp.comm);
   if (p.pp) p.norm_groups.push_back(p.pp);
   if (p.zero > 0) p.norm_groups.push_back(p.dp);
+  p.expert_norm_groups = p.norm_groups;  // unsharded: each ep rank counts its own experts
+  if (p.zero == 0 && p.experts.ep) p.expert_norm_groups.push_back(p.experts.ep);
+  for (const ParamSegment& s : p.sync->counted()) {
+    (s.param->expert_parallel ? p.counted_experts : p.counted_others).push_back(s);
+  }
   p.schedule = {.kind = LrSchedule::parse_kind(p.config.schedule().lr_schedule()),
                 .lr = oc.lr(),
                 .warmup = p.config.schedule().warmup_steps(),
@@ -250,6 +293,8 @@ void build_checkpoints(Trainer::Parts& p) {
              .sharded_optimizer = p.zero > 0,
              .dp_rank = p.mesh ? p.mesh->dp_rank() : 0,
              .dp_size = p.layout.mesh.dp,
+             .expert_dp_rank = p.mesh ? p.mesh->dp_rank() / p.layout.mesh.ep : 0,
+             .expert_dp_size = p.layout.mesh.dp / p.layout.mesh.ep,
              .tp_rank = p.tp.rank()};
   if (cc.dir().empty()) return;
   if (p.env.world_size > 1) p.ckpt_comm = mpi_world().split(0, p.env.rank, "checkpoint");
@@ -280,6 +325,17 @@ void build_telemetry(Trainer::Parts& p) {
                                      precision_setting(p.config),
                                      p.device.is_cuda() ? " (exact: fp32, TF32 off)" : ""));
   for (const std::string& line : p.telemetry->start_messages()) p.progress->message(line);
+  if (p.arch.moe.enabled()) {
+    p.progress->message(detail::concat(
+        "experts: ", p.arch.moe.experts, " per MoE layer, ", p.arch.moe.topk, " per token, ep ",
+        l.mesh.ep, " (", p.arch.moe.experts / l.mesh.ep, " per rank) | balance loss ",
+        p.arch.moe.aux_alpha,
+        micro_batch_balance(p) ? " over each micro-batch (the schedule interleaves "
+                                 "forwards and backwards; --pp-schedule gpipe keeps the global "
+                                 "batch's)"
+                               : " over the global batch",
+        " | bias update speed ", p.arch.moe.bias_update_speed));
+  }
 }
 
 // Mean loss over `batches` global batches of the validation stream (always the same ones);
@@ -317,11 +373,32 @@ std::string sample_text(Trainer::Parts& p, int64_t step) {
   return p.tokenizer->decode(std::vector<uint32_t>(ids.begin(), ids.end()));
 }
 
+// Under expert parallelism: every expert of this rank's stages, each broadcast from the ep
+// rank that holds it (found by an all_gather of who holds it).
+void gather_experts(Trainer::Parts& p, std::map<std::string, Tensor>& state) {
+  Communicator& ep = *p.experts.ep;
+  for (const Parameter& t : parameter_table(p.arch)) {
+    if (!t.expert_parallel) continue;
+    const int stage = stage_of_layer(t.layer, p.arch.n_layer, p.pipe.stages());
+    if (stage % p.pipe.pp != p.pipe.rank) continue;  // another pipeline rank's layer
+    Tensor mine = Tensor::from_vector<int32_t>({state.count(t.name) ? 1 : 0}, {1});
+    Tensor holders = Tensor::empty({ep.size()}, DType::kI32);
+    ep.all_gather(mine, holders)->wait();
+    int owner = 0;
+    while (owner < ep.size() && holders.data<int32_t>()[owner] == 0) ++owner;
+    PENG_CHECK(owner < ep.size(), "no expert-parallel rank holds ", t.name);
+    Tensor v = owner == ep.rank() ? state.at(t.name) : Tensor::empty(t.logical_shape);
+    ep.broadcast(v, owner)->wait();
+    state[t.name] = v;
+  }
+}
+
 // Every parameter of the model, logical, on every rank: each rank's stages (gathered over
 // tp), then, under pipeline parallelism, each tensor broadcast from the pipeline rank that
 // holds its primary copy (Parameter::layer's stage).
 std::map<std::string, Tensor> whole_model_state(Trainer::Parts& p) {
   std::map<std::string, Tensor> state = p.model->state();
+  if (p.experts.ep) gather_experts(p, state);
   if (!p.pp) return state;
   for (const Parameter& t : parameter_table(p.arch)) {
     const int stage = stage_of_layer(t.layer, p.arch.n_layer, p.pipe.stages());
@@ -339,9 +416,8 @@ std::vector<LayerLoad> routing_loads(Trainer::Parts& p) {
   const MoeConfig& moe = p.arch.moe;
   if (!moe.enabled()) return {};
   std::vector<LayerLoad> loads;
-  for (const RoutingStats& s :
-       gather_routing(p.model->routing_stats(), moe.first_dense, p.arch.n_layer, moe.experts,
-                      p.pp)) {
+  for (const RoutingStats& s : gather_routing(p.model->routing_stats(), moe.first_dense,
+                                              p.arch.n_layer, moe.experts, p.pp)) {
     loads.push_back(layer_load(s));
     p.imbalance[s.layer] += loads.back().imbalance;
   }
@@ -445,7 +521,8 @@ StepRecord Trainer::step(int64_t step) {
   p.runner ? step_pipeline(step, t) : step_micro_batches(step, t);
   p.sync->sum_partial_gradients(p.grads());
   timer.lap(&t.time.exposed_comm_s);
-  add_grad_squares(p.grads(), p.sync->counted(), *p.be, p.grad_squares);
+  add_grad_squares(p.grads(), p.counted_others, *p.be, p.grad_squares);
+  add_grad_squares(p.grads(), p.counted_experts, *p.be, p.expert_squares);
   timer.lap(&t.time.optimizer_s);
   // The one read of device values in a step: the loss and the gradient norm's squares.
   const Tensor sums = p.step_sums.to(Device::cpu());
@@ -456,7 +533,8 @@ StepRecord Trainer::step(int64_t step) {
   const std::vector<double> pp_sums = sum_over(p.pp, {loss, p.runner ? p.runner->bubble() : 0.0});
   loss = sum_over(p.dp, pp_sums[0]);
   const double bubble = pp_sums[1] / p.layout.mesh.pp;  // the pipeline ranks' mean waiting share
-  const double norm = norm_from_squares(sums.data<double>()[1], p.norm_groups);
+  const double norm = std::hypot(norm_from_squares(sums.data<double>()[1], p.norm_groups),
+                                 norm_from_squares(sums.data<double>()[2], p.expert_norm_groups));
   timer.lap(&t.time.exposed_comm_s);
   PENG_CHECK(std::isfinite(loss), "loss is ", loss, " at step ", step,
              ": training diverged (lower optim.lr or check the data)");
@@ -491,25 +569,44 @@ StepRecord Trainer::step(int64_t step) {
   return r;
 }
 
-// Without a pipeline: each micro-batch's forward and backward. Gradients are scaled by
-// 1/(B*T) of the global batch: their sum over micro-batches and dp ranks is the gradient of
-// the global mean loss. Only the last micro-batch communicates, except with ZeRO 2, which
-// reduce-scatters each one into the shard. The losses add up in p.loss_sum on the device.
+// Without a pipeline: each micro-batch's forward and backward (a MoE model with a balance
+// loss: every forward, then every backward). Gradients are scaled by 1/(B*T) of the global
+// batch: their sum over micro-batches and dp ranks is the gradient of the global mean loss.
+// Only the last micro-batch communicates, except with ZeRO 2, which reduce-scatters each one
+// into the shard. The losses add up in p.loss_sum on the device.
 void Trainer::step_micro_batches(int64_t step, StepTimes& t) {
   Parts& p = *p_;
   PhaseTimer& timer = *p.timer;
   const int64_t m = p.micro_steps();
   const float grad_scale =
       float(1.0 / double(p.config.training().batch_size() * p.config.training().seq_len()));
-  for (int64_t k = 0; k < m; ++k) {
-    const bool last = k + 1 == m;
-    const bool communicate = p.reducer && (last || p.zero == 2);
-    if (communicate) p.reducer->arm(/*accumulate=*/p.zero == 2 && k > 0);
+  // A balance loss over the global batch needs every micro-batch's routing before the first
+  // backward: then all forwards run first, their activations stashed (models/nn/moe.h).
+  const bool forwards_first = m > 1 && p.arch.moe.aux_alpha > 0;
+  std::vector<std::vector<Tensor>> stashed;
+  const auto forward = [&](int64_t k) {
     timer.lap(nullptr);
     p.train_reader->read(step, k);
     timer.lap(&t.time.data_s);
     p.model->forward_sum_into(p.train_reader->x(), p.train_reader->y(), p.loss_sum);
     timer.lap(&t.time.forward_s);
+  };
+  if (forwards_first) {
+    for (int64_t k = 0; k < m; ++k) {
+      forward(k);
+      stashed.push_back(p.model->stash_activations(0));
+    }
+  }
+  for (int64_t k = 0; k < m; ++k) {
+    const bool last = k + 1 == m;
+    const bool communicate = p.reducer && (last || p.zero == 2);
+    if (communicate) p.reducer->arm(/*accumulate=*/p.zero == 2 && k > 0);
+    if (forwards_first) {
+      p.model->restore_activations(0, std::move(stashed[size_t(k)]));
+    } else {
+      forward(k);
+    }
+    timer.lap(nullptr);
     p.model->backward(grad_scale);
     timer.lap(&t.time.backward_s);
     if (communicate) {
@@ -640,7 +737,8 @@ std::string Trainer::summary() const {
   if (!r.val_losses.empty()) s += detail::concat(" | val loss ", r.val_losses.back().second);
   if (p.moe_steps > 0) {
     std::vector<std::pair<int, double>> mean;
-    for (const auto& [layer, sum] : p.imbalance) mean.emplace_back(layer, sum / double(p.moe_steps));
+    for (const auto& [layer, sum] : p.imbalance)
+      mean.emplace_back(layer, sum / double(p.moe_steps));
     s += " | " + imbalance_summary(mean);
   }
   if (!p.config.logging().export_to().empty()) {

@@ -115,6 +115,10 @@ class CausalLM {
   virtual std::vector<RoutingStats> routing_stats() const { return {}; }
   // After the optimizer step: DeepSeek-V3's selection-bias updates from the step's counts.
   virtual void update_routing_biases() {}
+  // Which tokens the balance loss's gradient is taken over (models/nn/moe.h): kStep (the
+  // default) when every forward of a step comes before its backwards, kMicroBatch when a
+  // schedule interleaves them.
+  virtual void set_balance_scope(BalanceScope) {}
 
   // Without pipeline parallelism: forward of the whole model (the mean loss; 0 without
   // targets) and its backward.

@@ -28,6 +28,12 @@ ProcessMesh::ProcessMesh(Communicator& world, const MeshShape& shape)
   dp_ = world.split(pp_rank_ * shape.tp + tp_rank_, dp_rank_, "dp");
   tp_ = world.split(pp_rank_ * shape.dp + dp_rank_, tp_rank_, "tp");
   pp_ = world.split(dp_rank_ * shape.tp + tp_rank_, pp_rank_, "pp");
+  PENG_CHECK(shape.ep >= 1 && shape.dp % shape.ep == 0, "mesh: ep ", shape.ep,
+             " does not divide dp ", shape.dp);
+  if (shape.ep > 1) {
+    ep_ = dp_->split(dp_rank_ / shape.ep, dp_rank_, "ep");
+    edp_ = dp_->split(dp_rank_ % shape.ep, dp_rank_, "expert_dp");
+  }
 }
 
 }  // namespace peng

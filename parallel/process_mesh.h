@@ -1,6 +1,9 @@
 // ProcessMesh: the world as pp x dp x tp with tp fastest-varying, so the tp ranks of a
 // group are neighbours (one node):  rank = (pp_rank * dp + dp_rank) * tp + tp_rank.
 // The dp, tp and pp groups are split from the world once, at construction (collective).
+// Expert parallelism takes ep ranks out of dp (Megatron-Core's expert-data-parallel layout):
+// the ep group is ep consecutive dp ranks (dp_rank / ep the same), the expert-data-parallel
+// group the dp / ep ranks holding the same experts (dp_rank % ep the same).
 #pragma once
 
 #include <memory>
@@ -11,6 +14,7 @@ namespace peng {
 
 struct MeshShape {
   int dp = 1, tp = 1, pp = 1;
+  int ep = 1;  // divides dp
 };
 
 // Checks world = dp * tp * pp, inferring dp when it is 0. Throws InputError naming the
@@ -29,12 +33,15 @@ class ProcessMesh {
   Communicator& dp() { return *dp_; }
   Communicator& tp() { return *tp_; }
   Communicator& pp() { return *pp_; }
+  // Null when ep = 1.
+  Communicator* ep() { return ep_.get(); }
+  Communicator* expert_dp() { return edp_.get(); }
 
  private:
   Communicator& world_;
   MeshShape shape_;
   int dp_rank_, tp_rank_, pp_rank_;
-  std::unique_ptr<Communicator> dp_, tp_, pp_;
+  std::unique_ptr<Communicator> dp_, tp_, pp_, ep_, edp_;
 };
 
 }  // namespace peng

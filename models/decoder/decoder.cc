@@ -419,6 +419,12 @@ void DecoderModel::update_routing_biases() {
   }
 }
 
+void DecoderModel::set_balance_scope(BalanceScope scope) {
+  for (auto& b : blocks_) {
+    if (b->moe()) b->moe()->set_balance_scope(scope);
+  }
+}
+
 Tensor DecoderModel::logits_row(int64_t row) {
   Tensor mine = logits_.slice(row, row + 1).to(Device::cpu()).clone().view({-1});
   if (tp_.size() == 1) return mine;

@@ -56,6 +56,7 @@ class DecoderModel : public CausalLM {
   void begin_step() override;
   std::vector<RoutingStats> routing_stats() const override;
   void update_routing_biases() override;
+  void set_balance_scope(BalanceScope scope) override;
 
   // Logits (B*T, padded_vocab / tp) of the last forward: this rank's vocabulary columns
   // [vocab_begin(), ...); only the real vocabulary is meaningful.

@@ -32,7 +32,8 @@ Moe::Moe(ParameterSet& params, const std::string& prefix, int layer, const Decod
       router_(params, prefix + "." + c.names.router, c.n_embd, c.moe.experts, {},
               {.bias = false, .layout = c.weight_layout, .init = {ParamInit::kNormal, c.init_std}}),
       dispatch_(c.moe.experts, c.moe.topk, experts),
-      step_tokens_(size_t(c.moe.experts), 0) {
+      step_tokens_(size_t(c.moe.experts), 0),
+      step_probs_(size_t(c.moe.experts), 0.0) {
   const bool sp = tp.sequence_parallel && tp.size() > 1;  // each tp rank routes its own rows
   mark_from(params, params.all().size() - 1, false, sp);
   bias_ = params.add(prefix + "." + c.names.router + "." + c.names.router_bias, {c.moe.experts});
@@ -88,8 +89,7 @@ const Tensor& Moe::forward(Backend& be, const Tensor& u) {
   return out_;
 }
 
-// This forward's counts and score sums over the routing group: f_e into load_, the step's
-// statistics updated.
+// This forward's counts and score sums over the routing group, into load_ and the step's.
 void Moe::balance_statistics(int64_t rows) {
   const int e = moe_.experts;
   const std::vector<int64_t> counts = dispatch_.local_counts();
@@ -105,18 +105,14 @@ void Moe::balance_statistics(int64_t rows) {
     group_.routing->all_reduce(t, ReduceOp::kSum)->wait();
     v.assign(t.data<double>(), t.data<double>() + 2 * e + 1);
   }
-  const double n = v[size_t(2 * e)];
-  std::vector<float> f(static_cast<size_t>(e));
-  double aux = 0;
+  std::vector<double> load(v.begin(), v.begin() + e);
+  load.push_back(v[size_t(2 * e)]);
+  load_ = Tensor::from_vector(load, {e + 1});
   for (int i = 0; i < e; ++i) {
-    const double fe = double(e) / (double(moe_.topk) * n) * v[size_t(i)];
-    f[size_t(i)] = float(fe);
-    aux += fe * v[size_t(e + i)] / n;
     step_tokens_[size_t(i)] += int64_t(v[size_t(i)]);
+    step_probs_[size_t(i)] += v[size_t(e + i)];
   }
-  load_ = Tensor::from_vector(f, {e});
-  step_aux_ += n * moe_.aux_alpha * aux;
-  step_rows_ += n;
+  step_rows_ += v[size_t(2 * e)];
 }
 
 // Every local expert on its block of rows: in (R, C) -> out (R, C), forward or backward.
@@ -162,9 +158,16 @@ const Tensor& Moe::backward(Backend& be, const Tensor& dout, float scale) {
   dweights_.zero();
   Tensor dweight_rows = dweights_.view({n * k, 1});
   be.scatter_add_rows(dchoice_.view({m, 1}), dispatch_.send_choice(), Tensor(), dweight_rows);
+  // d aux / d(scores / sum) = alpha f_e / n per token of the n the statistic spans, times
+  // that loss's share of the step (kMicroBatch: n / the step's tokens = n * scale).
+  const double* load = load_.data<double>();
+  const bool step = scope_ == BalanceScope::kStep;
+  const double spanned = step ? step_rows_ : load[e];
   std::vector<float> aux(static_cast<size_t>(e));
   for (int64_t i = 0; i < e; ++i) {
-    aux[size_t(i)] = float(moe_.aux_alpha * double(scale) * double(load_.data<float>()[i]));
+    const double count = step ? double(step_tokens_[size_t(i)]) : load[i];
+    const double f = double(e) / (double(k) * spanned) * count;
+    aux[size_t(i)] = float(moe_.aux_alpha * double(scale) * f);
   }
   const Tensor aux_grad = Tensor::from_vector(aux, {e}).to(dev);
   ensure_buffer(dlogits_, {n, e}, dev);
@@ -176,14 +179,19 @@ const Tensor& Moe::backward(Backend& be, const Tensor& dout, float scale) {
 // ---- the step ----
 
 RoutingStats Moe::step_stats() const {
-  return {.layer = layer_,
-          .tokens = step_tokens_,
-          .aux_loss = step_rows_ > 0 ? step_aux_ / step_rows_ : 0.0};
+  double aux = 0;  // alpha sum_e f_e P_e over the step's tokens
+  const int e = moe_.experts;
+  for (int i = 0; i < e && step_rows_ > 0; ++i) {
+    const double f = double(e) / (double(moe_.topk) * step_rows_) * double(step_tokens_[size_t(i)]);
+    aux += f * step_probs_[size_t(i)] / step_rows_;
+  }
+  return {.layer = layer_, .tokens = step_tokens_, .aux_loss = moe_.aux_alpha * aux};
 }
 
 void Moe::begin_step() {
   std::fill(step_tokens_.begin(), step_tokens_.end(), 0);
-  step_aux_ = step_rows_ = 0;
+  std::fill(step_probs_.begin(), step_probs_.end(), 0.0);
+  step_rows_ = 0;
 }
 
 void Moe::update_bias() {

@@ -11,14 +11,18 @@
 // are tp-partial; without it the tp ranks compute the same rows.
 //
 // Balance. Each forward's statistics are summed over the routing group (the ranks sharing
-// one global micro-batch, ExpertGroup::routing): c_e = tokens routed to e, n = tokens,
+// one global micro-batch, ExpertGroup::routing) and over the step's forwards: with c_e the
+// tokens routed to e and n the tokens of the global batch,
 //   f_e = E / (k n) c_e (no gradient),  P_e = mean over tokens of scores / sum(scores),
-//   aux = alpha sum_e f_e P_e  (the Switch / DeepSeek expert-level balance loss).
-// The trained loss adds aux weighted by the forward's share of the step's tokens (n / the
-// global batch: one forward per step gives exactly the global batch's loss); its gradient
-// reaches every token's scores as alpha * scale * f_e (scale: the backward's loss scale,
-// 1 / global batch tokens). The step's counts drive DeepSeek-V3's auxiliary-loss-free
-// balancing after the optimizer step: b_e += speed * sign(mean count - c_e).
+//   aux = alpha sum_e f_e P_e  (the Switch / DeepSeek expert-level balance loss),
+// added to the trained loss. Its gradient reaches every token's scores as
+// alpha * scale * f_e (scale: the backward's loss scale, 1 / global batch tokens). With
+// BalanceScope::kStep the backward takes f_e of every forward of the step so far: the
+// global batch's when all forwards come first (one micro-batch per step, the trainer's
+// forwards-first micro-batching, GPipe). kMicroBatch takes each forward's own f_e (global
+// micro-batch) with that micro-batch's share of the loss, for schedules that interleave
+// forwards and backwards (1F1B), as Megatron-Core does. The step's counts drive DeepSeek-V3's
+// auxiliary-loss-free balancing after the optimizer step: b_e += speed * sign(mean - c_e).
 #pragma once
 
 #include <memory>
@@ -46,7 +50,8 @@ class Moe {
   // dout (N, C) -> du (N, C); `scale` is the loss scale of the backward pass.
   const Tensor& backward(Backend& be, const Tensor& dout, float scale);
 
-  // Statistics of the step so far (every forward since begin_step(), token-weighted aux).
+  void set_balance_scope(BalanceScope scope) { scope_ = scope; }
+  // Statistics of the step so far (every forward since begin_step()).
   RoutingStats step_stats() const;
   void begin_step();
   // DeepSeek-V3's bias update from the step's counts (no-op when the speed is 0).
@@ -59,6 +64,7 @@ class Moe {
   void run_experts(Backend& be, const Tensor& in, Tensor& out, bool backward);
 
   int layer_;
+  BalanceScope scope_ = BalanceScope::kStep;
   MoeConfig moe_;
   MoeRouting routing_;
   ExpertGroup group_;
@@ -69,14 +75,16 @@ class Moe {
   std::unique_ptr<Mlp> shared_;
   ExpertDispatch dispatch_;
   // Per forward (activation slots).
-  Tensor scores_, chosen_, weights_, prob_sums_, load_;  // load_: f_e (E), host
+  Tensor scores_, chosen_, weights_, prob_sums_;
+  Tensor load_;  // host f64 (E + 1): the forward's global counts c_e, then its tokens n
   Tensor send_in_, expert_in_, expert_out_, send_out_, send_weight_, out_;
   // Backward buffers.
   Tensor dsend_, dsend_raw_, dchoice_, dexpert_in_, dexpert_out_, dsend_in_, dweights_, dlogits_,
       dx_;
   // The step so far.
   std::vector<int64_t> step_tokens_;
-  double step_aux_ = 0, step_rows_ = 0;  // sum of n * aux, sum of n
+  std::vector<double> step_probs_;  // sum over the step's tokens of scores / sum(scores)
+  double step_rows_ = 0;            // the step's tokens
 };
 
 }  // namespace peng

@@ -6,6 +6,9 @@
 
 namespace peng {
 
+// Which tokens a MoE layer's balance loss is taken over when its backward runs (moe.h).
+enum class BalanceScope { kStep, kMicroBatch };
+
 struct RoutingStats {
   int layer = 0;                // the transformer layer
   std::vector<int64_t> tokens;  // per expert: tokens routed to it over the global batch

@@ -7,31 +7,47 @@
 namespace peng {
 
 GradReducer::GradReducer(ParameterSet& params, Communicator& dp, Backend& backend,
-                         int64_t bucket_bytes, Mode mode)
-    : params_(params), dp_(dp), backend_(backend), mode_(mode) {
-  const int64_t n = dp.size(), r = dp.rank();
-  const int64_t per_bucket = std::max<int64_t>(n, bucket_bytes / 4 / n * n);
-  int64_t shard = 0, max_chunk = 0, max_staging = 0;
-  for (int64_t hi = params.numel(); hi > 0;) {
-    const int64_t lo = std::max<int64_t>(0, hi - per_bucket);
-    const int64_t numel = hi - lo, padded = (numel + n - 1) / n * n, chunk = padded / n;
-    buckets_.push_back({lo, numel, padded, shard});
-    const int64_t valid = std::clamp<int64_t>(numel - r * chunk, 0, chunk);
-    if (valid > 0) owned_.push_back({lo + r * chunk, valid, shard});
-    if (padded != numel) max_staging = std::max(max_staging, padded);
-    max_chunk = std::max(max_chunk, chunk);
-    shard += chunk;
-    hi = lo;
+                         int64_t bucket_bytes, Mode mode, Communicator* expert_dp)
+    : params_(params), backend_(backend), mode_(mode) {
+  // Runs of parameters reducing over the same group, from the end of the buffer.
+  const auto group_of = [&](const Parameter& p) -> Communicator& {
+    return p.expert_parallel && expert_dp ? *expert_dp : dp;
+  };
+  const std::vector<Parameter>& all = params.all();
+  for (size_t end = all.size(); end > 0;) {
+    size_t begin = end - 1;
+    Communicator& group = group_of(all[begin]);
+    while (begin > 0 && &group_of(all[begin - 1]) == &group) --begin;
+    const int64_t hi = end == all.size() ? params.numel() : all[end].offset;
+    add_buckets(all[begin].offset, hi, group, bucket_bytes);
+    end = begin;
   }
   if (mode_ == Mode::kReduceScatter) {
     const Device dev = params.flat_grads().device();
-    shard_ = Tensor::zeros({shard}, DType::kF32, dev);
-    gather_in_ = Tensor::zeros({shard}, DType::kF32, dev);
-    chunk_ = Tensor::zeros({max_chunk}, DType::kF32, dev);
-    if (max_staging > 0) staging_ = Tensor::zeros({max_staging}, DType::kF32, dev);
+    shard_ = Tensor::zeros({shard_numel_}, DType::kF32, dev);
+    gather_in_ = Tensor::zeros({shard_numel_}, DType::kF32, dev);
+    chunk_ = Tensor::zeros({max_chunk_}, DType::kF32, dev);
+    if (max_staging_ > 0) staging_ = Tensor::zeros({max_staging_}, DType::kF32, dev);
   }
   thread_ = std::thread([this] { run(); });
   params_.set_grads_ready_hook([this](int64_t offset) { on_ready(offset); });
+}
+
+void GradReducer::add_buckets(int64_t lo_run, int64_t hi_run, Communicator& group,
+                              int64_t bucket_bytes) {
+  const int64_t n = group.size(), r = group.rank();
+  const int64_t per_bucket = std::max<int64_t>(n, bucket_bytes / 4 / n * n);
+  for (int64_t hi = hi_run; hi > lo_run;) {
+    const int64_t lo = std::max<int64_t>(lo_run, hi - per_bucket);
+    const int64_t numel = hi - lo, padded = (numel + n - 1) / n * n, chunk = padded / n;
+    buckets_.push_back({lo, numel, padded, shard_numel_, &group});
+    const int64_t valid = std::clamp<int64_t>(numel - r * chunk, 0, chunk);
+    if (valid > 0) owned_.push_back({lo + r * chunk, valid, shard_numel_});
+    if (padded != numel) max_staging_ = std::max(max_staging_, padded);
+    max_chunk_ = std::max(max_chunk_, chunk);
+    shard_numel_ += chunk;
+    hi = lo;
+  }
 }
 
 GradReducer::~GradReducer() {
@@ -106,8 +122,9 @@ void GradReducer::run() {
 
 void GradReducer::reduce(const Bucket& b, bool accumulate) {
   Tensor region = params_.flat_grads().flat_view(b.offset, {b.numel});
+  Communicator& group = *b.group;
   if (mode_ == Mode::kAllReduce) {
-    dp_.all_reduce(region, ReduceOp::kSum)->wait();
+    group.all_reduce(region, ReduceOp::kSum)->wait();
     return;
   }
   Tensor in = region;
@@ -116,25 +133,25 @@ void GradReducer::reduce(const Bucket& b, bool accumulate) {
     in.flat_view(0, {b.numel}).copy_from(region);
     in.flat_view(b.numel, {b.padded - b.numel}).zero();
   }
-  const int64_t chunk = b.padded / dp_.size();
+  const int64_t chunk = b.padded / group.size();
   Tensor out = shard_.flat_view(b.shard_offset, {chunk});
   if (!accumulate) {
-    dp_.reduce_scatter(in, out, ReduceOp::kSum)->wait();
+    group.reduce_scatter(in, out, ReduceOp::kSum)->wait();
     return;
   }
   Tensor part = chunk_.flat_view(0, {chunk});
-  dp_.reduce_scatter(in, part, ReduceOp::kSum)->wait();
+  group.reduce_scatter(in, part, ReduceOp::kSum)->wait();
   backend_.add(out, part, out);
 }
 
 void GradReducer::all_gather_values() {
   PENG_CHECK(mode_ == Mode::kReduceScatter, "GradReducer::all_gather_values without ZeRO");
   Tensor& values = params_.flat_values();
-  const int64_t n = dp_.size(), r = dp_.rank();
   std::vector<std::unique_ptr<Work>> works;
   std::vector<Tensor> padded_out(buckets_.size());
   for (size_t i = 0; i < buckets_.size(); ++i) {
     const Bucket& b = buckets_[i];
+    const int64_t n = b.group->size(), r = b.group->rank();
     const int64_t chunk = b.padded / n;
     Tensor in = gather_in_.flat_view(b.shard_offset, {chunk});
     const int64_t valid = std::clamp<int64_t>(b.numel - r * chunk, 0, chunk);
@@ -144,7 +161,7 @@ void GradReducer::all_gather_values() {
     Tensor out = values.flat_view(b.offset, {b.numel});
     if (b.padded != b.numel)
       out = padded_out[i] = Tensor::empty({b.padded}, DType::kF32, in.device());
-    works.push_back(dp_.all_gather(in, out));
+    works.push_back(b.group->all_gather(in, out));
   }
   for (auto& w : works) w->wait();
   for (size_t i = 0; i < buckets_.size(); ++i) {

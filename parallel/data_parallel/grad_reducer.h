@@ -3,9 +3,11 @@
 //
 // Buckets. The flat gradient buffer (ParameterSet) is cut into buckets of about
 // `bucket_bytes`, from the end: backward finishes gradients last-parameter-first and
-// announces them with ParameterSet::grads_ready_from(offset). Every bucket but the one at
-// offset 0 holds a multiple of dp elements; that one is padded with zeros in a staging
-// buffer when it needs to be split dp ways.
+// announces them with ParameterSet::grads_ready_from(offset). A bucket is reduced over one
+// group: dp, or for the weights of experts split over an expert-parallel group
+// (Parameter::expert_parallel) the expert-data-parallel group of the ranks holding the same
+// experts; buckets never mix the two. A bucket that does not split evenly over its group is
+// padded with zeros in a staging buffer.
 //
 // Overlap. After arm(), each bucket whose range backward has finished is queued to a
 // communication thread, which reduces the buckets in order (the same order on every rank)
@@ -44,10 +46,11 @@ class GradReducer {
  public:
   enum class Mode { kAllReduce, kReduceScatter };
 
-  // Installs itself as `params`' grads-ready hook; `params`, `dp` and `backend` (used to
-  // accumulate chunks) must outlive it.
+  // Installs itself as `params`' grads-ready hook; `params`, the groups and `backend` (used
+  // to accumulate chunks) must outlive it. `expert_dp`: the group expert weights reduce
+  // over (null: dp, as every other weight).
   GradReducer(ParameterSet& params, Communicator& dp, Backend& backend, int64_t bucket_bytes,
-              Mode mode);
+              Mode mode, Communicator* expert_dp = nullptr);
   ~GradReducer();
   GradReducer(const GradReducer&) = delete;
   GradReducer& operator=(const GradReducer&) = delete;
@@ -67,8 +70,9 @@ class GradReducer {
 
   struct Bucket {
     int64_t offset, numel;  // flat range [offset, offset + numel)
-    int64_t padded;         // numel rounded up to a multiple of dp
-    int64_t shard_offset;   // where this rank's chunk (padded / dp) sits in the shard
+    int64_t padded;         // numel rounded up to a multiple of the group's size
+    int64_t shard_offset;   // where this rank's chunk (padded / group size) sits in the shard
+    Communicator* group;    // dp or the expert-data-parallel group
   };
   const std::vector<Bucket>& buckets() const { return buckets_; }
 
@@ -76,14 +80,16 @@ class GradReducer {
   void on_ready(int64_t offset);  // main thread, from the hook
   void run();                     // communication thread
   void reduce(const Bucket& b, bool accumulate);
+  // Buckets of [lo, hi) over `group`, from the end; grows the shard by this rank's chunks.
+  void add_buckets(int64_t lo, int64_t hi, Communicator& group, int64_t bucket_bytes);
 
   ParameterSet& params_;
-  Communicator& dp_;
   Backend& backend_;
   Mode mode_;
   std::vector<Bucket> buckets_;  // from the end of the buffer to the start
   std::vector<FlatSpan> owned_;
   Tensor shard_, gather_in_, staging_, chunk_;
+  int64_t shard_numel_ = 0, max_chunk_ = 0, max_staging_ = 0;
 
   // Main thread state of the armed pass.
   bool armed_ = false, accumulate_ = false;
