@@ -120,8 +120,18 @@ DecoderConfig resolve_model_config(const proto::TrainConfig& config) {
   return c;
 }
 
+int64_t active_parameters(const DecoderConfig& arch) {
+  int64_t dense = 0, experts = 0;
+  for (const Parameter& p : parameter_table(arch)) {
+    if (!p.tie_primary || !p.trained || !p.flops) continue;
+    (p.expert_parallel ? experts : dense) += shape_numel(p.logical_shape);
+  }
+  if (experts == 0) return dense;
+  return dense + experts / arch.moe.experts * arch.moe.topk;  // k of the E equal experts
+}
+
 FlopsShape flops_shape(const DecoderConfig& arch, int64_t seq_len, double attention_fraction) {
-  return {.params = count_parameters(arch, /*flops_only=*/true),
+  return {.params = active_parameters(arch),
           .n_layer = arch.n_layer,
           .n_embd = arch.q_width(),
           .seq_len = seq_len,

@@ -24,9 +24,14 @@ std::unique_ptr<CausalLM> initial_model(const proto::TrainConfig& config,
                                         const TpGroup& tp = {}, const PipelineLayout& pipe = {},
                                         const ExpertGroup& experts = {});
 
-// The FLOPs convention's shape of a model (telemetry/flops.h): N = the parameters that
-// take part in matmuls (Parameter::flops: not position embeddings, not an untied input
-// embedding; a tied one once), the attention width n_head * head_dim, T = seq_len.
+// The parameters one token's forward multiplies with (the FLOPs convention's N): those that
+// take part in matmuls (Parameter::flops; a tied one once, buffers never) and, of each MoE
+// layer's routed experts, the k a token is routed to (attention, router, shared experts,
+// dense layers and head in full). The whole model's count for a dense one.
+int64_t active_parameters(const DecoderConfig& model);
+
+// The FLOPs convention's shape of a model (telemetry/flops.h): N = active_parameters(), the
+// attention width n_head * head_dim, T = seq_len.
 FlopsShape flops_shape(const DecoderConfig& model, int64_t seq_len, double attention_fraction = 1);
 
 }  // namespace peng

@@ -73,6 +73,24 @@ TEST(Flops, Llama31_8bByHand) {
   EXPECT_EQ(q.params, 596049920);
 }
 
+// DeepSeek-MoE 16B at T = 4096, by hand (docs/TELEMETRY.md, "Mixture of Experts"): only the
+// parameters a token is multiplied with count. Attention per layer: q, k, v, o 2048 x 2048
+// (16 heads of 128) = 16,777,216; two RMSNorms 4,096. Layer 0 is dense: SwiGLU 3 x 2048 x
+// 10944 = 67,239,936 (84,021,248 with attention). Each of the 27 MoE layers: the router
+// 64 x 2048 = 131,072, k = 6 of the 64 experts of 3 x 2048 x 1408 = 8,650,752 each
+// (51,904,512), the 2 shared experts as one SwiGLU of 2816: 17,301,504; 86,118,400 with
+// attention. N = 84,021,248 + 27 x 86,118,400 + the final norm 2,048 + the untied head
+// 102400 x 2048 = 209,715,200: 2,618,935,296 (2.83B "activated" with the looked-up input
+// embedding, as DeepSeek counts). All parameters: 16,375,728,128 (every expert, both
+// embeddings). 6N = 15,713,611,776; 12 L (H hd) T = 12 * 28 * 2048 * 4096 = 2,818,572,288.
+TEST(Flops, DeepSeekMoe16bCountsActivatedParameters) {
+  const DecoderConfig c = model_preset("deepseek-moe-16b");
+  EXPECT_EQ(count_parameters(c), 16375728128);
+  const FlopsShape s = flops_shape(c, 4096);
+  EXPECT_EQ(s.params, 2618935296);
+  EXPECT_EQ(model_flops_per_token(s), 15713611776.0 + 2818572288.0);
+}
+
 // Query blocks of 16 rows see keys [0, i1): sum of 16 * i1 over the blocks, out of T^2.
 TEST(Flops, CpuAttentionExecutesTheCausalBlocks) {
   const Backend& be = cpu_backend();
