@@ -257,6 +257,9 @@ TEST_F(Nccl, ReduceScatterAndAllGather) {
   EXPECT_THROW(comm_->reduce_scatter(u_in, u_out, ReduceOp::kSum), Error);
 }
 
+// Grouped send/recv pairs with variable counts, empty blocks included; u16 moves as bytes.
+TEST_F(Nccl, AllToAllV) { testing::check_all_to_all_v(*comm_, kAllDTypes, dev_); }
+
 TEST_F(Nccl, BroadcastAndPointToPoint) {
   const int q = comm_->rank(), g = comm_->size();
   const int prev = (q + g - 1) % g, next = (q + 1) % g;

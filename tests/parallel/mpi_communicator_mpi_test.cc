@@ -64,6 +64,14 @@ TEST(MpiCommunicator, BroadcastAndRing) {
   testing::check_broadcast_and_ring(c, testing::kAllDTypes);
 }
 
+// Variable counts per pair, empty blocks included (Megatron's token dispatch).
+TEST(MpiCommunicator, AllToAllV) {
+  Communicator& c = mpi_world();
+  testing::check_all_to_all_v(c, testing::kAllDTypes);
+  std::unique_ptr<Communicator> half = c.split(c.rank() % 2, c.rank(), "half");
+  testing::check_all_to_all_v(*half, {DType::kF32});
+}
+
 TEST(MpiCommunicator, SplitGroupsAndConcurrentOps) {
   Communicator& c = mpi_world();
   const int r = c.rank(), n = c.size();

@@ -49,6 +49,11 @@ TEST(StagedCommunicator, BroadcastAndRing) {
   testing::check_broadcast_and_ring(c, testing::kAllDTypes);
 }
 
+TEST(StagedCommunicator, AllToAllV) {
+  StagedCommunicator c = staged_world();
+  testing::check_all_to_all_v(c, testing::kAllDTypes);
+}
+
 TEST(StagedCommunicator, SplitAndDroppedWork) {
   StagedCommunicator c = staged_world();
   const int r = c.rank(), n = c.size();

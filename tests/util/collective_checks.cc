@@ -93,4 +93,43 @@ void check_broadcast_and_ring(Communicator& c, const std::vector<DType>& dtypes,
   EXPECT_THROW(c.broadcast(one, n), Error);  // root outside the group
 }
 
+void check_all_to_all_v(Communicator& c, const std::vector<DType>& dtypes, Device device) {
+  const int r = c.rank(), n = c.size();
+  std::vector<int64_t> send(static_cast<size_t>(n)), recv(static_cast<size_t>(n));
+  int64_t send_total = 0, recv_total = 0;
+  for (int j = 0; j < n; ++j) {
+    send[size_t(j)] = r + j;  // to j
+    recv[size_t(j)] = j + r;  // from j: what j sends to r
+    send_total += r + j;
+    recv_total += j + r;
+  }
+  // Element k of the block for j (or from j) and its offset in the tensor.
+  const auto value = [](int from, int to, int64_t k) { return double(1000 * from + 100 * to + k); };
+  for (DType dt : dtypes) {
+    // The values need 12 bits: bf16 and f16 cannot hold them (the move is bytes anyway).
+    if (dt == DType::kBF16 || dt == DType::kF16) continue;
+    Tensor in = filled(
+        dt, send_total,
+        [&](int64_t i) {
+          int j = 0;
+          while (i >= send[size_t(j)]) i -= send[size_t(j++)];
+          return value(r, j, i);
+        },
+        device);
+    Tensor out = Tensor::empty({recv_total}, dt, device);
+    c.all_to_all_v(in, send, out, recv)->wait();
+    expect_values(
+        out,
+        [&](int64_t i) {
+          int j = 0;
+          while (i >= recv[size_t(j)]) i -= recv[size_t(j++)];
+          return value(j, r, i);
+        },
+        "all_to_all_v");
+  }
+  Tensor small = Tensor::empty({1}, DType::kF32, device);
+  const std::vector<int64_t> bad(static_cast<size_t>(n), 2);
+  EXPECT_THROW(c.all_to_all_v(small, bad, small, bad), Error);  // 2n elements in a tensor of 1
+}
+
 }  // namespace peng::testing
