@@ -190,22 +190,27 @@ TEST(MoeReferenceSchedules, OneFOneBTakesTheBalanceLossPerMicroBatch) {
   }
 }
 
-// A checkpoint saved at ep 4 resumes at ep 2 and in one process: the experts are logical
-// tensors, the optimizer moments and the selection biases travel with them.
+// Checkpoints saved at ep 4 (ZeRO 1: moments sharded over the expert-data-parallel ranks)
+// and at ep 2 (ZeRO 0: each expert written by one of the ranks holding it) resume at ep 2 and
+// in one process: the experts are logical tensors; the optimizer moments and the selection
+// biases travel with them.
 TEST(MoeReferenceResume, ResumesAcrossExpertParallelism) {
   const ReferenceRun ref = testing::load_reference_run("moe-sigmoid");
-  for (const auto& [np, flags] : std::vector<std::pair<int, std::vector<std::string>>>{
-           {2, {"--ep", "2"}}, {1, {}}}) {
+  using Layout = std::pair<int, std::vector<std::string>>;
+  for (const auto& [saved, resumed] : std::vector<std::pair<Layout, Layout>>{
+           {{4, {"--ep", "4", "--zero", "1"}}, {2, {"--ep", "2"}}},
+           {{4, {"--dp", "4", "--ep", "2"}}, {1, {}}}}) {
     testing::TempDir tmp;
     const std::vector<std::string> ckpt = {"--checkpoint-dir", (tmp / "ckpt").string(), "--quiet"};
     const testing::CommandResult first =
-        run(4, joined(joined({"train"}, ref.train_args(4)),
-                      joined(ckpt, {"--ep", "4", "--zero", "1"})));
+        run(saved.first, joined(joined({"train"}, ref.train_args(4)), joined(ckpt, saved.second)));
     ASSERT_EQ(first.exit_code, 0) << first.stderr_text;
-    const testing::CommandResult second =
-        run(np, joined(joined({"train"}, ref.train_args()),
-                       joined(joined(ckpt, flags), {"--metrics-jsonl", (tmp / "m.jsonl").string(),
-                                                    "--export-to", (tmp / "out").string()})));
+    const testing::CommandResult second = run(
+        resumed.first,
+        joined(joined({"train"}, ref.train_args()),
+               joined(joined(ckpt, resumed.second),
+                      {"--metrics-jsonl", (tmp / "m.jsonl").string(), "--export-to",
+                       (tmp / "out").string()})));
     ASSERT_EQ(second.exit_code, 0) << second.stderr_text;
     EXPECT_NE(second.stdout_text.find("resumed from"), std::string::npos);
     expect_steps_match("moe-sigmoid", step_lines(tmp / "m.jsonl"), 4);
