@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <numeric>
 #include <nlohmann/json.hpp>
 
 #include "models/registry.h"
@@ -233,6 +234,45 @@ TEST(MoeReferenceExport, GathersExpertsIntoTheReferenceBytes) {
               testing::read_file(case_dir("moe-tiny") / "model.safetensors"))
         << "np " << np;
   }
+}
+
+// The routing reaches every sink: per-layer objects in the JSONL (min/max/mean/imbalance
+// consistent with the tokens), Prometheus series labelled by layer, the summary's most
+// imbalanced layer.
+TEST(MoeReferenceMetrics, RoutingInEverySink) {
+  const ReferenceRun ref = testing::load_reference_run("moe-sigmoid");
+  testing::TempDir tmp;
+  const testing::CommandResult r = run(
+      1, joined(joined({"train"}, ref.train_args(3)),
+                {"--metrics-jsonl", (tmp / "m.jsonl").string(), "--prometheus-textfile",
+                 (tmp / "peng.prom").string(), "--tensorboard", (tmp / "tb").string()}));
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  EXPECT_NE(r.stdout_text.find("experts: 16 per MoE layer, 4 per token, ep 1 (16 per rank) | "
+                               "balance loss 0.0001 over the global batch"),
+            std::string::npos)
+      << r.stdout_text;
+  EXPECT_NE(r.stdout_text.find("most imbalanced MoE layer "), std::string::npos);
+  for (const json& line : step_lines(tmp / "m.jsonl")) {
+    ASSERT_EQ(line["moe"].size(), 4u);
+    double aux = 0;
+    for (const json& layer : line["moe"]) {
+      const std::vector<int64_t> tokens = layer["tokens"];
+      const int64_t sum = std::accumulate(tokens.begin(), tokens.end(), int64_t(0));
+      EXPECT_EQ(sum, 4 * 8 * 16);  // k x B x T
+      EXPECT_EQ(layer["tokens_min"], *std::min_element(tokens.begin(), tokens.end()));
+      EXPECT_EQ(layer["tokens_max"], *std::max_element(tokens.begin(), tokens.end()));
+      EXPECT_DOUBLE_EQ(layer["imbalance"].get<double>(),
+                       layer["tokens_max"].get<double>() / (double(sum) / 16));
+      aux += layer["aux_loss"].get<double>();
+    }
+    EXPECT_DOUBLE_EQ(line["aux_loss"].get<double>(), aux);
+  }
+  const std::string prom = testing::read_file(tmp / "peng.prom");
+  for (const char* metric : {"peng_moe_aux_loss{", "peng_moe_imbalance_ratio{",
+                             "peng_moe_expert_tokens_max{", "peng_moe_dropped_tokens_total{"}) {
+    EXPECT_NE(prom.find(metric), std::string::npos) << metric;
+  }
+  EXPECT_NE(prom.find("layer=\"3\"} 0"), std::string::npos) << prom;  // dropped
 }
 
 // What cannot split or is not implemented: one error line naming it, non-zero exit.
