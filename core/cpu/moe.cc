@@ -38,22 +38,30 @@ RouteDims check_route(const char* op, const Tensor& scores, const Tensor& chosen
   return {n, e};
 }
 
-// Index (M) i32 into rows [0, rows): throws naming the op at the first one outside.
-int64_t check_index(const char* op, const Tensor& index, int64_t rows) {
+// A row move between `rows` (N, C) and `moved` (M, C) by index (M) i32 in [0, N), with an
+// optional weight (M): checks every argument (the first index outside [0, N) is named).
+struct RowMove {
+  int64_t m, cols;
+  const int32_t* index;
+  const float* weight;  // null: 1
+};
+RowMove check_row_move(const char* op, const char* rows_name, const Tensor& rows,
+                       const char* moved_name, const Tensor& moved, const Tensor& index,
+                       const Tensor& weight) {
+  cpu::check_tensor(op, rows_name, rows);
+  PENG_CHECK(rows.ndim() == 2, op, ": ", rows_name, " must be (N, C), got ", rows.str());
   cpu::check_tensor(op, "index", index, DType::kI32);
   PENG_CHECK(index.ndim() == 1, op, ": index must be (M), got ", index.str());
+  const int64_t m = index.numel();
   const int32_t* ix = index.data<const int32_t>();
-  for (int64_t i = 0; i < index.numel(); ++i) {
-    PENG_CHECK(ix[i] >= 0 && ix[i] < rows, op, ": index[", i, "] = ", ix[i], " is outside [0, ",
-               rows, ")");
+  for (int64_t i = 0; i < m; ++i) {
+    PENG_CHECK(ix[i] >= 0 && ix[i] < rows.dim(0), op, ": index[", i, "] = ", ix[i],
+               " is outside [0, ", rows.dim(0), ")");
   }
-  return index.numel();
-}
-
-const float* weight_of(const char* op, const Tensor& weight, int64_t m) {
-  if (!weight.defined()) return nullptr;
-  cpu::check_shape(op, "weight", weight, {m});
-  return weight.data<const float>();
+  if (weight.defined()) cpu::check_shape(op, "weight", weight, {m});
+  cpu::check_shape(op, moved_name, moved, {m, rows.dim(1)});
+  cpu::check_no_overlap(op, moved_name, moved, rows_name, rows);
+  return {m, rows.dim(1), ix, weight.defined() ? weight.data<const float>() : nullptr};
 }
 
 }  // namespace
@@ -153,15 +161,8 @@ void CpuBackend::moe_route_backward(const Tensor& dweights, const Tensor& scores
 
 void CpuBackend::gather_rows(const Tensor& x, const Tensor& index, const Tensor& weight,
                              Tensor& out) {
-  const char* op = "gather_rows";
-  cpu::check_tensor(op, "x", x);
-  PENG_CHECK(x.ndim() == 2, op, ": x must be (N, C), got ", x.str());
-  const int64_t m = check_index(op, index, x.dim(0)), cols = x.dim(1);
-  const float* w = weight_of(op, weight, m);
-  cpu::check_shape(op, "out", out, {m, cols});
-  cpu::check_no_overlap(op, "out", out, "x", x);
+  const auto [m, cols, ix, w] = check_row_move("gather_rows", "x", x, "out", out, index, weight);
   const float* px = x.data<const float>();
-  const int32_t* ix = index.data<const int32_t>();
   float* po = out.data<float>();
 #pragma omp parallel for schedule(static) if (m * cols >= cpu::kParallelMin)
   for (int64_t i = 0; i < m; ++i) {
@@ -175,15 +176,9 @@ void CpuBackend::gather_rows(const Tensor& x, const Tensor& index, const Tensor&
 
 void CpuBackend::scatter_add_rows(const Tensor& src, const Tensor& index, const Tensor& weight,
                                   Tensor& out) {
-  const char* op = "scatter_add_rows";
-  cpu::check_tensor(op, "out", out);
-  PENG_CHECK(out.ndim() == 2, op, ": out must be (N, C), got ", out.str());
-  const int64_t m = check_index(op, index, out.dim(0)), cols = out.dim(1);
-  const float* w = weight_of(op, weight, m);
-  cpu::check_shape(op, "src", src, {m, cols});
-  cpu::check_no_overlap(op, "out", out, "src", src);
+  const auto [m, cols, ix, w] =
+      check_row_move("scatter_add_rows", "out", out, "src", src, index, weight);
   const float* ps = src.data<const float>();
-  const int32_t* ix = index.data<const int32_t>();
   float* po = out.data<float>();
 #pragma omp parallel for schedule(static) if (m * cols >= cpu::kParallelMin)
   for (int64_t j = 0; j < cols; ++j) {

@@ -4,34 +4,17 @@
 
 #include "core/error.h"
 #include "models/deepseek/deepseek.h"
+#include "models/llama/variant.h"
 
 namespace peng::deepseek {
 
 DecoderConfig base_config() {
-  DecoderConfig c;
+  DecoderConfig c = llama::base_config(llama::Variant::kLlama);  // names and structure
   c.family = "deepseek_moe";
-  c.norm = NormKind::kRmsNorm;
-  c.norm_eps = 1e-6f;
-  c.rope.theta = 10000.0;
-  c.mlp = MlpKind::kSwiGlu;
-  c.weight_layout = WeightLayout::kOutIn;
-  c.moe.topk = 0;
-  c.names = {.token_embedding = "embed_tokens",
-             .layer = "layers",
-             .attn_norm = "input_layernorm",
-             .attention = "self_attn",
-             .qkv = "qkv_proj",
-             .attn_out = "o_proj",
-             .mlp_norm = "post_attention_layernorm",
-             .mlp = "mlp",
-             .mlp_in = "gate_up_proj",
-             .mlp_out = "down_proj",
-             .final_norm = "norm",
-             .lm_head = "lm_head",
-             .router = "gate",
-             .router_bias = "e_score_correction_bias",
-             .experts = "experts",
-             .shared_experts = "shared_experts"};
+  c.names.router = "gate";
+  c.names.router_bias = "e_score_correction_bias";
+  c.names.experts = "experts";
+  c.names.shared_experts = "shared_experts";
   return c;
 }
 

@@ -1,37 +1,19 @@
-// The deepseek_moe family's registration record and its Hugging Face tensor mapping.
+// The deepseek_moe family's registration record and its Hugging Face tensor mapping: Llama's
+// (models/llama/llama.h; an expert's gate/up split like a dense MLP's), with the selection
+// biases, buffers, written after the weights as PyTorch's state_dict does.
 #include "models/decoder/decoder.h"
 #include "models/deepseek/deepseek.h"
+#include "models/llama/llama.h"
 
 namespace peng {
 
 namespace {
 
-// The Hugging Face tensors of one parameter: q/k/v and gate/up split as for Llama (an
-// expert's gate/up of moe_intermediate_size, the shared experts' of n_shared times that).
-HfTensor hf_tensor(const DecoderConfig& c, const Parameter& p) {
-  const std::string name = p.name == "lm_head.weight" ? p.name : "model." + p.name;
-  const std::string stem = name.substr(0, name.size() - std::string(".weight").size());
-  const std::string dir = stem.substr(0, stem.rfind('.') + 1);
-  const auto part = [&](const std::string& proj, int64_t rows) {
-    return std::make_pair(dir + proj + ".weight", Shape{rows, p.logical_shape[1]});
-  };
-  if (stem.ends_with("." + c.names.qkv)) {
-    return {
-        p.name,
-        {part("q_proj", c.q_width()), part("k_proj", c.kv_width()), part("v_proj", c.kv_width())}};
-  }
-  if (stem.ends_with("." + c.names.mlp_in)) {
-    const int64_t hidden = p.logical_shape[0] / 2;  // dense, routed or shared
-    return {p.name, {part("gate_proj", hidden), part("up_proj", hidden)}};
-  }
-  return {p.name, {{name, p.logical_shape}}};
-}
-
 HfWeights hf_weights(const DecoderConfig& c) {
   HfWeights w;
   std::vector<HfTensor> buffers;  // written after the weights, as PyTorch's state_dict does
   for (const Parameter& p : parameter_table(c)) {
-    (p.trained ? w.tensors : buffers).push_back(hf_tensor(c, p));
+    (p.trained ? w.tensors : buffers).push_back(llama::hf_tensor(c, p));
   }
   w.tensors.insert(w.tensors.end(), buffers.begin(), buffers.end());
   for (int i = 0; i < c.n_layer; ++i) {

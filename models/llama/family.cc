@@ -6,12 +6,7 @@
 
 namespace peng {
 
-namespace {
-
-using llama::Variant;
-
-// The Hugging Face tensors of one parameter (peng name, logical shape).
-HfTensor hf_tensor(const DecoderConfig& c, const Parameter& p) {
+HfTensor llama::hf_tensor(const DecoderConfig& c, const Parameter& p) {
   const std::string name = p.name == "lm_head.weight" ? p.name : "model." + p.name;
   const std::string suffix = name.ends_with(".bias") ? ".bias" : ".weight";
   const std::string stem = name.substr(0, name.size() - suffix.size());
@@ -26,16 +21,21 @@ HfTensor hf_tensor(const DecoderConfig& c, const Parameter& p) {
         p.name,
         {part("q_proj", c.q_width()), part("k_proj", c.kv_width()), part("v_proj", c.kv_width())}};
   }
-  if (stem.ends_with("." + c.names.mlp_in)) {
-    return {p.name, {part("gate_proj", c.ffn_hidden), part("up_proj", c.ffn_hidden)}};
+  if (stem.ends_with("." + c.names.mlp_in)) {  // [gate | up]: a dense MLP's or an expert's
+    const int64_t hidden = p.logical_shape[0] / 2;
+    return {p.name, {part("gate_proj", hidden), part("up_proj", hidden)}};
   }
   return {p.name, {{name, p.logical_shape}}};
 }
 
+namespace {
+
+using llama::Variant;
+
 HfWeights hf_weights(const DecoderConfig& c) {
   HfWeights w;
   for (const Parameter& p : parameter_table(c)) {
-    w.tensors.push_back(hf_tensor(c, p));
+    w.tensors.push_back(llama::hf_tensor(c, p));
   }
   if (c.tied_embeddings) w.ignored["lm_head.weight"] = Shape{c.vocab_size, c.n_embd};
   for (int i = 0; i < c.n_layer; ++i) {  // RoPE buffers of old checkpoints

@@ -30,4 +30,11 @@ const ModelFamily& llama_family();
 const ModelFamily& qwen2_family();
 const ModelFamily& qwen3_family();
 
+namespace llama {
+// The Hugging Face tensors of one parameter under this mapping (the qkv and gate/up blocks
+// split into their Hugging Face parts, "model." in front of all but lm_head): shared with
+// the families built on Llama attention and SwiGLU (deepseek_moe).
+HfTensor hf_tensor(const DecoderConfig& c, const Parameter& p);
+}  // namespace llama
+
 }  // namespace peng

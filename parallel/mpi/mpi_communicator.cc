@@ -1,9 +1,9 @@
 #include "parallel/mpi/mpi_communicator.h"
 
 #include <algorithm>
-#include <climits>
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>

@@ -40,8 +40,7 @@ class MpiCommunicator : public Communicator {
   std::unique_ptr<Work> reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op) override;
   std::unique_ptr<Work> all_gather(const Tensor& in, Tensor& out) override;
   std::unique_ptr<Work> all_to_all_v(const Tensor& in, const std::vector<int64_t>& send_counts,
-                                     Tensor& out,
-                                     const std::vector<int64_t>& recv_counts) override;
+                                     Tensor& out, const std::vector<int64_t>& recv_counts) override;
   std::unique_ptr<Work> broadcast(Tensor& t, int root) override;
   std::unique_ptr<Work> send(const Tensor& t, int dst, int tag) override;
   std::unique_ptr<Work> recv(Tensor& t, int src, int tag) override;

@@ -82,8 +82,7 @@ class NcclCommunicator : public Communicator {
   std::unique_ptr<Work> all_gather(const Tensor& in, Tensor& out) override;
   // Grouped ncclSend/ncclRecv pairs (one per peer with a non-zero count) on the comm stream.
   std::unique_ptr<Work> all_to_all_v(const Tensor& in, const std::vector<int64_t>& send_counts,
-                                     Tensor& out,
-                                     const std::vector<int64_t>& recv_counts) override;
+                                     Tensor& out, const std::vector<int64_t>& recv_counts) override;
   std::unique_ptr<Work> broadcast(Tensor& t, int root) override;
   std::unique_ptr<Work> send(const Tensor& t, int dst, int tag = 0) override;
   std::unique_ptr<Work> recv(Tensor& t, int src, int tag = 0) override;

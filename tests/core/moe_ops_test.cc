@@ -81,7 +81,8 @@ TEST_P(MoeRoute, MatchesTheFloat64Reference) {
       EXPECT_NEAR(got.weights.data<float>()[t * r.topk + j], w, 1e-6);
     }
   }
-  for (int64_t j = 0; j < e; ++j) EXPECT_NEAR(got.prob_sums.data<double>()[j], prob[size_t(j)], 1e-5);
+  for (int64_t j = 0; j < e; ++j)
+    EXPECT_NEAR(got.prob_sums.data<double>()[j], prob[size_t(j)], 1e-5);
 }
 
 // L = sum(dw * weights) + sum_t sum_e aux_e s_te / S_t with the choice held fixed.
@@ -127,11 +128,11 @@ TEST_P(MoeRoute, BackwardMatchesFiniteDifferences) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, MoeRoute,
-                         ::testing::Values(MoeRouting{.topk = 2},
-                                           MoeRouting{.topk = 2, .norm_topk = true},
-                                           MoeRouting{.topk = 3, .sigmoid = true},
-                                           MoeRouting{.topk = 3, .sigmoid = true, .norm_topk = true}));
+INSTANTIATE_TEST_SUITE_P(
+    Kinds, MoeRoute,
+    ::testing::Values(MoeRouting{.topk = 2}, MoeRouting{.topk = 2, .norm_topk = true},
+                      MoeRouting{.topk = 3, .sigmoid = true},
+                      MoeRouting{.topk = 3, .sigmoid = true, .norm_topk = true}));
 
 // The bias moves an expert into the choice; its weight stays its score.
 TEST(MoeRouteBias, SelectsButDoesNotWeight) {

@@ -97,15 +97,7 @@ INSTANTIATE_TEST_SUITE_P(
               "--pp-schedule", "interleaved", "--virtual-stages", "2", "--micro-batch-size", "1"}},
         Case{"qwen2-odd", 6, {"--tp", "3", "--pp", "2", "--zero", "0", "--micro-batch-size", "3"}}),
     [](const auto& info) {
-      const Case& r = info.param;
-      std::string n = r.name + "_np" + std::to_string(r.np);
-      for (const std::string& f : r.flags) n += "_" + f;
-      std::string out;
-      for (char ch : n) {
-        if (std::isalnum(static_cast<unsigned char>(ch))) out += ch;
-        if (ch == '_' && !out.empty() && out.back() != '_') out += ch;
-      }
-      return out;
+      return testing::case_name(info.param.name, info.param.np, info.param.flags);
     });
 
 // A model that does not split over the layout is refused on every rank with one line.

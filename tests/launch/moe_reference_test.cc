@@ -15,8 +15,8 @@
 #include <cmath>
 #include <cstring>
 #include <map>
-#include <numeric>
 #include <nlohmann/json.hpp>
+#include <numeric>
 
 #include "models/registry.h"
 #include "tests/util/test_util.h"
@@ -82,8 +82,8 @@ void expect_steps_match(const std::string& name, const std::vector<json>& lines,
     const json& loads = e["expert_load"][s];
     ASSERT_EQ(j["moe"].size(), loads.size()) << name << " step " << s;
     for (const json& layer : j["moe"]) {
-      const std::string key = "model.layers." + std::to_string(layer["layer"].get<int>()) +
-                              ".mlp.gate";
+      const std::string key =
+          "model.layers." + std::to_string(layer["layer"].get<int>()) + ".mlp.gate";
       EXPECT_EQ(layer["tokens"], loads.at(key)) << name << " step " << s << " " << key;
       EXPECT_EQ(layer["dropped"], 0);
     }
@@ -155,15 +155,7 @@ INSTANTIATE_TEST_SUITE_P(
              {"--dp", "2", "--tp", "2", "--pp", "2", "--ep", "2", "--pp-schedule", "gpipe",
               "--micro-batch-size", "2"}}),
     [](const auto& info) {
-      const Case& r = info.param;
-      std::string n = r.name + "_np" + std::to_string(r.np);
-      for (const std::string& f : r.flags) n += "_" + f;
-      std::string out;
-      for (char ch : n) {
-        if (std::isalnum(static_cast<unsigned char>(ch))) out += ch;
-        if (ch == '_' && !out.empty() && out.back() != '_') out += ch;
-      }
-      return out;
+      return testing::case_name(info.param.name, info.param.np, info.param.flags);
     });
 
 // A 1F1B pipeline over several micro-batches cannot know the global batch's routing at its
@@ -173,10 +165,9 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(MoeReferenceSchedules, OneFOneBTakesTheBalanceLossPerMicroBatch) {
   const ReferenceRun ref = testing::load_reference_run("moe-sigmoid");
   testing::TempDir tmp;
-  const testing::CommandResult r = run(
-      2, joined(joined({"train"}, ref.train_args()),
-                {"--pp", "2", "--micro-batch-size", "2", "--metrics-jsonl",
-                 (tmp / "m.jsonl").string()}));
+  const testing::CommandResult r = run(2, joined(joined({"train"}, ref.train_args()),
+                                                 {"--pp", "2", "--micro-batch-size", "2",
+                                                  "--metrics-jsonl", (tmp / "m.jsonl").string()}));
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
   EXPECT_NE(r.stdout_text.find("balance loss 0.0001 over each micro-batch"), std::string::npos)
       << r.stdout_text;
@@ -209,9 +200,8 @@ TEST(MoeReferenceResume, ResumesAcrossExpertParallelism) {
     const testing::CommandResult second = run(
         resumed.first,
         joined(joined({"train"}, ref.train_args()),
-               joined(joined(ckpt, resumed.second),
-                      {"--metrics-jsonl", (tmp / "m.jsonl").string(), "--export-to",
-                       (tmp / "out").string()})));
+               joined(joined(ckpt, resumed.second), {"--metrics-jsonl", (tmp / "m.jsonl").string(),
+                                                     "--export-to", (tmp / "out").string()})));
     ASSERT_EQ(second.exit_code, 0) << second.stderr_text;
     EXPECT_NE(second.stdout_text.find("resumed from"), std::string::npos);
     expect_steps_match("moe-sigmoid", step_lines(tmp / "m.jsonl"), 4);
@@ -242,10 +232,10 @@ TEST(MoeReferenceExport, GathersExpertsIntoTheReferenceBytes) {
 TEST(MoeReferenceMetrics, RoutingInEverySink) {
   const ReferenceRun ref = testing::load_reference_run("moe-sigmoid");
   testing::TempDir tmp;
-  const testing::CommandResult r = run(
-      1, joined(joined({"train"}, ref.train_args(3)),
-                {"--metrics-jsonl", (tmp / "m.jsonl").string(), "--prometheus-textfile",
-                 (tmp / "peng.prom").string(), "--tensorboard", (tmp / "tb").string()}));
+  const testing::CommandResult r =
+      run(1, joined(joined({"train"}, ref.train_args(3)),
+                    {"--metrics-jsonl", (tmp / "m.jsonl").string(), "--prometheus-textfile",
+                     (tmp / "peng.prom").string(), "--tensorboard", (tmp / "tb").string()}));
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
   EXPECT_NE(r.stdout_text.find("experts: 16 per MoE layer, 4 per token, ep 1 (16 per rank) | "
                                "balance loss 0.0001 over the global batch"),
@@ -284,7 +274,9 @@ TEST(MoeReferenceErrors, RefusedWithOneErrorLine) {
             {"--ep", "3", "--batch-size", "6"},
             "error: model.experts (8) is not divisible by parallel.ep (3)"},
            {2, {"--ep", "4"}, "error: parallel.ep (4) does not divide parallel.dp (2)"},
-           {2, {"--tp", "2", "--ep", "2"}, "error: parallel.ep (2) does not divide parallel.dp (1)"},
+           {2,
+            {"--tp", "2", "--ep", "2"},
+            "error: parallel.ep (2) does not divide parallel.dp (1)"},
            {1,
             {"--experts-per-token", "9"},
             "error: model.experts_per_token = 9 conflicts with"}}) {
@@ -327,7 +319,8 @@ TEST(MoeReferenceErrors, UnsupportedConfigsAndMissingExperts) {
     return testing::run_peng(joined(args, {"--quiet"}));
   };
   for (const auto& [key, value, message] : std::vector<std::tuple<std::string, json, std::string>>{
-           {"topk_method", "group_limited_greedy", "field \"topk_method\" is \"group_limited_greedy\""},
+           {"topk_method", "group_limited_greedy",
+            "field \"topk_method\" is \"group_limited_greedy\""},
            {"n_group", 4, "field \"n_group\" is > 1; group-limited routing is not implemented"},
            {"kv_lora_rank", 512, "field \"kv_lora_rank\" is set; multi-head latent attention"},
            {"num_experts_per_tok", 9, "field \"num_experts_per_tok\" (9) is more than"},

@@ -32,8 +32,8 @@ void check_reduce_scatter_and_all_gather(Communicator& c, const std::vector<DTyp
 void check_broadcast_and_ring(Communicator& c, const std::vector<DType>& dtypes,
                               Device device = Device::cpu());
 
-// all_to_all_v for each dtype but bf16 and f16: rank r sends r + j elements (none when r + j is 0) to rank j,
-// valued 1000 r + 100 j + i; a count list that does not add up to the tensor throws.
+// all_to_all_v for each dtype but bf16 and f16: rank r sends r + j elements (none when r + j is 0)
+// to rank j, valued 1000 r + 100 j + i; a count list that does not add up to the tensor throws.
 void check_all_to_all_v(Communicator& c, const std::vector<DType>& dtypes,
                         Device device = Device::cpu());
 

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -213,6 +214,17 @@ void write_file(const fs::path& p, const std::string& bytes) {
   std::ofstream f(p, std::ios::binary);
   f.write(bytes.data(), std::streamsize(bytes.size()));
   if (!f) throw std::runtime_error("cannot write " + p.string());
+}
+
+std::string case_name(const std::string& name, int np, const std::vector<std::string>& flags) {
+  std::string n = name + "_np" + std::to_string(np);
+  for (const std::string& f : flags) n += "_" + f;
+  std::string out;
+  for (char ch : n) {
+    if (std::isalnum(static_cast<unsigned char>(ch))) out += ch;
+    if (ch == '_' && !out.empty() && out.back() != '_') out += ch;
+  }
+  return out;
 }
 
 std::vector<std::string> joined(std::vector<std::string> a, const std::vector<std::string>& b) {

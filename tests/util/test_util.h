@@ -13,7 +13,10 @@ namespace peng::testing {
 
 std::filesystem::path source_dir();     // the repository root
 std::filesystem::path reference_dir();  // ../shared/reference
-std::filesystem::path peng_binary();    // build/bin/peng
+// A gtest parameter name for a reference case run on `np` ranks with `flags`
+// ("llamatiny_np2_tp2"): letters and digits, single underscores.
+std::string case_name(const std::string& name, int np, const std::vector<std::string>& flags);
+std::filesystem::path peng_binary();  // build/bin/peng
 
 // A fresh directory under the system temp dir, removed with the object.
 class TempDir {
