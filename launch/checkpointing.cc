@@ -142,6 +142,7 @@ proto::Manifest checkpoint_meta(const proto::TrainConfig& config, const DecoderC
   l->set_virtual_stages(layout.virtual_stages);
   l->set_sequence_parallel(layout.sequence_parallel);
   l->set_pp_schedule(schedule_kind_name(layout.pp_schedule));
+  l->set_ep(layout.mesh.ep);
   proto::OptimizerState* o = m.mutable_optimizer();
   o->set_kind("adamw");
   o->set_steps_taken(optimizer.steps_taken());

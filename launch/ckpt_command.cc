@@ -79,9 +79,9 @@ void describe_state(const proto::Manifest& m, const fs::path& dir, std::string& 
   const proto::SavedLayout& l = m.layout();
   appendf(out,
           "layout: world %d = dp %d x tp %d x pp %d | zero %d | virtual stages %d | "
-          "sequence parallel %s | schedule %s\n",
+          "sequence parallel %s | schedule %s | ep %d\n",
           l.world_size(), l.dp(), l.tp(), l.pp(), l.zero(), l.virtual_stages(),
-          l.sequence_parallel() ? "on" : "off", l.pp_schedule().c_str());
+          l.sequence_parallel() ? "on" : "off", l.pp_schedule().c_str(), std::max(1, l.ep()));
   const proto::ModelConfig& mc = m.model();
   appendf(out, "model: n_layer %d, n_head %d, n_embd %d, vocab_size %d, max_seq_len %d, eps %g\n",
           mc.n_layer(), mc.n_head(), mc.n_embd(), mc.vocab_size(), mc.max_seq_len(),

@@ -468,9 +468,10 @@ void Trainer::restore() {
   p.start_step = m.step();
   p.train_reader->set_origin(p.start_step, m.data().next_sequence());
   const proto::SavedLayout& l = m.layout();
-  p.resumed = detail::concat("resumed from ", from->string(), " at step ", p.start_step,
-                             " (saved under dp ", l.dp(), ", tp ", l.tp(), ", pp ", l.pp(),
-                             ", zero ", l.zero(), ")");
+  p.resumed =
+      detail::concat("resumed from ", from->string(), " at step ", p.start_step,
+                     " (saved under dp ", l.dp(), ", tp ", l.tp(), ", pp ", l.pp(), ", zero ",
+                     l.zero(), l.ep() > 1 ? ", ep " + std::to_string(l.ep()) : "", ")");
   p.progress->message(p.resumed);
 }
 

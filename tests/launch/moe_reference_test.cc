@@ -204,6 +204,8 @@ TEST(MoeReferenceResume, ResumesAcrossExpertParallelism) {
                                                      "--export-to", (tmp / "out").string()})));
     ASSERT_EQ(second.exit_code, 0) << second.stderr_text;
     EXPECT_NE(second.stdout_text.find("resumed from"), std::string::npos);
+    const std::string ep = *(std::find(saved.second.begin(), saved.second.end(), "--ep") + 1);
+    EXPECT_NE(second.stdout_text.find(", ep " + ep + ")"), std::string::npos) << second.stdout_text;
     expect_steps_match("moe-sigmoid", step_lines(tmp / "m.jsonl"), 4);
     expect_final_biases("moe-sigmoid", tmp / "out");
   }
