@@ -187,6 +187,12 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--batch-size", "training.batch_size", "global batch in sequences", false},
       {"--seq-len", "training.seq_len", "sequence length T", false},
       {"--micro-batch-size", "training.micro_batch_size", "sequences per forward/backward", false},
+      {"--recompute", "training.recompute", "activation recomputation: none | selective | full",
+       false},
+      {"--recompute-modules", "training.recompute_modules",
+       "selective: comma list of core_attn, mlp_act, norm (default core_attn)", false},
+      {"--recompute-layers", "training.recompute_layers",
+       "recompute only the first N layers of each pipeline stage (0: all)", false},
       {"--device", "training.device",
        "cpu | cuda | auto: where each rank trains (cuda: its local rank's GPU; auto: that GPU "
        "when there is one, else cpu)",

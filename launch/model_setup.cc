@@ -1,5 +1,7 @@
 #include "launch/model_setup.h"
 
+#include <sstream>
+
 namespace peng {
 
 namespace {
@@ -130,12 +132,64 @@ int64_t active_parameters(const DecoderConfig& arch) {
   return dense + experts / arch.moe.experts * arch.moe.topk;  // k of the E equal experts
 }
 
-FlopsShape flops_shape(const DecoderConfig& arch, int64_t seq_len, double attention_fraction) {
-  return {.params = active_parameters(arch),
-          .n_layer = arch.n_layer,
-          .n_embd = arch.q_width(),
-          .seq_len = seq_len,
-          .attention_fraction = attention_fraction};
+RecomputePolicy recompute_policy(const proto::TrainingConfig& t) {
+  RecomputePolicy p;
+  const std::string& mode = t.recompute();
+  PENG_INPUT_CHECK(mode.empty() || mode == "none" || mode == "selective" || mode == "full",
+                   "training.recompute \"", mode, "\" is not none, selective or full");
+  PENG_INPUT_CHECK(t.recompute_modules().empty() || mode == "selective",
+                   "training.recompute_modules needs training.recompute = selective");
+  PENG_INPUT_CHECK(t.recompute_layers() >= 0, "training.recompute_layers must be >= 0, got ",
+                   t.recompute_layers());
+  p.full = mode == "full";
+  if (mode == "selective") {
+    std::stringstream list(t.recompute_modules().empty() ? "core_attn" : t.recompute_modules());
+    for (std::string m; std::getline(list, m, ',');) {
+      if (m == "core_attn") {
+        p.core_attn = true;
+      } else if (m == "mlp_act") {
+        p.mlp_act = true;
+      } else if (m == "norm") {
+        p.norm = true;
+      } else {
+        throw InputError("training.recompute_modules: unknown module \"" + m +
+                         "\" (known: core_attn, mlp_act, norm)");
+      }
+    }
+  }
+  if (p.any() && t.recompute_layers() > 0) p.layers = t.recompute_layers();
+  return p;
+}
+
+namespace {
+// Forward FLOPs per token of each layer's matmuls with its weights (2 N_layer).
+std::vector<double> layer_forward_flops(const DecoderConfig& arch) {
+  std::vector<double> out(static_cast<size_t>(arch.n_layer), 0.0);
+  for (const Parameter& p : parameter_table(arch)) {
+    if (p.layer < 0 || p.layer >= arch.n_layer || !p.trained || !p.flops) continue;
+    const double n = double(shape_numel(p.logical_shape));
+    out[size_t(p.layer)] += 2 * (p.expert_parallel ? n * arch.moe.topk / arch.moe.experts : n);
+  }
+  return out;
+}
+}  // namespace
+
+FlopsShape flops_shape(const DecoderConfig& arch, int64_t seq_len, double attention_fraction,
+                       const RecomputePolicy& recompute, int stages) {
+  FlopsShape s{.params = active_parameters(arch),
+               .n_layer = arch.n_layer,
+               .n_embd = arch.q_width(),
+               .seq_len = seq_len,
+               .attention_fraction = attention_fraction};
+  const double attention = 4.0 * double(arch.q_width()) * double(seq_len) * attention_fraction;
+  if (!recompute.full && !recompute.core_attn) return s;
+  const std::vector<double> layers = layer_forward_flops(arch);
+  const int per_stage = arch.n_layer / stages;
+  for (int l = 0; l < arch.n_layer; ++l) {
+    if (recompute.layers >= 0 && l % per_stage >= recompute.layers) continue;
+    s.recompute_flops_per_token += attention + (recompute.full ? layers[size_t(l)] : 0.0);
+  }
+  return s;
 }
 
 std::unique_ptr<CausalLM> initial_model(const proto::TrainConfig& config, const DecoderConfig& c,

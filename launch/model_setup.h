@@ -30,8 +30,16 @@ std::unique_ptr<CausalLM> initial_model(const proto::TrainConfig& config,
 // dense layers and head in full). The whole model's count for a dense one.
 int64_t active_parameters(const DecoderConfig& model);
 
+// The activation recomputation training.recompute* asks for (InputError naming the field for
+// an unknown mode or module, or a negative layer count).
+RecomputePolicy recompute_policy(const proto::TrainingConfig& training);
+
 // The FLOPs convention's shape of a model (telemetry/flops.h): N = active_parameters(), the
-// attention width n_head * head_dim, T = seq_len.
-FlopsShape flops_shape(const DecoderConfig& model, int64_t seq_len, double attention_fraction = 1);
+// attention width n_head * head_dim, T = seq_len; with a recompute policy over `stages`
+// pipeline stages, the forward FLOPs it repeats per token (hardware FLOPs only): a fully
+// recomputed layer's 2 N_layer + 4 H hd T f, core_attn's 4 H hd T f (f: the attention work
+// fraction); mlp_act and norm repeat no matmul.
+FlopsShape flops_shape(const DecoderConfig& model, int64_t seq_len, double attention_fraction = 1,
+                       const RecomputePolicy& recompute = {}, int stages = 1);
 
 }  // namespace peng

@@ -106,6 +106,7 @@ struct Trainer::Parts {
   // routing statistics add up over (ExpertGroup).
   std::unique_ptr<Communicator> routing;
   ExpertGroup experts;
+  RecomputePolicy recompute;  // what each layer recomputes in backward
   // The device this rank computes on (training.device) and its backend; the phases of a
   // step are timed on it.
   Device device;
@@ -214,6 +215,8 @@ void build_model(Trainer::Parts& p) {
             .virtual_stages = p.layout.virtual_stages};
   build_expert_groups(p);
   p.model = initial_model(p.config, p.arch, *p.be, p.tp, p.pipe, p.experts);
+  p.recompute = recompute_policy(p.config.training());
+  p.model->set_recompute(p.recompute);
   if (micro_batch_balance(p)) p.model->set_balance_scope(BalanceScope::kMicroBatch);
   if (p.layout.pipelined()) {
     const int64_t T = p.config.training().seq_len();
@@ -311,7 +314,8 @@ void build_telemetry(Trainer::Parts& p) {
       std::make_unique<ProgressLine>(tc.steps(), lc.log_every(), !lc.quiet() && p.rank0, p.rank0);
   p.telemetry = std::make_unique<JobTelemetry>(
       p.config, p.env, p.env.world_size > 1 ? &mpi_world() : nullptr, p.be->device(),
-      flops_shape(p.arch, T, p.be->attention_work_fraction(T)), B * T, p.start);  // collective
+      flops_shape(p.arch, T, p.be->attention_work_fraction(T), p.recompute, p.pipe.stages()), B * T,
+      p.start);  // collective
   p.report.flops_per_token = p.telemetry->flops_per_token();
   const TrainLayout& l = p.layout;
   p.progress->message(detail::concat(
@@ -325,6 +329,7 @@ void build_telemetry(Trainer::Parts& p) {
                                      precision_setting(p.config),
                                      p.device.is_cuda() ? " (exact: fp32, TF32 off)" : ""));
   for (const std::string& line : p.telemetry->start_messages()) p.progress->message(line);
+  if (p.recompute.any()) p.progress->message("recompute: " + describe(p.recompute));
   if (p.arch.moe.enabled()) {
     p.progress->message(detail::concat(
         "experts: ", p.arch.moe.experts, " per MoE layer, ", p.arch.moe.topk, " per token, ep ",

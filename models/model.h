@@ -30,6 +30,7 @@
 #include "core/backend.h"
 #include "core/parameter.h"
 #include "models/decoder/config.h"
+#include "models/nn/recompute.h"
 #include "models/nn/routing_stats.h"
 
 namespace peng {
@@ -107,6 +108,11 @@ class CausalLM {
   virtual Tensor logits_row(int64_t row) = 0;
   int64_t padded_vocab() const { return arch().padded_vocab(tp_size()); }
   virtual int tp_size() const = 0;
+
+  // ---- memory ----
+  // What each transformer layer recomputes in backward instead of keeping: `policy` for the
+  // first policy.layers layers of each stage (all with -1), nothing for the others.
+  virtual void set_recompute(const RecomputePolicy& policy) = 0;
 
   // ---- Mixture of Experts (nothing for a dense model) ----
   // A training step's routing statistics start over (call before its first forward).

@@ -10,6 +10,7 @@
 #include "models/nn/mlp.h"
 #include "models/nn/moe.h"
 #include "models/nn/norm.h"
+#include "models/nn/recompute.h"
 
 namespace peng {
 
@@ -31,6 +32,9 @@ class Block {
   // backward's loss scale (an MoE layer's balance loss is scaled alike).
   void backward(Backend& be, Tensor& dres, float scale);
 
+  // What this layer recomputes in backward instead of keeping (models/nn/recompute.h).
+  void set_recompute(const RecomputePolicy& policy);
+
   // The MoE feed-forward; null in a dense layer.
   Moe* moe() { return moe_.get(); }
   const Moe* moe() const { return moe_.get(); }
@@ -41,7 +45,7 @@ class Block {
     norm_2_.activation_slots(out);
     if (mlp_) mlp_->activation_slots(out);
     if (moe_) moe_->activation_slots(out);
-    out.insert(out.end(), {&x2_, &x3_});
+    out.insert(out.end(), {&x2_, &x3_, &input_});
   }
 
  private:
@@ -52,6 +56,16 @@ class Block {
   std::unique_ptr<Mlp> mlp_;  // one of the two
   std::unique_ptr<Moe> moe_;
   Tensor x2_, x3_;
+  // Recomputation: the policy, the last forward's arguments and (full) its input.
+  RecomputePolicy recompute_;
+  bool recomputing_ = false;
+  int64_t batch_ = 0, seq_ = 0;
+  bool rows_sharded_ = false;
+  Tensor input_;
+
+  void forget_activations();
+  void recompute(Backend& be);
+  void restore_norm_output(Backend& be, Norm& norm, bool attention);
 };
 
 }  // namespace peng

@@ -27,8 +27,8 @@ void DecoderConfig::validate() const {
 
 void DecoderConfig::validate_moe() const {
   PENG_INPUT_CHECK(mlp == MlpKind::kSwiGlu, "model.experts: MoE experts are SwiGLU MLPs");
-  PENG_INPUT_CHECK(moe.topk >= 1 && moe.topk <= moe.experts, "model.experts_per_token (",
-                   moe.topk, ") must be in [1, model.experts = ", moe.experts, "]");
+  PENG_INPUT_CHECK(moe.topk >= 1 && moe.topk <= moe.experts, "model.experts_per_token (", moe.topk,
+                   ") must be in [1, model.experts = ", moe.experts, "]");
   PENG_INPUT_CHECK(moe.expert_hidden > 0, "model.expert_ffn must be > 0, got ", moe.expert_hidden);
   PENG_INPUT_CHECK(moe.shared >= 0, "model.shared_experts must be >= 0, got ", moe.shared);
   PENG_INPUT_CHECK(moe.first_dense >= 0 && moe.first_dense < n_layer, "model.first_dense_layers (",

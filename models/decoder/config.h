@@ -44,9 +44,9 @@ struct MoeConfig {
   int64_t expert_hidden = 0;
   int shared = 0;
   int first_dense = 0;
-  bool sigmoid = false;       // scores = sigmoid(logits) (DeepSeek-V3), else softmax
-  bool norm_topk = false;     // the chosen scores divided by their sum
-  double aux_alpha = 0;       // the load-balancing auxiliary loss's weight
+  bool sigmoid = false;          // scores = sigmoid(logits) (DeepSeek-V3), else softmax
+  bool norm_topk = false;        // the chosen scores divided by their sum
+  double aux_alpha = 0;          // the load-balancing auxiliary loss's weight
   double bias_update_speed = 0;  // DeepSeek-V3's auxiliary-loss-free balancing (0: off)
 
   bool enabled() const { return experts > 0; }

@@ -396,6 +396,18 @@ void DecoderModel::restore_activations(int chunk, std::vector<Tensor>&& saved) {
   for (size_t i = 0; i < slots.size(); ++i) *slots[i] = std::move(saved[i]);
 }
 
+// ---- memory ----
+
+void DecoderModel::set_recompute(const RecomputePolicy& policy) {
+  PENG_INPUT_CHECK(policy.layers <= layers_per_stage_, "training.recompute_layers (", policy.layers,
+                   ") is more than the ", layers_per_stage_, " layers of a pipeline stage");
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    const int in_stage = int(b) % layers_per_stage_;
+    blocks_[b]->set_recompute(policy.layers < 0 || in_stage < policy.layers ? policy
+                                                                            : RecomputePolicy{});
+  }
+}
+
 // ---- Mixture of Experts ----
 
 void DecoderModel::begin_step() {

@@ -53,6 +53,7 @@ class DecoderModel : public CausalLM {
   int64_t boundary_rows(int64_t positions) const override;
   Tensor logits_row(int64_t row) override;
 
+  void set_recompute(const RecomputePolicy& policy) override;
   void begin_step() override;
   std::vector<RoutingStats> routing_stats() const override;
   void update_routing_biases() override;

@@ -72,15 +72,22 @@ const Tensor& Attention::forward(Backend& be, const Tensor& x, int64_t batch, in
     rope_->ensure(seq);
     be.rope_forward(qkv_, int(groups), local_heads_ + local_kv_heads_, rope_->cos(), rope_->sin());
   }
-  ensure_buffer(att_, {batch, local_heads_, seq, seq}, x.device());
-  ensure_buffer(y_, {batch, seq, local_heads_ * head_dim_}, x.device());
-  be.attention_forward(qkv_, local_heads_, local_kv_heads_, y_, att_);
+  attend(be);
+  if (recompute_probs_) att_ = Tensor();
   return out_proj_.forward(be, y_.view({batch * seq, local_heads_ * head_dim_}), rows_sharded);
+}
+
+// y_ and att_ from qkv_ (in backward, again: the same bits).
+void Attention::attend(Backend& be) {
+  ensure_buffer(att_, {batch_, local_heads_, seq_, seq_}, qkv_.device());
+  ensure_buffer(y_, {batch_, seq_, local_heads_ * head_dim_}, qkv_.device());
+  be.attention_forward(qkv_, local_heads_, local_kv_heads_, y_, att_);
 }
 
 const Tensor& Attention::backward(Backend& be, const Tensor& dout) {
   const int64_t groups = local_heads_ + 2 * local_kv_heads_;
   const Tensor& dy = out_proj_.backward(be, dout);
+  if (recompute_probs_) attend(be);  // y_ is rewritten with the values out_proj just used
   ensure_buffer(dqkv_, qkv_.shape(), dout.device());
   be.attention_backward(dy.view({batch_, seq_, local_heads_ * head_dim_}), qkv_, att_, local_heads_,
                         local_kv_heads_, dqkv_);

@@ -41,10 +41,18 @@ class Attention {
     out.insert(out.end(), {&qkv_, &normed_, &qk_rstd_, &att_, &y_});
   }
 
+  // Activation recomputation (models/decoder/block.h): with `probs`, forward drops the
+  // attention probabilities (B, Hl, T, T) and backward recomputes them from qkv (Megatron's
+  // core_attn). drop_input/restore_input forget and take back the layer's input x.
+  void set_recompute_probs(bool probs) { recompute_probs_ = probs; }
+  void drop_input() { qkv_proj_.drop_input(); }
+  void restore_input(const Tensor& x) { qkv_proj_.restore_input(x); }
+
  private:
   struct QkNorm {
     int q = -1, k = -1;  // parameter indices; -1 without qk_norm
   };
+  void attend(Backend& be);
   static QkNorm register_qk_norm(ParameterSet& params, const std::string& prefix,
                                  const DecoderConfig& config, const TpGroup& tp);
 
@@ -58,6 +66,7 @@ class Attention {
   int64_t head_dim_;
   float norm_eps_;
   int64_t batch_ = 0, seq_ = 0;
+  bool recompute_probs_ = false;
   // qkv_: what the kernel saw (rotated; normed into normed_ first with qk_norm, else the
   // projection's own output, rotated in place). The projection keeps the raw output.
   Tensor qkv_, normed_, qk_rstd_, att_, y_, dqkv_;

@@ -78,6 +78,16 @@ const Tensor& Linear::forward(Backend& be, const Tensor& x, bool rows_sharded) {
   return y_;
 }
 
+void Linear::restore_input(const Tensor& x) {
+  if (rows_sharded_ && split_ == LinearSplit::kColumn) {
+    ensure_buffer(full_, {x.dim(0) * tp_.size(), in_}, x.device());
+    tp_.all_gather_rows(x, full_);
+    x_ = full_;
+    return;
+  }
+  x_ = x;
+}
+
 const Tensor& Linear::backward(Backend& be, const Tensor& dy) {
   Tensor none;
   Tensor& db = bias_ >= 0 ? params_.at(bias_).grad : none;

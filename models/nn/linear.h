@@ -60,6 +60,11 @@ class Linear {
   int64_t local_out() const { return out_; }
   // What forward keeps for backward (pipeline stashes move these out and back).
   void activation_slots(std::vector<Tensor*>& out) { out.insert(out.end(), {&x_, &y_, &full_}); }
+  // Activation recomputation: forget the input forward kept (and its gathered rows under
+  // sequence parallelism), and take it back before backward: the same x as forward's,
+  // gathered again (collective over tp, as in forward).
+  void drop_input() { x_ = full_ = Tensor(); }
+  void restore_input(const Tensor& x);
 
  private:
   ParameterSet& params_;

@@ -36,17 +36,31 @@ Mlp::Mlp(ParameterSet& params, const std::string& prefix, const DecoderConfig& c
 
 const Tensor& Mlp::forward(Backend& be, const Tensor& x, bool rows_sharded) {
   pre_ = in_.forward(be, x, rows_sharded);
+  activate(be);
+  const Tensor& out = out_.forward(be, act_, rows_sharded);
+  if (recompute_act_) {
+    act_ = Tensor();
+    out_.drop_input();
+  }
+  return out;
+}
+
+// act_ = gelu or swiglu of pre_.
+void Mlp::activate(Backend& be) {
   const int64_t hidden = kind_ == MlpKind::kSwiGlu ? pre_.dim(1) / 2 : pre_.dim(1);
-  ensure_buffer(act_, {pre_.dim(0), hidden}, x.device());
+  ensure_buffer(act_, {pre_.dim(0), hidden}, pre_.device());
   if (kind_ == MlpKind::kSwiGlu) {
     be.swiglu_forward(pre_, act_);
   } else {
     be.gelu_forward(pre_, act_);
   }
-  return out_.forward(be, act_, rows_sharded);
 }
 
 const Tensor& Mlp::backward(Backend& be, const Tensor& dout) {
+  if (recompute_act_) {
+    activate(be);
+    out_.restore_input(act_);
+  }
   const Tensor& dact = out_.backward(be, dout);
   ensure_buffer(dact_, pre_.shape(), dout.device());
   if (kind_ == MlpKind::kSwiGlu) {

@@ -31,8 +31,18 @@ class Mlp {
     out.insert(out.end(), {&pre_, &act_});
   }
 
+  // Activation recomputation (models/decoder/block.h): with `act`, forward keeps only the
+  // activation's input and backward recomputes its output. drop_input/restore_input forget
+  // and take back the layer's input x.
+  void set_recompute_act(bool act) { recompute_act_ = act; }
+  void drop_input() { in_.drop_input(); }
+  void restore_input(const Tensor& x) { in_.restore_input(x); }
+
  private:
+  void activate(Backend& be);
+
   MlpKind kind_;
+  bool recompute_act_ = false;
   Linear in_, out_;
   Tensor pre_, act_, dact_;
 };

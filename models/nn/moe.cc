@@ -108,6 +108,7 @@ void Moe::balance_statistics(int64_t rows) {
   std::vector<double> load(v.begin(), v.begin() + e);
   load.push_back(v[size_t(2 * e)]);
   load_ = Tensor::from_vector(load, {e + 1});
+  if (recomputing_) return;  // counted when it first ran
   for (int i = 0; i < e; ++i) {
     step_tokens_[size_t(i)] += int64_t(v[size_t(i)]);
     step_probs_[size_t(i)] += v[size_t(e + i)];
@@ -206,6 +207,16 @@ void Moe::update_bias() {
     v[i] = float(double(v[i]) + moe_.bias_update_speed * sign);
   }
   b.value.copy_from(host);
+}
+
+void Moe::drop_input() {
+  router_.drop_input();
+  if (shared_) shared_->drop_input();
+}
+
+void Moe::restore_input(const Tensor& u) {
+  router_.restore_input(u);
+  if (shared_) shared_->restore_input(u);
 }
 
 void Moe::activation_slots(std::vector<Tensor*>& out) {

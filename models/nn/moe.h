@@ -59,12 +59,20 @@ class Moe {
 
   void activation_slots(std::vector<Tensor*>& out);
 
+  // Activation recomputation (models/decoder/block.h): a forward run again in backward routes
+  // every token as before and adds nothing to the step's statistics; drop_input and
+  // restore_input forget and take back the input u (router and shared expert).
+  void set_recomputing(bool on) { recomputing_ = on; }
+  void drop_input();
+  void restore_input(const Tensor& u);
+
  private:
   void balance_statistics(int64_t rows);
   void run_experts(Backend& be, const Tensor& in, Tensor& out, bool backward);
 
   int layer_;
   BalanceScope scope_ = BalanceScope::kStep;
+  bool recomputing_ = false;
   MoeConfig moe_;
   MoeRouting routing_;
   ExpertGroup group_;

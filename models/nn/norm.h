@@ -28,6 +28,10 @@ class Norm {
   void activation_slots(std::vector<Tensor*>& out) {
     out.insert(out.end(), {&x_, &y_, &mean_, &rstd_});
   }
+  // Activation recomputation: forget the output (backward needs only x and the statistics);
+  // forward(x) makes it again, bit for bit.
+  void drop_output() { y_ = Tensor(); }
+  const Tensor& input() const { return x_; }
 
  private:
   ParameterSet& params_;
