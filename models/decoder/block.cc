@@ -107,6 +107,10 @@ void Block::backward(Backend& be, Tensor& dres, float scale) {
                    d);  // d: dL/dx3 -> dL/dx2
   if (norms) restore_norm_output(be, norm_1_, /*attention=*/true);
   norm_1_.backward(be, attn_.backward(be, d), d);  // d: dL/dx2 -> dL/dx
+  if (recompute_.full || recompute_.norm) {  // what was made again goes until the next forward
+    forget_activations();
+    input_ = Tensor();
+  }
 }
 
 }  // namespace peng

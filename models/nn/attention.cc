@@ -101,6 +101,7 @@ const Tensor& Attention::backward(Backend& be, const Tensor& dout) {
     be.qk_norm_backward(dqkv_, raw, local_heads_, local_kv_heads_, wq.value, wk.value, qk_rstd_,
                         dqkv_, wq.grad, wk.grad);
   }
+  if (recompute_probs_) att_ = Tensor();  // made again: gone until the next forward
   return qkv_proj_.backward(be, dqkv_.view({batch_ * seq_, groups * head_dim_}));
 }
 

@@ -62,6 +62,10 @@ const Tensor& Mlp::backward(Backend& be, const Tensor& dout) {
     out_.restore_input(act_);
   }
   const Tensor& dact = out_.backward(be, dout);
+  if (recompute_act_) {  // made again: gone until the next forward
+    act_ = Tensor();
+    out_.drop_input();
+  }
   ensure_buffer(dact_, pre_.shape(), dout.device());
   if (kind_ == MlpKind::kSwiGlu) {
     be.swiglu_backward(dact, pre_, dact_);
