@@ -222,7 +222,7 @@ std::vector<ParamSegment> split_at_parameters(const ParameterSet& params,
                "span [", s.offset, ", +", s.numel, ") outside the parameters");
     for (const Parameter& p : params.all()) {
       const int64_t lo = std::max(s.offset, p.offset);
-      const int64_t hi = std::min(s.offset + s.numel, p.offset + p.value.numel());
+      const int64_t hi = std::min(s.offset + s.numel, p.offset + p.numel);
       if (lo < hi) out.push_back({{lo, hi - lo, s.state_offset + (lo - s.offset)}, &p});
     }
   }
@@ -247,7 +247,7 @@ std::vector<ParamSegment> restrict_segments(
 }
 
 int ParameterSet::add(const std::string& name, const Shape& shape, const ShardSpec& shard) {
-  PENG_CHECK(!values_.defined(), "ParameterSet::add(", name, ") after finalize()");
+  PENG_CHECK(!finalized_, "ParameterSet::add(", name, ") after finalize()");
   PENG_CHECK(!index_.count(name), "duplicate parameter ", name);
   Parameter p;
   p.name = name;
@@ -255,21 +255,41 @@ int ParameterSet::add(const std::string& name, const Shape& shape, const ShardSp
   p.logical_shape = shape;
   p.shard = shard;
   p.offset = numel_;
+  p.numel = shape_numel(shard_shape(name, shape, shard));
   p.weight_decay = shape.size() >= 2;
-  numel_ += shape_numel(shard_shape(name, shape, shard));
+  numel_ += p.numel;
   index_[name] = int(params_.size());
   params_.push_back(std::move(p));
   return int(params_.size()) - 1;
 }
 
 void ParameterSet::finalize() {
-  PENG_CHECK(!values_.defined(), "ParameterSet::finalize() called twice");
+  PENG_CHECK(!finalized_, "ParameterSet::finalize() called twice");
+  finalized_ = true;
+  materialize_flat();
+}
+
+void ParameterSet::materialize_flat() {
+  PENG_CHECK(finalized_ && !values_.defined(), "ParameterSet::materialize_flat: already flat");
   values_ = Tensor::zeros({numel_}, DType::kF32, device_);
   grads_ = Tensor::zeros({numel_}, DType::kF32, device_);
+  bind(0, numel_, &values_, &grads_);
+}
+
+void ParameterSet::release_flat() {
+  values_ = grads_ = Tensor();
+  for (Parameter& p : params_) p.value = p.grad = Tensor();
+}
+
+void ParameterSet::bind(int64_t offset, int64_t numel, const Tensor* values, const Tensor* grads) {
   for (Parameter& p : params_) {
+    if (p.offset < offset || p.offset >= offset + numel) continue;
     const Shape local = shard_shape(p.name, p.global_shape, p.shard);
-    p.value = values_.flat_view(p.offset, local);
-    p.grad = grads_.flat_view(p.offset, local);
+    PENG_CHECK(p.offset + p.numel <= offset + numel, "ParameterSet::bind: ", p.name,
+               " crosses the end of [", offset, ", +", numel, ")");
+    if (values)
+      p.value = values->defined() ? values->flat_view(p.offset - offset, local) : Tensor();
+    if (grads) p.grad = grads->defined() ? grads->flat_view(p.offset - offset, local) : Tensor();
   }
 }
 

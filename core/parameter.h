@@ -72,6 +72,7 @@ struct Parameter {
   Shape logical_shape = {};  // the whole tensor as it exists outside the model (no padding)
   ShardSpec shard;           // which part of global_shape `value` holds
   int64_t offset = 0;        // first element in the flat buffers
+  int64_t numel = 0;         // elements of this rank's shard (bound or not: ZeRO-3)
 
   // ---- roles ----
   bool weight_decay = false;  // AdamW decays it (tensors with >= 2 dims)
@@ -178,7 +179,15 @@ class ParameterSet {
   int add(const std::string& name, const Shape& shape, const ShardSpec& shard = {});
   // Allocates the flat buffers (values and gradients zeroed) and binds the views.
   void finalize();
-  bool finalized() const { return values_.defined(); }
+  bool finalized() const { return finalized_; }
+  // ZeRO-3 (parallel/data_parallel/param_shards.h) keeps no flat buffers: it releases them
+  // (every value and gradient unbound) and binds the parameters inside a flat range
+  // [offset, offset + numel) to views of buffers of its own (element 0 at `offset`; an
+  // undefined tensor unbinds, a null pointer leaves that side as it is).
+  // materialize_flat() allocates the flat buffers again, zeroed, and binds everything.
+  void release_flat();
+  void materialize_flat();
+  void bind(int64_t offset, int64_t numel, const Tensor* values, const Tensor* grads);
 
   std::vector<Parameter>& all() { return params_; }
   const std::vector<Parameter>& all() const { return params_; }
@@ -194,8 +203,20 @@ class ParameterSet {
   Tensor& flat_values() { return values_; }
   Tensor& flat_grads() { return grads_; }
   int64_t numel() const { return numel_; }
-  void zero_grads() { grads_.zero(); }
+  // Zeroes the flat gradients (none while released: ZeRO-3's are fresh per reduction).
+  void zero_grads() {
+    if (grads_.defined()) grads_.zero();
+  }
 
+  // Forward and backward passes announce the layers (Parameter::layer) whose parameters
+  // they are about to read, and when they are done with them: ZeRO-3 gathers a layer's
+  // parameters (and, for backward, binds its gradients) on use and frees them after.
+  // Without a hook the calls do nothing.
+  enum class LayerUse { kForward, kBackward, kDone };
+  void use_layer(int layer, LayerUse use) {
+    if (layer_hook_) layer_hook_(layer, use);
+  }
+  void set_layer_hook(std::function<void(int, LayerUse)> hook) { layer_hook_ = std::move(hook); }
   // Backward passes announce, with non-increasing offsets ending at 0, that every gradient
   // element at flat offset >= `offset` is final for this backward. A data-parallel
   // reducer listens (set_grads_ready_hook) to reduce completed buckets while the rest of
@@ -212,8 +233,10 @@ class ParameterSet {
   std::vector<Parameter> params_;
   std::map<std::string, int> index_;
   int64_t numel_ = 0;
+  bool finalized_ = false;
   Tensor values_, grads_;
   std::function<void(int64_t)> grads_ready_hook_;
+  std::function<void(int, LayerUse)> layer_hook_;
 };
 
 }  // namespace peng

@@ -98,6 +98,10 @@ class Tensor {
   std::string str() const;  // "f32[4, 16] cpu"
 
   void* raw_data() const;
+  // The storage this tensor views (shared by every view of it; null when undefined) and its
+  // size: for counting memory once however many views hold it.
+  const void* storage_id() const { return storage_.get(); }
+  size_t storage_bytes() const { return storage_ ? storage_->nbytes() : 0; }
   template <typename T>
   T* data() const {
     PENG_CHECK(dtype_of<std::remove_const_t<T>>() == dtype_, "tensor ", str(), " accessed as ",

@@ -42,7 +42,11 @@ void add_segment(const RankState& s, const ParamSegment& seg, std::vector<ckpt::
                  bool values) {
   const Parameter& p = *seg.param;
   const int64_t begin = seg.span.offset - p.offset, end = begin + seg.span.numel;
-  if (values) out.push_back(region("model/", p, begin, end, values_of(s) + seg.span.offset));
+  if (values) {
+    float* v = s.value_shard ? s.value_shard->data<float>() + seg.span.state_offset
+                             : values_of(s) + seg.span.offset;
+    out.push_back(region("model/", p, begin, end, v));
+  }
   out.push_back(region("optim/exp_avg/", p, begin, end, exp_avg_of(s) + seg.span.state_offset));
   out.push_back(
       region("optim/exp_avg_sq/", p, begin, end, exp_avg_sq_of(s) + seg.span.state_offset));
@@ -78,7 +82,7 @@ std::vector<ParamSegment> replicated_share(const RankState& s) {
   }
   for (const Parameter& p : s.params->all()) {
     if (!p.expert_parallel) continue;
-    const int64_t m = p.value.numel(), r = s.expert_dp_rank, g = s.expert_dp_size;
+    const int64_t m = p.numel, r = s.expert_dp_rank, g = s.expert_dp_size;
     const int64_t b = p.offset + m * r / g, e = p.offset + m * (r + 1) / g;
     if (e > b) out.push_back({{b, e - b, b}, &p});
   }
@@ -101,7 +105,7 @@ std::vector<ckpt::Region> save_regions(const RankState& s) {
 std::vector<ckpt::Region> load_regions(const RankState& s) {
   std::vector<ckpt::Region> out;
   for (Parameter& p : s.params->all()) {
-    out.push_back(region("model/", p, 0, p.value.numel(), values_of(s) + p.offset));
+    out.push_back(region("model/", p, 0, p.numel, values_of(s) + p.offset));
   }
   for (const ParamSegment& seg : split_at_parameters(*s.params, s.optim_spans)) {
     add_segment(s, seg, out, /*values=*/false);

@@ -61,6 +61,9 @@ struct RankState {
   int expert_dp_rank = 0, expert_dp_size = 1;
   int tp_rank = 0;                 // for owned_ranges()
   HostStaging* staging = nullptr;  // set when the state is on a GPU: regions point here
+  // ZeRO-3: the values too are sharded, laid out like the optimizer state (saves read them
+  // there; loads need the flat values materialized: ParamShards::materialize()).
+  const Tensor* value_shard = nullptr;
 };
 
 // Regions over the state's host memory (the staging copy when there is one).

@@ -222,7 +222,9 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--tp", "parallel.tp", "tensor-parallel ranks", false},
       {"--pp", "parallel.pp", "pipeline stages", false},
       {"--ep", "parallel.ep", "expert-parallel ranks, out of dp (MoE models)", false},
-      {"--zero", "parallel.zero", "ZeRO stage 0 | 1 | 2", false},
+      {"--zero", "parallel.zero", "ZeRO stage 0 | 1 | 2 | 3", false},
+      {"--zero3-keep-embeddings", "parallel.zero3_keep_embeddings",
+       "ZeRO-3: keep the embeddings and head gathered through each step", true},
       {"--bucket-mb", "parallel.bucket_mb", "gradient bucket size in MB", false},
       {"--collective-timeout", "parallel.collective_timeout_s",
        "seconds before a stuck collective aborts the job", false},
@@ -293,8 +295,10 @@ void validate_train_config(const proto::TrainConfig& c) {
   LrSchedule::parse_kind(c.schedule().lr_schedule());
   PENG_INPUT_CHECK(c.schedule().warmup_steps() >= 0, "schedule.warmup_steps must be >= 0");
   const auto& p = c.parallel();
-  PENG_INPUT_CHECK(p.zero() >= 0 && p.zero() <= 2, "parallel.zero must be 0, 1 or 2, got ",
+  PENG_INPUT_CHECK(p.zero() >= 0 && p.zero() <= 3, "parallel.zero must be 0, 1, 2 or 3, got ",
                    p.zero());
+  PENG_INPUT_CHECK(!p.zero3_keep_embeddings() || p.zero() == 3,
+                   "parallel.zero3_keep_embeddings needs parallel.zero = 3, got ", p.zero());
   PENG_INPUT_CHECK(p.bucket_mb() >= 0.001 && p.bucket_mb() <= 1e5,
                    "parallel.bucket_mb must be in [0.001, 100000], got ", p.bucket_mb());
   PENG_INPUT_CHECK(p.collective_timeout_s() > 0 && p.collective_timeout_s() <= 1e6,

@@ -43,7 +43,7 @@ GradientSync::GradientSync(ParameterSet& params, const std::vector<std::string>&
   if (tp) {
     add(restrict_segments(segments,
                           [](const Parameter& p) {
-                            return p.tp_partial_grad ? std::vector<LocalRange>{{0, p.value.numel()}}
+                            return p.tp_partial_grad ? std::vector<LocalRange>{{0, p.numel}}
                                                      : std::vector<LocalRange>{};
                           }),
         [&](const Parameter&) { return tp; });
@@ -63,9 +63,12 @@ GradientSync::GradientSync(ParameterSet& params, const std::vector<std::string>&
       restrict_segments(segments, [&](const Parameter& p) { return owned_ranges(p, tp_rank); });
 }
 
-void GradientSync::sum_tied_gradients() {
+void GradientSync::sum_tied_gradients(const TensorOf& grad_of) {
   for (Tie& tie : ties_) {
-    for (Parameter* p : tie.copies) tie.group->all_reduce(p->grad, ReduceOp::kSum)->wait();
+    for (Parameter* p : tie.copies) {
+      Tensor g = grad_of ? grad_of(*p) : p->grad;
+      tie.group->all_reduce(g, ReduceOp::kSum)->wait();
+    }
   }
 }
 
@@ -76,9 +79,12 @@ void GradientSync::sum_partial_gradients(Tensor& grads) {
   }
 }
 
-void GradientSync::broadcast_tied_values() {
+void GradientSync::broadcast_tied_values(const TensorOf& value_of) {
   for (Tie& tie : ties_) {
-    for (Parameter* p : tie.copies) tie.group->broadcast(p->value, 0)->wait();
+    for (Parameter* p : tie.copies) {
+      Tensor v = value_of ? value_of(*p) : p->value;
+      tie.group->broadcast(v, 0)->wait();
+    }
   }
 }
 

@@ -11,6 +11,7 @@
 // the pp and tp groups); each call is collective over the groups it uses.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -28,12 +29,15 @@ class GradientSync {
   GradientSync(ParameterSet& params, const std::vector<std::string>& tie_groups, Communicator* tp,
                Communicator* pp, const std::vector<FlatSpan>& grad_spans);
 
+  // Where a tied copy's gradient or value is summed or broadcast (default: its own; ZeRO-3:
+  // its chunk of a shard, the same elements on every copy's rank).
+  using TensorOf = std::function<Tensor(const Parameter&)>;
   // Sums tied copies' gradients (in the flat gradient buffer, before the dp reduction).
-  void sum_tied_gradients();
+  void sum_tied_gradients(const TensorOf& grad_of = {});
   // Sums the partial gradients in `grads` (laid out like grad_spans).
   void sum_partial_gradients(Tensor& grads);
   // After the update: the primary copy's values on every copy.
-  void broadcast_tied_values();
+  void broadcast_tied_values(const TensorOf& value_of = {});
   // The gradient segments this rank counts in the global norm (each element once).
   const std::vector<ParamSegment>& counted() const { return counted_; }
 

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "checkpoint/reader.h"
@@ -18,6 +19,7 @@
 #include "launch/gradient_sync.h"
 #include "launch/job_telemetry.h"
 #include "launch/layout.h"
+#include "launch/memory_plan.h"
 #include "launch/model_setup.h"
 #include "launch/pipeline_runner.h"
 #include "launch/routing_metrics.h"
@@ -27,6 +29,7 @@
 #include "optim/grad_clip.h"
 #include "optim/lr_schedule.h"
 #include "parallel/data_parallel/grad_reducer.h"
+#include "parallel/data_parallel/param_shards.h"
 #include "parallel/mpi/mpi_communicator.h"
 #include "parallel/process_mesh.h"
 #include "telemetry/phase_timer.h"
@@ -124,9 +127,12 @@ struct Trainer::Parts {
   std::unique_ptr<BatchReader> train_reader, val_reader;
   std::unique_ptr<Tokenizer> tokenizer;
   // Gradients and the update: dp reduction in buckets (ZeRO 1/2: reduce-scatter into this
-  // rank's shard), tied copies and partial sums, AdamW on this rank's spans.
+  // rank's shard; ZeRO 3: in units, the values sharded too and gathered per layer on their
+  // own communicator), tied copies and partial sums, AdamW on this rank's spans.
   int zero = 0;
   std::unique_ptr<GradReducer> reducer;
+  std::unique_ptr<Communicator> gather_comm;
+  std::unique_ptr<ParamShards> shards;
   std::unique_ptr<AdamW> optimizer;
   std::vector<FlatSpan> grad_spans;
   std::unique_ptr<GradientSync> sync;
@@ -144,6 +150,7 @@ struct Trainer::Parts {
   std::unique_ptr<JobTelemetry> telemetry;
   // Progress of the run.
   std::map<int, double> imbalance;  // MoE layer -> sum over steps of max/mean tokens per expert
+  int64_t activation_bytes = 0;     // the most one micro-batch's forward kept (unpipelined)
   int64_t moe_steps = 0;
   int64_t start_step = 0;
   std::string resumed;
@@ -258,11 +265,15 @@ void build_optimizer(Trainer::Parts& p) {
   const auto& oc = p.config.optim();
   ParameterSet& params = p.model->parameters();
   p.zero = p.dp ? pc.zero() : 0;
+  PENG_INPUT_CHECK(pc.zero() < 3 || !p.arch.moe.enabled(),
+                   "parallel.zero = 3 does not support Mixture-of-Experts models yet (their "
+                   "expert weights shard over other groups); use --zero 2");
+  const std::vector<FlatSpan> units = p.zero == 3 ? zero3_units(params) : std::vector<FlatSpan>{};
   if (p.dp) {
     p.reducer = std::make_unique<GradReducer>(
         params, *p.dp, *p.be, int64_t(pc.bucket_mb() * 1e6),
         p.zero > 0 ? GradReducer::Mode::kReduceScatter : GradReducer::Mode::kAllReduce,
-        p.mesh->expert_dp());
+        p.mesh->expert_dp(), p.zero == 3 ? &units : nullptr);
   }
   const AdamWConfig adamw{
       .beta1 = oc.beta1(), .beta2 = oc.beta2(), .eps = oc.eps(), .weight_decay = oc.weight_decay()};
@@ -285,6 +296,13 @@ void build_optimizer(Trainer::Parts& p) {
                 .warmup = p.config.schedule().warmup_steps(),
                 .min_lr = p.config.schedule().min_lr(),
                 .total = p.config.training().steps()};
+  if (p.zero == 3) {  // from here on this rank keeps only its chunks of the values
+    p.gather_comm = p.dp->split(0, p.dp->rank(), "zero3-gather");
+    const std::set<int> keep =
+        pc.zero3_keep_embeddings() ? std::set<int>{-1, p.arch.n_layer} : std::set<int>{};
+    p.shards = std::make_unique<ParamShards>(params, *p.reducer, *p.gather_comm, keep);
+    p.optimizer->set_values(&p.shards->values());
+  }
 }
 
 // This rank's share of the checkpointed state, and the checkpoint writer.
@@ -298,11 +316,58 @@ void build_checkpoints(Trainer::Parts& p) {
              .dp_size = p.layout.mesh.dp,
              .expert_dp_rank = p.mesh ? p.mesh->dp_rank() / p.layout.mesh.ep : 0,
              .expert_dp_size = p.layout.mesh.dp / p.layout.mesh.ep,
-             .tp_rank = p.tp.rank()};
+             .tp_rank = p.tp.rank(),
+             .value_shard = p.shards ? &p.shards->values() : nullptr};
   if (cc.dir().empty()) return;
   if (p.env.world_size > 1) p.ckpt_comm = mpi_world().split(0, p.env.rank, "checkpoint");
   p.checkpointer =
       std::make_unique<ckpt::Checkpointer>(cc.dir(), cc.keep_last(), cc.async(), p.ckpt_comm.get());
+}
+
+// The training state's bytes as allocated on this rank: values, gradients (flat and the
+// reduced shard), AdamW's moments.
+int64_t allocated_state_bytes(Trainer::Parts& p) {
+  ParameterSet& params = p.model->parameters();
+  int64_t bytes =
+      int64_t(params.flat_values().storage_bytes() + params.flat_grads().storage_bytes());
+  if (p.shards) bytes += int64_t(p.shards->values().storage_bytes());
+  if (p.zero > 0) bytes += int64_t(p.reducer->shard_grads().storage_bytes());
+  return bytes + int64_t(p.optimizer->exp_avg().storage_bytes() +
+                         p.optimizer->exp_avg_sq().storage_bytes());
+}
+
+std::string mib(int64_t bytes) {
+  std::ostringstream s;
+  s.precision(1);
+  s << std::fixed << double(bytes) / double(1 << 20) << " MiB";
+  return s.str();
+}
+
+// The start-up line of this rank's predicted memory (launch/memory_plan.h): the state under
+// its ZeRO stage and the activations of its micro-batches in flight (its largest chunk's).
+std::string memory_line(const Trainer::Parts& p) {
+  const TrainLayout& l = p.layout;
+  const StateBytes s = state_bytes(p.model->parameters().numel(), l.mesh.dp, p.zero);
+  const ActivationShape shape{.batch = l.micro,
+                              .seq = p.config.training().seq_len(),
+                              .tp = l.mesh.tp,
+                              .sequence_parallel = l.sequence_parallel};
+  const int per_chunk = p.arch.n_layer / p.pipe.stages();
+  int64_t chunk = 0;
+  for (int c = 0; c < p.pipe.virtual_stages; ++c) {
+    const int stage = c * p.pipe.pp + p.pipe.rank;
+    chunk = std::max(
+        chunk, chunk_activation_bytes(p.arch, stage * per_chunk, per_chunk, shape, p.recompute,
+                                      stage == 0, stage + 1 == p.pipe.stages()));
+  }
+  const bool forwards_first = !p.runner && l.micro_steps > 1 && p.arch.moe.aux_alpha > 0;
+  const int64_t in_flight = p.runner         ? in_flight_chunks(l.schedule, p.pipe.rank)
+                            : forwards_first ? l.micro_steps
+                                             : 1;
+  return detail::concat("memory per rank (predicted): values ", mib(s.values), ", gradients ",
+                        mib(s.grads), ", optimizer ", mib(s.optimizer), ", activations ",
+                        mib(chunk * in_flight), " (", mib(chunk), " per micro-batch x ", in_flight,
+                        " in flight)");
 }
 
 // The progress line and every metrics sink; prints the start lines.
@@ -329,7 +394,15 @@ void build_telemetry(Trainer::Parts& p) {
                                      precision_setting(p.config),
                                      p.device.is_cuda() ? " (exact: fp32, TF32 off)" : ""));
   for (const std::string& line : p.telemetry->start_messages()) p.progress->message(line);
+  const int zero = p.config.parallel().zero();
+  if (zero > 0 && l.mesh.dp == 1 && p.rank0) {
+    std::fprintf(stderr,
+                 "warning: parallel.zero = %d with dp 1 shards nothing (every rank keeps the "
+                 "whole state); ZeRO needs dp > 1\n",
+                 zero);
+  }
   if (p.recompute.any()) p.progress->message("recompute: " + describe(p.recompute));
+  p.progress->message(memory_line(p));
   if (p.arch.moe.enabled()) {
     p.progress->message(detail::concat(
         "experts: ", p.arch.moe.experts, " per MoE layer, ", p.arch.moe.topk, " per token, ep ",
@@ -402,7 +475,9 @@ void gather_experts(Trainer::Parts& p, std::map<std::string, Tensor>& state) {
 // tp), then, under pipeline parallelism, each tensor broadcast from the pipeline rank that
 // holds its primary copy (Parameter::layer's stage).
 std::map<std::string, Tensor> whole_model_state(Trainer::Parts& p) {
+  if (p.shards) p.shards->materialize();
   std::map<std::string, Tensor> state = p.model->state();
+  if (p.shards) p.shards->release();
   if (p.experts.ep) gather_experts(p, state);
   if (!p.pp) return state;
   for (const Parameter& t : parameter_table(p.arch)) {
@@ -466,9 +541,11 @@ void Trainer::restore() {
   const proto::Manifest& m = reader.manifest();
   check_resumable(m, p.arch, *from);
   ensure_staging(p);
-  stage_to_host(p.state);  // elements no region covers keep their values
+  if (p.shards) p.shards->materialize();  // loads write whole tensors
+  stage_to_host(p.state);                 // elements no region covers keep their values
   reader.read(load_regions(p.state));
   stage_to_device(p.state);
+  if (p.shards) p.shards->release();
   p.optimizer->set_steps_taken(m.optimizer().steps_taken());
   p.start_step = m.step();
   p.train_reader->set_origin(p.start_step, m.data().next_sequence());
@@ -548,10 +625,16 @@ StepRecord Trainer::step(int64_t step) {
   const float lr = p.schedule.at(step);
   p.optimizer->step(lr, p.grads());
   timer.lap(&t.time.optimizer_s);
-  if (p.zero > 0) p.reducer->all_gather_values();
+  if (p.zero == 1 || p.zero == 2) p.reducer->all_gather_values();
   // Tied copies got the same gradient, but summed over dp in buckets laid out differently
-  // on their ranks: keep them bit-identical.
-  p.sync->broadcast_tied_values();
+  // on their ranks: keep them bit-identical (ZeRO-3: their chunks, laid out alike).
+  if (p.shards) {
+    p.sync->broadcast_tied_values(
+        [&](const Parameter& t) { return p.shards->chunk_of(p.shards->values(), t); });
+    p.shards->end_step();
+  } else {
+    p.sync->broadcast_tied_values();
+  }
   p.model->update_routing_biases();  // MoE: the step's global counts, the same on every rank
   const std::vector<LayerLoad> moe = routing_loads(p);
   timer.lap(&t.time.exposed_comm_s);
@@ -571,15 +654,18 @@ StepRecord Trainer::step(int64_t step) {
                         .step_time_s = dt,
                         .pp_bubble = bubble,
                         .breakdown = t.time,
-                        .moe = moe});
+                        .moe = moe,
+                        .state_bytes = allocated_state_bytes(p),
+                        .activation_bytes = p.activation_bytes,
+                        .gathered_peak_bytes = p.shards ? p.shards->peak_gathered_bytes() : 0});
   return r;
 }
 
 // Without a pipeline: each micro-batch's forward and backward (a MoE model with a balance
 // loss: every forward, then every backward). Gradients are scaled by 1/(B*T) of the global
 // batch: their sum over micro-batches and dp ranks is the gradient of the global mean loss.
-// Only the last micro-batch communicates, except with ZeRO 2, which reduce-scatters each one
-// into the shard. The losses add up in p.loss_sum on the device.
+// Only the last micro-batch communicates, except with ZeRO 2 and 3, which reduce-scatter each
+// one into the shard. The losses add up in p.loss_sum on the device.
 void Trainer::step_micro_batches(int64_t step, StepTimes& t) {
   Parts& p = *p_;
   PhaseTimer& timer = *p.timer;
@@ -595,6 +681,7 @@ void Trainer::step_micro_batches(int64_t step, StepTimes& t) {
     p.train_reader->read(step, k);
     timer.lap(&t.time.data_s);
     p.model->forward_sum_into(p.train_reader->x(), p.train_reader->y(), p.loss_sum);
+    p.activation_bytes = std::max(p.activation_bytes, p.model->kept_activation_bytes());
     timer.lap(&t.time.forward_s);
   };
   if (forwards_first) {
@@ -605,8 +692,8 @@ void Trainer::step_micro_batches(int64_t step, StepTimes& t) {
   }
   for (int64_t k = 0; k < m; ++k) {
     const bool last = k + 1 == m;
-    const bool communicate = p.reducer && (last || p.zero == 2);
-    if (communicate) p.reducer->arm(/*accumulate=*/p.zero == 2 && k > 0);
+    const bool communicate = p.reducer && (last || p.zero >= 2);
+    if (communicate) p.reducer->arm(/*accumulate=*/p.zero >= 2 && k > 0);
     if (forwards_first) {
       p.model->restore_activations(0, std::move(stashed[size_t(k)]));
     } else {
@@ -623,7 +710,8 @@ void Trainer::step_micro_batches(int64_t step, StepTimes& t) {
   }
 }
 
-// Under pipeline parallelism: the schedule, then the tied copies, then dp (no overlap).
+// Under pipeline parallelism: the schedule, then the tied copies, then dp (no overlap). ZeRO-3
+// sums the tied copies' chunks after the dp reduction instead (the same sum, reordered).
 void Trainer::step_pipeline(int64_t step, StepTimes& t) {
   Parts& p = *p_;
   PhaseTimer& timer = *p.timer;
@@ -637,10 +725,14 @@ void Trainer::step_pipeline(int64_t step, StepTimes& t) {
                    .backward_s = &t.time.backward_s,
                    .other_s = &t.pipeline_other_s});
   timer.lap(&t.pipeline_other_s);
-  p.sync->sum_tied_gradients();
+  if (!p.shards) p.sync->sum_tied_gradients();
   if (p.reducer) {
     p.reducer->arm();
     p.reducer->wait();
+  }
+  if (p.shards) {
+    p.sync->sum_tied_gradients(
+        [&](const Parameter& t) { return p.shards->chunk_of(p.reducer->shard_grads(), t); });
   }
   timer.lap(&t.time.exposed_comm_s);
 }

@@ -113,6 +113,9 @@ class CausalLM {
   // What each transformer layer recomputes in backward instead of keeping: `policy` for the
   // first policy.layers layers of each stage (all with -1), nothing for the others.
   virtual void set_recompute(const RecomputePolicy& policy) = 0;
+  // The bytes of every activation this rank keeps now (each storage once): after a forward,
+  // what its backward will read (launch/memory_plan.h predicts it).
+  virtual int64_t kept_activation_bytes() = 0;
 
   // ---- Mixture of Experts (nothing for a dense model) ----
   // A training step's routing statistics start over (call before its first forward).

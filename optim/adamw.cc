@@ -22,10 +22,13 @@ AdamW::AdamW(ParameterSet& params, Backend& backend, const AdamWConfig& config,
 void AdamW::step(float lr, const Tensor& grads) {
   PENG_CHECK(grads.numel() == m_.numel(), "AdamW::step: gradients ", grads.str(),
              " do not match the state (", m_.numel(), " elements)");
+  PENG_CHECK(!values_ || values_->numel() == m_.numel(), "AdamW::step: values ",
+             values_ ? values_->str() : "", " do not match the state");
   ++step_;
   for (const ParamSegment& s : segments_) {
     const int64_t n = s.span.numel;
-    Tensor value = params_.flat_values().flat_view(s.span.offset, {n});
+    Tensor value = values_ ? values_->flat_view(s.span.state_offset, {n})
+                           : params_.flat_values().flat_view(s.span.offset, {n});
     Tensor grad = grads.flat_view(s.span.state_offset, {n});
     Tensor m = m_.flat_view(s.span.state_offset, {n}), v = v_.flat_view(s.span.state_offset, {n});
     AdamWOptions opt{.lr = lr,

@@ -5,7 +5,9 @@
 // The optimizer updates a set of spans of the flat parameter buffer: all of it by
 // default, or (ZeRO 1/2) this rank's shard. Each span's gradient and first/second moments
 // sit at its `state_offset` in buffers of `state_numel` elements: for the whole buffer
-// that is the ParameterSet's own layout, so step(lr) reads the flat gradients.
+// that is the ParameterSet's own layout, so step(lr) reads the flat gradients. Under ZeRO-3
+// the values too are sharded: set_values() points the update at a buffer laid out like the
+// state instead of the flat values.
 #pragma once
 
 #include <vector>
@@ -34,6 +36,8 @@ class AdamW {
   void step(float lr, const Tensor& grads);
   // One update of the whole set from its flat gradients.
   void step(float lr) { step(lr, params_.flat_grads()); }
+  // The values the spans update, laid out like the state (state_numel); must outlive this.
+  void set_values(Tensor* values) { values_ = values; }
   int64_t steps_taken() const { return step_; }
   // Restores the bias-correction counter (resuming from a checkpoint).
   void set_steps_taken(int64_t steps) { step_ = steps; }
@@ -47,6 +51,7 @@ class AdamW {
   std::vector<ParamSegment> segments_;
   int64_t step_ = 0;
   Tensor m_, v_;
+  Tensor* values_ = nullptr;  // null: the flat values
 };
 
 }  // namespace peng

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "models/nn/buffer.h"
@@ -85,6 +86,7 @@ DecoderModel::DecoderModel(const DecoderConfig& config, Backend& backend, const 
     const int first = (chunk * pipe_.pp + pipe_.rank) * layers_per_stage_;
     for (int l = first; l < first + layers_per_stage_; ++l) {
       block_offsets_.push_back(params_.numel());
+      block_layers_.push_back(l);
       const size_t registered = params_.all().size();
       blocks_.push_back(std::make_unique<Block>(params_, l, arch_, tp_, rope_.get(), experts));
       for (size_t i = registered; i < params_.all().size(); ++i) params_.all()[i].layer = l;
@@ -196,6 +198,37 @@ int64_t DecoderModel::boundary_rows(int64_t positions) const {
 
 // ---- forward ----
 
+namespace {
+
+// The parameters of `layers` are in use for this scope's lifetime (announced to the
+// ParameterSet: ZeRO-3 gathers them on entry and frees them on exit).
+class LayersInUse {
+ public:
+  LayersInUse(ParameterSet& params, std::vector<int> layers, ParameterSet::LayerUse use)
+      : params_(params), layers_(std::move(layers)) {
+    for (int l : layers_) params_.use_layer(l, use);
+  }
+  ~LayersInUse() {
+    for (int l : layers_) params_.use_layer(l, ParameterSet::LayerUse::kDone);
+  }
+  LayersInUse(const LayersInUse&) = delete;
+  LayersInUse& operator=(const LayersInUse&) = delete;
+
+ private:
+  ParameterSet& params_;
+  std::vector<int> layers_;
+};
+
+constexpr auto kForward = ParameterSet::LayerUse::kForward;
+constexpr auto kBackward = ParameterSet::LayerUse::kBackward;
+
+}  // namespace
+
+std::vector<int> DecoderModel::head_layers() {
+  const int own = arch_.n_layer, weight = head_weight().layer;
+  return weight == own ? std::vector<int>{own} : std::vector<int>{own, weight};
+}
+
 const Tensor& DecoderModel::forward_chunk(int chunk, const Tensor& tokens, const Tensor& x_in,
                                           const Tensor& targets, const LossOut& loss) {
   PENG_CHECK(params_.finalized(), "DecoderModel: a parameter table cannot run");
@@ -215,6 +248,7 @@ const Tensor& DecoderModel::forward_chunk(int chunk, const Tensor& tokens, const
   const int64_t rows = sp_ ? n / tp_.size() : n;
   const Tensor* x = &x_in;
   if (has_embedding(chunk)) {
+    LayersInUse in_use(params_, {-1}, kForward);
     embed(tokens, rows);
     x = &x0_;
   }
@@ -222,9 +256,11 @@ const Tensor& DecoderModel::forward_chunk(int chunk, const Tensor& tokens, const
              "DecoderModel::forward_chunk ", chunk, ": input ", x->str(), ", expected (", rows,
              ", ", c, ")");
   for (int b = chunk * layers_per_stage_; b < (chunk + 1) * layers_per_stage_; ++b) {
+    LayersInUse in_use(params_, {block_layers_[size_t(b)]}, kForward);
     x = &blocks_[size_t(b)]->forward(backend_, *x, batch_, seq_, sp_);
   }
   if (!has_head(chunk)) return *x;
+  LayersInUse in_use(params_, head_layers(), kForward);
   head_forward(*x, targets.defined() ? targets.view({n}) : targets, loss);
   return none_;
 }
@@ -308,6 +344,7 @@ const Tensor& DecoderModel::backward_chunk(int chunk, const Tensor& dout, float 
   const int64_t rows = sp_ ? n / tp_.size() : n;
   ensure_buffer(dres_, {rows, c}, backend_.device());
   if (has_head(chunk)) {
+    LayersInUse in_use(params_, head_layers(), kBackward);
     head_backward(scale);
   } else {
     PENG_CHECK(dout.defined() && dout.shape() == dres_.shape(), "DecoderModel::backward_chunk ",
@@ -315,10 +352,12 @@ const Tensor& DecoderModel::backward_chunk(int chunk, const Tensor& dout, float 
     dres_.copy_from(dout);
   }
   for (int b = (chunk + 1) * layers_per_stage_ - 1; b >= chunk * layers_per_stage_; --b) {
+    LayersInUse in_use(params_, {block_layers_[size_t(b)]}, kBackward);
     blocks_[size_t(b)]->backward(backend_, dres_, scale);
     params_.grads_ready_from(block_offsets_[size_t(b)]);
   }
   if (!has_embedding(chunk)) return dres_;
+  LayersInUse in_use(params_, {-1}, kBackward);
   embedding_backward();
   params_.grads_ready_from(0);
   return none_;
@@ -406,6 +445,18 @@ void DecoderModel::set_recompute(const RecomputePolicy& policy) {
     blocks_[b]->set_recompute(policy.layers < 0 || in_stage < policy.layers ? policy
                                                                             : RecomputePolicy{});
   }
+}
+
+int64_t DecoderModel::kept_activation_bytes() {
+  std::map<const void*, size_t> storages;
+  for (int chunk = 0; chunk < pipe_.virtual_stages; ++chunk) {
+    for (const Tensor* t : activation_slots(chunk)) {
+      if (t->defined()) storages[t->storage_id()] = t->storage_bytes();
+    }
+  }
+  int64_t bytes = 0;
+  for (const auto& [id, n] : storages) bytes += int64_t(n);
+  return bytes;
 }
 
 // ---- Mixture of Experts ----

@@ -54,6 +54,7 @@ class DecoderModel : public CausalLM {
   Tensor logits_row(int64_t row) override;
 
   void set_recompute(const RecomputePolicy& policy) override;
+  int64_t kept_activation_bytes() override;
   void begin_step() override;
   std::vector<RoutingStats> routing_stats() const override;
   void update_routing_biases() override;
@@ -75,6 +76,9 @@ class DecoderModel : public CausalLM {
   void embedding_backward();
   std::vector<Tensor*> activation_slots(int chunk);
   Parameter& head_weight() { return params_.at(head_ >= 0 ? head_ : wte_); }
+  // The layers (Parameter::layer) whose parameters the head reads: its own, and the
+  // embedding's when the head is the tied embedding on the same stage.
+  std::vector<int> head_layers();
 
   DecoderConfig arch_;
   Backend& backend_;
@@ -91,6 +95,7 @@ class DecoderModel : public CausalLM {
   std::vector<std::unique_ptr<Block>> blocks_;  // chunk c: [c * layers_per_stage_, ...)
   std::unique_ptr<Norm> final_norm_;
   std::vector<int64_t> block_offsets_;  // flat offset of each block's first parameter
+  std::vector<int> block_layers_;       // each block's transformer layer
   int64_t head_offset_ = 0;             // flat offset of the final norm's first parameter
   int64_t batch_ = 0, seq_ = 0;
   Tensor tokens_, targets_, x0_, dres_, dnorm_, logits_, losses_;

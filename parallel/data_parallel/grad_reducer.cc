@@ -7,8 +7,10 @@
 namespace peng {
 
 GradReducer::GradReducer(ParameterSet& params, Communicator& dp, Backend& backend,
-                         int64_t bucket_bytes, Mode mode, Communicator* expert_dp)
+                         int64_t bucket_bytes, Mode mode, Communicator* expert_dp,
+                         const std::vector<FlatSpan>* units)
     : params_(params), backend_(backend), mode_(mode) {
+  PENG_CHECK(!units || mode == Mode::kReduceScatter, "GradReducer: units need reduce-scatter");
   // Runs of parameters reducing over the same group, from the end of the buffer.
   const auto group_of = [&](const Parameter& p) -> Communicator& {
     return p.expert_parallel && expert_dp ? *expert_dp : dp;
@@ -19,35 +21,48 @@ GradReducer::GradReducer(ParameterSet& params, Communicator& dp, Backend& backen
     Communicator& group = group_of(all[begin]);
     while (begin > 0 && &group_of(all[begin - 1]) == &group) --begin;
     const int64_t hi = end == all.size() ? params.numel() : all[end].offset;
-    add_buckets(all[begin].offset, hi, group, bucket_bytes);
+    add_buckets(all[begin].offset, hi, group, bucket_bytes, units);
     end = begin;
   }
+  taken_.resize(buckets_.size());
   if (mode_ == Mode::kReduceScatter) {
     const Device dev = params.flat_grads().device();
     shard_ = Tensor::zeros({shard_numel_}, DType::kF32, dev);
-    gather_in_ = Tensor::zeros({shard_numel_}, DType::kF32, dev);
     chunk_ = Tensor::zeros({max_chunk_}, DType::kF32, dev);
-    if (max_staging_ > 0) staging_ = Tensor::zeros({max_staging_}, DType::kF32, dev);
   }
   thread_ = std::thread([this] { run(); });
   params_.set_grads_ready_hook([this](int64_t offset) { on_ready(offset); });
 }
 
 void GradReducer::add_buckets(int64_t lo_run, int64_t hi_run, Communicator& group,
-                              int64_t bucket_bytes) {
-  const int64_t n = group.size(), r = group.rank();
+                              int64_t bucket_bytes, const std::vector<FlatSpan>* units) {
+  if (units) {
+    for (auto u = units->rbegin(); u != units->rend(); ++u) {
+      if (u->offset < lo_run || u->offset >= hi_run) continue;
+      PENG_CHECK(u->offset + u->numel <= hi_run, "GradReducer: unit [", u->offset, ", +", u->numel,
+                 ") mixes reduction groups");
+      add_bucket(u->offset, u->offset + u->numel, group);
+    }
+    return;
+  }
+  const int64_t n = group.size();
   const int64_t per_bucket = std::max<int64_t>(n, bucket_bytes / 4 / n * n);
   for (int64_t hi = hi_run; hi > lo_run;) {
     const int64_t lo = std::max<int64_t>(lo_run, hi - per_bucket);
-    const int64_t numel = hi - lo, padded = (numel + n - 1) / n * n, chunk = padded / n;
-    buckets_.push_back({lo, numel, padded, shard_numel_, &group});
-    const int64_t valid = std::clamp<int64_t>(numel - r * chunk, 0, chunk);
-    if (valid > 0) owned_.push_back({lo + r * chunk, valid, shard_numel_});
-    if (padded != numel) max_staging_ = std::max(max_staging_, padded);
-    max_chunk_ = std::max(max_chunk_, chunk);
-    shard_numel_ += chunk;
+    add_bucket(lo, hi, group);
     hi = lo;
   }
+}
+
+void GradReducer::add_bucket(int64_t lo, int64_t hi, Communicator& group) {
+  const int64_t n = group.size(), r = group.rank();
+  const int64_t numel = hi - lo, padded = (numel + n - 1) / n * n, chunk = padded / n;
+  buckets_.push_back({lo, numel, padded, shard_numel_, &group});
+  const int64_t valid = std::clamp<int64_t>(numel - r * chunk, 0, chunk);
+  if (valid > 0) owned_.push_back({lo + r * chunk, valid, shard_numel_});
+  if (padded != numel) max_staging_ = std::max(max_staging_, padded);
+  max_chunk_ = std::max(max_chunk_, chunk);
+  shard_numel_ += chunk;
 }
 
 GradReducer::~GradReducer() {
@@ -77,6 +92,7 @@ void GradReducer::on_ready(int64_t offset) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (; next_ < buckets_.size() && buckets_[next_].offset >= offset; ++next_) {
+      if (grad_source_) taken_[next_] = grad_source_(next_);
       queue_.push_back(next_);
       queued = true;
     }
@@ -107,7 +123,8 @@ void GradReducer::run() {
       failed = error_ != nullptr;
     }
     try {
-      if (!failed) reduce(buckets_[index], accumulate);
+      if (!failed) reduce(buckets_[index], accumulate, taken_[index]);
+      taken_[index] = Tensor();  // a taken gradient is freed once reduced
     } catch (...) {
       std::lock_guard<std::mutex> lock(mu_);
       error_ = std::current_exception();
@@ -120,15 +137,20 @@ void GradReducer::run() {
   }
 }
 
-void GradReducer::reduce(const Bucket& b, bool accumulate) {
-  Tensor region = params_.flat_grads().flat_view(b.offset, {b.numel});
+void GradReducer::reduce(const Bucket& b, bool accumulate, const Tensor& taken) {
   Communicator& group = *b.group;
   if (mode_ == Mode::kAllReduce) {
+    Tensor region = params_.flat_grads().flat_view(b.offset, {b.numel});
     group.all_reduce(region, ReduceOp::kSum)->wait();
     return;
   }
-  Tensor in = region;
-  if (b.padded != b.numel) {
+  Tensor in = taken;
+  if (!in.defined()) in = params_.flat_grads().flat_view(b.offset, {b.numel});
+  if (in.numel() != b.padded) {
+    const Tensor region = in;
+    if (!staging_.defined()) {  // on first use: ZeRO-3's taken gradients come padded
+      staging_ = Tensor::zeros({max_staging_}, DType::kF32, region.device());
+    }
     in = staging_.flat_view(0, {b.padded});
     in.flat_view(0, {b.numel}).copy_from(region);
     in.flat_view(b.numel, {b.padded - b.numel}).zero();
@@ -147,6 +169,8 @@ void GradReducer::reduce(const Bucket& b, bool accumulate) {
 void GradReducer::all_gather_values() {
   PENG_CHECK(mode_ == Mode::kReduceScatter, "GradReducer::all_gather_values without ZeRO");
   Tensor& values = params_.flat_values();
+  if (!gather_in_.defined())
+    gather_in_ = Tensor::zeros({shard_numel_}, DType::kF32, values.device());
   std::vector<std::unique_ptr<Work>> works;
   std::vector<Tensor> padded_out(buckets_.size());
   for (size_t i = 0; i < buckets_.size(); ++i) {

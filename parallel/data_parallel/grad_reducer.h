@@ -24,6 +24,11 @@
 //   chunks to flat ranges; after the optimizer has updated them, all_gather_values()
 //   gives every rank every parameter.
 //
+// - ZeRO-3 (parallel/data_parallel/param_shards.h): kReduceScatter with `units`, flat ranges
+//   that are each one bucket (so a unit's gradient chunk and its value chunk line up), and a
+//   grad source: when a bucket is queued, the main thread takes its gradient from the
+//   source (a buffer of the bucket's padded size, handed over) instead of the flat buffer.
+//
 // Threading: arm(), wait() and all_gather_values() on the main thread; the main thread
 // issues no collective on the dp group between arm() and wait().
 #pragma once
@@ -32,6 +37,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -49,8 +55,10 @@ class GradReducer {
   // Installs itself as `params`' grads-ready hook; `params`, the groups and `backend` (used
   // to accumulate chunks) must outlive it. `expert_dp`: the group expert weights reduce
   // over (null: dp, as every other weight).
+  // `units` (kReduceScatter only): one bucket each instead of buckets of bucket_bytes.
   GradReducer(ParameterSet& params, Communicator& dp, Backend& backend, int64_t bucket_bytes,
-              Mode mode, Communicator* expert_dp = nullptr);
+              Mode mode, Communicator* expert_dp = nullptr,
+              const std::vector<FlatSpan>* units = nullptr);
   ~GradReducer();
   GradReducer(const GradReducer&) = delete;
   GradReducer& operator=(const GradReducer&) = delete;
@@ -67,6 +75,11 @@ class GradReducer {
   const std::vector<FlatSpan>& owned() const { return owned_; }
   // kReduceScatter: every rank's owned parameter values to every rank.
   void all_gather_values();
+  // Where bucket i's gradient comes from when queued (main thread): a tensor of its padded
+  // size that the reducer keeps until reduced. Unset: the flat gradient buffer.
+  void set_grad_source(std::function<Tensor(size_t bucket)> source) {
+    grad_source_ = std::move(source);
+  }
 
   struct Bucket {
     int64_t offset, numel;  // flat range [offset, offset + numel)
@@ -79,14 +92,19 @@ class GradReducer {
  private:
   void on_ready(int64_t offset);  // main thread, from the hook
   void run();                     // communication thread
-  void reduce(const Bucket& b, bool accumulate);
-  // Buckets of [lo, hi) over `group`, from the end; grows the shard by this rank's chunks.
-  void add_buckets(int64_t lo, int64_t hi, Communicator& group, int64_t bucket_bytes);
+  void reduce(const Bucket& b, bool accumulate, const Tensor& taken);
+  // Buckets of [lo, hi) over `group`, from the end (cut at `units` when given, else every
+  // bucket_bytes); grows the shard by this rank's chunks.
+  void add_buckets(int64_t lo, int64_t hi, Communicator& group, int64_t bucket_bytes,
+                   const std::vector<FlatSpan>* units);
+  void add_bucket(int64_t lo, int64_t hi, Communicator& group);
 
   ParameterSet& params_;
   Backend& backend_;
   Mode mode_;
   std::vector<Bucket> buckets_;  // from the end of the buffer to the start
+  std::function<Tensor(size_t)> grad_source_;
+  std::vector<Tensor> taken_;  // per bucket: its gradient from the source, until reduced
   std::vector<FlatSpan> owned_;
   Tensor shard_, gather_in_, staging_, chunk_;
   int64_t shard_numel_ = 0, max_chunk_ = 0, max_staging_ = 0;

@@ -1,0 +1,191 @@
+#include "parallel/data_parallel/param_shards.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace peng {
+
+std::vector<FlatSpan> zero3_units(const ParameterSet& params) {
+  std::vector<FlatSpan> units;
+  const Parameter* prev = nullptr;
+  for (const Parameter& p : params.all()) {
+    const int64_t n = p.numel;
+    const bool joins = prev && prev->layer == p.layer && prev->tie_group.empty() &&
+                       p.tie_group.empty() && prev->expert_parallel == p.expert_parallel;
+    if (joins) {
+      units.back().numel += n;
+    } else {
+      units.push_back({p.offset, n, 0});
+    }
+    prev = &p;
+  }
+  return units;
+}
+
+namespace {
+
+// The layer of the parameter at flat `offset`.
+int layer_at(const ParameterSet& params, int64_t offset) {
+  for (const Parameter& p : params.all()) {
+    if (p.offset == offset) return p.layer;
+  }
+  PENG_CHECK(false, "ParamShards: no parameter starts at flat offset ", offset);
+  return 0;
+}
+
+}  // namespace
+
+ParamShards::ParamShards(ParameterSet& params, GradReducer& reducer, Communicator& gather,
+                         std::set<int> keep)
+    : params_(params), reducer_(reducer), gather_(gather), keep_(std::move(keep)) {
+  const std::vector<GradReducer::Bucket>& buckets = reducer.buckets();
+  unit_of_bucket_.assign(buckets.size(), -1);
+  for (size_t i = buckets.size(); i-- > 0;) {  // buckets run from the end: units in flat order
+    PENG_CHECK(buckets[i].group->size() == gather.size(),
+               "ZeRO-3: a unit reduces over a group other than dp");
+    unit_of_bucket_[i] = int(units_.size());
+    Unit u;
+    u.bucket = i;
+    u.layer = layer_at(params, buckets[i].offset);
+    units_.push_back(std::move(u));
+    layers_.push_back(units_.back().layer);
+  }
+  std::sort(layers_.begin(), layers_.end());
+  layers_.erase(std::unique(layers_.begin(), layers_.end()), layers_.end());
+  values_ =
+      Tensor::zeros({reducer.shard_grads().numel()}, DType::kF32, params.flat_values().device());
+  release();
+  params.set_layer_hook([this](int layer, ParameterSet::LayerUse use) { on_use(layer, use); });
+  reducer.set_grad_source([this](size_t bucket) { return take_grads(bucket); });
+}
+
+ParamShards::~ParamShards() {
+  params_.set_layer_hook({});
+  reducer_.set_grad_source({});
+  for (Unit& u : units_) {
+    if (u.gather) u.gather->wait();  // never leave a collective writing freed memory
+  }
+}
+
+void ParamShards::count(int64_t bytes) {
+  bytes_ += bytes;
+  peak_bytes_ = std::max(peak_bytes_, bytes_);
+}
+
+void ParamShards::start_gather(Unit& u) {
+  if (u.values.defined()) return;  // gathered, or a prefetch in flight
+  const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
+  const int64_t chunk = b.padded / gather_.size();
+  u.values = Tensor::empty({b.padded}, DType::kF32, values_.device());
+  count(int64_t(u.values.nbytes()));
+  u.gather = gather_.all_gather(values_.flat_view(b.shard_offset, {chunk}), u.values);
+}
+
+void ParamShards::finish_gather(Unit& u) {
+  start_gather(u);
+  if (!u.gather) return;
+  u.gather->wait();
+  u.gather.reset();
+  const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
+  params_.bind(b.offset, b.numel, &u.values, nullptr);
+}
+
+void ParamShards::free_values(Unit& u) {
+  if (u.gather) u.gather->wait();
+  u.gather.reset();
+  if (!u.values.defined()) return;
+  count(-int64_t(u.values.nbytes()));
+  u.values = Tensor();
+  const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
+  params_.bind(b.offset, b.numel, &u.values, nullptr);
+}
+
+void ParamShards::on_use(int layer, ParameterSet::LayerUse use) {
+  const bool backward = use == ParameterSet::LayerUse::kBackward;
+  for (Unit& u : units_) {
+    if (u.layer != layer) continue;
+    if (use == ParameterSet::LayerUse::kDone) {
+      if (--u.uses == 0 && !keep_.count(layer)) free_values(u);
+      continue;
+    }
+    ++u.uses;
+    finish_gather(u);
+    if (backward && !u.grads.defined()) {
+      const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
+      u.grads = Tensor::zeros({b.padded}, DType::kF32, values_.device());
+      count(int64_t(u.grads.nbytes()));
+      params_.bind(b.offset, b.numel, nullptr, &u.grads);
+    }
+  }
+  if (use != ParameterSet::LayerUse::kDone) prefetch_after(layer, backward);
+}
+
+// The next layer this rank holds in the pass's direction (forward: up, backward: down).
+void ParamShards::prefetch_after(int layer, bool backward) {
+  auto it = std::lower_bound(layers_.begin(), layers_.end(), layer);
+  if (it == layers_.end() || *it != layer) return;
+  if (backward ? it == layers_.begin() : it + 1 == layers_.end()) return;
+  const int next = backward ? *(it - 1) : *(it + 1);
+  for (Unit& u : units_) {
+    if (u.layer == next) start_gather(u);
+  }
+}
+
+Tensor ParamShards::take_grads(size_t bucket) {
+  Unit& u = units_[size_t(unit_of_bucket_[bucket])];
+  const GradReducer::Bucket& b = reducer_.buckets()[bucket];
+  Tensor g = std::move(u.grads);
+  u.grads = Tensor();
+  if (!g.defined()) return Tensor::zeros({b.padded}, DType::kF32, values_.device());
+  count(-int64_t(g.nbytes()));  // the reducer frees it once reduced
+  params_.bind(b.offset, b.numel, nullptr, &u.grads);
+  return g;
+}
+
+Tensor ParamShards::chunk_of(Tensor& shard, const Parameter& p) const {
+  for (const GradReducer::Bucket& b : reducer_.buckets()) {
+    if (b.offset != p.offset) continue;
+    PENG_CHECK(b.numel == p.numel, "ZeRO-3: ", p.name, " is not a unit of its own");
+    return shard.flat_view(b.shard_offset, {b.padded / gather_.size()});
+  }
+  PENG_CHECK(false, "ZeRO-3: no unit starts at ", p.name);
+  return Tensor();
+}
+
+void ParamShards::end_step() {
+  for (Unit& u : units_) {
+    PENG_CHECK(u.uses == 0, "ZeRO-3: layer ", u.layer, " still in use at the step's end");
+    free_values(u);
+  }
+}
+
+void ParamShards::materialize() {
+  end_step();
+  params_.materialize_flat();
+  Tensor& flat = params_.flat_values();
+  for (Unit& u : units_) {
+    finish_gather(u);
+    const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
+    flat.flat_view(b.offset, {b.numel}).copy_from(u.values.flat_view(0, {b.numel}));
+    free_values(u);
+  }
+  params_.bind(0, params_.numel(), &flat, nullptr);
+}
+
+void ParamShards::release() {
+  const Tensor& flat = params_.flat_values();
+  const int r = gather_.rank();
+  for (const Unit& u : units_) {
+    const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
+    const int64_t chunk = b.padded / gather_.size();
+    const int64_t valid = std::clamp<int64_t>(b.numel - r * chunk, 0, chunk);
+    if (valid > 0) {
+      values_.flat_view(b.shard_offset, {valid})
+          .copy_from(flat.flat_view(b.offset + r * chunk, {valid}));
+    }
+  }
+  params_.release_flat();
+}
+
+}  // namespace peng

@@ -1,0 +1,95 @@
+// ParamShards: ZeRO-3 (DeepSpeed's stage 3, PyTorch FSDP's full sharding). Parameters,
+// gradients and AdamW state are sharded over dp; each rank keeps only its chunk of every
+// unit, and a unit's whole values exist only while a pass uses them.
+//
+// Units. zero3_units() cuts the flat buffer into runs of parameters of one layer
+// (Parameter::layer) and one tie group: a transformer layer, the embeddings, the head, a tied
+// copy on its own (so that both copies of a tied tensor split alike over dp). The GradReducer
+// is built with these units as its buckets, so chunk r of a unit's gradient (reduce-scattered
+// over dp) and chunk r of its values (values(), laid out like the reducer's shard) are the
+// same elements: the optimizer updates values() from shard_grads() with no flat buffer.
+//
+// Passes. The model announces the layers it is about to read (ParameterSet::use_layer):
+//   - forward or backward use: the layer's units are all-gathered over dp (padded chunks,
+//     then bound as the parameters' values), unless already gathered;
+//     a backward use also binds fresh zeroed gradients for them, unless bound;
+//     the next layer in the pass's direction is prefetched: its gather starts now and is
+//     waited for at its use;
+//   - done: when no use remains, the values are freed (kept layers stay until end_step()).
+// Gradients are handed to the reducer when backward announces them complete (the reducer's
+// grad source): it reduce-scatters them into its shard and frees them.
+//
+// Between steps, whole-model operations (resume, export) call materialize() for flat buffers
+// holding every value, and release() to take this rank's chunks back from them.
+//
+// Collective: the gathers run on `gather`, a communicator of the reducer's group's ranks used
+// only here, on the main thread, in the same order on every rank (each rank's passes are
+// the same). Expert-parallel weights are not supported (MoE models are refused under ZeRO-3).
+#pragma once
+
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "core/parameter.h"
+#include "parallel/communicator.h"
+#include "parallel/data_parallel/grad_reducer.h"
+
+namespace peng {
+
+// The ZeRO-3 units of `params`, in flat order.
+std::vector<FlatSpan> zero3_units(const ParameterSet& params);
+
+class ParamShards {
+ public:
+  // `params` holds the initial values in its flat buffers; this keeps this rank's chunks of
+  // them and releases the flat buffers. `reducer` was built over `params` with
+  // zero3_units(params); `keep`: layers whose values stay gathered from first use to
+  // end_step(). All must outlive this.
+  ParamShards(ParameterSet& params, GradReducer& reducer, Communicator& gather, std::set<int> keep);
+  ~ParamShards();
+  ParamShards(const ParamShards&) = delete;
+  ParamShards& operator=(const ParamShards&) = delete;
+
+  // This rank's chunk of every unit's values, laid out like reducer.shard_grads().
+  Tensor& values() { return values_; }
+  // The step is over: kept layers and unused prefetches are freed.
+  void end_step();
+  // Flat buffers with every value, gathered (collective over the group); release() takes
+  // this rank's chunks from them (they may have changed: a resume) and frees them.
+  void materialize();
+  void release();
+  // A parameter that is a unit of its own (a tied copy): its chunk in `shard`, a buffer laid
+  // out like values().
+  Tensor chunk_of(Tensor& shard, const Parameter& p) const;
+  // The most bytes of gathered values and unreduced gradients held at once so far.
+  int64_t peak_gathered_bytes() const { return peak_bytes_; }
+
+ private:
+  struct Unit {
+    size_t bucket;  // the reducer's bucket of this unit
+    int layer;
+    Tensor values, grads;          // gathered (padded), bound gradients (padded)
+    std::unique_ptr<Work> gather;  // a prefetch in flight into `values`
+    int uses = 0;
+  };
+  void on_use(int layer, ParameterSet::LayerUse use);
+  void start_gather(Unit& u);
+  void finish_gather(Unit& u);
+  void free_values(Unit& u);
+  Tensor take_grads(size_t bucket);
+  void prefetch_after(int layer, bool backward);
+  void count(int64_t bytes);
+
+  ParameterSet& params_;
+  GradReducer& reducer_;
+  Communicator& gather_;
+  std::set<int> keep_;
+  std::vector<Unit> units_;
+  std::vector<int> layers_;  // the layers units_ belong to, ascending
+  std::vector<int> unit_of_bucket_;
+  Tensor values_;
+  int64_t bytes_ = 0, peak_bytes_ = 0;
+};
+
+}  // namespace peng
