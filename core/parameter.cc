@@ -270,15 +270,19 @@ void ParameterSet::finalize() {
 }
 
 void ParameterSet::materialize_flat() {
-  PENG_CHECK(finalized_ && !values_.defined(), "ParameterSet::materialize_flat: already flat");
+  PENG_CHECK(finalized_ && !values_.defined() && !grads_.defined(),
+             "ParameterSet::materialize_flat: already flat");
   values_ = Tensor::zeros({numel_}, DType::kF32, device_);
   grads_ = Tensor::zeros({numel_}, DType::kF32, device_);
   bind(0, numel_, &values_, &grads_);
 }
 
-void ParameterSet::release_flat() {
-  values_ = grads_ = Tensor();
-  for (Parameter& p : params_) p.value = p.grad = Tensor();
+void ParameterSet::release_flat(bool values) {
+  grads_ = Tensor();
+  for (Parameter& p : params_) p.grad = Tensor();
+  if (!values) return;
+  values_ = Tensor();
+  for (Parameter& p : params_) p.value = Tensor();
 }
 
 void ParameterSet::bind(int64_t offset, int64_t numel, const Tensor* values, const Tensor* grads) {

@@ -180,12 +180,13 @@ class ParameterSet {
   // Allocates the flat buffers (values and gradients zeroed) and binds the views.
   void finalize();
   bool finalized() const { return finalized_; }
-  // ZeRO-3 (parallel/data_parallel/param_shards.h) keeps no flat buffers: it releases them
-  // (every value and gradient unbound) and binds the parameters inside a flat range
+  // ZeRO 3 (parallel/data_parallel/param_shards.h) keeps no flat buffers: it releases them
+  // (every value and gradient unbound; ZeRO 2: the gradients only) and binds the parameters
+  // inside a flat range
   // [offset, offset + numel) to views of buffers of its own (element 0 at `offset`; an
   // undefined tensor unbinds, a null pointer leaves that side as it is).
   // materialize_flat() allocates the flat buffers again, zeroed, and binds everything.
-  void release_flat();
+  void release_flat(bool values = true);
   void materialize_flat();
   void bind(int64_t offset, int64_t numel, const Tensor* values, const Tensor* grads);
 

@@ -233,7 +233,7 @@ void JobTelemetry::on_step(const StepMetrics& m) {
                            {"mem_high_water_bytes", memory_high_water_bytes()},
                            {"state_bytes", m.state_bytes}};
     if (m.activation_bytes > 0) line["activation_bytes"] = m.activation_bytes;
-    if (m.gathered_peak_bytes > 0) line["zero3_gathered_peak_bytes"] = m.gathered_peak_bytes;
+    if (m.unit_peak_bytes > 0) line["zero_unit_peak_bytes"] = m.unit_peak_bytes;
     if (compute_.is_cuda()) {  // the caching allocator's bytes on this rank's GPU
       const cuda::MemoryStats mem = cuda::memory_stats(compute_.index);
       line["device_mem_peak_bytes"] = mem.peak;

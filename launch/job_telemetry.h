@@ -61,8 +61,9 @@ struct StepMetrics {
   std::vector<LayerLoad> moe;  // a Mixture-of-Experts model's routing (empty: dense)
   // Measured bytes on this rank (launch/memory_plan.h predicts them): the training state
   // as allocated; the activations one micro-batch's forward kept (0: not measured, under a
-  // pipeline); ZeRO-3's most gathered values and unreduced gradients at once (0: not ZeRO-3).
-  int64_t state_bytes = 0, activation_bytes = 0, gathered_peak_bytes = 0;
+  // pipeline); ZeRO 2/3's most per-layer buffers at once: gathered values (ZeRO 3) and
+  // unreduced gradients (0: ZeRO 0/1).
+  int64_t state_bytes = 0, activation_bytes = 0, unit_peak_bytes = 0;
 };
 
 class JobTelemetry {

@@ -93,8 +93,9 @@ StateBytes state_bytes(int64_t numel, int dp, int zero) {
     case 0:
       return {.values = kF32 * n, .grads = kF32 * n, .optimizer = 2 * kF32 * n};
     case 1:
-    case 2:
       return {.values = kF32 * n, .grads = kF32 * (n + s), .optimizer = 2 * kF32 * s};
+    case 2:
+      return {.values = kF32 * n, .grads = kF32 * s, .optimizer = 2 * kF32 * s};
     default:
       return {.values = kF32 * s, .grads = kF32 * s, .optimizer = 2 * kF32 * s};
   }

@@ -20,9 +20,11 @@
 // s = ceil(n / dp) (its dp shard; each bucket pads to a multiple of dp, < dp elements more):
 //   ZeRO 0: values 4n, gradients 4n, moments 8n
 //   ZeRO 1: values 4n, gradients 4n + 4s (the flat buffer and the reduced shard), moments 8s
-//   ZeRO 2: as ZeRO 1 (the flat buffer takes each micro-batch, the shard accumulates)
+//   ZeRO 2: values 4n, gradients 4s, moments 8s; plus, while backward runs, the layers'
+//           gradients not reduced yet (all of a stage's under pp, reduced after the schedule)
 //   ZeRO 3: values 4s, gradients 4s, moments 8s; plus, while a pass runs, the layers it has
-//           gathered (not predicted here: ParamShards::peak_gathered_bytes() measures them)
+//           gathered and ZeRO 2's unreduced gradients (ParamShards::peak_gathered_bytes()
+//           measures both; not predicted here)
 // tests/launch/memory_plan_test.cc checks the predictions against what a model keeps and
 // what the trainer allocates.
 #pragma once

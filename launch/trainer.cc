@@ -127,7 +127,8 @@ struct Trainer::Parts {
   std::unique_ptr<BatchReader> train_reader, val_reader;
   std::unique_ptr<Tokenizer> tokenizer;
   // Gradients and the update: dp reduction in buckets (ZeRO 1/2: reduce-scatter into this
-  // rank's shard; ZeRO 3: in units, the values sharded too and gathered per layer on their
+  // rank's shard; ZeRO 2: per layer, no flat gradient buffer; ZeRO 3: the values sharded
+  // too and gathered per layer on their
   // own communicator), tied copies and partial sums, AdamW on this rank's spans.
   int zero = 0;
   std::unique_ptr<GradReducer> reducer;
@@ -171,12 +172,18 @@ struct Trainer::StepTimes {
 
 namespace {
 
+// Whether the model is a Mixture of Experts with a balance loss (--aux-loss-alpha on a dense
+// model changes nothing).
+bool has_balance_loss(const Trainer::Parts& p) {
+  return p.arch.moe.enabled() && p.arch.moe.aux_alpha > 0;
+}
+
 // Whether a MoE model's balance loss is taken per micro-batch: a pipeline schedule that
 // interleaves forwards and backwards (1F1B, interleaved) over several micro-batches cannot
 // know the global batch's routing at its first backward. GPipe and unpipelined
 // micro-batching (forwards first) keep the global batch's.
 bool micro_batch_balance(const Trainer::Parts& p) {
-  return p.arch.moe.aux_alpha > 0 && p.layout.pipelined() && p.layout.micro_steps > 1 &&
+  return has_balance_loss(p) && p.layout.pipelined() && p.layout.micro_steps > 1 &&
          p.layout.pp_schedule != ScheduleKind::kGPipe;
 }
 
@@ -268,12 +275,13 @@ void build_optimizer(Trainer::Parts& p) {
   PENG_INPUT_CHECK(pc.zero() < 3 || !p.arch.moe.enabled(),
                    "parallel.zero = 3 does not support Mixture-of-Experts models yet (their "
                    "expert weights shard over other groups); use --zero 2");
-  const std::vector<FlatSpan> units = p.zero == 3 ? zero3_units(params) : std::vector<FlatSpan>{};
+  // ZeRO 2 and 3 reduce per layer (their gradients live per layer: ParamShards).
+  const std::vector<FlatSpan> units = p.zero >= 2 ? layer_units(params) : std::vector<FlatSpan>{};
   if (p.dp) {
     p.reducer = std::make_unique<GradReducer>(
         params, *p.dp, *p.be, int64_t(pc.bucket_mb() * 1e6),
         p.zero > 0 ? GradReducer::Mode::kReduceScatter : GradReducer::Mode::kAllReduce,
-        p.mesh->expert_dp(), p.zero == 3 ? &units : nullptr);
+        p.mesh->expert_dp(), p.zero >= 2 ? &units : nullptr);
   }
   const AdamWConfig adamw{
       .beta1 = oc.beta1(), .beta2 = oc.beta2(), .eps = oc.eps(), .weight_decay = oc.weight_decay()};
@@ -296,11 +304,12 @@ void build_optimizer(Trainer::Parts& p) {
                 .warmup = p.config.schedule().warmup_steps(),
                 .min_lr = p.config.schedule().min_lr(),
                 .total = p.config.training().steps()};
+  if (p.zero == 2) p.shards = std::make_unique<ParamShards>(params, *p.reducer, nullptr);
   if (p.zero == 3) {  // from here on this rank keeps only its chunks of the values
     p.gather_comm = p.dp->split(0, p.dp->rank(), "zero3-gather");
     const std::set<int> keep =
         pc.zero3_keep_embeddings() ? std::set<int>{-1, p.arch.n_layer} : std::set<int>{};
-    p.shards = std::make_unique<ParamShards>(params, *p.reducer, *p.gather_comm, keep);
+    p.shards = std::make_unique<ParamShards>(params, *p.reducer, p.gather_comm.get(), keep);
     p.optimizer->set_values(&p.shards->values());
   }
 }
@@ -317,7 +326,7 @@ void build_checkpoints(Trainer::Parts& p) {
              .expert_dp_rank = p.mesh ? p.mesh->dp_rank() / p.layout.mesh.ep : 0,
              .expert_dp_size = p.layout.mesh.dp / p.layout.mesh.ep,
              .tp_rank = p.tp.rank(),
-             .value_shard = p.shards ? &p.shards->values() : nullptr};
+             .value_shard = p.zero == 3 ? &p.shards->values() : nullptr};
   if (cc.dir().empty()) return;
   if (p.env.world_size > 1) p.ckpt_comm = mpi_world().split(0, p.env.rank, "checkpoint");
   p.checkpointer =
@@ -330,7 +339,7 @@ int64_t allocated_state_bytes(Trainer::Parts& p) {
   ParameterSet& params = p.model->parameters();
   int64_t bytes =
       int64_t(params.flat_values().storage_bytes() + params.flat_grads().storage_bytes());
-  if (p.shards) bytes += int64_t(p.shards->values().storage_bytes());
+  if (p.zero == 3) bytes += int64_t(p.shards->values().storage_bytes());
   if (p.zero > 0) bytes += int64_t(p.reducer->shard_grads().storage_bytes());
   return bytes + int64_t(p.optimizer->exp_avg().storage_bytes() +
                          p.optimizer->exp_avg_sq().storage_bytes());
@@ -360,7 +369,7 @@ std::string memory_line(const Trainer::Parts& p) {
         chunk, chunk_activation_bytes(p.arch, stage * per_chunk, per_chunk, shape, p.recompute,
                                       stage == 0, stage + 1 == p.pipe.stages()));
   }
-  const bool forwards_first = !p.runner && l.micro_steps > 1 && p.arch.moe.aux_alpha > 0;
+  const bool forwards_first = !p.runner && l.micro_steps > 1 && has_balance_loss(p);
   const int64_t in_flight = p.runner         ? in_flight_chunks(l.schedule, p.pipe.rank)
                             : forwards_first ? l.micro_steps
                                              : 1;
@@ -475,9 +484,9 @@ void gather_experts(Trainer::Parts& p, std::map<std::string, Tensor>& state) {
 // tp), then, under pipeline parallelism, each tensor broadcast from the pipeline rank that
 // holds its primary copy (Parameter::layer's stage).
 std::map<std::string, Tensor> whole_model_state(Trainer::Parts& p) {
-  if (p.shards) p.shards->materialize();
+  if (p.zero == 3) p.shards->materialize();
   std::map<std::string, Tensor> state = p.model->state();
-  if (p.shards) p.shards->release();
+  if (p.zero == 3) p.shards->release();
   if (p.experts.ep) gather_experts(p, state);
   if (!p.pp) return state;
   for (const Parameter& t : parameter_table(p.arch)) {
@@ -541,11 +550,11 @@ void Trainer::restore() {
   const proto::Manifest& m = reader.manifest();
   check_resumable(m, p.arch, *from);
   ensure_staging(p);
-  if (p.shards) p.shards->materialize();  // loads write whole tensors
-  stage_to_host(p.state);                 // elements no region covers keep their values
+  if (p.zero == 3) p.shards->materialize();  // loads write whole tensors
+  stage_to_host(p.state);                    // elements no region covers keep their values
   reader.read(load_regions(p.state));
   stage_to_device(p.state);
-  if (p.shards) p.shards->release();
+  if (p.zero == 3) p.shards->release();
   p.optimizer->set_steps_taken(m.optimizer().steps_taken());
   p.start_step = m.step();
   p.train_reader->set_origin(p.start_step, m.data().next_sequence());
@@ -616,8 +625,10 @@ StepRecord Trainer::step(int64_t step) {
   const std::vector<double> pp_sums = sum_over(p.pp, {loss, p.runner ? p.runner->bubble() : 0.0});
   loss = sum_over(p.dp, pp_sums[0]);
   const double bubble = pp_sums[1] / p.layout.mesh.pp;  // the pipeline ranks' mean waiting share
-  const double norm = std::hypot(norm_from_squares(sums.data<double>()[1], p.norm_groups),
-                                 norm_from_squares(sums.data<double>()[2], p.expert_norm_groups));
+  const double experts = p.arch.moe.enabled()  // a dense model skips the experts' reduction
+                             ? norm_from_squares(sums.data<double>()[2], p.expert_norm_groups)
+                             : 0.0;
+  const double norm = std::hypot(norm_from_squares(sums.data<double>()[1], p.norm_groups), experts);
   timer.lap(&t.time.exposed_comm_s);
   PENG_CHECK(std::isfinite(loss), "loss is ", loss, " at step ", step,
              ": training diverged (lower optim.lr or check the data)");
@@ -628,13 +639,13 @@ StepRecord Trainer::step(int64_t step) {
   if (p.zero == 1 || p.zero == 2) p.reducer->all_gather_values();
   // Tied copies got the same gradient, but summed over dp in buckets laid out differently
   // on their ranks: keep them bit-identical (ZeRO-3: their chunks, laid out alike).
-  if (p.shards) {
+  if (p.zero == 3) {
     p.sync->broadcast_tied_values(
         [&](const Parameter& t) { return p.shards->chunk_of(p.shards->values(), t); });
-    p.shards->end_step();
   } else {
     p.sync->broadcast_tied_values();
   }
+  if (p.shards) p.shards->end_step();
   p.model->update_routing_biases();  // MoE: the step's global counts, the same on every rank
   const std::vector<LayerLoad> moe = routing_loads(p);
   timer.lap(&t.time.exposed_comm_s);
@@ -657,7 +668,7 @@ StepRecord Trainer::step(int64_t step) {
                         .moe = moe,
                         .state_bytes = allocated_state_bytes(p),
                         .activation_bytes = p.activation_bytes,
-                        .gathered_peak_bytes = p.shards ? p.shards->peak_gathered_bytes() : 0});
+                        .unit_peak_bytes = p.shards ? p.shards->peak_unit_bytes() : 0});
   return r;
 }
 
@@ -674,7 +685,7 @@ void Trainer::step_micro_batches(int64_t step, StepTimes& t) {
       float(1.0 / double(p.config.training().batch_size() * p.config.training().seq_len()));
   // A balance loss over the global batch needs every micro-batch's routing before the first
   // backward: then all forwards run first, their activations stashed (models/nn/moe.h).
-  const bool forwards_first = m > 1 && p.arch.moe.aux_alpha > 0;
+  const bool forwards_first = m > 1 && has_balance_loss(p);
   std::vector<std::vector<Tensor>> stashed;
   const auto forward = [&](int64_t k) {
     timer.lap(nullptr);
@@ -706,7 +717,6 @@ void Trainer::step_micro_batches(int64_t step, StepTimes& t) {
       p.reducer->wait();
       timer.lap(&t.time.exposed_comm_s);
     }
-    if (p.zero == 2 && !last) p.model->parameters().zero_grads();
   }
 }
 
@@ -725,12 +735,12 @@ void Trainer::step_pipeline(int64_t step, StepTimes& t) {
                    .backward_s = &t.time.backward_s,
                    .other_s = &t.pipeline_other_s});
   timer.lap(&t.pipeline_other_s);
-  if (!p.shards) p.sync->sum_tied_gradients();
+  if (p.zero != 3) p.sync->sum_tied_gradients();
   if (p.reducer) {
     p.reducer->arm();
     p.reducer->wait();
   }
-  if (p.shards) {
+  if (p.zero == 3) {
     p.sync->sum_tied_gradients(
         [&](const Parameter& t) { return p.shards->chunk_of(p.reducer->shard_grads(), t); });
   }

@@ -121,7 +121,14 @@ void Moe::run_experts(Backend& be, const Tensor& in, Tensor& out, bool backward)
   int64_t at = 0;
   const std::vector<int64_t> rows = dispatch_.expert_rows();
   for (size_t i = 0; i < experts_.size(); ++i) {
-    if (rows[i] == 0) continue;  // no token: no work, a zero gradient
+    if (rows[i] == 0) {  // no token: no work, a zero gradient, nothing kept from before
+      if (!backward) {
+        std::vector<Tensor*> slots;
+        experts_[i]->activation_slots(slots);
+        for (Tensor* t : slots) *t = Tensor();
+      }
+      continue;
+    }
     const Tensor block = in.slice(at, at + rows[i]);
     const Tensor& y = backward ? experts_[i]->backward(be, block) : experts_[i]->forward(be, block);
     out.slice(at, at + rows[i]).copy_from(y);

@@ -6,7 +6,7 @@
 
 namespace peng {
 
-std::vector<FlatSpan> zero3_units(const ParameterSet& params) {
+std::vector<FlatSpan> layer_units(const ParameterSet& params) {
   std::vector<FlatSpan> units;
   const Parameter* prev = nullptr;
   for (const Parameter& p : params.all()) {
@@ -36,13 +36,13 @@ int layer_at(const ParameterSet& params, int64_t offset) {
 
 }  // namespace
 
-ParamShards::ParamShards(ParameterSet& params, GradReducer& reducer, Communicator& gather,
+ParamShards::ParamShards(ParameterSet& params, GradReducer& reducer, Communicator* gather,
                          std::set<int> keep)
     : params_(params), reducer_(reducer), gather_(gather), keep_(std::move(keep)) {
   const std::vector<GradReducer::Bucket>& buckets = reducer.buckets();
   unit_of_bucket_.assign(buckets.size(), -1);
   for (size_t i = buckets.size(); i-- > 0;) {  // buckets run from the end: units in flat order
-    PENG_CHECK(buckets[i].group->size() == gather.size(),
+    PENG_CHECK(!gather || buckets[i].group->size() == gather->size(),
                "ZeRO-3: a unit reduces over a group other than dp");
     unit_of_bucket_[i] = int(units_.size());
     Unit u;
@@ -53,9 +53,13 @@ ParamShards::ParamShards(ParameterSet& params, GradReducer& reducer, Communicato
   }
   std::sort(layers_.begin(), layers_.end());
   layers_.erase(std::unique(layers_.begin(), layers_.end()), layers_.end());
-  values_ =
-      Tensor::zeros({reducer.shard_grads().numel()}, DType::kF32, params.flat_values().device());
-  release();
+  device_ = params.flat_values().device();
+  if (gather_) {
+    values_ = Tensor::zeros({reducer.shard_grads().numel()}, DType::kF32, device_);
+    release();
+  } else {
+    params.release_flat(/*values=*/false);
+  }
   params.set_layer_hook([this](int layer, ParameterSet::LayerUse use) { on_use(layer, use); });
   reducer.set_grad_source([this](size_t bucket) { return take_grads(bucket); });
 }
@@ -76,10 +80,10 @@ void ParamShards::count(int64_t bytes) {
 void ParamShards::start_gather(Unit& u) {
   if (u.values.defined()) return;  // gathered, or a prefetch in flight
   const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
-  const int64_t chunk = b.padded / gather_.size();
-  u.values = Tensor::empty({b.padded}, DType::kF32, values_.device());
+  const int64_t chunk = b.padded / gather_->size();
+  u.values = Tensor::empty({b.padded}, DType::kF32, device_);
   count(int64_t(u.values.nbytes()));
-  u.gather = gather_.all_gather(values_.flat_view(b.shard_offset, {chunk}), u.values);
+  u.gather = gather_->all_gather(values_.flat_view(b.shard_offset, {chunk}), u.values);
 }
 
 void ParamShards::finish_gather(Unit& u) {
@@ -106,19 +110,21 @@ void ParamShards::on_use(int layer, ParameterSet::LayerUse use) {
   for (Unit& u : units_) {
     if (u.layer != layer) continue;
     if (use == ParameterSet::LayerUse::kDone) {
-      if (--u.uses == 0 && !keep_.count(layer)) free_values(u);
+      if (gather_ && --u.uses == 0 && !keep_.count(layer)) free_values(u);
       continue;
     }
-    ++u.uses;
-    finish_gather(u);
+    if (gather_) {
+      ++u.uses;
+      finish_gather(u);
+    }
     if (backward && !u.grads.defined()) {
       const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
-      u.grads = Tensor::zeros({b.padded}, DType::kF32, values_.device());
+      u.grads = Tensor::zeros({b.padded}, DType::kF32, device_);
       count(int64_t(u.grads.nbytes()));
       params_.bind(b.offset, b.numel, nullptr, &u.grads);
     }
   }
-  if (use != ParameterSet::LayerUse::kDone) prefetch_after(layer, backward);
+  if (gather_ && use != ParameterSet::LayerUse::kDone) prefetch_after(layer, backward);
 }
 
 // The next layer this rank holds in the pass's direction (forward: up, backward: down).
@@ -137,7 +143,7 @@ Tensor ParamShards::take_grads(size_t bucket) {
   const GradReducer::Bucket& b = reducer_.buckets()[bucket];
   Tensor g = std::move(u.grads);
   u.grads = Tensor();
-  if (!g.defined()) return Tensor::zeros({b.padded}, DType::kF32, values_.device());
+  if (!g.defined()) return Tensor::zeros({b.padded}, DType::kF32, device_);
   count(-int64_t(g.nbytes()));  // the reducer frees it once reduced
   params_.bind(b.offset, b.numel, nullptr, &u.grads);
   return g;
@@ -147,7 +153,7 @@ Tensor ParamShards::chunk_of(Tensor& shard, const Parameter& p) const {
   for (const GradReducer::Bucket& b : reducer_.buckets()) {
     if (b.offset != p.offset) continue;
     PENG_CHECK(b.numel == p.numel, "ZeRO-3: ", p.name, " is not a unit of its own");
-    return shard.flat_view(b.shard_offset, {b.padded / gather_.size()});
+    return shard.flat_view(b.shard_offset, {b.padded / b.group->size()});
   }
   PENG_CHECK(false, "ZeRO-3: no unit starts at ", p.name);
   return Tensor();
@@ -161,6 +167,7 @@ void ParamShards::end_step() {
 }
 
 void ParamShards::materialize() {
+  PENG_CHECK(gather_, "ParamShards::materialize: the values are not sharded (ZeRO 2)");
   end_step();
   params_.materialize_flat();
   Tensor& flat = params_.flat_values();
@@ -174,11 +181,12 @@ void ParamShards::materialize() {
 }
 
 void ParamShards::release() {
+  PENG_CHECK(gather_, "ParamShards::release: the values are not sharded (ZeRO 2)");
   const Tensor& flat = params_.flat_values();
-  const int r = gather_.rank();
   for (const Unit& u : units_) {
     const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
-    const int64_t chunk = b.padded / gather_.size();
+    const int r = b.group->rank();
+    const int64_t chunk = b.padded / b.group->size();
     const int64_t valid = std::clamp<int64_t>(b.numel - r * chunk, 0, chunk);
     if (valid > 0) {
       values_.flat_view(b.shard_offset, {valid})

@@ -1,8 +1,10 @@
-// ParamShards: ZeRO-3 (DeepSpeed's stage 3, PyTorch FSDP's full sharding). Parameters,
-// gradients and AdamW state are sharded over dp; each rank keeps only its chunk of every
-// unit, and a unit's whole values exist only while a pass uses them.
+// ParamShards: the per-unit gradients of ZeRO 2 and, for ZeRO 3 (DeepSpeed's stage 3,
+// PyTorch FSDP's full sharding), the per-unit values too. Under ZeRO 3 parameters, gradients
+// and AdamW state are sharded over dp: each rank keeps only its chunk of every unit, and a
+// unit's whole values exist only while a pass uses them. Under ZeRO 2 the values stay in the
+// flat buffer and only the gradients live per unit, so no rank holds the whole gradient.
 //
-// Units. zero3_units() cuts the flat buffer into runs of parameters of one layer
+// Units. layer_units() cuts the flat buffer into runs of parameters of one layer
 // (Parameter::layer) and one tie group: a transformer layer, the embeddings, the head, a tied
 // copy on its own (so that both copies of a tied tensor split alike over dp). The GradReducer
 // is built with these units as its buckets, so chunk r of a unit's gradient (reduce-scattered
@@ -10,21 +12,22 @@
 // same elements: the optimizer updates values() from shard_grads() with no flat buffer.
 //
 // Passes. The model announces the layers it is about to read (ParameterSet::use_layer):
-//   - forward or backward use: the layer's units are all-gathered over dp (padded chunks,
-//     then bound as the parameters' values), unless already gathered;
+//   - forward or backward use (ZeRO 3): the layer's units are all-gathered over dp (padded
+//     chunks, then bound as the parameters' values), unless already gathered;
 //     a backward use also binds fresh zeroed gradients for them, unless bound;
 //     the next layer in the pass's direction is prefetched: its gather starts now and is
 //     waited for at its use;
-//   - done: when no use remains, the values are freed (kept layers stay until end_step()).
+//   - done (ZeRO 3): when no use remains, the values are freed (kept layers stay until
+//     end_step()).
 // Gradients are handed to the reducer when backward announces them complete (the reducer's
 // grad source): it reduce-scatters them into its shard and frees them.
 //
 // Between steps, whole-model operations (resume, export) call materialize() for flat buffers
-// holding every value, and release() to take this rank's chunks back from them.
+// holding every value, and release() to take this rank's chunks back from them (ZeRO 3).
 //
 // Collective: the gathers run on `gather`, a communicator of the reducer's group's ranks used
 // only here, on the main thread, in the same order on every rank (each rank's passes are
-// the same). Expert-parallel weights are not supported (MoE models are refused under ZeRO-3).
+// the same). Expert-parallel weights (sharded over another group) are refused under ZeRO 3.
 #pragma once
 
 #include <memory>
@@ -37,16 +40,18 @@
 
 namespace peng {
 
-// The ZeRO-3 units of `params`, in flat order.
-std::vector<FlatSpan> zero3_units(const ParameterSet& params);
+// The units of `params`, in flat order.
+std::vector<FlatSpan> layer_units(const ParameterSet& params);
 
 class ParamShards {
  public:
-  // `params` holds the initial values in its flat buffers; this keeps this rank's chunks of
-  // them and releases the flat buffers. `reducer` was built over `params` with
-  // zero3_units(params); `keep`: layers whose values stay gathered from first use to
+  // ZeRO 3 (`gather` set): `params` holds the initial values in its flat buffers; this keeps
+  // this rank's chunks of them and releases the flat buffers. ZeRO 2 (`gather` null): only
+  // the flat gradients are released. `reducer` was built over `params` with
+  // layer_units(params); `keep`: layers whose values stay gathered from first use to
   // end_step(). All must outlive this.
-  ParamShards(ParameterSet& params, GradReducer& reducer, Communicator& gather, std::set<int> keep);
+  ParamShards(ParameterSet& params, GradReducer& reducer, Communicator* gather,
+              std::set<int> keep = {});
   ~ParamShards();
   ParamShards(const ParamShards&) = delete;
   ParamShards& operator=(const ParamShards&) = delete;
@@ -63,7 +68,7 @@ class ParamShards {
   // out like values().
   Tensor chunk_of(Tensor& shard, const Parameter& p) const;
   // The most bytes of gathered values and unreduced gradients held at once so far.
-  int64_t peak_gathered_bytes() const { return peak_bytes_; }
+  int64_t peak_unit_bytes() const { return peak_bytes_; }
 
  private:
   struct Unit {
@@ -83,12 +88,13 @@ class ParamShards {
 
   ParameterSet& params_;
   GradReducer& reducer_;
-  Communicator& gather_;
+  Communicator* gather_;  // null: ZeRO 2, values not sharded
   std::set<int> keep_;
   std::vector<Unit> units_;
   std::vector<int> layers_;  // the layers units_ belong to, ascending
   std::vector<int> unit_of_bucket_;
-  Tensor values_;
+  Device device_;
+  Tensor values_;  // ZeRO 3: this rank's value chunks
   int64_t bytes_ = 0, peak_bytes_ = 0;
 };
 

@@ -443,6 +443,11 @@ std::unique_ptr<Work> MpiCommunicator::all_to_all_v(const Tensor& in,
   const std::string what = "all_to_all_v on group " + name_;
   PENG_CHECK(in.dtype() == out.dtype(), what, ": in ", in.str(), " and out ", out.str(),
              " differ in dtype");
+  const auto* a = static_cast<const char*>(in.raw_data());
+  const auto* b = static_cast<const char*>(out.raw_data());
+  PENG_CHECK(in.numel() == 0 || out.numel() == 0 || a + in.nbytes() <= b || b + out.nbytes() <= a,
+             what, ": in ", in.str(), " and out ", out.str(),
+             " overlap (MPI_Alltoallv needs them apart)");
   // MPI may read the count arrays until the operation completes: the Work keeps them.
   auto send = std::make_shared<AllToAllCounts>(
       all_to_all_counts(what, "send counts", in, send_counts, size_));

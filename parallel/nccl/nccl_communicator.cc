@@ -565,7 +565,7 @@ std::unique_ptr<Work> NcclCommunicator::all_to_all_v(const Tensor& in,
   check_counts(recv_counts, out, "receive counts");
   // Per element: NCCL's type and how many of its units one tensor element is (u16: 2 bytes).
   const NcclType ty = nccl_type(in, false, what);
-  const size_t units = in.numel() > 0 ? ty.count / size_t(in.numel()) : 1;
+  const size_t units = in.dtype() == DType::kU16 ? 2 : 1;  // u16 moves as two bytes
   const size_t bytes = dtype_size(in.dtype());
   auto* src = static_cast<const char*>(in.raw_data());
   auto* dst = static_cast<char*>(out.raw_data());

@@ -28,7 +28,9 @@ TEST(StateBytes, EachZeroStageByHand) {
   EXPECT_EQ(z1.values, 4004);
   EXPECT_EQ(z1.grads, 4004 + 1004);
   EXPECT_EQ(z1.optimizer, 2008);
-  EXPECT_EQ(z2.total(), z1.total());
+  EXPECT_EQ(z2.values, 4004);
+  EXPECT_EQ(z2.grads, 1004);
+  EXPECT_EQ(z2.optimizer, 2008);
   EXPECT_EQ(z3.values, 1004);
   EXPECT_EQ(z3.grads, 1004);
   EXPECT_EQ(z3.optimizer, 2008);
@@ -107,7 +109,7 @@ TEST(StateBytes, TrainerAllocatesThePrediction) {
         testing::read_file(jsonl).substr(0, testing::read_file(jsonl).find('\n')));
     measured[zero] = j["state_bytes"];
     EXPECT_GT(j.value("activation_bytes", int64_t(0)), 0);
-    EXPECT_EQ(j.contains("zero3_gathered_peak_bytes"), zero == 3);
+    EXPECT_EQ(j.contains("zero_unit_peak_bytes"), zero >= 2);
   }
   // llama-tiny's parameter count on one rank: what ZeRO 0 holds, 16 bytes each.
   const int64_t n = measured[0] / 16;

@@ -127,7 +127,7 @@ TEST(Zero3Units, OneUnitPerLayerAndTiedTensorsAlone) {
   add("h.1.a", 7, 1);
   add("ln_f", 2, 2);
   add("head", 10, 2, "embedding");
-  const std::vector<FlatSpan> units = zero3_units(params);
+  const std::vector<FlatSpan> units = layer_units(params);
   const std::vector<std::pair<int64_t, int64_t>> expected = {{0, 10}, {10, 4}, {14, 8},
                                                              {22, 7}, {29, 2}, {31, 10}};
   ASSERT_EQ(units.size(), expected.size());
