@@ -6,6 +6,8 @@
 // (ZeRO 3 against ZeRO 0 within 1e-6 / 1e-5: reference_training_test.cc.)
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "models/registry.h"
@@ -68,17 +70,6 @@ INSTANTIATE_TEST_SUITE_P(
       return testing::case_name(info.param.name, info.param.np, info.param.flags);
     });
 
-// The resumed steps' numbers from a metrics JSONL: step -> (loss, grad norm).
-std::map<int64_t, std::pair<double, double>> steps_of(const fs::path& p) {
-  std::map<int64_t, std::pair<double, double>> out;
-  std::istringstream lines(testing::read_file(p));
-  for (std::string line; std::getline(lines, line);) {
-    const nlohmann::json j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out[j["step"]] = {j["loss"], j["grad_norm"]};
-  }
-  return out;
-}
-
 // Saved at step 5 under ZeRO 3, resumed under ZeRO 0 (one process, and dp 2), and the
 // reverse: the resumed steps are the reference's.
 TEST(Zero3Resume, ResumesAcrossZeroStages) {
@@ -101,14 +92,33 @@ TEST(Zero3Resume, ResumesAcrossZeroStages) {
                              joined(resume.flags, {"--quiet", "--resume", dir.string(),
                                                    "--metrics-jsonl", jsonl.string()})));
       ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-      const auto steps = steps_of(jsonl);
-      ASSERT_EQ(steps.size(), size_t(ref.steps - 5))
-          << testing::case_name("", resume.np, resume.flags);
-      for (const auto& [s, m] : steps) {
-        EXPECT_NEAR(m.first, ref.loss[size_t(s)], 1e-4 * ref.loss[size_t(s)]) << s;
-        EXPECT_NEAR(m.second, ref.grad_norm[size_t(s)], 1e-3 * ref.grad_norm[size_t(s)]) << s;
-      }
+      testing::expect_resumed_matches_reference(ref, jsonl, 5);
     }
+  }
+}
+
+// With lr 0 the export after training is the initial model byte for byte: gathered from
+// the shards (tied head on one stage and across stages); samples run through the gathered
+// layers too.
+TEST(Zero3Export, GathersTheWholeModel) {
+  for (const auto& [name, layout] : std::vector<std::pair<std::string, Case>>{
+           {"qwen3-tiny", {"", 2, {"--dp", "2"}}},
+           {"qwen3-tiny", {"", 4, {"--dp", "2", "--pp", "2", "--micro-batch-size", "1"}}},
+           {"llama-deep4", {"", 4, {"--dp", "2", "--tp", "2", "--zero3-keep-embeddings"}}}}) {
+    const ReferenceRun ref = testing::load_reference_run(name);
+    std::vector<std::string> args = joined({"train"}, ref.train_args(2));
+    *(std::find(args.begin(), args.end(), "--lr") + 1) = "0";
+    testing::TempDir tmp;
+    const testing::CommandResult r =
+        run(layout, joined(joined(args, layout.flags),
+                           {"--zero", "3", "--tokenizer", "byte", "--sample-every", "1",
+                            "--sample-tokens", "4", "--export-to", (tmp / "out").string()}));
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+    EXPECT_NE(r.stdout_text.find("sample at step 1"), std::string::npos) << r.stdout_text;
+    const fs::path initial = *(std::find(args.begin(), args.end(), "--init-from") + 1);
+    EXPECT_EQ(testing::read_file(tmp / "out" / "model.safetensors"),
+              testing::read_file(initial / "model.safetensors"))
+        << name;
   }
 }
 

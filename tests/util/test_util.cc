@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -279,6 +280,23 @@ void read_metrics_jsonl(const fs::path& p, std::vector<double>& loss,
     EXPECT_EQ(j.at("step").get<size_t>(), loss.size()) << p;
     loss.push_back(j.at("loss").get<double>());
     grad_norm.push_back(j.at("grad_norm").get<double>());
+  }
+}
+
+void expect_resumed_matches_reference(const ReferenceRun& ref, const fs::path& jsonl,
+                                      int64_t from) {
+  std::map<int64_t, std::pair<double, double>> steps;  // step -> (loss, grad norm)
+  std::istringstream lines(read_file(jsonl));
+  for (std::string line; std::getline(lines, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("loss")) steps[j["step"]] = {j["loss"], j["grad_norm"]};
+  }
+  ASSERT_EQ(steps.size(), size_t(ref.steps - from)) << ref.name << " " << jsonl;
+  for (const auto& [s, m] : steps) {
+    ASSERT_GE(s, from) << jsonl;
+    EXPECT_NEAR(m.first, ref.loss[size_t(s)], 1e-4 * ref.loss[size_t(s)]) << ref.name << " " << s;
+    EXPECT_NEAR(m.second, ref.grad_norm[size_t(s)], 1e-3 * ref.grad_norm[size_t(s)])
+        << ref.name << " " << s;
   }
 }
 

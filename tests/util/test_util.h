@@ -113,5 +113,8 @@ void read_metrics_jsonl(const std::filesystem::path& p, std::vector<double>& los
 // within 1e-3 relative, and as many steps as the reference.
 void expect_matches_reference(const ReferenceRun& ref, const std::vector<double>& loss,
                               const std::vector<double>& grad_norm);
+// The same for a run resumed at step `from`: its metrics JSONL holds steps from .. end.
+void expect_resumed_matches_reference(const ReferenceRun& ref, const std::filesystem::path& jsonl,
+                                      int64_t from);
 
 }  // namespace peng::testing
