@@ -269,11 +269,11 @@ void ParameterSet::finalize() {
   materialize_flat();
 }
 
-void ParameterSet::materialize_flat() {
+void ParameterSet::materialize_flat(bool grads) {
   PENG_CHECK(finalized_ && !values_.defined() && !grads_.defined(),
              "ParameterSet::materialize_flat: already flat");
   values_ = Tensor::zeros({numel_}, DType::kF32, device_);
-  grads_ = Tensor::zeros({numel_}, DType::kF32, device_);
+  if (grads) grads_ = Tensor::zeros({numel_}, DType::kF32, device_);
   bind(0, numel_, &values_, &grads_);
 }
 

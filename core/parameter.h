@@ -185,9 +185,10 @@ class ParameterSet {
   // inside a flat range
   // [offset, offset + numel) to views of buffers of its own (element 0 at `offset`; an
   // undefined tensor unbinds, a null pointer leaves that side as it is).
-  // materialize_flat() allocates the flat buffers again, zeroed, and binds everything.
+  // materialize_flat() allocates the flat values (and gradients) again, zeroed, and binds
+  // them.
   void release_flat(bool values = true);
-  void materialize_flat();
+  void materialize_flat(bool grads = true);
   void bind(int64_t offset, int64_t numel, const Tensor* values, const Tensor* grads);
 
   std::vector<Parameter>& all() { return params_; }

@@ -26,9 +26,18 @@ ckpt::Region region(const std::string& prefix, const Parameter& p, int64_t begin
           .data = data};
 }
 
-// The host memory of the flat values and the moments: the training tensors, or their staging.
+// Whether the values are sharded now (ZeRO 3 between steps; restores materialize them).
+bool values_sharded(const RankState& s) {
+  return s.value_shard && !s.params->flat_values().defined();
+}
+// The values: the flat buffer, or ZeRO 3's shard.
+const Tensor& values_tensor(const RankState& s) {
+  return values_sharded(s) ? *s.value_shard : s.params->flat_values();
+}
+
+// The host memory of the values and the moments: the training tensors, or their staging.
 float* values_of(const RankState& s) {
-  return s.staging ? s.staging->values() : s.params->flat_values().data<float>();
+  return s.staging ? s.staging->values() : values_tensor(s).data<float>();
 }
 float* exp_avg_of(const RankState& s) {
   return s.staging ? s.staging->exp_avg() : s.optimizer->exp_avg().data<float>();
@@ -42,9 +51,9 @@ void add_segment(const RankState& s, const ParamSegment& seg, std::vector<ckpt::
                  bool values) {
   const Parameter& p = *seg.param;
   const int64_t begin = seg.span.offset - p.offset, end = begin + seg.span.numel;
-  if (values) {
-    float* v = s.value_shard ? s.value_shard->data<float>() + seg.span.state_offset
-                             : values_of(s) + seg.span.offset;
+  if (values) {  // ZeRO 3 between steps: the values are in the shard, laid out like the state
+    float* v =
+        values_sharded(s) ? values_of(s) + seg.span.state_offset : values_of(s) + seg.span.offset;
     out.push_back(region("model/", p, begin, end, v));
   }
   out.push_back(region("optim/exp_avg/", p, begin, end, exp_avg_of(s) + seg.span.state_offset));
@@ -54,7 +63,7 @@ void add_segment(const RankState& s, const ParamSegment& seg, std::vector<ckpt::
 
 // The three state tensors and their staging, in the same order.
 void copy_state(const RankState& s, bool to_host) {
-  const Tensor* tensors[] = {&s.params->flat_values(), &s.optimizer->exp_avg(),
+  const Tensor* tensors[] = {&values_tensor(s), &s.optimizer->exp_avg(),
                              &s.optimizer->exp_avg_sq()};
   float* host[] = {s.staging->values(), s.staging->exp_avg(), s.staging->exp_avg_sq()};
   const int device = tensors[0]->device().index;

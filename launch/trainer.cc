@@ -132,7 +132,7 @@ struct Trainer::Parts {
   // own communicator), tied copies and partial sums, AdamW on this rank's spans.
   int zero = 0;
   std::unique_ptr<GradReducer> reducer;
-  std::unique_ptr<Communicator> gather_comm;
+  std::vector<std::unique_ptr<Communicator>> gather_comms;  // ZeRO 3: dp's, expert dp's
   std::unique_ptr<ParamShards> shards;
   std::unique_ptr<AdamW> optimizer;
   std::vector<FlatSpan> grad_spans;
@@ -171,6 +171,8 @@ struct Trainer::StepTimes {
 };
 
 namespace {
+
+using ParamGathers = std::map<const Communicator*, Communicator*>;
 
 // Whether the model is a Mixture of Experts with a balance loss (--aux-loss-alpha on a dense
 // model changes nothing).
@@ -272,9 +274,6 @@ void build_optimizer(Trainer::Parts& p) {
   const auto& oc = p.config.optim();
   ParameterSet& params = p.model->parameters();
   p.zero = p.dp ? pc.zero() : 0;
-  PENG_INPUT_CHECK(pc.zero() < 3 || !p.arch.moe.enabled(),
-                   "parallel.zero = 3 does not support Mixture-of-Experts models yet (their "
-                   "expert weights shard over other groups); use --zero 2");
   // ZeRO 2 and 3 reduce per layer (their gradients live per layer: ParamShards).
   const std::vector<FlatSpan> units = p.zero >= 2 ? layer_units(params) : std::vector<FlatSpan>{};
   if (p.dp) {
@@ -304,12 +303,17 @@ void build_optimizer(Trainer::Parts& p) {
                 .warmup = p.config.schedule().warmup_steps(),
                 .min_lr = p.config.schedule().min_lr(),
                 .total = p.config.training().steps()};
-  if (p.zero == 2) p.shards = std::make_unique<ParamShards>(params, *p.reducer, nullptr);
+  if (p.zero == 2) p.shards = std::make_unique<ParamShards>(params, *p.reducer, ParamGathers{});
   if (p.zero == 3) {  // from here on this rank keeps only its chunks of the values
-    p.gather_comm = p.dp->split(0, p.dp->rank(), "zero3-gather");
+    ParamGathers gathers;
+    for (Communicator* group : {p.dp, p.mesh->expert_dp()}) {
+      if (!group) continue;
+      p.gather_comms.push_back(group->split(0, group->rank(), group->name() + "-gather"));
+      gathers[group] = p.gather_comms.back().get();
+    }
     const std::set<int> keep =
         pc.zero3_keep_embeddings() ? std::set<int>{-1, p.arch.n_layer} : std::set<int>{};
-    p.shards = std::make_unique<ParamShards>(params, *p.reducer, p.gather_comm.get(), keep);
+    p.shards = std::make_unique<ParamShards>(params, *p.reducer, gathers, keep);
     p.optimizer->set_values(&p.shards->values());
   }
 }
@@ -518,8 +522,9 @@ std::vector<LayerLoad> routing_loads(Trainer::Parts& p) {
 // on first use).
 void ensure_staging(Trainer::Parts& p) {
   if (!p.device.is_cuda() || p.staging) return;
-  p.staging =
-      std::make_unique<HostStaging>(p.model->parameters().numel(), p.optimizer->exp_avg().numel());
+  const int64_t values = std::max(p.model->parameters().numel(),  // flat, or ZeRO 3's shard
+                                  p.zero == 3 ? p.shards->values().numel() : int64_t(0));
+  p.staging = std::make_unique<HostStaging>(values, p.optimizer->exp_avg().numel());
   p.state.staging = p.staging.get();
 }
 
@@ -645,8 +650,8 @@ StepRecord Trainer::step(int64_t step) {
   } else {
     p.sync->broadcast_tied_values();
   }
-  if (p.shards) p.shards->end_step();
-  p.model->update_routing_biases();  // MoE: the step's global counts, the same on every rank
+  p.model->update_routing_biases();    // MoE: the step's global counts, the same on every rank
+  if (p.shards) p.shards->end_step();  // after the model's own buffers changed
   const std::vector<LayerLoad> moe = routing_loads(p);
   timer.lap(&t.time.exposed_comm_s);
   timer.collect();  // on a GPU: waits for the step's last work (the update)

@@ -172,7 +172,6 @@ void GradReducer::all_gather_values() {
   if (!gather_in_.defined())
     gather_in_ = Tensor::zeros({shard_numel_}, DType::kF32, values.device());
   std::vector<std::unique_ptr<Work>> works;
-  std::vector<Tensor> padded_out(buckets_.size());
   for (size_t i = 0; i < buckets_.size(); ++i) {
     const Bucket& b = buckets_[i];
     const int64_t n = b.group->size(), r = b.group->rank();
@@ -182,18 +181,19 @@ void GradReducer::all_gather_values() {
     if (valid > 0)
       in.flat_view(0, {valid}).copy_from(values.flat_view(b.offset + r * chunk, {valid}));
     if (valid < chunk) in.flat_view(valid, {chunk - valid}).zero();
-    Tensor out = values.flat_view(b.offset, {b.numel});
-    if (b.padded != b.numel)
-      out = padded_out[i] = Tensor::empty({b.padded}, DType::kF32, in.device());
-    works.push_back(b.group->all_gather(in, out));
+    if (b.padded == b.numel) {
+      Tensor out = values.flat_view(b.offset, {b.numel});
+      works.push_back(b.group->all_gather(in, out));
+      continue;
+    }
+    // A padded bucket lands in one reused buffer: gathered and copied out before the next.
+    if (!padded_out_.defined())
+      padded_out_ = Tensor::empty({max_staging_}, DType::kF32, in.device());
+    Tensor out = padded_out_.flat_view(0, {b.padded});
+    b.group->all_gather(in, out)->wait();
+    values.flat_view(b.offset, {b.numel}).copy_from(out.flat_view(0, {b.numel}));
   }
   for (auto& w : works) w->wait();
-  for (size_t i = 0; i < buckets_.size(); ++i) {
-    const Bucket& b = buckets_[i];
-    if (padded_out[i].defined()) {
-      values.flat_view(b.offset, {b.numel}).copy_from(padded_out[i].flat_view(0, {b.numel}));
-    }
-  }
 }
 
 }  // namespace peng

@@ -107,6 +107,7 @@ class GradReducer {
   std::vector<Tensor> taken_;  // per bucket: its gradient from the source, until reduced
   std::vector<FlatSpan> owned_;
   Tensor shard_, gather_in_, staging_, chunk_;
+  Tensor padded_out_;  // all_gather_values(): a padded bucket's gathered values
   int64_t shard_numel_ = 0, max_chunk_ = 0, max_staging_ = 0;
 
   // Main thread state of the armed pass.

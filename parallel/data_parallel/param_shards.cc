@@ -12,7 +12,8 @@ std::vector<FlatSpan> layer_units(const ParameterSet& params) {
   for (const Parameter& p : params.all()) {
     const int64_t n = p.numel;
     const bool joins = prev && prev->layer == p.layer && prev->tie_group.empty() &&
-                       p.tie_group.empty() && prev->expert_parallel == p.expert_parallel;
+                       p.tie_group.empty() && prev->expert_parallel == p.expert_parallel &&
+                       prev->trained == p.trained;
     if (joins) {
       units.back().numel += n;
     } else {
@@ -25,36 +26,44 @@ std::vector<FlatSpan> layer_units(const ParameterSet& params) {
 
 namespace {
 
-// The layer of the parameter at flat `offset`.
-int layer_at(const ParameterSet& params, int64_t offset) {
+// The parameter starting at flat `offset`.
+const Parameter& parameter_at(const ParameterSet& params, int64_t offset) {
   for (const Parameter& p : params.all()) {
-    if (p.offset == offset) return p.layer;
+    if (p.offset == offset) return p;
   }
   PENG_CHECK(false, "ParamShards: no parameter starts at flat offset ", offset);
-  return 0;
+  return params.all().front();
 }
 
 }  // namespace
 
-ParamShards::ParamShards(ParameterSet& params, GradReducer& reducer, Communicator* gather,
+ParamShards::ParamShards(ParameterSet& params, GradReducer& reducer,
+                         const std::map<const Communicator*, Communicator*>& gathers,
                          std::set<int> keep)
-    : params_(params), reducer_(reducer), gather_(gather), keep_(std::move(keep)) {
+    : params_(params), reducer_(reducer), sharded_(!gathers.empty()), keep_(std::move(keep)) {
   const std::vector<GradReducer::Bucket>& buckets = reducer.buckets();
+  device_ = params.flat_values().device();
   unit_of_bucket_.assign(buckets.size(), -1);
   for (size_t i = buckets.size(); i-- > 0;) {  // buckets run from the end: units in flat order
-    PENG_CHECK(!gather || buckets[i].group->size() == gather->size(),
-               "ZeRO-3: a unit reduces over a group other than dp");
-    unit_of_bucket_[i] = int(units_.size());
+    const Parameter& first = parameter_at(params, buckets[i].offset);
     Unit u;
     u.bucket = i;
-    u.layer = layer_at(params, buckets[i].offset);
+    u.layer = first.layer;
+    if (sharded_) {
+      const auto g = gathers.find(buckets[i].group);
+      PENG_CHECK(g != gathers.end() && g->second->size() == buckets[i].group->size(),
+                 "ZeRO-3: no gather group for the reduction group ", buckets[i].group->name());
+      u.gather_group = g->second;
+      u.replicated = !first.trained;  // layer_units() keeps buffers in units of their own
+      if (u.replicated) u.values = Tensor::zeros({buckets[i].padded}, DType::kF32, device_);
+    }
+    unit_of_bucket_[i] = int(units_.size());
     units_.push_back(std::move(u));
     layers_.push_back(units_.back().layer);
   }
   std::sort(layers_.begin(), layers_.end());
   layers_.erase(std::unique(layers_.begin(), layers_.end()), layers_.end());
-  device_ = params.flat_values().device();
-  if (gather_) {
+  if (sharded_) {
     values_ = Tensor::zeros({reducer.shard_grads().numel()}, DType::kF32, device_);
     release();
   } else {
@@ -68,7 +77,7 @@ ParamShards::~ParamShards() {
   params_.set_layer_hook({});
   reducer_.set_grad_source({});
   for (Unit& u : units_) {
-    if (u.gather) u.gather->wait();  // never leave a collective writing freed memory
+    if (u.pending) u.pending->wait();  // never leave a collective writing freed memory
   }
 }
 
@@ -80,25 +89,25 @@ void ParamShards::count(int64_t bytes) {
 void ParamShards::start_gather(Unit& u) {
   if (u.values.defined()) return;  // gathered, or a prefetch in flight
   const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
-  const int64_t chunk = b.padded / gather_->size();
+  const int64_t chunk = b.padded / u.gather_group->size();
   u.values = Tensor::empty({b.padded}, DType::kF32, device_);
   count(int64_t(u.values.nbytes()));
-  u.gather = gather_->all_gather(values_.flat_view(b.shard_offset, {chunk}), u.values);
+  u.pending = u.gather_group->all_gather(values_.flat_view(b.shard_offset, {chunk}), u.values);
 }
 
 void ParamShards::finish_gather(Unit& u) {
   start_gather(u);
-  if (!u.gather) return;
-  u.gather->wait();
-  u.gather.reset();
+  if (!u.pending) return;
+  u.pending->wait();
+  u.pending.reset();
   const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
   params_.bind(b.offset, b.numel, &u.values, nullptr);
 }
 
 void ParamShards::free_values(Unit& u) {
-  if (u.gather) u.gather->wait();
-  u.gather.reset();
-  if (!u.values.defined()) return;
+  if (u.pending) u.pending->wait();
+  u.pending.reset();
+  if (!u.values.defined() || u.replicated) return;
   count(-int64_t(u.values.nbytes()));
   u.values = Tensor();
   const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
@@ -110,10 +119,10 @@ void ParamShards::on_use(int layer, ParameterSet::LayerUse use) {
   for (Unit& u : units_) {
     if (u.layer != layer) continue;
     if (use == ParameterSet::LayerUse::kDone) {
-      if (gather_ && --u.uses == 0 && !keep_.count(layer)) free_values(u);
+      if (sharded_ && --u.uses == 0 && !keep_.count(layer)) free_values(u);
       continue;
     }
-    if (gather_) {
+    if (sharded_) {
       ++u.uses;
       finish_gather(u);
     }
@@ -124,7 +133,14 @@ void ParamShards::on_use(int layer, ParameterSet::LayerUse use) {
       params_.bind(b.offset, b.numel, nullptr, &u.grads);
     }
   }
-  if (gather_ && use != ParameterSet::LayerUse::kDone) prefetch_after(layer, backward);
+  if (!sharded_ || use == ParameterSet::LayerUse::kDone) return;
+  // Prefetch when the pass moves its way (not for a layer it reads out of order: a tied
+  // head reading the embedding).
+  const bool in_order = last_use_ == ParameterSet::LayerUse::kDone || last_use_ != use ||
+                        (backward ? layer <= last_layer_ : layer >= last_layer_);
+  last_use_ = use;
+  last_layer_ = layer;
+  if (in_order) prefetch_after(layer, backward);
 }
 
 // The next layer this rank holds in the pass's direction (forward: up, backward: down).
@@ -163,13 +179,19 @@ void ParamShards::end_step() {
   for (Unit& u : units_) {
     PENG_CHECK(u.uses == 0, "ZeRO-3: layer ", u.layer, " still in use at the step's end");
     free_values(u);
+    if (!u.replicated) continue;
+    // A buffer the model updates itself (every rank alike): its chunk follows for saves.
+    const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
+    const int r = b.group->rank();
+    const int64_t chunk = b.padded / b.group->size();
+    values_.flat_view(b.shard_offset, {chunk}).copy_from(u.values.flat_view(r * chunk, {chunk}));
   }
 }
 
 void ParamShards::materialize() {
-  PENG_CHECK(gather_, "ParamShards::materialize: the values are not sharded (ZeRO 2)");
+  PENG_CHECK(sharded_, "ParamShards::materialize: the values are not sharded (ZeRO 2)");
   end_step();
-  params_.materialize_flat();
+  params_.materialize_flat(/*grads=*/false);  // loads and exports need no gradients
   Tensor& flat = params_.flat_values();
   for (Unit& u : units_) {
     finish_gather(u);
@@ -181,7 +203,7 @@ void ParamShards::materialize() {
 }
 
 void ParamShards::release() {
-  PENG_CHECK(gather_, "ParamShards::release: the values are not sharded (ZeRO 2)");
+  PENG_CHECK(sharded_, "ParamShards::release: the values are not sharded (ZeRO 2)");
   const Tensor& flat = params_.flat_values();
   for (const Unit& u : units_) {
     const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
@@ -192,8 +214,14 @@ void ParamShards::release() {
       values_.flat_view(b.shard_offset, {valid})
           .copy_from(flat.flat_view(b.offset + r * chunk, {valid}));
     }
+    if (u.replicated)
+      u.values.flat_view(0, {b.numel}).copy_from(flat.flat_view(b.offset, {b.numel}));
   }
   params_.release_flat();
+  for (Unit& u : units_) {  // replicated units stay bound
+    const GradReducer::Bucket& b = reducer_.buckets()[u.bucket];
+    if (u.replicated) params_.bind(b.offset, b.numel, &u.values, nullptr);
+  }
 }
 
 }  // namespace peng

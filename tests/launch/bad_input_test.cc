@@ -150,7 +150,7 @@ TEST(BadInput, ParallelFieldsOutOfRange) {
     args.insert(args.end(), extra.begin(), extra.end());
     return run_peng(args);
   };
-  expect_error(with({"--zero", "3"}), {"parallel.zero", "3"});
+  expect_error(with({"--zero", "4"}), {"parallel.zero", "0, 1, 2 or 3", "4"});
   expect_error(with({"--bucket-mb", "0"}), {"parallel.bucket_mb"});
   expect_error(with({"--collective-timeout", "-1"}), {"parallel.collective_timeout_s"});
   expect_error(with({"--comm", "gloo"}), {"parallel.comm", "gloo"});

@@ -145,6 +145,14 @@ INSTANTIATE_TEST_SUITE_P(
              2,
              {"--pp", "2", "--pp-schedule", "interleaved", "--virtual-stages", "2",
               "--micro-batch-size", "2"}},
+        // ZeRO 3: experts gathered over their expert-data-parallel group, the selection
+        // biases kept whole on every rank
+        Case{"moe-tiny", 2, {"--dp", "2", "--zero", "3"}},
+        Case{
+            "moe-sigmoid", 4, {"--dp", "4", "--ep", "2", "--zero", "3", "--micro-batch-size", "1"}},
+        Case{"moe-noaux4",
+             4,
+             {"--dp", "2", "--pp", "2", "--ep", "2", "--zero", "3", "--micro-batch-size", "2"}},
         // everything together
         Case{"moe-noaux4",
              8,
@@ -191,7 +199,8 @@ TEST(MoeReferenceResume, ResumesAcrossExpertParallelism) {
   using Layout = std::pair<int, std::vector<std::string>>;
   for (const auto& [saved, resumed] : std::vector<std::pair<Layout, Layout>>{
            {{4, {"--ep", "4", "--zero", "1"}}, {2, {"--ep", "2"}}},
-           {{4, {"--dp", "4", "--ep", "2"}}, {1, {}}}}) {
+           {{4, {"--dp", "4", "--ep", "2"}}, {1, {}}},
+           {{4, {"--dp", "4", "--ep", "2", "--zero", "3"}}, {2, {"--dp", "2", "--zero", "3"}}}}) {
     testing::TempDir tmp;
     const std::vector<std::string> ckpt = {"--checkpoint-dir", (tmp / "ckpt").string(), "--quiet"};
     const testing::CommandResult first =

@@ -3,7 +3,8 @@
 // under dp 2 and 4, dp 2 x tp 2 with sequence parallelism, dp 2 x pp 2 (a tied embedding
 // across stages), interleaved pipelines, micro-batching and recomputation; checkpoints resume
 // from ZeRO 3 under ZeRO 0 and the reverse; bad settings are one error line.
-// (ZeRO 3 against ZeRO 0 within 1e-6 / 1e-5: reference_training_test.cc.)
+// (ZeRO 3 against ZeRO 0 within 1e-6 / 1e-5: reference_training_test.cc; Mixture-of-Experts
+// models with expert parallelism under ZeRO 3: moe_reference_test.cc.)
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -153,10 +154,7 @@ TEST(Zero3Errors, OneErrorLine) {
            {"gpt2-tiny", {"--zero", "4"}, "error: parallel.zero must be 0, 1, 2 or 3, got 4"},
            {"gpt2-tiny",
             {"--zero3-keep-embeddings"},
-            "error: parallel.zero3_keep_embeddings needs parallel.zero = 3, got 0"},
-           {"moe-tiny",
-            {"--zero", "3"},
-            "error: parallel.zero = 3 does not support Mixture-of-Experts models yet"}}) {
+            "error: parallel.zero3_keep_embeddings needs parallel.zero = 3, got 0"}}) {
     const ReferenceRun ref = testing::load_reference_run(name);
     const testing::CommandResult r =
         testing::run_peng(joined(joined({"train"}, ref.train_args(1)), joined(flags, {"--quiet"})));
