@@ -356,31 +356,64 @@ std::string mib(int64_t bytes) {
   return s.str();
 }
 
-// The start-up line of this rank's predicted memory (launch/memory_plan.h): the state under
-// its ZeRO stage and the activations of its micro-batches in flight (its largest chunk's).
-std::string memory_line(const Trainer::Parts& p) {
+// This rank's predicted memory (launch/memory_plan.h): the state under its ZeRO stage, and
+// the activations of one micro-batch (its largest chunk's) and how many are in flight.
+struct MemoryPrediction {
+  StateBytes state;
+  int64_t chunk = 0, in_flight = 1;
+};
+
+MemoryPrediction predict_memory(const Trainer::Parts& p) {
   const TrainLayout& l = p.layout;
-  const StateBytes s = state_bytes(p.model->parameters().numel(), l.mesh.dp, p.zero);
+  MemoryPrediction m{.state = state_bytes(p.model->parameters().numel(), l.mesh.dp, p.zero)};
   const ActivationShape shape{.batch = l.micro,
                               .seq = p.config.training().seq_len(),
                               .tp = l.mesh.tp,
                               .sequence_parallel = l.sequence_parallel};
   const int per_chunk = p.arch.n_layer / p.pipe.stages();
-  int64_t chunk = 0;
   for (int c = 0; c < p.pipe.virtual_stages; ++c) {
     const int stage = c * p.pipe.pp + p.pipe.rank;
-    chunk = std::max(
-        chunk, chunk_activation_bytes(p.arch, stage * per_chunk, per_chunk, shape, p.recompute,
-                                      stage == 0, stage + 1 == p.pipe.stages()));
+    m.chunk = std::max(
+        m.chunk, chunk_activation_bytes(p.arch, stage * per_chunk, per_chunk, shape, p.recompute,
+                                        stage == 0, stage + 1 == p.pipe.stages()));
   }
   const bool forwards_first = !p.runner && l.micro_steps > 1 && has_balance_loss(p);
-  const int64_t in_flight = p.runner         ? in_flight_chunks(l.schedule, p.pipe.rank)
-                            : forwards_first ? l.micro_steps
-                                             : 1;
-  return detail::concat("memory per rank (predicted): values ", mib(s.values), ", gradients ",
-                        mib(s.grads), ", optimizer ", mib(s.optimizer), ", activations ",
-                        mib(chunk * in_flight), " (", mib(chunk), " per micro-batch x ", in_flight,
-                        " in flight)");
+  m.in_flight = p.runner         ? in_flight_chunks(l.schedule, p.pipe.rank)
+                : forwards_first ? l.micro_steps
+                                 : 1;
+  return m;
+}
+
+std::string memory_text(const MemoryPrediction& m) {
+  const StateBytes& s = m.state;
+  return detail::concat("values ", mib(s.values), ", gradients ", mib(s.grads), ", optimizer ",
+                        mib(s.optimizer), ", activations ", mib(m.chunk * m.in_flight), " (",
+                        mib(m.chunk), " per micro-batch x ", m.in_flight, " in flight)");
+}
+
+// The start-up lines of the predicted memory per rank: one, or under pipeline parallelism one
+// per pipeline rank (their stages differ; dp and tp ranks hold alike). Collective over pp.
+std::vector<std::string> memory_lines(const Trainer::Parts& p) {
+  const MemoryPrediction mine = predict_memory(p);
+  if (!p.pp) return {"memory per rank (predicted): " + memory_text(mine)};
+  const int n = p.pp->size();
+  Tensor local = Tensor::from_vector<double>(
+      {double(mine.state.values), double(mine.state.grads), double(mine.state.optimizer),
+       double(mine.chunk), double(mine.in_flight)},
+      {5});
+  Tensor all = Tensor::empty({5 * n}, DType::kF64);
+  p.pp->all_gather(local, all)->wait();
+  std::vector<std::string> lines;
+  for (int r = 0; r < n; ++r) {
+    const double* v = all.data<double>() + 5 * r;
+    const MemoryPrediction m{
+        .state = {.values = int64_t(v[0]), .grads = int64_t(v[1]), .optimizer = int64_t(v[2])},
+        .chunk = int64_t(v[3]),
+        .in_flight = int64_t(v[4])};
+    lines.push_back(
+        detail::concat("memory per rank (predicted), pipeline rank ", r, ": ", memory_text(m)));
+  }
+  return lines;
 }
 
 // The progress line and every metrics sink; prints the start lines.
@@ -415,7 +448,7 @@ void build_telemetry(Trainer::Parts& p) {
                  zero);
   }
   if (p.recompute.any()) p.progress->message("recompute: " + describe(p.recompute));
-  p.progress->message(memory_line(p));
+  for (const std::string& line : memory_lines(p)) p.progress->message(line);
   if (p.arch.moe.enabled()) {
     p.progress->message(detail::concat(
         "experts: ", p.arch.moe.experts, " per MoE layer, ", p.arch.moe.topk, " per token, ep ",

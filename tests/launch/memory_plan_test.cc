@@ -1,7 +1,7 @@
 // The memory planner (launch/memory_plan.h) against what peng allocates: each state term by
 // hand, the activations a model keeps after a forward for every family and recompute policy,
-// the pipeline's micro-batches in flight, and the trainer's measured state bytes under every
-// ZeRO stage.
+// the pipeline's micro-batches in flight, the trainer's measured state bytes under every
+// ZeRO stage, and the start-up lines of each pipeline rank.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -120,6 +120,23 @@ TEST(StateBytes, TrainerAllocatesThePrediction) {
     EXPECT_LE(measured[zero], predicted + 16 * 4 * 64) << zero;
   }
   EXPECT_NEAR(double(measured[3]), double(measured[0]) / 4, 0.01 * double(measured[0]));
+}
+
+// Under pipeline parallelism the start-up lines give each pipeline rank's prediction: the
+// first stage's 1F1B holds pp micro-batches in flight, the last one.
+TEST(StartupLines, OnePredictionPerPipelineRank) {
+  const testing::ReferenceRun ref = testing::load_reference_run("llama-deep4");
+  const testing::CommandResult r =
+      testing::run_mpi_peng(2, joined(joined({"train"}, ref.train_args(1)),
+                                      {"--pp", "2", "--micro-batch-size", "2", "--quiet"}));
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  EXPECT_NE(r.stdout_text.find("memory per rank (predicted), pipeline rank 0: values"),
+            std::string::npos)
+      << r.stdout_text;
+  EXPECT_NE(r.stdout_text.find("x 2 in flight)\nmemory per rank (predicted), pipeline rank 1: "),
+            std::string::npos)
+      << r.stdout_text;
+  EXPECT_NE(r.stdout_text.find("x 1 in flight)"), std::string::npos) << r.stdout_text;
 }
 
 }  // namespace
