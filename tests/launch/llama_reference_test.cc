@@ -23,20 +23,10 @@ using testing::ReferenceRun;
 
 using testing::joined;
 
-// One run of a reference case: `np` ranks (1: no mpirun) with extra `peng train` flags.
-struct Case {
-  std::string name;
-  int np = 1;
-  std::vector<std::string> flags;
-};
+using Case = testing::LayoutCase;
 
-void PrintTo(const Case& r, std::ostream* os) {
-  *os << r.name << " np " << r.np;
-  for (const std::string& f : r.flags) *os << " " << f;
-}
-
-testing::CommandResult run(const Case& r, const std::vector<std::string>& args) {
-  return r.np == 1 ? testing::run_peng(args) : testing::run_mpi_peng(r.np, args);
+testing::CommandResult run(const Case& c, const std::vector<std::string>& args) {
+  return testing::run_case(c, args);
 }
 
 class LlamaReference : public ::testing::TestWithParam<Case> {};
@@ -207,21 +197,7 @@ TEST(LlamaReferenceResume, ResumesUnderAnotherLayout) {
              8,
              {"--dp", "2", "--tp", "2", "--pp", "2", "--zero", "2", "--micro-batch-size", "2"}},
             {{"", 4, {"--pp", "4", "--micro-batch-size", "2"}}, {"", 2, {"--tp", "2"}}}}}) {
-    const ReferenceRun ref = testing::load_reference_run(name);
-    testing::TempDir tmp;
-    const fs::path dir = tmp / "ckpt";
-    testing::CommandResult r =
-        run(save, joined(joined({"train"}, ref.train_args(5)),
-                         joined(save.flags, {"--quiet", "--checkpoint-dir", dir.string()})));
-    ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-    for (const Case& resume : resumes) {
-      const fs::path jsonl = tmp / ("resumed" + std::to_string(resume.np) + ".jsonl");
-      r = run(resume, joined(joined({"train"}, ref.train_args()),
-                             joined(resume.flags, {"--quiet", "--resume", dir.string(),
-                                                   "--metrics-jsonl", jsonl.string()})));
-      ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-      testing::expect_resumed_matches_reference(ref, jsonl, 5);
-    }
+    testing::expect_resumes_match_reference(testing::load_reference_run(name), save, resumes);
   }
 }
 

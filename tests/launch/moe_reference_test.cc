@@ -29,19 +29,10 @@ using nlohmann::json;
 using testing::joined;
 using testing::ReferenceRun;
 
-struct Case {
-  std::string name;
-  int np = 1;
-  std::vector<std::string> flags;
-};
-
-void PrintTo(const Case& r, std::ostream* os) {
-  *os << r.name << " np " << r.np;
-  for (const std::string& f : r.flags) *os << " " << f;
-}
+using Case = testing::LayoutCase;
 
 testing::CommandResult run(int np, const std::vector<std::string>& args) {
-  return np == 1 ? testing::run_peng(args) : testing::run_mpi_peng(np, args);
+  return testing::run_case({"", np, {}}, args);
 }
 
 fs::path case_dir(const std::string& name) {

@@ -63,13 +63,7 @@ INSTANTIATE_TEST_SUITE_P(Families, RecomputeBitIdentical,
                                            "moe-tiny", "moe-noaux4"),
                          [](const auto& info) { return testing::case_name(info.param, 1, {}); });
 
-struct Case {
-  std::string name;
-  int np = 1;
-  std::vector<std::string> flags;
-};
-
-void PrintTo(const Case& c, std::ostream* os) { *os << testing::case_name(c.name, c.np, c.flags); }
+using Case = testing::LayoutCase;
 
 class RecomputeReference : public ::testing::TestWithParam<Case> {};
 
@@ -80,8 +74,7 @@ TEST_P(RecomputeReference, MatchesPyTorchEveryStep) {
   const std::vector<std::string> args =
       joined(joined({"train"}, ref.train_args()),
              joined(c.flags, {"--quiet", "--metrics-jsonl", (tmp / "m.jsonl").string()}));
-  const testing::CommandResult r =
-      c.np == 1 ? testing::run_peng(args) : testing::run_mpi_peng(c.np, args);
+  const testing::CommandResult r = testing::run_case(c, args);
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
   std::vector<double> loss, norm;
   testing::read_metrics_jsonl(tmp / "m.jsonl", loss, norm);

@@ -22,17 +22,8 @@ namespace fs = std::filesystem;
 using testing::joined;
 using testing::ReferenceRun;
 
-struct Case {
-  std::string name;
-  int np = 1;
-  std::vector<std::string> flags;
-};
-
-void PrintTo(const Case& c, std::ostream* os) { *os << testing::case_name(c.name, c.np, c.flags); }
-
-testing::CommandResult run(const Case& c, const std::vector<std::string>& args) {
-  return c.np == 1 ? testing::run_peng(args) : testing::run_mpi_peng(c.np, args);
-}
+using Case = testing::LayoutCase;
+using testing::run_case;
 
 class Zero3Reference : public ::testing::TestWithParam<Case> {};
 
@@ -40,7 +31,7 @@ TEST_P(Zero3Reference, MatchesPyTorchEveryStep) {
   const Case& c = GetParam();
   const ReferenceRun ref = testing::load_reference_run(c.name);
   testing::TempDir tmp;
-  const testing::CommandResult r = run(
+  const testing::CommandResult r = run_case(
       c, joined(joined({"train"}, ref.train_args()),
                 joined(c.flags,
                        {"--zero", "3", "--quiet", "--metrics-jsonl", (tmp / "m.jsonl").string()})));
@@ -81,20 +72,7 @@ TEST(Zero3Resume, ResumesAcrossZeroStages) {
            {{"", 1, {}},
             {{"", 2, {"--dp", "2", "--zero", "3"}},
              {"", 4, {"--dp", "2", "--tp", "2", "--zero", "3", "--micro-batch-size", "2"}}}}}) {
-    testing::TempDir tmp;
-    const fs::path dir = tmp / "ckpt";
-    testing::CommandResult r =
-        run(save, joined(joined({"train"}, ref.train_args(5)),
-                         joined(save.flags, {"--quiet", "--checkpoint-dir", dir.string()})));
-    ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-    for (const Case& resume : resumes) {
-      const fs::path jsonl = tmp / ("resumed" + std::to_string(resume.np) + ".jsonl");
-      r = run(resume, joined(joined({"train"}, ref.train_args()),
-                             joined(resume.flags, {"--quiet", "--resume", dir.string(),
-                                                   "--metrics-jsonl", jsonl.string()})));
-      ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-      testing::expect_resumed_matches_reference(ref, jsonl, 5);
-    }
+    testing::expect_resumes_match_reference(ref, save, resumes);
   }
 }
 
@@ -111,9 +89,9 @@ TEST(Zero3Export, GathersTheWholeModel) {
     *(std::find(args.begin(), args.end(), "--lr") + 1) = "0";
     testing::TempDir tmp;
     const testing::CommandResult r =
-        run(layout, joined(joined(args, layout.flags),
-                           {"--zero", "3", "--tokenizer", "byte", "--sample-every", "1",
-                            "--sample-tokens", "4", "--export-to", (tmp / "out").string()}));
+        run_case(layout, joined(joined(args, layout.flags),
+                                {"--zero", "3", "--tokenizer", "byte", "--sample-every", "1",
+                                 "--sample-tokens", "4", "--export-to", (tmp / "out").string()}));
     ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
     EXPECT_NE(r.stdout_text.find("sample at step 1"), std::string::npos) << r.stdout_text;
     const fs::path initial = *(std::find(args.begin(), args.end(), "--init-from") + 1);

@@ -300,6 +300,30 @@ void expect_resumed_matches_reference(const ReferenceRun& ref, const fs::path& j
   }
 }
 
+void PrintTo(const LayoutCase& c, std::ostream* os) { *os << case_name(c.name, c.np, c.flags); }
+
+CommandResult run_case(const LayoutCase& c, const std::vector<std::string>& args) {
+  return c.np == 1 ? run_peng(args) : run_mpi_peng(c.np, args);
+}
+
+void expect_resumes_match_reference(const ReferenceRun& ref, const LayoutCase& save,
+                                    const std::vector<LayoutCase>& resumes, int at) {
+  TempDir tmp;
+  const fs::path dir = tmp / "ckpt";
+  CommandResult r =
+      run_case(save, joined(joined({"train"}, ref.train_args(at)),
+                            joined(save.flags, {"--quiet", "--checkpoint-dir", dir.string()})));
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  for (const LayoutCase& resume : resumes) {
+    const fs::path jsonl = tmp / ("resumed" + std::to_string(resume.np) + ".jsonl");
+    r = run_case(resume, joined(joined({"train"}, ref.train_args()),
+                                joined(resume.flags, {"--quiet", "--resume", dir.string(),
+                                                      "--metrics-jsonl", jsonl.string()})));
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+    expect_resumed_matches_reference(ref, jsonl, at);
+  }
+}
+
 void expect_matches_reference(const ReferenceRun& ref, const std::vector<double>& loss,
                               const std::vector<double>& grad_norm) {
   ASSERT_EQ(loss.size(), ref.loss.size()) << ref.name;

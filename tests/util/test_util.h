@@ -117,4 +117,18 @@ void expect_matches_reference(const ReferenceRun& ref, const std::vector<double>
 void expect_resumed_matches_reference(const ReferenceRun& ref, const std::filesystem::path& jsonl,
                                       int64_t from);
 
+// One run of a reference case: `np` ranks (1: no mpirun) with extra `peng train` flags.
+struct LayoutCase {
+  std::string name;
+  int np = 1;
+  std::vector<std::string> flags;
+};
+void PrintTo(const LayoutCase& c, std::ostream* os);
+// `args` under the case's ranks (its flags are the caller's to add).
+CommandResult run_case(const LayoutCase& c, const std::vector<std::string>& args);
+// `ref` trained to step `at` under `save` (checkpointing), then resumed under each of
+// `resumes` to the end: every resumed step matches the reference.
+void expect_resumes_match_reference(const ReferenceRun& ref, const LayoutCase& save,
+                                    const std::vector<LayoutCase>& resumes, int at = 5);
+
 }  // namespace peng::testing
