@@ -268,6 +268,28 @@ void build_data(Trainer::Parts& p) {
                    "logging.sample_every needs data.tokenizer (byte or a tokenizer folder)");
 }
 
+// ZeRO 2: per-layer gradients, no flat gradient buffer. ZeRO 3: the values too; from here on
+// this rank keeps only its chunks of them, gathered over each reduction group's own
+// communicator (collective: splits dp and the expert-data-parallel group).
+void build_param_shards(Trainer::Parts& p) {
+  ParameterSet& params = p.model->parameters();
+  if (p.zero == 2) {
+    p.shards = std::make_unique<ParamShards>(params, *p.reducer, ParamGathers{});
+    return;
+  }
+  ParamGathers gathers;
+  for (Communicator* group : {p.dp, p.mesh->expert_dp()}) {
+    if (!group) continue;
+    p.gather_comms.push_back(group->split(0, group->rank(), group->name() + "-gather"));
+    gathers[group] = p.gather_comms.back().get();
+  }
+  const std::set<int> keep = p.config.parallel().zero3_keep_embeddings()
+                                 ? std::set<int>{-1, p.arch.n_layer}
+                                 : std::set<int>{};
+  p.shards = std::make_unique<ParamShards>(params, *p.reducer, gathers, keep);
+  p.optimizer->set_values(&p.shards->values());
+}
+
 // The dp reducer, the optimizer over this rank's spans, and what makes gradients whole.
 void build_optimizer(Trainer::Parts& p) {
   const auto& pc = p.config.parallel();
@@ -303,19 +325,7 @@ void build_optimizer(Trainer::Parts& p) {
                 .warmup = p.config.schedule().warmup_steps(),
                 .min_lr = p.config.schedule().min_lr(),
                 .total = p.config.training().steps()};
-  if (p.zero == 2) p.shards = std::make_unique<ParamShards>(params, *p.reducer, ParamGathers{});
-  if (p.zero == 3) {  // from here on this rank keeps only its chunks of the values
-    ParamGathers gathers;
-    for (Communicator* group : {p.dp, p.mesh->expert_dp()}) {
-      if (!group) continue;
-      p.gather_comms.push_back(group->split(0, group->rank(), group->name() + "-gather"));
-      gathers[group] = p.gather_comms.back().get();
-    }
-    const std::set<int> keep =
-        pc.zero3_keep_embeddings() ? std::set<int>{-1, p.arch.n_layer} : std::set<int>{};
-    p.shards = std::make_unique<ParamShards>(params, *p.reducer, gathers, keep);
-    p.optimizer->set_values(&p.shards->values());
-  }
+  if (p.zero >= 2) build_param_shards(p);
 }
 
 // This rank's share of the checkpointed state, and the checkpoint writer.
