@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -129,6 +130,12 @@ class Tensor {
   int64_t numel_ = 0;
   DType dtype_ = DType::kF32;
 };
+
+// Memory counted once however many views hold it: the bytes of the storage `t` views when
+// `seen` has not counted it yet (and records it), else 0; 0 for an undefined tensor.
+inline int64_t count_storage(const Tensor& t, std::set<const void*>& seen) {
+  return t.defined() && seen.insert(t.storage_id()).second ? int64_t(t.storage_bytes()) : 0;
+}
 
 // Raw byte copy between devices (either side may be CPU or CUDA).
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);

@@ -231,8 +231,10 @@ void JobTelemetry::on_step(const StepMetrics& m) {
                            {"pp_bubble_s", b.pp_bubble_s},
                            {"pp_bubble", m.pp_bubble},
                            {"mem_high_water_bytes", memory_high_water_bytes()},
-                           {"state_bytes", m.state_bytes}};
-    if (m.activation_bytes > 0) line["activation_bytes"] = m.activation_bytes;
+                           {"state_bytes", m.state_bytes},
+                           {"state_bytes_predicted", m.predicted_state_bytes},
+                           {"activation_bytes", m.activation_bytes},
+                           {"activation_bytes_predicted", m.predicted_activation_bytes}};
     if (m.unit_peak_bytes > 0) line["zero_unit_peak_bytes"] = m.unit_peak_bytes;
     if (compute_.is_cuda()) {  // the caching allocator's bytes on this rank's GPU
       const cuda::MemoryStats mem = cuda::memory_stats(compute_.index);

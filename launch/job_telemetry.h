@@ -60,10 +60,12 @@ struct StepMetrics {
   StepBreakdown breakdown;
   std::vector<LayerLoad> moe;  // a Mixture-of-Experts model's routing (empty: dense)
   // Measured bytes on this rank (launch/memory_plan.h predicts them): the training state
-  // as allocated; the activations one micro-batch's forward kept (0: not measured, under a
-  // pipeline); ZeRO 2/3's most per-layer buffers at once: gathered values (ZeRO 3) and
-  // unreduced gradients (0: ZeRO 0/1).
-  int64_t state_bytes = 0, activation_bytes = 0, unit_peak_bytes = 0;
+  // as allocated; the most activations kept at once so far (every micro-batch in flight);
+  // ZeRO 2/3's most per-layer buffers at once: gathered values (ZeRO 3) and unreduced
+  // gradients (0: ZeRO 0/1).
+  int64_t state_bytes = 0, activation_bytes = 0;
+  int64_t predicted_state_bytes = 0, predicted_activation_bytes = 0;  // the start-up lines
+  int64_t unit_peak_bytes = 0;
 };
 
 class JobTelemetry {

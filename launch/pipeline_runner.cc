@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 namespace peng {
 
@@ -40,6 +41,15 @@ const Tensor& PipelineRunner::forward(int micro, int chunk, const MicroBatch& ba
   return out;
 }
 
+int64_t PipelineRunner::stash_bytes() const {
+  std::set<const void*> seen;
+  int64_t bytes = 0;
+  for (const auto& [key, tensors] : stash_) {
+    for (const Tensor& t : tensors) bytes += count_storage(t, seen);
+  }
+  return bytes;
+}
+
 double PipelineRunner::train(const MicroBatch& batch, float grad_scale, Tensor* loss_sum_out,
                              const Timing& timing) {
   double loss_sum = 0, waiting = 0;
@@ -73,6 +83,7 @@ double PipelineRunner::train(const MicroBatch& batch, float grad_scale, Tensor* 
           act_out_[key] = out.clone();
         }
         stash_[key] = model_.stash_activations(a.chunk);
+        peak_stash_bytes_ = std::max(peak_stash_bytes_, stash_bytes());
         break;
       }
       case Action::kBackward: {

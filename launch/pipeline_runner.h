@@ -64,6 +64,9 @@ class PipelineRunner {
   // The last train()'s bubble on this rank: the fraction of its time spent waiting for
   // transfers (receives, and the sends still in flight at the end) rather than computing.
   double bubble() const { return bubble_; }
+  // The most activation bytes the stash has held at once so far (every micro-batch chunk
+  // whose backward had not run; each storage counted once).
+  int64_t peak_stash_bytes() const { return peak_stash_bytes_; }
 
  private:
   using Key = std::pair<int, int>;  // (micro, chunk)
@@ -73,6 +76,7 @@ class PipelineRunner {
     if (timing.timer) timing.timer->lap(slot);
   }
   Device device() { return model_.backend().device(); }
+  int64_t stash_bytes() const;
   int stage(int chunk) const { return stage_of(chunk, rank_, pp_size_); }
   bool last_stage(int chunk) const { return stage(chunk) == pp_size_ * v_ - 1; }
 
@@ -85,6 +89,7 @@ class PipelineRunner {
   std::map<Key, std::vector<Tensor>> stash_;  // activations of forwards awaiting backward
   std::map<std::pair<Key, int>, std::unique_ptr<Work>> sends_;  // (key, Action::Op) in flight
   double bubble_ = 0;
+  int64_t peak_stash_bytes_ = 0;
 };
 
 }  // namespace peng

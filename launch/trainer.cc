@@ -151,7 +151,8 @@ struct Trainer::Parts {
   std::unique_ptr<JobTelemetry> telemetry;
   // Progress of the run.
   std::map<int, double> imbalance;  // MoE layer -> sum over steps of max/mean tokens per expert
-  int64_t activation_bytes = 0;     // the most one micro-batch's forward kept (unpipelined)
+  int64_t activation_bytes = 0;     // the most activations kept at once (measured)
+  int64_t predicted_state = 0, predicted_activations = 0;  // this rank's (memory_plan.h)
   int64_t moe_steps = 0;
   int64_t start_step = 0;
   std::string resumed;
@@ -403,8 +404,10 @@ std::string memory_text(const MemoryPrediction& m) {
 
 // The start-up lines of the predicted memory per rank: one, or under pipeline parallelism one
 // per pipeline rank (their stages differ; dp and tp ranks hold alike). Collective over pp.
-std::vector<std::string> memory_lines(const Trainer::Parts& p) {
+std::vector<std::string> memory_lines(Trainer::Parts& p) {
   const MemoryPrediction mine = predict_memory(p);
+  p.predicted_state = mine.state.total();
+  p.predicted_activations = mine.chunk * mine.in_flight;
   if (!p.pp) return {"memory per rank (predicted): " + memory_text(mine)};
   const int n = p.pp->size();
   Tensor local = Tensor::from_vector<double>(
@@ -716,6 +719,8 @@ StepRecord Trainer::step(int64_t step) {
                         .moe = moe,
                         .state_bytes = allocated_state_bytes(p),
                         .activation_bytes = p.activation_bytes,
+                        .predicted_state_bytes = p.predicted_state,
+                        .predicted_activation_bytes = p.predicted_activations,
                         .unit_peak_bytes = p.shards ? p.shards->peak_unit_bytes() : 0});
   return r;
 }
@@ -740,7 +745,12 @@ void Trainer::step_micro_batches(int64_t step, StepTimes& t) {
     p.train_reader->read(step, k);
     timer.lap(&t.time.data_s);
     p.model->forward_sum_into(p.train_reader->x(), p.train_reader->y(), p.loss_sum);
-    p.activation_bytes = std::max(p.activation_bytes, p.model->kept_activation_bytes());
+    std::set<const void*> seen;  // what this forward keeps, and the forwards stashed before it
+    int64_t kept = p.model->kept_activation_bytes(seen);
+    for (const auto& tensors : stashed) {
+      for (const Tensor& x : tensors) kept += count_storage(x, seen);
+    }
+    p.activation_bytes = std::max(p.activation_bytes, kept);
     timer.lap(&t.time.forward_s);
   };
   if (forwards_first) {
@@ -783,6 +793,7 @@ void Trainer::step_pipeline(int64_t step, StepTimes& t) {
                    .backward_s = &t.time.backward_s,
                    .other_s = &t.pipeline_other_s});
   timer.lap(&t.pipeline_other_s);
+  p.activation_bytes = std::max(p.activation_bytes, p.runner->peak_stash_bytes());
   if (p.zero != 3) p.sync->sum_tied_gradients();
   if (p.reducer) {
     p.reducer->arm();

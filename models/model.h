@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -113,9 +114,14 @@ class CausalLM {
   // What each transformer layer recomputes in backward instead of keeping: `policy` for the
   // first policy.layers layers of each stage (all with -1), nothing for the others.
   virtual void set_recompute(const RecomputePolicy& policy) = 0;
-  // The bytes of every activation this rank keeps now (each storage once): after a forward,
-  // what its backward will read (launch/memory_plan.h predicts it).
-  virtual int64_t kept_activation_bytes() = 0;
+  // The bytes of every activation this rank keeps now, each storage counted once (`seen`:
+  // storages already counted elsewhere, such as a pipeline's stash): after a forward, what
+  // its backward will read (launch/memory_plan.h predicts it).
+  virtual int64_t kept_activation_bytes(std::set<const void*>& seen) = 0;
+  int64_t kept_activation_bytes() {
+    std::set<const void*> seen;
+    return kept_activation_bytes(seen);
+  }
 
   // ---- Mixture of Experts (nothing for a dense model) ----
   // A training step's routing statistics start over (call before its first forward).

@@ -447,15 +447,11 @@ void DecoderModel::set_recompute(const RecomputePolicy& policy) {
   }
 }
 
-int64_t DecoderModel::kept_activation_bytes() {
-  std::map<const void*, size_t> storages;
-  for (int chunk = 0; chunk < pipe_.virtual_stages; ++chunk) {
-    for (const Tensor* t : activation_slots(chunk)) {
-      if (t->defined()) storages[t->storage_id()] = t->storage_bytes();
-    }
-  }
+int64_t DecoderModel::kept_activation_bytes(std::set<const void*>& seen) {
   int64_t bytes = 0;
-  for (const auto& [id, n] : storages) bytes += int64_t(n);
+  for (int chunk = 0; chunk < pipe_.virtual_stages; ++chunk) {
+    for (const Tensor* t : activation_slots(chunk)) bytes += count_storage(*t, seen);
+  }
   return bytes;
 }
 

@@ -54,7 +54,8 @@ class DecoderModel : public CausalLM {
   Tensor logits_row(int64_t row) override;
 
   void set_recompute(const RecomputePolicy& policy) override;
-  int64_t kept_activation_bytes() override;
+  int64_t kept_activation_bytes(std::set<const void*>& seen) override;
+  using CausalLM::kept_activation_bytes;
   void begin_step() override;
   std::vector<RoutingStats> routing_stats() const override;
   void update_routing_biases() override;
