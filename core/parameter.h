@@ -182,9 +182,8 @@ class ParameterSet {
   bool finalized() const { return finalized_; }
   // ZeRO 3 (parallel/data_parallel/param_shards.h) keeps no flat buffers: it releases them
   // (every value and gradient unbound; ZeRO 2: the gradients only) and binds the parameters
-  // inside a flat range
-  // [offset, offset + numel) to views of buffers of its own (element 0 at `offset`; an
-  // undefined tensor unbinds, a null pointer leaves that side as it is).
+  // inside a flat range [offset, offset + numel) to views of buffers of its own (element 0
+  // at `offset`; an undefined tensor unbinds, a null pointer leaves that side as it is).
   // materialize_flat() allocates the flat values (and gradients) again, zeroed, and binds
   // them.
   void release_flat(bool values = true);

@@ -52,9 +52,8 @@ void add_segment(const RankState& s, const ParamSegment& seg, std::vector<ckpt::
   const Parameter& p = *seg.param;
   const int64_t begin = seg.span.offset - p.offset, end = begin + seg.span.numel;
   if (values) {  // ZeRO 3 between steps: the values are in the shard, laid out like the state
-    float* v =
-        values_sharded(s) ? values_of(s) + seg.span.state_offset : values_of(s) + seg.span.offset;
-    out.push_back(region("model/", p, begin, end, v));
+    const int64_t at = values_sharded(s) ? seg.span.state_offset : seg.span.offset;
+    out.push_back(region("model/", p, begin, end, values_of(s) + at));
   }
   out.push_back(region("optim/exp_avg/", p, begin, end, exp_avg_of(s) + seg.span.state_offset));
   out.push_back(

@@ -127,9 +127,9 @@ struct Trainer::Parts {
   std::unique_ptr<BatchReader> train_reader, val_reader;
   std::unique_ptr<Tokenizer> tokenizer;
   // Gradients and the update: dp reduction in buckets (ZeRO 1/2: reduce-scatter into this
-  // rank's shard; ZeRO 2: per layer, no flat gradient buffer; ZeRO 3: the values sharded
-  // too and gathered per layer on their
-  // own communicator), tied copies and partial sums, AdamW on this rank's spans.
+  // rank's shard; ZeRO 2: per layer, no flat gradient buffer; ZeRO 3: the values sharded too
+  // and gathered per layer on their own communicator), tied copies and partial sums, AdamW
+  // on this rank's spans.
   int zero = 0;
   std::unique_ptr<GradReducer> reducer;
   std::vector<std::unique_ptr<Communicator>> gather_comms;  // ZeRO 3: dp's, expert dp's

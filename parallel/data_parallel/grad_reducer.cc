@@ -148,7 +148,7 @@ void GradReducer::reduce(const Bucket& b, bool accumulate, const Tensor& taken) 
   if (!in.defined()) in = params_.flat_grads().flat_view(b.offset, {b.numel});
   if (in.numel() != b.padded) {
     const Tensor region = in;
-    if (!staging_.defined()) {  // on first use: ZeRO-3's taken gradients come padded
+    if (!staging_.defined()) {  // on first use: ZeRO 2/3's taken gradients come padded
       staging_ = Tensor::zeros({max_staging_}, DType::kF32, region.device());
     }
     in = staging_.flat_view(0, {b.padded});

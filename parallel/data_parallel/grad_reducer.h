@@ -24,7 +24,7 @@
 //   chunks to flat ranges; after the optimizer has updated them, all_gather_values()
 //   gives every rank every parameter.
 //
-// - ZeRO-3 (parallel/data_parallel/param_shards.h): kReduceScatter with `units`, flat ranges
+// - ZeRO 2 and 3 (parallel/data_parallel/param_shards.h): kReduceScatter with `units`, flat ranges
 //   that are each one bucket (so a unit's gradient chunk and its value chunk line up), and a
 //   grad source: when a bucket is queued, the main thread takes its gradient from the
 //   source (a buffer of the bucket's padded size, handed over) instead of the flat buffer.

@@ -32,16 +32,7 @@ testing::CommandResult run(const Case& c, const std::vector<std::string>& args) 
 class LlamaReference : public ::testing::TestWithParam<Case> {};
 
 TEST_P(LlamaReference, MatchesPyTorchEveryStep) {
-  const Case& c = GetParam();
-  const ReferenceRun ref = testing::load_reference_run(c.name);
-  testing::TempDir tmp;
-  const testing::CommandResult r =
-      run(c, joined(joined({"train"}, ref.train_args()),
-                    joined(c.flags, {"--quiet", "--metrics-jsonl", (tmp / "m.jsonl").string()})));
-  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-  std::vector<double> loss, norm;
-  testing::read_metrics_jsonl(tmp / "m.jsonl", loss, norm);
-  testing::expect_matches_reference(ref, loss, norm);
+  testing::expect_case_matches_reference(GetParam());
 }
 
 const std::vector<std::string> kMicro1 = {"--micro-batch-size", "1"};

@@ -68,17 +68,7 @@ using Case = testing::LayoutCase;
 class RecomputeReference : public ::testing::TestWithParam<Case> {};
 
 TEST_P(RecomputeReference, MatchesPyTorchEveryStep) {
-  const Case& c = GetParam();
-  const ReferenceRun ref = testing::load_reference_run(c.name);
-  testing::TempDir tmp;
-  const std::vector<std::string> args =
-      joined(joined({"train"}, ref.train_args()),
-             joined(c.flags, {"--quiet", "--metrics-jsonl", (tmp / "m.jsonl").string()}));
-  const testing::CommandResult r = testing::run_case(c, args);
-  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-  std::vector<double> loss, norm;
-  testing::read_metrics_jsonl(tmp / "m.jsonl", loss, norm);
-  testing::expect_matches_reference(ref, loss, norm);
+  testing::expect_case_matches_reference(GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -28,17 +28,7 @@ using testing::run_case;
 class Zero3Reference : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Zero3Reference, MatchesPyTorchEveryStep) {
-  const Case& c = GetParam();
-  const ReferenceRun ref = testing::load_reference_run(c.name);
-  testing::TempDir tmp;
-  const testing::CommandResult r = run_case(
-      c, joined(joined({"train"}, ref.train_args()),
-                joined(c.flags,
-                       {"--zero", "3", "--quiet", "--metrics-jsonl", (tmp / "m.jsonl").string()})));
-  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-  std::vector<double> loss, norm;
-  testing::read_metrics_jsonl(tmp / "m.jsonl", loss, norm);
-  testing::expect_matches_reference(ref, loss, norm);
+  testing::expect_case_matches_reference(GetParam(), {"--zero", "3"});
 }
 
 INSTANTIATE_TEST_SUITE_P(

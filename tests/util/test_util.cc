@@ -306,6 +306,19 @@ CommandResult run_case(const LayoutCase& c, const std::vector<std::string>& args
   return c.np == 1 ? run_peng(args) : run_mpi_peng(c.np, args);
 }
 
+void expect_case_matches_reference(const LayoutCase& c, const std::vector<std::string>& extra) {
+  const ReferenceRun ref = load_reference_run(c.name);
+  TempDir tmp;
+  const CommandResult r =
+      run_case(c, joined(joined({"train"}, ref.train_args()),
+                         joined(joined(c.flags, extra),
+                                {"--quiet", "--metrics-jsonl", (tmp / "m.jsonl").string()})));
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  std::vector<double> loss, norm;
+  read_metrics_jsonl(tmp / "m.jsonl", loss, norm);
+  expect_matches_reference(ref, loss, norm);
+}
+
 void expect_resumes_match_reference(const ReferenceRun& ref, const LayoutCase& save,
                                     const std::vector<LayoutCase>& resumes, int at) {
   TempDir tmp;

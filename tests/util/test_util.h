@@ -126,6 +126,9 @@ struct LayoutCase {
 void PrintTo(const LayoutCase& c, std::ostream* os);
 // `args` under the case's ranks (its flags are the caller's to add).
 CommandResult run_case(const LayoutCase& c, const std::vector<std::string>& args);
+// The case's reference trained under its ranks and flags (and `extra` flags): every step
+// matches the reference (expect_matches_reference).
+void expect_case_matches_reference(const LayoutCase& c, const std::vector<std::string>& extra = {});
 // `ref` trained to step `at` under `save` (checkpointing), then resumed under each of
 // `resumes` to the end: every resumed step matches the reference.
 void expect_resumes_match_reference(const ReferenceRun& ref, const LayoutCase& save,
