@@ -228,7 +228,9 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--bucket-mb", "parallel.bucket_mb", "gradient bucket size in MB", false},
       {"--collective-timeout", "parallel.collective_timeout_s",
        "seconds before a stuck collective aborts the job", false},
-      {"--comm", "parallel.comm", "device-tensor collectives: auto | nccl | mpi", false},
+      {"--comm", "parallel.comm",
+       "tensor collectives: auto | nccl | staged (device tensors through host memory over MPI)",
+       false},
       {"--pp-schedule", "parallel.pp_schedule", "gpipe | 1f1b | interleaved", false},
       {"--virtual-stages", "parallel.virtual_stages", "model chunks per pipeline rank", false},
       {"--sequence-parallel", "parallel.sequence_parallel",
@@ -307,8 +309,8 @@ void validate_train_config(const proto::TrainConfig& c) {
   parse_schedule_kind(p.pp_schedule());
   PENG_INPUT_CHECK(p.virtual_stages() >= 1, "parallel.virtual_stages must be >= 1, got ",
                    p.virtual_stages());
-  PENG_INPUT_CHECK(p.comm() == "auto" || p.comm() == "nccl" || p.comm() == "mpi",
-                   "parallel.comm must be auto, nccl or mpi, got \"", p.comm(), "\"");
+  PENG_INPUT_CHECK(p.comm() == "auto" || p.comm() == "nccl" || p.comm() == "staged",
+                   "parallel.comm (--comm) must be auto, nccl or staged, got \"", p.comm(), "\"");
   const auto& k = c.checkpoint();
   PENG_INPUT_CHECK(k.every() >= 0, "checkpoint.every must be >= 0, got ", k.every());
   PENG_INPUT_CHECK(k.keep_last() >= 0, "checkpoint.keep_last must be >= 0, got ", k.keep_last());

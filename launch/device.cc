@@ -26,15 +26,9 @@ Device choose_device(const std::string& setting, const LaunchEnv& env, const Dev
   PENG_INPUT_CHECK(facts.device_count > 0, flag, ": no CUDA device is visible to rank ", env.rank,
                    " (the CUDA driver reports none: no GPU, no driver, or CUDA_VISIBLE_DEVICES "
                    "hides them); train on the CPU with --device cpu or auto");
-  PENG_INPUT_CHECK(env.local_rank < facts.device_count, flag, ": rank ", env.rank,
-                   " is local rank ", env.local_rank, " on its node, which has only ",
-                   facts.device_count, " visible GPU", facts.device_count == 1 ? "" : "s",
-                   " (one rank per GPU: start at most ", facts.device_count, " ranks per node)");
-  PENG_INPUT_CHECK(env.world_size == 1, flag, ": training on GPUs with ", env.world_size,
-                   " ranks is not available yet (multi-GPU training comes with the NCCL "
-                   "communicators of a later issue); run one rank per job on a GPU, or these ",
-                   env.world_size, " ranks with --device cpu");
-  return Device::cuda(env.local_rank);
+  // More ranks than GPUs on a node share them round-robin; their tensors then go over the
+  // staged path (parallel.comm auto; nccl refuses, make_communicator.h).
+  return Device::cuda(env.local_rank % facts.device_count);
 }
 
 Device resolve_device(const proto::TrainConfig& config, const LaunchEnv& env) {
@@ -42,6 +36,13 @@ Device resolve_device(const proto::TrainConfig& config, const LaunchEnv& env) {
   // No CUDA calls for the CPU (the default): a CPU run never touches the driver.
   if (setting == "cpu") return Device::cpu();
   return choose_device(setting, env, detect_device_facts());
+}
+
+Device agree_on_device(Device mine, Communicator* world) {
+  if (!world) return mine;
+  Tensor cpu = Tensor::from_vector<int32_t>({mine.is_cpu() ? 1 : 0}, {1});
+  world->all_reduce(cpu, ReduceOp::kMax)->wait();
+  return cpu.data<int32_t>()[0] != 0 ? Device::cpu() : mine;
 }
 
 std::string describe_device(Device device) {

@@ -2,18 +2,17 @@
 // this build and this node offer. Every refusal is an InputError naming --device and why.
 //
 //   cpu   the CPU backend
-//   cuda  GPU `local rank` of the node (one rank per GPU): refused when this build has no
-//         CUDA backend, when no GPU is visible, or when the node has fewer GPUs than ranks
-//   auto  cuda when this build has the CUDA backend and a GPU is visible, else cpu
-//
-// Training on GPUs with more than one rank is refused for now: the multi-GPU path (NCCL
-// communicators for the dp/tp/pp groups) comes with its own issue.
+//   cuda  GPU `local rank` of the node (one rank per GPU; with more ranks than GPUs, local
+//         rank mod GPUs: ranks share them, and their tensors go over the staged path, not
+//         NCCL): refused when this build has no CUDA backend or when no GPU is visible
+//   auto  cuda when this build has the CUDA backend and every rank sees a GPU, else cpu
 #pragma once
 
 #include <string>
 
 #include "core/dtype.h"
 #include "launch/environment.h"
+#include "parallel/communicator.h"
 #include "peng/config.pb.h"
 
 namespace peng {
@@ -30,6 +29,11 @@ DeviceFacts detect_device_facts();
 Device choose_device(const std::string& setting, const LaunchEnv& env, const DeviceFacts& facts);
 // choose_device for training.device with this build's and node's facts.
 Device resolve_device(const proto::TrainConfig& config, const LaunchEnv& env);
+
+// Collective over `world` (null: one rank): the CPU for every rank when any rank chose it
+// (training.device auto on a node without a GPU), else `mine`. Explicit cuda never gets
+// here as cpu (a rank without a GPU throws), so explicit choices are kept.
+Device agree_on_device(Device mine, Communicator* world);
 
 // "cpu" or "cuda:0 (NVIDIA H200)" for the start-up lines.
 std::string describe_device(Device device);

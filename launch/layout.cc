@@ -10,9 +10,6 @@ TrainLayout resolve_layout(const proto::TrainConfig& config, int world_size,
   const auto& pc = config.parallel();
   TrainLayout l;
   l.mesh = resolve_mesh(world_size, pc.dp(), pc.tp(), pc.pp());
-  PENG_INPUT_CHECK(pc.comm() != "nccl",
-                   "parallel.comm = nccl: this build trains on the CPU backend, whose host "
-                   "tensors go over MPI (use auto or mpi)");
   const int64_t B = tc.batch_size(), T = tc.seq_len();
   PENG_INPUT_CHECK(B % l.mesh.dp == 0, "training.batch_size (", B,
                    ") is not divisible by parallel.dp (", l.mesh.dp, ")");

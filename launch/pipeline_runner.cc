@@ -158,7 +158,8 @@ Tensor PipelineRunner::last_logits(const Tensor& tokens) {
   const int64_t len = tokens.dim(1);
   const Shape shape{model_.boundary_rows(len), model_.arch().n_embd};
   const int stages = pp_size_ * v_;
-  Tensor row = Tensor::empty({model_.padded_vocab()}), previous;
+  // On the device: pp is a tensor communicator.
+  Tensor row = Tensor::empty({model_.padded_vocab()}, DType::kF32, device()), previous;
   for (int c = 0; c < v_; ++c) {  // the evaluate() wavefront, one sequence
     const int s = stage(c);
     Tensor input = previous;
@@ -168,14 +169,14 @@ Tensor PipelineRunner::last_logits(const Tensor& tokens) {
     }
     const Tensor& out = model_.forward_chunk(c, tokens, input, Tensor(), nullptr);
     if (s == stages - 1) {
-      row = model_.logits_row(len - 1);
+      row.copy_from(model_.logits_row(len - 1));
     } else {
       previous = out.clone();
       if (pp_size_ > 1) pp_.send(previous, rank_of_stage(s + 1, pp_size_), s)->wait();
     }
   }
   if (pp_size_ > 1) pp_.broadcast(row, rank_of_stage(stages - 1, pp_size_))->wait();
-  return row;
+  return row.to(Device::cpu());
 }
 
 }  // namespace peng

@@ -31,7 +31,9 @@
 #include "parallel/data_parallel/grad_reducer.h"
 #include "parallel/data_parallel/param_shards.h"
 #include "parallel/mpi/mpi_communicator.h"
+#include "parallel/make_communicator.h"
 #include "parallel/process_mesh.h"
+#include "parallel/staged_communicator.h"
 #include "telemetry/phase_timer.h"
 #include "telemetry/progress.h"
 
@@ -100,9 +102,13 @@ struct Trainer::Parts {
   DecoderConfig arch;
   TrainLayout layout;
   bool rank0 = false;
-  // Where it runs: the process mesh and this rank's groups (null: not split that way).
-  std::unique_ptr<ProcessMesh> mesh;
-  Communicator *dp = nullptr, *pp = nullptr;
+  // Where it runs (null with one rank): two meshes of one shape. `mesh`, over the tensor
+  // communicator (parallel.comm: NCCL, or the staged path), carries every tensor; `control`,
+  // over MPI, the host scalars (loss and norm sums, routing statistics, start-up lines).
+  std::unique_ptr<Communicator> tensor_world;
+  std::unique_ptr<ProcessMesh> mesh, control;
+  Communicator *dp = nullptr, *pp = nullptr;  // the tensor mesh's (null: not split that way)
+  Communicator *control_dp = nullptr, *control_pp = nullptr;  // the control mesh's
   TpGroup tp;
   PipelineLayout pipe;
   // A Mixture-of-Experts model's groups: expert parallelism (from the mesh) and the ranks its
@@ -200,10 +206,12 @@ void build_expert_groups(Trainer::Parts& p) {
                    ": Mixture-of-Experts layers run on the CPU backend only for now (their CUDA "
                    "kernels are not written yet); use --device cpu");
   if (!p.arch.moe.enabled() || !p.mesh) return;
+  // The statistics are host values: on the control mesh.
+  ProcessMesh& c = *p.control;
   if (p.layout.sequence_parallel) {
-    p.routing = p.mesh->world().split(p.mesh->pp_rank(), p.mesh->world().rank(), "routing");
+    p.routing = c.world().split(c.pp_rank(), c.world().rank(), "routing");
   } else {
-    p.routing = p.mesh->dp().split(0, p.mesh->dp_rank(), "routing");
+    p.routing = c.dp().split(0, c.dp_rank(), "routing");
   }
   p.experts = {.ep = p.mesh->ep(), .routing = p.routing.get()};
 }
@@ -215,11 +223,18 @@ void build_model(Trainer::Parts& p) {
   p.layout = resolve_layout(p.config, p.env.world_size, p.arch);  // before allocating
   const MeshShape& shape = p.layout.mesh;
   if (p.env.world_size > 1) {
-    mpi_world().set_timeout(pc.collective_timeout_s());  // the mesh's groups inherit it
-    p.mesh = std::make_unique<ProcessMesh>(mpi_world(), shape);
+    mpi_world().set_timeout(pc.collective_timeout_s());  // the meshes' MPI groups inherit it
+    p.control = std::make_unique<ProcessMesh>(mpi_world(), shape, "-control");
+    p.tensor_world =
+        make_device_communicator(pc.comm(), mpi_world(), p.device, pc.collective_timeout_s());
+    p.mesh = std::make_unique<ProcessMesh>(*p.tensor_world, shape);
+  } else {
+    check_comm_setting(pc.comm(), p.device);
   }
   p.dp = p.mesh ? &p.mesh->dp() : nullptr;
   p.pp = p.mesh && shape.pp > 1 ? &p.mesh->pp() : nullptr;
+  p.control_dp = p.control ? &p.control->dp() : nullptr;
+  p.control_pp = p.control && shape.pp > 1 ? &p.control->pp() : nullptr;
   p.be = &backend_for(p.device);
   p.timer = std::make_unique<PhaseTimer>(p.device);
   p.step_sums = Tensor::zeros({3}, DType::kF64, p.device);
@@ -313,11 +328,12 @@ void build_optimizer(Trainer::Parts& p) {
   p.grad_spans = p.zero > 0 ? p.reducer->owned() : std::vector<FlatSpan>{{0, params.numel(), 0}};
   p.sync = std::make_unique<GradientSync>(params, tie_groups(parameter_table(p.arch)), p.tp.comm,
                                           p.pp, p.grad_spans);
-  if (p.tp.comm) p.norm_groups.push_back(p.tp.comm);
-  if (p.pp) p.norm_groups.push_back(p.pp);
-  if (p.zero > 0) p.norm_groups.push_back(p.dp);
+  // The norm's squares are host scalars: summed over the control mesh's groups.
+  if (p.tp.comm) p.norm_groups.push_back(&p.control->tp());
+  if (p.pp) p.norm_groups.push_back(p.control_pp);
+  if (p.zero > 0) p.norm_groups.push_back(p.control_dp);
   p.expert_norm_groups = p.norm_groups;  // unsharded: each ep rank counts its own experts
-  if (p.zero == 0 && p.experts.ep) p.expert_norm_groups.push_back(p.experts.ep);
+  if (p.zero == 0 && p.experts.ep) p.expert_norm_groups.push_back(p.control->ep());
   for (const ParamSegment& s : p.sync->counted()) {
     (s.param->expert_parallel ? p.counted_experts : p.counted_others).push_back(s);
   }
@@ -409,13 +425,13 @@ std::vector<std::string> memory_lines(Trainer::Parts& p) {
   p.predicted_state = mine.state.total();
   p.predicted_activations = mine.chunk * mine.in_flight;
   if (!p.pp) return {"memory per rank (predicted): " + memory_text(mine)};
-  const int n = p.pp->size();
+  const int n = p.control_pp->size();
   Tensor local = Tensor::from_vector<double>(
       {double(mine.state.values), double(mine.state.grads), double(mine.state.optimizer),
        double(mine.chunk), double(mine.in_flight)},
       {5});
   Tensor all = Tensor::empty({5 * n}, DType::kF64);
-  p.pp->all_gather(local, all)->wait();
+  p.control_pp->all_gather(local, all)->wait();
   std::vector<std::string> lines;
   for (int r = 0; r < n; ++r) {
     const double* v = all.data<double>() + 5 * r;
@@ -427,6 +443,14 @@ std::vector<std::string> memory_lines(Trainer::Parts& p) {
         detail::concat("memory per rank (predicted), pipeline rank ", r, ": ", memory_text(m)));
   }
   return lines;
+}
+
+// " | tensors over nccl" and the like for the device line (nothing with one rank).
+std::string tensors_text(const Trainer::Parts& p) {
+  if (!p.tensor_world) return "";
+  if (!dynamic_cast<const StagedCommunicator*>(p.tensor_world.get())) return " | tensors over nccl";
+  return p.device.is_cpu() ? " | tensors over MPI"
+                           : " | tensors over MPI, staged through host memory (--comm staged)";
 }
 
 // The progress line and every metrics sink; prints the start lines.
@@ -451,7 +475,8 @@ void build_telemetry(Trainer::Parts& p) {
       p.train_stream->size(), " tokens)"));
   p.progress->message(detail::concat("device: ", describe_device(p.device), " | precision ",
                                      precision_setting(p.config),
-                                     p.device.is_cuda() ? " (exact: fp32, TF32 off)" : ""));
+                                     p.device.is_cuda() ? " (exact: fp32, TF32 off)" : "",
+                                     tensors_text(p)));
   for (const std::string& line : p.telemetry->start_messages()) p.progress->message(line);
   const int zero = p.config.parallel().zero();
   if (zero > 0 && l.mesh.dp == 1 && p.rank0) {
@@ -492,7 +517,8 @@ double evaluate(Trainer::Parts& p, int64_t batches) {
   }
   const double sum = acc.to(Device::cpu()).data<double>()[0] / double(p.micro_positions());
   const int ranks = p.dp ? p.dp->size() : 1;
-  return sum_over(p.dp, sum_over(p.pp, sum)) / double(batches * p.micro_steps() * ranks);
+  return sum_over(p.control_dp, sum_over(p.control_pp, sum)) /
+         double(batches * p.micro_steps() * ranks);
 }
 
 // A text sample; through the pipeline when there is one (every rank draws the same text).
@@ -511,9 +537,10 @@ std::string sample_text(Trainer::Parts& p, int64_t step) {
 }
 
 // Under expert parallelism: every expert of this rank's stages, each broadcast from the ep
-// rank that holds it (found by an all_gather of who holds it).
+// rank that holds it (found by an all_gather of who holds it). Host tensors: over the control
+// mesh.
 void gather_experts(Trainer::Parts& p, std::map<std::string, Tensor>& state) {
-  Communicator& ep = *p.experts.ep;
+  Communicator& ep = *p.control->ep();
   for (const Parameter& t : parameter_table(p.arch)) {
     if (!t.expert_parallel) continue;
     const int stage = stage_of_layer(t.layer, p.arch.n_layer, p.pipe.stages());
@@ -530,9 +557,9 @@ void gather_experts(Trainer::Parts& p, std::map<std::string, Tensor>& state) {
   }
 }
 
-// Every parameter of the model, logical, on every rank: each rank's stages (gathered over
-// tp), then, under pipeline parallelism, each tensor broadcast from the pipeline rank that
-// holds its primary copy (Parameter::layer's stage).
+// Every parameter of the model, logical, on every rank, on the host: each rank's stages
+// (gathered over tp), then, under pipeline parallelism, each tensor broadcast over the
+// control mesh from the pipeline rank that holds its primary copy (Parameter::layer's stage).
 std::map<std::string, Tensor> whole_model_state(Trainer::Parts& p) {
   if (p.zero == 3) p.shards->materialize();
   std::map<std::string, Tensor> state = p.model->state();
@@ -543,7 +570,7 @@ std::map<std::string, Tensor> whole_model_state(Trainer::Parts& p) {
     const int stage = stage_of_layer(t.layer, p.arch.n_layer, p.pipe.stages());
     const int owner = stage % p.pipe.pp;
     Tensor v = owner == p.pipe.rank ? state.at(t.name) : Tensor::empty(t.logical_shape);
-    p.pp->broadcast(v, owner)->wait();
+    p.control_pp->broadcast(v, owner)->wait();
     state[t.name] = v;
   }
   return state;
@@ -556,7 +583,7 @@ std::vector<LayerLoad> routing_loads(Trainer::Parts& p) {
   if (!moe.enabled()) return {};
   std::vector<LayerLoad> loads;
   for (const RoutingStats& s : gather_routing(p.model->routing_stats(), moe.first_dense,
-                                              p.arch.n_layer, moe.experts, p.pp)) {
+                                              p.arch.n_layer, moe.experts, p.control_pp)) {
     loads.push_back(layer_load(s));
     p.imbalance[s.layer] += loads.back().imbalance;
   }
@@ -582,7 +609,9 @@ Trainer::Trainer(const proto::TrainConfig& config) : p_(std::make_unique<Parts>(
   validate_train_config(p.config);
   p.env = detect_launch_env();
   p.rank0 = p.env.rank == 0;
-  p.device = resolve_device(p.config, p.env);  // before anything is built
+  // Before anything is built; the same kind on every rank.
+  p.device = agree_on_device(resolve_device(p.config, p.env),
+                             p.env.world_size > 1 ? &mpi_world() : nullptr);
   install_stop_handlers();
   build_model(p);
   build_data(p);
@@ -673,8 +702,9 @@ StepRecord Trainer::step(int64_t step) {
   double loss = sums.data<double>()[0] /
                 (double(p.micro_positions()) * double(p.micro_steps() * p.layout.mesh.dp));
   // One pipeline reduction: the loss (held by the last stage) and the ranks' bubbles.
-  const std::vector<double> pp_sums = sum_over(p.pp, {loss, p.runner ? p.runner->bubble() : 0.0});
-  loss = sum_over(p.dp, pp_sums[0]);
+  const std::vector<double> pp_sums =
+      sum_over(p.control_pp, {loss, p.runner ? p.runner->bubble() : 0.0});
+  loss = sum_over(p.control_dp, pp_sums[0]);
   const double bubble = pp_sums[1] / p.layout.mesh.pp;  // the pipeline ranks' mean waiting share
   const double experts = p.arch.moe.enabled()  // a dense model skips the experts' reduction
                              ? norm_from_squares(sums.data<double>()[2], p.expert_norm_groups)

@@ -38,6 +38,11 @@ class Communicator {
   virtual int size() const = 0;
   // "world", "dp", ... : used in error messages.
   virtual const std::string& name() const = 0;
+  // True when operations are enqueued on a device stream and complete without the host
+  // (NCCL): a caller may issue one as soon as its inputs are enqueued on the compute stream
+  // and wait for it later, with no thread driving it. False (MPI, the staged path): an
+  // operation progresses only while a thread of this process waits on it or on another.
+  virtual bool stream_ordered() const { return false; }
 
   // A new communicator of the ranks that pass the same `color`, ordered by `key` then by
   // rank. Collective over this communicator.

@@ -17,7 +17,7 @@ MeshShape resolve_mesh(int world, int dp, int tp, int pp) {
   return {dp, tp, pp};
 }
 
-ProcessMesh::ProcessMesh(Communicator& world, const MeshShape& shape)
+ProcessMesh::ProcessMesh(Communicator& world, const MeshShape& shape, const std::string& suffix)
     : world_(world), shape_(shape) {
   PENG_CHECK(shape.dp * shape.tp * shape.pp == world.size(), "mesh ", shape.dp, "x", shape.tp, "x",
              shape.pp, " does not cover world size ", world.size());
@@ -25,14 +25,14 @@ ProcessMesh::ProcessMesh(Communicator& world, const MeshShape& shape)
   tp_rank_ = r % shape.tp;
   dp_rank_ = (r / shape.tp) % shape.dp;
   pp_rank_ = r / (shape.tp * shape.dp);
-  dp_ = world.split(pp_rank_ * shape.tp + tp_rank_, dp_rank_, "dp");
-  tp_ = world.split(pp_rank_ * shape.dp + dp_rank_, tp_rank_, "tp");
-  pp_ = world.split(dp_rank_ * shape.tp + tp_rank_, pp_rank_, "pp");
+  dp_ = world.split(pp_rank_ * shape.tp + tp_rank_, dp_rank_, "dp" + suffix);
+  tp_ = world.split(pp_rank_ * shape.dp + dp_rank_, tp_rank_, "tp" + suffix);
+  pp_ = world.split(dp_rank_ * shape.tp + tp_rank_, pp_rank_, "pp" + suffix);
   PENG_CHECK(shape.ep >= 1 && shape.dp % shape.ep == 0, "mesh: ep ", shape.ep,
              " does not divide dp ", shape.dp);
   if (shape.ep > 1) {
-    ep_ = dp_->split(dp_rank_ / shape.ep, dp_rank_, "ep");
-    edp_ = dp_->split(dp_rank_ % shape.ep, dp_rank_, "expert_dp");
+    ep_ = dp_->split(dp_rank_ / shape.ep, dp_rank_, "ep" + suffix);
+    edp_ = dp_->split(dp_rank_ % shape.ep, dp_rank_, "expert_dp" + suffix);
   }
 }
 

@@ -4,9 +4,15 @@
 // Expert parallelism takes ep ranks out of dp (Megatron-Core's expert-data-parallel layout):
 // the ep group is ep consecutive dp ranks (dp_rank / ep the same), the expert-data-parallel
 // group the dp / ep ranks holding the same experts (dp_rank % ep the same).
+//
+// A GPU job builds two meshes of the same shape (DESIGN.md): one over MPI for control and
+// host scalars (agreements, loss and norm sums), one over the tensor communicator (NCCL, or
+// the staged path) for tensors. Their groups differ in name by a suffix ("dp" and
+// "dp-control"), so errors and the watchdog tell them apart.
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "parallel/communicator.h"
 
@@ -23,7 +29,8 @@ MeshShape resolve_mesh(int world_size, int dp, int tp, int pp);
 
 class ProcessMesh {
  public:
-  ProcessMesh(Communicator& world, const MeshShape& shape);
+  // Groups are called "dp", "tp", "pp", "ep", "expert_dp", each followed by `suffix`.
+  ProcessMesh(Communicator& world, const MeshShape& shape, const std::string& suffix = "");
 
   const MeshShape& shape() const { return shape_; }
   int dp_rank() const { return dp_rank_; }

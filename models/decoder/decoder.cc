@@ -175,10 +175,11 @@ std::map<std::string, Tensor> DecoderModel::state() const {
   std::map<std::string, Tensor> out;
   for (const Parameter& p : params_.all()) {
     Tensor whole = p.value.to(Device::cpu()).clone();
-    if (!p.shard.replicated()) {
-      Tensor mine = whole.view({-1});
-      Tensor all = Tensor::empty({mine.numel() * tp_.size()});
+    if (!p.shard.replicated()) {  // gathered where the values are (tp's tensor communicator)
+      const Tensor mine = p.value.view({-1});
+      Tensor all = Tensor::empty({mine.numel() * tp_.size()}, DType::kF32, mine.device());
       tp_.comm->all_gather(mine, all)->wait();
+      all = all.to(Device::cpu());
       std::vector<Tensor> pieces;
       for (int i = 0; i < tp_.size(); ++i) {
         pieces.push_back(all.flat_view(i * mine.numel(), p.value.shape()));
@@ -484,11 +485,11 @@ void DecoderModel::set_balance_scope(BalanceScope scope) {
 }
 
 Tensor DecoderModel::logits_row(int64_t row) {
-  Tensor mine = logits_.slice(row, row + 1).to(Device::cpu()).clone().view({-1});
-  if (tp_.size() == 1) return mine;
-  Tensor all = Tensor::empty({vp_});
+  const Tensor mine = logits_.slice(row, row + 1).view({-1});
+  if (tp_.size() == 1) return mine.to(Device::cpu());
+  Tensor all = Tensor::empty({vp_}, DType::kF32, mine.device());
   tp_.comm->all_gather(mine, all)->wait();
-  return all;
+  return all.to(Device::cpu());
 }
 
 }  // namespace peng

@@ -39,10 +39,11 @@ void ExpertDispatch::plan(const Tensor& chosen, Device device) {
   // Every rank's counts per expert (ep x E), then who sends what to whom.
   std::vector<int32_t> mine(counts.begin(), counts.end());
   Tensor all = Tensor::from_vector(mine, {experts_});
-  if (ep > 1) {
-    Tensor gathered = Tensor::empty({int64_t(ep) * experts_}, DType::kI32);
-    group_.ep->all_gather(all, gathered)->wait();
-    all = gathered;
+  if (ep > 1) {  // on the device: ep is a tensor communicator (NCCL takes device tensors)
+    const Tensor counts_here = all.to(device);
+    Tensor gathered = Tensor::empty({int64_t(ep) * experts_}, DType::kI32, device);
+    group_.ep->all_gather(counts_here, gathered)->wait();
+    all = gathered.to(Device::cpu());
   }
   const int32_t* from = all.data<const int32_t>();  // from[r * E + e]
   table_ = Tensor::zeros({experts_ + 2 * int64_t(ep) + local}, DType::kI32);

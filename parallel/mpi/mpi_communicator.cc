@@ -506,6 +506,12 @@ void MpiCommunicator::barrier() {
   work.wait();
 }
 
+void MpiCommunicator::note_entered(int64_t seq) { watch::note_entered(watch_key_, seq); }
+
+std::string MpiCommunicator::describe_missing(int64_t seq, double grace_s) {
+  return watch::describe_missing(comm_, watch_key_, name_, seq, grace_s);
+}
+
 MpiCommunicator& mpi_world() {
   static MpiCommunicator* world = [] {
     int initialized = 0;

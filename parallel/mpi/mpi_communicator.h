@@ -46,6 +46,13 @@ class MpiCommunicator : public Communicator {
   std::unique_ptr<Work> recv(Tensor& t, int src, int tag) override;
   void barrier() override;
 
+  // For a device communicator over the same members that has no watchdog of its own
+  // (NcclCommunicator keeps this group as its shadow and issues nothing on it): records
+  // that this rank entered the device group's collective `seq`, and names the members that
+  // had not (watchdog.h's describe_missing; waits at most grace_s for answers).
+  void note_entered(int64_t seq);
+  std::string describe_missing(int64_t seq, double grace_s);
+
  private:
   MPI_Comm comm_;
   std::string name_;

@@ -8,12 +8,14 @@
 // communicator on either, then makes the compute stream wait on the event.
 #include "parallel/nccl/nccl_communicator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <functional>
 #include <thread>
 #include <vector>
 
+#include "core/cuda/memory.h"
 #include "core/error.h"
 #include "parallel/make_communicator.h"
 
@@ -142,7 +144,12 @@ struct State : std::enable_shared_from_this<State> {
   cudaStream_t compute = nullptr;  // not owned; nullptr: the legacy default stream
   cudaStream_t stream = nullptr;   // owned: the comm stream
   cudaEvent_t ready = nullptr;     // owned: re-recorded on `compute` before each op
-  uint64_t issued = 0;             // operations issued on this rank: the "#n" of messages
+  // Collectives issued on this rank (the "#n" of messages, the same on every member) and
+  // send/recv issued (this rank's own count).
+  uint64_t collectives = 0, transfers = 0;
+  // The same members over MPI, never used for traffic: each collective is noted there, and
+  // on a timeout the watchdog asks the members how far they got (mpi/watchdog.h).
+  std::unique_ptr<MpiCommunicator> shadow;
   std::string abort_reason;        // set once the NCCL communicator was aborted
   std::vector<PendingP2p> pending;
   std::shared_ptr<Completion> pending_done;
@@ -152,8 +159,8 @@ struct State : std::enable_shared_from_this<State> {
 
   ~State();
   std::string where(const std::string& op) const { return op + " on group " + name; }
-  std::string where(const std::string& op, uint64_t seq) const {
-    return where(op) + " (collective #" + std::to_string(seq) + ")";
+  std::string where(const std::string& op, uint64_t seq, bool collective = true) const {
+    return where(op) + (collective ? " (collective #" : " (transfer #") + std::to_string(seq) + ")";
   }
   void check_usable(const std::string& op) const {
     PENG_CHECK(abort_reason.empty(), where(op), ": the group's NCCL communicator was aborted (",
@@ -173,12 +180,14 @@ namespace {
 
 class NcclWork : public Work {
  public:
+  // `seq`: the collective's number, or with `collective` false the transfer's.
   NcclWork(std::shared_ptr<State> state, std::shared_ptr<Completion> done, std::string op,
-           uint64_t seq, std::vector<Tensor> keep)
+           uint64_t seq, bool collective, std::vector<Tensor> keep)
       : state_(std::move(state)),
         done_(std::move(done)),
         op_(std::move(op)),
         seq_(seq),
+        collective_(collective),
         keep_(std::move(keep)) {}
 
   // Not waited: still issue deferred send/recv and order the compute stream after the op.
@@ -198,7 +207,7 @@ class NcclWork : public Work {
   void wait() override {
     if (waited_) return;
     State& s = *state_;
-    const std::string what = s.where(op_, seq_);
+    const std::string what = s.where(op_, seq_, collective_);
     if (!done_->recorded) {
       s.check_usable(op_);
       s.flush_p2p();
@@ -227,12 +236,13 @@ class NcclWork : public Work {
       const double waited =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (waited > s.timeout_s) {
-        const std::string msg =
-            detail::concat(what, " did not complete within ", s.timeout_s, " s");
+        std::string msg = detail::concat(what, " did not complete within ", s.timeout_s, " s");
+        // Who is missing, asked over MPI (the control mesh) before the abort.
+        msg += collective_ && s.shadow
+                   ? ": " + s.shadow->describe_missing(int64_t(seq_), std::min(5.0, s.timeout_s))
+                   : " (a rank of the group did not arrive, or is stuck)";
         s.abort_comm(msg);
-        throw Error(msg +
-                    " (a rank of the group did not arrive, or is stuck); the NCCL "
-                    "communicator was aborted");
+        throw Error(msg + "; the NCCL communicator was aborted");
       }
       if (polls < 256) {
         std::this_thread::yield();
@@ -251,6 +261,7 @@ class NcclWork : public Work {
   std::shared_ptr<Completion> done_;
   std::string op_;
   uint64_t seq_;
+  bool collective_;
   std::vector<Tensor> keep_;  // the tensors stay alive until wait() returns
   bool waited_ = false;
 };
@@ -276,6 +287,15 @@ bool drain(cudaStream_t stream, double timeout_s) {
 void check_tensor(const State& s, const std::string& op, const Tensor& t) {
   PENG_CHECK(t.defined() && t.device() == Device::cuda(s.device), s.where(op),
              ": NCCL takes tensors on cuda:", s.device, ", got ", t.str());
+}
+
+// parent.split(...) as the MpiCommunicator it is.
+std::unique_ptr<MpiCommunicator> mpi_split(MpiCommunicator& parent, int color, int key,
+                                           const std::string& name) {
+  std::unique_ptr<Communicator> sub = parent.split(color, key, name);
+  PENG_CHECK(dynamic_cast<MpiCommunicator*>(sub.get()), "the MPI split into ", name,
+             " is not an MPI group");
+  return std::unique_ptr<MpiCommunicator>(static_cast<MpiCommunicator*>(sub.release()));
 }
 
 // A State around a fresh NCCL communicator: its rank and size, comm stream and events.
@@ -388,11 +408,13 @@ std::unique_ptr<Work> State::enqueue(const std::string& op, std::vector<Tensor> 
   DeviceGuard guard(device, where(op));
   flush_p2p();
   order_after_compute(where(op));
-  const uint64_t seq = ++issued;
+  const uint64_t seq = ++collectives;
+  if (shadow) shadow->note_entered(int64_t(seq));
   std::shared_ptr<Completion> done = new_completion(where(op, seq));
   check_nccl(launch(), where(op, seq), comm);
   record(*done, where(op, seq));
-  return std::make_unique<NcclWork>(shared_from_this(), std::move(done), op, seq, std::move(keep));
+  return std::make_unique<NcclWork>(shared_from_this(), std::move(done), op, seq, true,
+                                    std::move(keep));
 }
 
 std::unique_ptr<Work> State::defer_p2p(const std::string& op, bool is_send, const Tensor& t,
@@ -406,8 +428,8 @@ std::unique_ptr<Work> State::defer_p2p(const std::string& op, bool is_send, cons
     pending_done = new_completion(where(op));
   }
   pending.push_back({is_send, t, peer, type, op});
-  const uint64_t seq = ++issued;
-  return std::make_unique<NcclWork>(shared_from_this(), pending_done, op, seq,
+  const uint64_t seq = ++transfers;
+  return std::make_unique<NcclWork>(shared_from_this(), pending_done, op, seq, false,
                                     std::vector<Tensor>{t});
 }
 
@@ -462,11 +484,14 @@ NcclCommunicator::NcclCommunicator(MpiCommunicator& bootstrap, int device, std::
                              : std::string()));
   }
   std::memcpy(&id, msg.data<int32_t>(), sizeof id);
+  std::unique_ptr<MpiCommunicator> shadow =
+      nccl_detail::mpi_split(bootstrap, 0, bootstrap.rank(), name);
   ncclComm_t comm = nullptr;
   check_nccl(ncclCommInitRank(&comm, bootstrap.size(), id, bootstrap.rank()),
              what + ": ncclCommInitRank");
   state_ = nccl_detail::make_state(comm, device, std::move(name), timeout_s, compute_stream, what);
   state_->bootstrap = &bootstrap;
+  state_->shadow = std::move(shadow);
 }
 
 NcclCommunicator::NcclCommunicator(std::shared_ptr<State> state) : state_(std::move(state)) {}
@@ -488,10 +513,13 @@ std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, const 
   nccl_detail::DeviceGuard guard(s.device, what);
   s.flush_p2p();
 #if PENG_NCCL_COMM_SPLIT
+  std::unique_ptr<MpiCommunicator> shadow =
+      s.shadow ? nccl_detail::mpi_split(*s.shadow, color, key, name) : nullptr;
   ncclComm_t child = nullptr;
   check_nccl(ncclCommSplit(s.comm, color, key, &child, nullptr), what + ": ncclCommSplit", s.comm);
-  return std::unique_ptr<Communicator>(new NcclCommunicator(
-      nccl_detail::make_state(child, s.device, name, s.timeout_s, s.compute, what)));
+  auto state = nccl_detail::make_state(child, s.device, name, s.timeout_s, s.compute, what);
+  state->shadow = std::move(shadow);
+  return std::unique_ptr<Communicator>(new NcclCommunicator(std::move(state)));
 #else
   PENG_CHECK(s.bootstrap, what, ": no bootstrap group to split");
   std::unique_ptr<Communicator> sub = s.bootstrap->split(color, key, name);
@@ -622,7 +650,9 @@ bool compiled_with_nccl() { return true; }
 
 std::unique_ptr<Communicator> make_nccl_communicator(MpiCommunicator& bootstrap, int device,
                                                      const std::string& name, double timeout_s) {
-  return std::make_unique<NcclCommunicator>(bootstrap, device, name, timeout_s);
+  // Ordered against the stream the CUDA backend computes on (core/cuda/memory.h).
+  return std::make_unique<NcclCommunicator>(bootstrap, device, name, timeout_s,
+                                            static_cast<cudaStream_t>(cuda::stream(device)));
 }
 
 }  // namespace peng

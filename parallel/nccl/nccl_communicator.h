@@ -18,7 +18,8 @@
 //   Work::wait() blocks the host until the operation has completed (see timeouts), then makes
 //   the compute stream wait on its completion event, so compute enqueued after wait() sees
 //   the result. The compute stream is the one given to the constructor; nullptr means the
-//   legacy default stream (where Tensor copies and the CUDA backend run).
+//   legacy default stream. make_nccl_communicator gives the device's stream
+//   (core/cuda/memory.h), where the CUDA backend, Tensor copies and allocations run.
 // - Point-to-point. NCCL has no tags (`tag` is ignored) and a lone send or recv blocks its
 //   stream until the peer's matching op runs, so send/recv are deferred: they are issued
 //   together in one ncclGroupStart/End when any of their Works is waited (or destroyed),
@@ -26,8 +27,11 @@
 //   (a ring exchange, or send/recv to self) does not deadlock. Pairs match in issue order.
 // - Timeouts. wait() polls the completion event; if `timeout_s` passes first, or NCCL
 //   reports an asynchronous error, the NCCL communicator is aborted (ncclCommAbort) and
-//   wait() throws peng::Error naming the op, the group and the collective's sequence
-//   number on this rank. Every later operation on this communicator throws too; its
+//   wait() throws peng::Error naming the op, the group and the collective's number (the same
+//   on every member; send/recv: this rank's transfer number). A timed-out collective also
+//   names the members that had not entered it, asked over MPI as the MPI communicator's
+//   watchdog asks (mpi/watchdog.h): each communicator keeps a shadow MPI group of its
+//   members (split alongside it, never used for traffic) where its collectives are noted. Every later operation on this communicator throws too; its
 //   splits are separate NCCL communicators and stay usable. The timeout covers the wait,
 //   not the enqueue: the communicator is blocking (not NCCL's non-blocking mode), so set-up
 //   that NCCL does on the host inside a call (ncclCommInitRank, ncclCommSplit, and the lazy
@@ -69,6 +73,7 @@ class NcclCommunicator : public Communicator {
   int rank() const override;
   int size() const override;
   const std::string& name() const override;
+  bool stream_ordered() const override { return true; }
   int device() const;
   cudaStream_t comm_stream() const;
   cudaStream_t compute_stream() const;

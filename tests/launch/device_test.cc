@@ -51,7 +51,6 @@ TEST(ChooseDevice, CpuAndAuto) {
 TEST(ChooseDevice, RefusalsNameTheFlagAndWhy) {
   const DeviceFacts none{.compiled_with_cuda = false, .device_count = 0};
   const DeviceFacts no_gpu{.compiled_with_cuda = true, .device_count = 0};
-  const DeviceFacts two{.compiled_with_cuda = true, .device_count = 2};
   EXPECT_EQ(refusal("cuda", env(0, 1, 0), none)
                 .rfind("--device cuda: this peng build has no CUDA backend", 0),
             0u)
@@ -59,21 +58,15 @@ TEST(ChooseDevice, RefusalsNameTheFlagAndWhy) {
   EXPECT_EQ(refusal("cuda", env(0, 1, 0), no_gpu)
                 .rfind("--device cuda: no CUDA device is visible to rank 0", 0),
             0u);
-  // More ranks on a node than GPUs.
-  const std::string crowded = refusal("cuda", env(2, 3, 2), two);
-  EXPECT_NE(crowded.find("--device cuda: rank 2 is local rank 2 on its node, which has only 2 "
-                         "visible GPUs"),
-            std::string::npos)
-      << crowded;
-  EXPECT_NE(refusal("auto", env(5, 8, 2), two).find("--device auto: rank 5 is local rank 2"),
-            std::string::npos);
-  // Several ranks on GPUs: not yet.
-  const std::string multi = refusal("cuda", env(1, 2, 1), two);
-  EXPECT_NE(multi.find("--device cuda: training on GPUs with 2 ranks is not available yet"),
-            std::string::npos)
-      << multi;
-  EXPECT_NE(refusal("auto", env(0, 2, 0), two).find("--device auto: training on GPUs with 2"),
-            std::string::npos);
+}
+
+TEST(ChooseDevice, RanksShareTheNodesGpusRoundRobin) {
+  const DeviceFacts one{.compiled_with_cuda = true, .device_count = 1};
+  const DeviceFacts two{.compiled_with_cuda = true, .device_count = 2};
+  EXPECT_EQ(choose_device("cuda", env(1, 2, 1), two), Device::cuda(1));  // one GPU per rank
+  EXPECT_EQ(choose_device("auto", env(5, 8, 2), two), Device::cuda(0));
+  EXPECT_EQ(choose_device("cuda", env(3, 4, 3), two), Device::cuda(1));
+  for (int r = 0; r < 8; ++r) EXPECT_EQ(choose_device("cuda", env(r, 8, r), one), Device::cuda(0));
 }
 
 TEST(DeviceConfig, ValidationAndDefaults) {

@@ -82,8 +82,10 @@ TEST(Fault, HungRankTimesOutWithAnErrorNamingIt) {
   ASSERT_FALSE(errors.empty()) << err;
   bool named = false;
   for (const std::string& e : errors) {
-    // The gradient all-reduce (dp) or the per-step stop-signal agreement (world).
+    // The gradient all-reduce (dp, the tensor mesh), the loss sum (dp-control) or the per-step
+    // stop-signal agreement (world).
     EXPECT_TRUE(e.find("on group dp (collective #") != std::string::npos ||
+                e.find("on group dp-control (collective #") != std::string::npos ||
                 e.find("on group world (collective #") != std::string::npos)
         << e;
     EXPECT_NE(e.find("did not complete within 3 s"), std::string::npos) << e;

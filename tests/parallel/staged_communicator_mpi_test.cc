@@ -78,8 +78,14 @@ TEST(StagedCommunicator, SplitAndDroppedWork) {
 TEST(MakeDeviceCommunicator, ChoosesAndChecks) {
   MpiCommunicator& world = mpi_world();
   const int r = world.rank(), n = world.size();
-  EXPECT_THROW(make_device_communicator("gloo", world, 0, 60), InputError);
-  auto mpi = make_device_communicator("mpi", world, 0, 60, "dp");
+  EXPECT_THROW(make_device_communicator("gloo", world, Device::cpu(), 60), InputError);
+  EXPECT_THROW(make_device_communicator("mpi", world, Device::cpu(), 60), InputError);
+  // The CPU backend's host tensors: nccl is refused on every rank, auto is the staged path.
+  EXPECT_THROW(make_device_communicator("nccl", world, Device::cpu(), 60), InputError);
+  auto cpu_auto = make_device_communicator("auto", world, Device::cpu(), 60, "cpu-auto");
+  EXPECT_NE(dynamic_cast<StagedCommunicator*>(cpu_auto.get()), nullptr);
+  EXPECT_FALSE(cpu_auto->stream_ordered());
+  auto mpi = make_device_communicator("staged", world, Device::cpu(), 60, "dp");
   ASSERT_NE(dynamic_cast<StagedCommunicator*>(mpi.get()), nullptr);
   EXPECT_EQ(mpi->name(), "dp");
   EXPECT_EQ(mpi->size(), n);
@@ -91,8 +97,8 @@ TEST(MakeDeviceCommunicator, ChoosesAndChecks) {
   const int gpus = cuda::device_count();
   if (!compiled_with_nccl() || gpus == 0) {
     // Without NCCL or a GPU: nccl is an input error on every rank, auto is the staged path.
-    EXPECT_THROW(make_device_communicator("nccl", world, 0, 60), InputError);
-    auto chosen = make_device_communicator("auto", world, 0, 60);
+    EXPECT_THROW(make_device_communicator("nccl", world, Device::cuda(0), 60), InputError);
+    auto chosen = make_device_communicator("auto", world, Device::cuda(0), 60);
     EXPECT_NE(dynamic_cast<StagedCommunicator*>(chosen.get()), nullptr);
     Tensor u = filled(DType::kI32, 2, [&](int64_t) { return 1.0; });
     chosen->all_reduce(u, ReduceOp::kSum)->wait();
