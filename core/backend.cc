@@ -108,6 +108,7 @@ void Backend::cross_entropy_shard_backward(const Tensor&, const Tensor&, int64_t
 }
 void Backend::add(const Tensor&, const Tensor&, Tensor&) { missing("add"); }
 void Backend::scale(Tensor&, float) { missing("scale"); }
+void Backend::cast(const Tensor&, Tensor&) { missing("cast"); }
 void Backend::moe_route(const Tensor&, const Tensor&, const MoeRouting&, Tensor&, Tensor&, Tensor&,
                         Tensor&) {
   missing("moe_route");

@@ -201,6 +201,9 @@ class Backend {
   virtual void add(const Tensor& a, const Tensor& b, Tensor& out);
   // x *= s
   virtual void scale(Tensor& x, float s);
+  // y = x converted, same shape: f32 -> bf16 (round to nearest even, NaN stays NaN: bit for
+  // bit core/dtype.h's f32_to_bf16) or bf16 -> f32 (exact).
+  virtual void cast(const Tensor& x, Tensor& y);
 
   // ---- Mixture of Experts: routing, and moving token rows to experts and back ----
   // Per token (row) of logits (N, E), with bias (E) that only selects:

@@ -24,6 +24,11 @@ std::string precision_setting(const proto::TrainConfig& config) {
   return config.training().precision().empty() ? "fp32" : config.training().precision();
 }
 
+std::string grad_reduce_setting(const proto::TrainConfig& config) {
+  const std::string& s = config.parallel().grad_reduce_dtype();
+  return s.empty() ? "fp32" : s;
+}
+
 proto::TrainConfig default_train_config() {
   proto::TrainConfig c;
   c.mutable_model()->set_seed(1337);
@@ -46,6 +51,7 @@ proto::TrainConfig default_train_config() {
   c.mutable_parallel()->set_bucket_mb(25);
   c.mutable_parallel()->set_collective_timeout_s(600);
   c.mutable_parallel()->set_comm("auto");
+  c.mutable_parallel()->set_grad_reduce_dtype("fp32");
   c.mutable_parallel()->set_pp_schedule("1f1b");
   c.mutable_parallel()->set_virtual_stages(1);
   c.mutable_checkpoint()->set_resume("auto");
@@ -231,6 +237,8 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--comm", "parallel.comm",
        "tensor collectives: auto | nccl | staged (device tensors through host memory over MPI)",
        false},
+      {"--grad-reduce-dtype", "parallel.grad_reduce_dtype",
+       "dtype of the data-parallel gradient reduction: fp32 | bf16 (half the bytes)", false},
       {"--pp-schedule", "parallel.pp_schedule", "gpipe | 1f1b | interleaved", false},
       {"--virtual-stages", "parallel.virtual_stages", "model chunks per pipeline rank", false},
       {"--sequence-parallel", "parallel.sequence_parallel",
@@ -311,6 +319,10 @@ void validate_train_config(const proto::TrainConfig& c) {
                    p.virtual_stages());
   PENG_INPUT_CHECK(p.comm() == "auto" || p.comm() == "nccl" || p.comm() == "staged",
                    "parallel.comm (--comm) must be auto, nccl or staged, got \"", p.comm(), "\"");
+  const std::string reduce = grad_reduce_setting(c);
+  PENG_INPUT_CHECK(reduce == "fp32" || reduce == "bf16",
+                   "parallel.grad_reduce_dtype (--grad-reduce-dtype) must be fp32 or bf16, got \"",
+                   reduce, "\"");
   const auto& k = c.checkpoint();
   PENG_INPUT_CHECK(k.every() >= 0, "checkpoint.every must be >= 0, got ", k.every());
   PENG_INPUT_CHECK(k.keep_last() >= 0, "checkpoint.keep_last must be >= 0, got ", k.keep_last());

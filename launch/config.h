@@ -16,6 +16,8 @@ proto::TrainConfig default_train_config();
 // "fp32"; a config built without default_train_config leaves them empty).
 std::string device_setting(const proto::TrainConfig& config);
 std::string precision_setting(const proto::TrainConfig& config);
+// parallel.grad_reduce_dtype: "fp32" when empty (a config not built from the defaults).
+std::string grad_reduce_setting(const proto::TrainConfig& config);
 
 // Merges a protobuf text file into `config`. Unknown fields, wrong types and syntax
 // errors throw InputError naming file:line:column and the field.

@@ -316,9 +316,13 @@ void build_optimizer(Trainer::Parts& p) {
   const std::vector<FlatSpan> units = p.zero >= 2 ? layer_units(params) : std::vector<FlatSpan>{};
   if (p.dp) {
     p.reducer = std::make_unique<GradReducer>(
-        params, *p.dp, *p.be, int64_t(pc.bucket_mb() * 1e6),
-        p.zero > 0 ? GradReducer::Mode::kReduceScatter : GradReducer::Mode::kAllReduce,
-        p.mesh->expert_dp(), p.zero >= 2 ? &units : nullptr);
+        params, *p.dp, *p.be,
+        GradReducer::Options{
+            .bucket_bytes = int64_t(pc.bucket_mb() * 1e6),
+            .mode = p.zero > 0 ? GradReducer::Mode::kReduceScatter : GradReducer::Mode::kAllReduce,
+            .expert_dp = p.mesh->expert_dp(),
+            .units = p.zero >= 2 ? &units : nullptr,
+            .reduce_dtype = grad_reduce_setting(p.config) == "bf16" ? DType::kBF16 : DType::kF32});
   }
   const AdamWConfig adamw{
       .beta1 = oc.beta1(), .beta2 = oc.beta2(), .eps = oc.eps(), .weight_decay = oc.weight_decay()};
@@ -471,7 +475,8 @@ void build_telemetry(Trainer::Parts& p) {
       ", tp ", l.mesh.tp, l.sequence_parallel ? " sp" : "", ", pp ", l.mesh.pp,
       p.runner ? std::string(" ") + schedule_kind_name(l.pp_schedule) : std::string(),
       l.virtual_stages > 1 ? " v" + std::to_string(l.virtual_stages) : std::string(), ", zero ",
-      p.zero, ") | ", tc.steps(), " steps | data ", p.train_stream->describe(), " (",
+      p.zero, p.reducer && grad_reduce_setting(p.config) == "bf16" ? ", gradients reduced in bf16" : "",
+      ") | ", tc.steps(), " steps | data ", p.train_stream->describe(), " (",
       p.train_stream->size(), " tokens)"));
   p.progress->message(detail::concat("device: ", describe_device(p.device), " | precision ",
                                      precision_setting(p.config),

@@ -106,6 +106,7 @@ class CpuBackend final : public Backend {
 
   void add(const Tensor& a, const Tensor& b, Tensor& out) override;
   void scale(Tensor& x, float s) override;
+  void cast(const Tensor& x, Tensor& y) override;
 
   void moe_route(const Tensor& logits, const Tensor& bias, const MoeRouting& r, Tensor& scores,
                  Tensor& chosen, Tensor& weights, Tensor& prob_sums) override;

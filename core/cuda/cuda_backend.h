@@ -81,6 +81,7 @@ class CudaBackend final : public Backend {
                      const Tensor& sin) override;
   void add(const Tensor& a, const Tensor& b, Tensor& out) override;
   void scale(Tensor& x, float s) override;
+  void cast(const Tensor& x, Tensor& y) override;
 
   // ops/embedding.cu
   void embedding_forward(const Tensor& tokens, const Tensor& wte, const Tensor& wpe,

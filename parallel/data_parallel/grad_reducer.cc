@@ -7,10 +7,20 @@
 namespace peng {
 
 GradReducer::GradReducer(ParameterSet& params, Communicator& dp, Backend& backend,
-                         int64_t bucket_bytes, Mode mode, Communicator* expert_dp,
-                         const std::vector<FlatSpan>* units)
-    : params_(params), backend_(backend), mode_(mode) {
-  PENG_CHECK(!units || mode == Mode::kReduceScatter, "GradReducer: units need reduce-scatter");
+                         const Options& options)
+    : params_(params),
+      backend_(backend),
+      mode_(options.mode),
+      issue_(options.issue.value_or(
+          dp.stream_ordered() && (!options.expert_dp || options.expert_dp->stream_ordered())
+              ? Issue::kInline
+              : Issue::kThread)),
+      reduce_dtype_(options.reduce_dtype) {
+  Communicator* expert_dp = options.expert_dp;
+  const std::vector<FlatSpan>* units = options.units;
+  PENG_CHECK(!units || mode_ == Mode::kReduceScatter, "GradReducer: units need reduce-scatter");
+  PENG_CHECK(reduce_dtype_ == DType::kF32 || reduce_dtype_ == DType::kBF16,
+             "GradReducer: gradients reduce in f32 or bf16, not ", dtype_name(reduce_dtype_));
   // Runs of parameters reducing over the same group, from the end of the buffer.
   const auto group_of = [&](const Parameter& p) -> Communicator& {
     return p.expert_parallel && expert_dp ? *expert_dp : dp;
@@ -21,16 +31,14 @@ GradReducer::GradReducer(ParameterSet& params, Communicator& dp, Backend& backen
     Communicator& group = group_of(all[begin]);
     while (begin > 0 && &group_of(all[begin - 1]) == &group) --begin;
     const int64_t hi = end == all.size() ? params.numel() : all[end].offset;
-    add_buckets(all[begin].offset, hi, group, bucket_bytes, units);
+    add_buckets(all[begin].offset, hi, group, options.bucket_bytes, units);
     end = begin;
   }
   taken_.resize(buckets_.size());
   if (mode_ == Mode::kReduceScatter) {
-    const Device dev = params.flat_grads().device();
-    shard_ = Tensor::zeros({shard_numel_}, DType::kF32, dev);
-    chunk_ = Tensor::zeros({max_chunk_}, DType::kF32, dev);
+    shard_ = Tensor::zeros({shard_numel_}, DType::kF32, params.flat_grads().device());
   }
-  thread_ = std::thread([this] { run(); });
+  if (issue_ == Issue::kThread) thread_ = std::thread([this] { run(); });
   params_.set_grads_ready_hook([this](int64_t offset) { on_ready(offset); });
 }
 
@@ -61,7 +69,6 @@ void GradReducer::add_bucket(int64_t lo, int64_t hi, Communicator& group) {
   const int64_t valid = std::clamp<int64_t>(numel - r * chunk, 0, chunk);
   if (valid > 0) owned_.push_back({lo + r * chunk, valid, shard_numel_});
   if (padded != numel) max_staging_ = std::max(max_staging_, padded);
-  max_chunk_ = std::max(max_chunk_, chunk);
   shard_numel_ += chunk;
 }
 
@@ -72,7 +79,14 @@ GradReducer::~GradReducer() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
+  for (InFlight& f : in_flight_) {  // a failed pass: let the collectives finish with their buffers
+    try {
+      f.work->wait();
+    } catch (const std::exception&) {
+      // Destructors do not throw; the pass's error was reported by wait().
+    }
+  }
 }
 
 void GradReducer::arm(bool accumulate) {
@@ -84,10 +98,18 @@ void GradReducer::arm(bool accumulate) {
   accumulate_ = accumulate;
   next_ = 0;
   done_ = 0;
+  in_flight_.clear();
 }
 
 void GradReducer::on_ready(int64_t offset) {
   if (!armed_) return;
+  if (issue_ == Issue::kInline) {
+    for (; next_ < buckets_.size() && buckets_[next_].offset >= offset; ++next_) {
+      if (grad_source_) taken_[next_] = grad_source_(next_);
+      in_flight_.push_back(issue(next_, accumulate_));
+    }
+    return;
+  }
   bool queued = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -103,6 +125,11 @@ void GradReducer::on_ready(int64_t offset) {
 void GradReducer::wait() {
   PENG_CHECK(armed_, "GradReducer::wait() without arm()");
   on_ready(0);
+  if (issue_ == Issue::kInline) {
+    armed_ = false;
+    for (; !in_flight_.empty(); in_flight_.pop_front()) complete(in_flight_.front());
+    return;
+  }
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [this] { return done_ == buckets_.size(); });
   armed_ = false;
@@ -123,7 +150,10 @@ void GradReducer::run() {
       failed = error_ != nullptr;
     }
     try {
-      if (!failed) reduce(buckets_[index], accumulate, taken_[index]);
+      if (!failed) {
+        InFlight f = issue(index, accumulate);
+        complete(f);
+      }
       taken_[index] = Tensor();  // a taken gradient is freed once reduced
     } catch (...) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -137,33 +167,71 @@ void GradReducer::run() {
   }
 }
 
-void GradReducer::reduce(const Bucket& b, bool accumulate, const Tensor& taken) {
-  Communicator& group = *b.group;
-  if (mode_ == Mode::kAllReduce) {
-    Tensor region = params_.flat_grads().flat_view(b.offset, {b.numel});
-    group.all_reduce(region, ReduceOp::kSum)->wait();
-    return;
+Tensor GradReducer::scratch(Scratch use, int64_t n, DType dtype) {
+  const Device dev = params_.flat_grads().device();
+  if (issue_ == Issue::kInline) return Tensor::empty({n}, dtype, dev);
+  Tensor& t = reused_[use];
+  if (!t.defined() || t.dtype() != dtype || t.numel() < n) t = Tensor::empty({n}, dtype, dev);
+  return t.flat_view(0, {n});
+}
+
+Tensor GradReducer::wire_input(const Bucket& b, const Tensor& taken) {
+  // ZeRO 2/3's taken gradients come padded; flat buffer ranges do not.
+  const Tensor grad = taken.defined() ? taken : params_.flat_grads().flat_view(b.offset, {b.numel});
+  const bool pad = mode_ == Mode::kReduceScatter && grad.numel() != b.padded;
+  if (!pad && reduce_dtype_ == DType::kF32) return grad;
+  const int64_t n = pad ? b.padded : grad.numel();
+  Tensor in = scratch(kIn, n, reduce_dtype_);
+  Tensor valid = in.flat_view(0, {grad.numel()});
+  if (reduce_dtype_ == DType::kF32) {
+    valid.copy_from(grad);
+  } else {
+    backend_.cast(grad, valid);
   }
-  Tensor in = taken;
-  if (!in.defined()) in = params_.flat_grads().flat_view(b.offset, {b.numel});
-  if (in.numel() != b.padded) {
-    const Tensor region = in;
-    if (!staging_.defined()) {  // on first use: ZeRO 2/3's taken gradients come padded
-      staging_ = Tensor::zeros({max_staging_}, DType::kF32, region.device());
+  if (pad) in.flat_view(grad.numel(), {n - grad.numel()}).zero();
+  return in;
+}
+
+GradReducer::InFlight GradReducer::issue(size_t index, bool accumulate) {
+  const Bucket& b = buckets_[index];
+  Communicator& group = *b.group;
+  Tensor in = wire_input(b, taken_[index]);
+  const bool narrow = reduce_dtype_ != DType::kF32;
+  if (mode_ == Mode::kAllReduce) {
+    InFlight f{index, group.all_reduce(in, ReduceOp::kSum), {}};
+    if (narrow) {  // widened back into the flat gradient buffer
+      Tensor region = params_.flat_grads().flat_view(b.offset, {b.numel});
+      f.finish = [this, in, region]() mutable { backend_.cast(in, region); };
     }
-    in = staging_.flat_view(0, {b.padded});
-    in.flat_view(0, {b.numel}).copy_from(region);
-    in.flat_view(b.numel, {b.padded - b.numel}).zero();
+    return f;
   }
   const int64_t chunk = b.padded / group.size();
   Tensor out = shard_.flat_view(b.shard_offset, {chunk});
-  if (!accumulate) {
-    group.reduce_scatter(in, out, ReduceOp::kSum)->wait();
-    return;
+  if (!accumulate && !narrow) {
+    return {index, group.reduce_scatter(in, out, ReduceOp::kSum), [in] {}};
   }
-  Tensor part = chunk_.flat_view(0, {chunk});
-  group.reduce_scatter(in, part, ReduceOp::kSum)->wait();
-  backend_.add(out, part, out);
+  Tensor part = scratch(kPart, chunk, reduce_dtype_);
+  InFlight f{index, group.reduce_scatter(in, part, ReduceOp::kSum), {}};
+  f.finish = [this, in, part, out, accumulate, narrow, chunk]() mutable {
+    Tensor wide = part;
+    if (narrow) {
+      wide = scratch(kWide, chunk, DType::kF32);
+      backend_.cast(part, wide);
+    }
+    if (accumulate) {
+      backend_.add(out, wide, out);
+    } else {
+      out.copy_from(wide);
+    }
+  };
+  return f;
+}
+
+void GradReducer::complete(InFlight& f) {
+  f.work->wait();
+  if (f.finish) f.finish();
+  f.finish = nullptr;  // releases the buffers it holds
+  taken_[f.bucket] = Tensor();
 }
 
 void GradReducer::all_gather_values() {

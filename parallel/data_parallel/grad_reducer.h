@@ -9,12 +9,21 @@
 // experts; buckets never mix the two. A bucket that does not split evenly over its group is
 // padded with zeros in a staging buffer.
 //
-// Overlap. After arm(), each bucket whose range backward has finished is queued to a
-// communication thread, which reduces the buckets in order (the same order on every rank)
-// while the main thread computes the rest of the backward pass. wait() returns when every
-// bucket is reduced, and rethrows a failure of the thread (a CollectiveTimeout, say).
-// Only armed passes communicate: with gradient accumulation, arm before the last
+// Overlap. After arm(), each bucket whose range backward has finished is reduced while the
+// main thread computes the rest of the backward pass, in order (the same on every rank):
+// - Issue::kThread (host communicators: MPI, the staged path, whose operations progress
+//   only while a thread waits on them): the bucket is queued to a communication thread that
+//   issues and waits for each in turn.
+// - Issue::kInline (stream-ordered communicators: NCCL): the main thread issues the bucket's
+//   collective as soon as backward announces it; it runs on the communicator's stream after
+//   the compute stream's work so far (an event, no host wait), and wait() waits for them all.
+// wait() returns when every bucket is reduced, and rethrows a failure (a CollectiveTimeout,
+// say). Only armed passes communicate: with gradient accumulation, arm before the last
 // micro-batch only (ZeRO 0/1) or before each one (ZeRO 2).
+//
+// Reduction dtype (Options::reduce_dtype, parallel.grad_reduce_dtype): f32 by default; bf16
+// halves the bytes on the wire: each bucket is rounded to bf16 (Backend::cast), reduced (each
+// pairwise sum in f32, rounded back: communicator.h) and widened to f32 into place.
 //
 // Modes.
 // - kAllReduce (ZeRO 0): every rank ends with the sum over dp of the whole gradient, in
@@ -30,7 +39,7 @@
 //   source (a buffer of the bucket's padded size, handed over) instead of the flat buffer.
 //
 // Threading: arm(), wait() and all_gather_values() on the main thread; the main thread
-// issues no collective on the dp group between arm() and wait().
+// issues no other collective on the dp group between arm() and wait().
 #pragma once
 
 #include <condition_variable>
@@ -39,6 +48,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -51,14 +61,23 @@ namespace peng {
 class GradReducer {
  public:
   enum class Mode { kAllReduce, kReduceScatter };
+  enum class Issue { kThread, kInline };
+
+  struct Options {
+    int64_t bucket_bytes = 25'000'000;
+    Mode mode = Mode::kAllReduce;
+    // The group expert weights reduce over (null: dp, as every other weight).
+    Communicator* expert_dp = nullptr;
+    // kReduceScatter only: one bucket each instead of buckets of bucket_bytes.
+    const std::vector<FlatSpan>* units = nullptr;
+    DType reduce_dtype = DType::kF32;  // kF32 or kBF16
+    // Unset: kInline when every group is stream_ordered(), else kThread.
+    std::optional<Issue> issue;
+  };
 
   // Installs itself as `params`' grads-ready hook; `params`, the groups and `backend` (used
-  // to accumulate chunks) must outlive it. `expert_dp`: the group expert weights reduce
-  // over (null: dp, as every other weight).
-  // `units` (kReduceScatter only): one bucket each instead of buckets of bucket_bytes.
-  GradReducer(ParameterSet& params, Communicator& dp, Backend& backend, int64_t bucket_bytes,
-              Mode mode, Communicator* expert_dp = nullptr,
-              const std::vector<FlatSpan>* units = nullptr);
+  // to accumulate, cast and copy chunks) must outlive it.
+  GradReducer(ParameterSet& params, Communicator& dp, Backend& backend, const Options& options);
   ~GradReducer();
   GradReducer(const GradReducer&) = delete;
   GradReducer& operator=(const GradReducer&) = delete;
@@ -88,11 +107,27 @@ class GradReducer {
     Communicator* group;    // dp or the expert-data-parallel group
   };
   const std::vector<Bucket>& buckets() const { return buckets_; }
+  Issue issue() const { return issue_; }
 
  private:
+  // One bucket's collective in flight: the Work, and what puts its result in place after
+  // the wait (widen, copy, accumulate). Holds the buffers the collective uses.
+  struct InFlight {
+    size_t bucket = 0;
+    std::unique_ptr<Work> work;
+    std::function<void()> finish;
+  };
+  // Scratch buffers of a reduction: the padded or narrowed input, the output chunk before
+  // it is put in place, that chunk widened.
+  enum Scratch { kIn, kPart, kWide, kScratchKinds };
+
   void on_ready(int64_t offset);  // main thread, from the hook
-  void run();                     // communication thread
-  void reduce(const Bucket& b, bool accumulate, const Tensor& taken);
+  void run();                     // communication thread (kThread)
+  InFlight issue(size_t index, bool accumulate);
+  void complete(InFlight& f);  // waits, puts the result in place, frees the taken gradient
+  // The input of bucket `b` as it goes on the wire: padded to b.padded, in the reduction dtype.
+  Tensor wire_input(const Bucket& b, const Tensor& taken);
+  Tensor scratch(Scratch use, int64_t n, DType dtype);
   // Buckets of [lo, hi) over `group`, from the end (cut at `units` when given, else every
   // bucket_bytes); grows the shard by this rank's chunks.
   void add_buckets(int64_t lo, int64_t hi, Communicator& group, int64_t bucket_bytes,
@@ -102,17 +137,23 @@ class GradReducer {
   ParameterSet& params_;
   Backend& backend_;
   Mode mode_;
+  Issue issue_;
+  DType reduce_dtype_;
   std::vector<Bucket> buckets_;  // from the end of the buffer to the start
   std::function<Tensor(size_t)> grad_source_;
   std::vector<Tensor> taken_;  // per bucket: its gradient from the source, until reduced
   std::vector<FlatSpan> owned_;
-  Tensor shard_, gather_in_, staging_, chunk_;
+  Tensor shard_, gather_in_;
   Tensor padded_out_;  // all_gather_values(): a padded bucket's gathered values
-  int64_t shard_numel_ = 0, max_chunk_ = 0, max_staging_ = 0;
+  int64_t shard_numel_ = 0, max_staging_ = 0;
+  // kThread: one bucket in flight at a time, so each kind of scratch is one buffer, reused
+  // (grown to the largest need). kInline allocates per bucket.
+  Tensor reused_[kScratchKinds];
 
   // Main thread state of the armed pass.
   bool armed_ = false, accumulate_ = false;
-  size_t next_ = 0;  // buckets queued so far
+  size_t next_ = 0;                // buckets queued (kThread) or issued (kInline) so far
+  std::deque<InFlight> in_flight_;  // kInline: issued, not yet completed
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -288,6 +288,33 @@ void run_matmul_case(const MatmulCase& c, std::mt19937& rng) {
   expect_close(out, want, what);
 }
 
+// cast: f32 -> bf16 is core/dtype.h's rounding for every element (ties to even, NaN kept,
+// overflow to infinity), bf16 -> f32 exact; the wrong dtype or shape is an error naming cast.
+TEST(CpuOps, CastRoundsLikeDtypeAndWidensExactly) {
+  const int64_t n = 100003;  // over the OpenMP threshold
+  Tensor x = Tensor::empty({n});
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> d(-1e3f, 1e3f);
+  float* px = x.data<float>();
+  for (int64_t i = 0; i < n; ++i) px[i] = d(rng);
+  px[0] = kNaN;
+  px[1] = 1.0f + 1.0f / 256;  // a tie: rounds to even (1.0)
+  px[2] = 3.4e38f;            // above bf16's largest finite value
+  Tensor y = Tensor::empty({n}, DType::kBF16);
+  be().cast(x, y);
+  const auto* py = static_cast<const uint16_t*>(y.raw_data());
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(py[i], f32_to_bf16(px[i])) << i;
+  EXPECT_TRUE(std::isnan(bf16_to_f32(py[0])));
+  EXPECT_EQ(bf16_to_f32(py[1]), 1.0f);
+  EXPECT_TRUE(std::isinf(bf16_to_f32(py[2])));
+  Tensor back = Tensor::empty({n});
+  be().cast(y, back);
+  for (int64_t i = 1; i < n; ++i) ASSERT_EQ(back.data<float>()[i], bf16_to_f32(py[i])) << i;
+  Tensor wrong = Tensor::empty({n - 1}, DType::kBF16);
+  EXPECT_THROW(be().cast(x, wrong), Error);
+  EXPECT_THROW(be().cast(x, back), Error);  // f32 -> f32 is not a cast
+}
+
 TEST(CpuOps, BackendIdentity) {
   EXPECT_STREQ(be().name(), "cpu");
   EXPECT_TRUE(be().device().is_cpu());

@@ -1,4 +1,4 @@
-// CudaBackend's pointwise ops (gelu, swiglu, rope, add, scale) against the CPU backend (label
+// CudaBackend's pointwise ops (gelu, swiglu, rope, add, scale, cast) against the CPU backend (label
 // gpu; skips without a GPU): odd sizes and the sizes of real models (more elements than one
 // grid of the kernels covers, so the grid-stride loop runs), poisoned outputs, the aliasing
 // the contract allows, and the argument checks. Elementwise f32: within kPointwise (the two
@@ -142,6 +142,24 @@ TEST(CudaPointwiseOps, AddAndScaleAreExact) {
     gpu().scale(x, -0.37f);
     cpu_backend().scale(x_ref, -0.37f);
     EXPECT_TRUE(same_bits(on_cpu(x), x_ref)) << shape_str(shape);
+  }
+}
+
+// cast gives the CPU backend's bits both ways (f32 -> bf16 rounds as core/dtype.h does).
+TEST(CudaPointwiseOps, CastMatchesTheCpuBitForBit) {
+  PENG_REQUIRE_GPU();
+  uint64_t seed = 400;
+  for (const Shape& shape : kShapes) {
+    const Tensor x = random(shape, seed++, -300, 300);
+    Tensor want = Tensor::empty(shape, DType::kBF16);
+    cpu_backend().cast(x, want);
+    Tensor narrow = Tensor::empty(shape, DType::kBF16, gpu().device());
+    gpu().cast(on_gpu(x), narrow);
+    EXPECT_TRUE(same_bits(on_cpu(narrow), want)) << shape_str(shape);
+    Tensor wide = on_gpu(poisoned(shape)), wide_want = Tensor::empty(shape);
+    gpu().cast(narrow, wide);
+    cpu_backend().cast(want, wide_want);
+    EXPECT_TRUE(same_bits(on_cpu(wide), wide_want)) << shape_str(shape);
   }
 }
 

@@ -128,8 +128,8 @@ inline double relative_error(const Tensor& got, const Tensor& want) {
 
 // Same shape and the same f32 bits (NaNs included).
 inline bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.raw_data(), b.raw_data(), size_t(a.numel()) * sizeof(float)) == 0;
+  return a.shape() == b.shape() && a.dtype() == b.dtype() &&
+         std::memcmp(a.raw_data(), b.raw_data(), size_t(a.numel()) * dtype_size(a.dtype())) == 0;
 }
 
 // AdamW's bound: the update's last operation on each element is want = a + b (p: p*decay -

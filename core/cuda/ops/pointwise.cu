@@ -1,5 +1,6 @@
-// CudaBackend::gelu, swiglu, rope, add and scale: checks (the CPU backend's messages), then
-// kernels/gelu.cuh, swiglu.cuh, rope.cuh and elementwise.cuh.
+// CudaBackend::gelu, swiglu, rope, add, scale and cast: checks (the CPU backend's messages),
+// then kernels/gelu.cuh, swiglu.cuh, rope.cuh, elementwise.cuh and cast.cuh.
+#include "core/cuda/kernels/cast.cuh"
 #include "core/cuda/kernels/elementwise.cuh"
 #include "core/cuda/kernels/gelu.cuh"
 #include "core/cuda/kernels/rope.cuh"
@@ -97,6 +98,20 @@ void CudaBackend::add(const Tensor& a, const Tensor& b, Tensor& out) {
   ops::check_shape(*this, op, "out", out, a.shape());
   CudaLaunch launch(device_);
   kernels::add(launch, a.data<const float>(), b.data<const float>(), a.numel(), out.data<float>());
+}
+
+void CudaBackend::cast(const Tensor& x, Tensor& y) {
+  const bool narrow = x.dtype() == DType::kF32;
+  ops::check_tensor(*this, "cast", "x", x, narrow ? DType::kF32 : DType::kBF16);
+  ops::check_shape(*this, "cast", "y", y, x.shape(), narrow ? DType::kBF16 : DType::kF32);
+  CudaLaunch launch(device_);
+  if (narrow) {
+    kernels::cast_f32_to_bf16(launch, x.data<const float>(), x.numel(),
+                              static_cast<__nv_bfloat16*>(y.raw_data()));
+  } else {
+    kernels::cast_bf16_to_f32(launch, static_cast<const __nv_bfloat16*>(x.raw_data()), x.numel(),
+                              y.data<float>());
+  }
 }
 
 void CudaBackend::scale(Tensor& x, float s) {
