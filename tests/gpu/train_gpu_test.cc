@@ -24,16 +24,7 @@ using testing::joined;
 
 const std::vector<std::string> kGpu = {"--device", "cuda"};
 
-// step -> the metrics line's raw "loss" and "grad_norm" text (bit-exact comparison).
-std::map<int, std::pair<std::string, std::string>> raw_steps(const fs::path& jsonl) {
-  std::map<int, std::pair<std::string, std::string>> out;
-  std::ifstream in(jsonl);
-  for (std::string line; std::getline(in, line);) {
-    const nlohmann::json j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out[j["step"]] = {j["loss"].dump(), j["grad_norm"].dump()};
-  }
-  return out;
-}
+using testing::raw_step_metrics;
 
 class GpuReference : public ::testing::TestWithParam<std::string> {};
 
@@ -69,7 +60,7 @@ TEST(GpuTraining, TwoRunsAreBitIdentical) {
                joined(kGpu, {"--quiet", "--metrics-jsonl", (tmp / name).string()})));
     ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
   }
-  const auto a = raw_steps(tmp / "a.jsonl"), b = raw_steps(tmp / "b.jsonl");
+  const auto a = raw_step_metrics(tmp / "a.jsonl"), b = raw_step_metrics(tmp / "b.jsonl");
   ASSERT_EQ(a.size(), size_t(ref.steps));
   EXPECT_EQ(a, b);
 }
@@ -89,7 +80,7 @@ TEST(GpuTraining, GpuCheckpointResumesOnTheCpu) {
                                  {"--device", "cpu", "--quiet", "--resume", dir.string(),
                                   "--metrics-jsonl", jsonl.string()}));
     ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
-    const auto steps = raw_steps(jsonl);
+    const auto steps = raw_step_metrics(jsonl);
     ASSERT_EQ(steps.size(), size_t(ref.steps - 5)) << name;
     for (const auto& [s, m] : steps) {
       const double loss = std::stod(m.first), norm = std::stod(m.second);

@@ -155,6 +155,9 @@ TEST(BadInput, ParallelFieldsOutOfRange) {
   expect_error(with({"--collective-timeout", "-1"}), {"parallel.collective_timeout_s"});
   expect_error(with({"--comm", "gloo"}), {"parallel.comm", "gloo"});
   expect_error(with({"--comm", "nccl"}), {"parallel.comm = nccl", "CPU backend"});
+  expect_error(with({"--comm", "mpi"}), {"parallel.comm", "auto, nccl or staged", "mpi"});
+  expect_error(with({"--grad-reduce-dtype", "f16"}),
+               {"parallel.grad_reduce_dtype", "fp32 or bf16", "f16"});
 }
 
 TEST(BadInput, DivergedTrainingStopsWithAnError) {

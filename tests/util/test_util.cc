@@ -302,6 +302,17 @@ void expect_resumed_matches_reference(const ReferenceRun& ref, const fs::path& j
 
 void PrintTo(const LayoutCase& c, std::ostream* os) { *os << case_name(c.name, c.np, c.flags); }
 
+std::map<int, std::pair<std::string, std::string>> raw_step_metrics(
+    const std::filesystem::path& jsonl) {
+  std::map<int, std::pair<std::string, std::string>> out;
+  std::ifstream in(jsonl);
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out[j["step"]] = {j["loss"].dump(), j["grad_norm"].dump()};
+  }
+  return out;
+}
+
 CommandResult run_case(const LayoutCase& c, const std::vector<std::string>& args) {
   return c.np == 1 ? run_peng(args) : run_mpi_peng(c.np, args);
 }

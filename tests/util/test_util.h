@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -108,6 +109,11 @@ ReferenceRun load_reference_run(const std::string& name);
 // the steps to be 0, 1, 2, ... in order.
 void read_metrics_jsonl(const std::filesystem::path& p, std::vector<double>& loss,
                         std::vector<double>& grad_norm);
+
+// step -> the metrics line's raw "loss" and "grad_norm" text, for bit-exact comparisons
+// (validation lines skipped).
+std::map<int, std::pair<std::string, std::string>> raw_step_metrics(
+    const std::filesystem::path& jsonl);
 
 // EXPECTs DESIGN.md's tolerances at every step: loss within 1e-4 relative, gradient norm
 // within 1e-3 relative, and as many steps as the reference.
