@@ -222,7 +222,9 @@ void build_model(Trainer::Parts& p) {
   p.arch = resolve_model_config(p.config);
   p.layout = resolve_layout(p.config, p.env.world_size, p.arch);  // before allocating
   const MeshShape& shape = p.layout.mesh;
-  if (p.env.world_size > 1) {
+  // An explicit --comm nccl builds the groups even for one rank (each of size 1), so one GPU
+  // runs the NCCL path end to end.
+  if (p.env.world_size > 1 || pc.comm() == "nccl") {
     mpi_world().set_timeout(pc.collective_timeout_s());  // the meshes' MPI groups inherit it
     p.control = std::make_unique<ProcessMesh>(mpi_world(), shape, "-control");
     p.tensor_world =

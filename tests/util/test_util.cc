@@ -26,7 +26,8 @@ namespace fs = std::filesystem;
 
 namespace {
 // A compiled-in path, unless the environment moves it (a test bundle run on another
-// machine, scripts/gpu_check.sh: PENG_TEST_SOURCE_DIR, PENG_TEST_SHARED_DIR, PENG_TEST_BIN_DIR).
+// machine, scripts/gpu_check.sh: PENG_TEST_SOURCE_DIR, PENG_TEST_SHARED_DIR, PENG_TEST_BIN_DIR,
+// PENG_TEST_MPIEXEC).
 fs::path relocatable(const char* env, const char* built) {
   const char* moved = std::getenv(env);
   return moved && *moved ? fs::path(moved) : fs::path(built);
@@ -107,8 +108,15 @@ CommandResult run_peng(const std::vector<std::string>& args,
 
 std::vector<std::string> mpi_peng_argv(int np, const std::vector<std::string>& args) {
   std::vector<std::string> argv = {
-      PENG_MPIEXEC, "-n", std::to_string(np),  "--oversubscribe",     "--bind-to",
-      "none",       "-x", "OMP_NUM_THREADS=1", peng_binary().string()};
+      relocatable("PENG_TEST_MPIEXEC", PENG_MPIEXEC).string(),
+      "-n",
+      std::to_string(np),
+      "--oversubscribe",
+      "--bind-to",
+      "none",
+      "-x",
+      "OMP_NUM_THREADS=1",
+      peng_binary().string()};
   argv.insert(argv.end(), args.begin(), args.end());
   return argv;
 }
