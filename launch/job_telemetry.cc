@@ -236,6 +236,7 @@ void JobTelemetry::on_step(const StepMetrics& m) {
                            {"activation_bytes", m.activation_bytes},
                            {"activation_bytes_predicted", m.predicted_activation_bytes}};
     if (m.unit_peak_bytes > 0) line["zero_unit_peak_bytes"] = m.unit_peak_bytes;
+    if (b.bucket_comm_s > 0) line["bucket_comm_s"] = b.bucket_comm_s;
     if (compute_.is_cuda()) {  // the caching allocator's bytes on this rank's GPU
       const cuda::MemoryStats mem = cuda::memory_stats(compute_.index);
       line["device_mem_peak_bytes"] = mem.peak;

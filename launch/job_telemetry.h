@@ -49,6 +49,9 @@ struct StepBreakdown {
   double backward_s = 0;      // backward passes (gradient buckets launched meanwhile)
   double optimizer_s = 0;     // norm, clipping, AdamW
   double exposed_comm_s = 0;  // waiting for data-parallel collectives
+  // The gradient buckets' communication, hidden or not (GradReducer::take_comm_seconds;
+  // 0: not measured: no dp, or NCCL's stream-ordered buckets).
+  double bucket_comm_s = 0;
   double pp_bubble_s = 0;     // waiting for pipeline transfers
 };
 

@@ -811,6 +811,7 @@ void Trainer::step_micro_batches(int64_t step, StepTimes& t) {
     if (communicate) {
       p.reducer->wait();
       timer.lap(&t.time.exposed_comm_s);
+      t.time.bucket_comm_s += p.reducer->take_comm_seconds();
     }
   }
 }
@@ -835,6 +836,7 @@ void Trainer::step_pipeline(int64_t step, StepTimes& t) {
   if (p.reducer) {
     p.reducer->arm();
     p.reducer->wait();
+    t.time.bucket_comm_s += p.reducer->take_comm_seconds();
   }
   if (p.zero == 3) {
     p.sync->sum_tied_gradients(

@@ -1,15 +1,18 @@
 // StagedCommunicator: device tensors over a host communicator (MPI), staged through host
 // memory. The fallback for device tensors where NCCL cannot run (no NCCL in the build, or
-// more ranks on a node than GPUs): parallel.comm = mpi.
+// more ranks on a node than GPUs, which share them): parallel.comm = staged (or auto). On the
+// CPU backend every job's tensor mesh is one (host tensors pass straight through to MPI).
 //
 // Contract, on top of communicator.h's:
 // - Host tensors pass straight through to the wrapped communicator. A device tensor is
 //   copied to a host buffer when the op is issued (inputs), the host op runs, and wait()
 //   copies the result back to the device (outputs: all_reduce, broadcast, reduce_scatter's
 //   all_gather's and all_to_all_v's out, recv). Inputs and outputs may sit on different devices.
-// - Streams. The copies are Tensor::to / copy_from: synchronous, on the legacy default
-//   stream, so they follow the compute enqueued there before the call, and compute enqueued
-//   after wait() sees the result. Work on other streams is the caller's to synchronise.
+// - Streams. The copies are Tensor::to / copy_from: synchronous, on the device's stream
+//   (core/cuda/memory.h), where the CUDA backend computes, so they follow the compute
+//   enqueued there before the call, and compute enqueued after wait() sees the result. Work
+//   on other streams is the caller's to synchronise. Operations progress only while a thread
+//   waits (stream_ordered() is false): the gradient reducer drives them from its thread.
 // - Ownership. Owns the wrapped communicator and, per Work, its host buffers. A Work
 //   destroyed without wait() waits in its destructor (the host op may still be reading or
 //   writing its buffers) and skips the copy back.

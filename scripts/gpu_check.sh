@@ -39,7 +39,7 @@ pack() {
   rm -f "$bundle"/shared/reference/*.py
   cp examples/*.pbtxt "$bundle/examples/"
   cp bench/gpu_train_step.sh bench/pytorch_gpu_train_step.py bench/synthetic_shard.py \
-    "$bundle/bench/" 2>/dev/null || true
+    bench/dp_step_cost.sh "$bundle/bench/" 2>/dev/null || true
   bundle_mpi
   # Shared libraries the binaries (and the launcher's plugins) load, except the C/C++ runtime
   # and CUDA's own (the GPU machine's driver and toolkit provide those).
@@ -144,6 +144,13 @@ run() {
       tee "$out/bench.log"
     bench_table=$(awk '/^\|/' "$out/bench.log" | tail -n 20)
   fi
+  # Data parallelism on one GPU: dp 2 over the staged path against dp 1, same global batch.
+  local dp_table="(dp benchmark not run: bench/dp_step_cost.sh missing)"
+  if [[ -f $bundle/bench/dp_step_cost.sh ]]; then
+    DEVICE=cuda PENG=$root/$bundle/bin/peng PYTHON=python3 STEPS=20 ROUNDS=2 \
+      bash "$bundle/bench/dp_step_cost.sh" 2>&1 | tee "$out/dp_bench.log"
+    dp_table=$(grep -E '^(\||# (device|date|tree))' "$out/dp_bench.log")
+  fi
   set -e
   echo
   echo "## GPU check, $(date -u +%Y-%m-%d), $(head -2 "$out/gpu.txt" | tail -1)"
@@ -163,6 +170,8 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.xml"))):
 PY
   echo
   echo "$bench_table"
+  echo
+  echo "$dp_table"
   return "$ctest_rc"
 }
 

@@ -1,6 +1,7 @@
 #include "parallel/data_parallel/grad_reducer.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "core/error.h"
 
@@ -136,6 +137,13 @@ void GradReducer::wait() {
   if (error_) std::rethrow_exception(error_);
 }
 
+double GradReducer::take_comm_seconds() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const double s = comm_seconds_;
+  comm_seconds_ = 0;
+  return s;
+}
+
 void GradReducer::run() {
   for (;;) {
     size_t index;
@@ -149,6 +157,7 @@ void GradReducer::run() {
       accumulate = accumulate_;
       failed = error_ != nullptr;
     }
+    const auto start = std::chrono::steady_clock::now();
     try {
       if (!failed) {
         InFlight f = issue(index, accumulate);
@@ -162,6 +171,8 @@ void GradReducer::run() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++done_;
+      comm_seconds_ +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
     cv_.notify_all();
   }

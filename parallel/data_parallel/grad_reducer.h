@@ -108,6 +108,11 @@ class GradReducer {
   };
   const std::vector<Bucket>& buckets() const { return buckets_; }
   Issue issue() const { return issue_; }
+  // kThread: the seconds the communication thread spent reducing buckets (each from issue to
+  // completion, one after another) since the last call, hidden behind backward or not; with
+  // the step's wait on wait(), the share of it that backward hid. kInline: 0, not measured
+  // (the collectives run on the communicator's stream).
+  double take_comm_seconds();
 
  private:
   // One bucket's collective in flight: the Work, and what puts its result in place after
@@ -159,6 +164,7 @@ class GradReducer {
   std::condition_variable cv_;
   std::deque<size_t> queue_;
   size_t done_ = 0;
+  double comm_seconds_ = 0;  // see take_comm_seconds()
   bool stop_ = false;
   std::exception_ptr error_;
   std::thread thread_;

@@ -1,12 +1,15 @@
 // Multi-rank communication settings on the CPU backend (real ranks under mpirun):
 // - --comm staged is what a CPU job's tensor mesh already is (MPI; host tensors pass through
 //   the staged communicator): bit-identical to the default, and the device line says so;
+//   every step line carries the gradient buckets' communication time (bucket_comm_s);
 // - --grad-reduce-dtype bf16 tracks the fp32 reduction within one bf16 rounding of the
 //   gradients while differing from it (the narrowing happens), and leaves the first step's
 //   loss (computed before any reduction) untouched.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "tests/util/test_util.h"
 
@@ -38,6 +41,16 @@ TEST(Comm, StagedIsTheCpuDefaultBitForBit) {
   const auto want = testing::raw_step_metrics(tmp / "auto.jsonl");
   EXPECT_EQ(want.size(), size_t(testing::load_reference_run(kDp2.name).steps));
   EXPECT_EQ(testing::raw_step_metrics(tmp / "staged.jsonl"), want);
+  std::ifstream in(tmp / "staged.jsonl");
+  int steps = 0;
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (!j.contains("loss")) continue;
+    ++steps;
+    ASSERT_TRUE(j.contains("bucket_comm_s")) << line;
+    EXPECT_GT(j["bucket_comm_s"].get<double>(), 0) << line;
+  }
+  EXPECT_EQ(steps, int(want.size()));
 }
 
 // Each rank's gradient element is rounded to bf16 (relative error <= 2^-9), the pairwise sum
