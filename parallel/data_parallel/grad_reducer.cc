@@ -12,6 +12,7 @@ GradReducer::GradReducer(ParameterSet& params, Communicator& dp, Backend& backen
     : params_(params),
       backend_(backend),
       mode_(options.mode),
+      device_(params.flat_grads().device()),
       issue_(options.issue.value_or(
           dp.stream_ordered() && (!options.expert_dp || options.expert_dp->stream_ordered())
               ? Issue::kInline
@@ -179,7 +180,7 @@ void GradReducer::run() {
 }
 
 Tensor GradReducer::scratch(Scratch use, int64_t n, DType dtype) {
-  const Device dev = params_.flat_grads().device();
+  const Device dev = device_;
   if (issue_ == Issue::kInline) return Tensor::empty({n}, dtype, dev);
   Tensor& t = reused_[use];
   if (!t.defined() || t.dtype() != dtype || t.numel() < n) t = Tensor::empty({n}, dtype, dev);
@@ -209,7 +210,7 @@ GradReducer::InFlight GradReducer::issue(size_t index, bool accumulate) {
   Tensor in = wire_input(b, taken_[index]);
   const bool narrow = reduce_dtype_ != DType::kF32;
   if (mode_ == Mode::kAllReduce) {
-    InFlight f{index, group.all_reduce(in, ReduceOp::kSum), {}};
+    InFlight f{index, {}, group.all_reduce(in, ReduceOp::kSum)};
     if (narrow) {  // widened back into the flat gradient buffer
       Tensor region = params_.flat_grads().flat_view(b.offset, {b.numel});
       f.finish = [this, in, region]() mutable { backend_.cast(in, region); };
@@ -219,10 +220,10 @@ GradReducer::InFlight GradReducer::issue(size_t index, bool accumulate) {
   const int64_t chunk = b.padded / group.size();
   Tensor out = shard_.flat_view(b.shard_offset, {chunk});
   if (!accumulate && !narrow) {
-    return {index, group.reduce_scatter(in, out, ReduceOp::kSum), [in] {}};
+    return {index, [in] {}, group.reduce_scatter(in, out, ReduceOp::kSum)};
   }
   Tensor part = scratch(kPart, chunk, reduce_dtype_);
-  InFlight f{index, group.reduce_scatter(in, part, ReduceOp::kSum), {}};
+  InFlight f{index, {}, group.reduce_scatter(in, part, ReduceOp::kSum)};
   f.finish = [this, in, part, out, accumulate, narrow, chunk]() mutable {
     Tensor wide = part;
     if (narrow) {

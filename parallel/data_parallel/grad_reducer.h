@@ -119,8 +119,8 @@ class GradReducer {
   // the wait (widen, copy, accumulate). Holds the buffers the collective uses.
   struct InFlight {
     size_t bucket = 0;
-    std::unique_ptr<Work> work;
     std::function<void()> finish;
+    std::unique_ptr<Work> work;  // destroyed first: a dropped Work may still use the buffers
   };
   // Scratch buffers of a reduction: the padded or narrowed input, the output chunk before
   // it is put in place, that chunk widened.
@@ -142,6 +142,7 @@ class GradReducer {
   ParameterSet& params_;
   Backend& backend_;
   Mode mode_;
+  Device device_;  // the gradients' (ZeRO 2/3 release the flat buffer: kept from the start)
   Issue issue_;
   DType reduce_dtype_;
   std::vector<Bucket> buckets_;  // from the end of the buffer to the start
@@ -157,7 +158,7 @@ class GradReducer {
 
   // Main thread state of the armed pass.
   bool armed_ = false, accumulate_ = false;
-  size_t next_ = 0;                // buckets queued (kThread) or issued (kInline) so far
+  size_t next_ = 0;                 // buckets queued (kThread) or issued (kInline) so far
   std::deque<InFlight> in_flight_;  // kInline: issued, not yet completed
 
   std::mutex mu_;
