@@ -1,4 +1,4 @@
-#include "accounting/ledger.h"
+#include "peng/accounting/ledger.h"
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -14,7 +14,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng::ledger {
 

@@ -1,4 +1,4 @@
-#include "accounting/report.h"
+#include "peng/accounting/report.h"
 
 #include <algorithm>
 #include <chrono>
@@ -9,7 +9,7 @@
 #include <set>
 #include <string_view>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng::report {
 

@@ -1,4 +1,4 @@
-#include "accounting/report_html.h"
+#include "peng/accounting/report_html.h"
 
 #include <algorithm>
 #include <cmath>

@@ -17,7 +17,7 @@
 
 #include <string>
 
-#include "accounting/report.h"
+#include "peng/accounting/report.h"
 
 namespace peng::report {
 

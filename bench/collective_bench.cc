@@ -45,9 +45,9 @@
 #include <string>
 #include <vector>
 
-#include "core/dtype.h"
-#include "core/tensor.h"
-#include "parallel/mpi/mpi_communicator.h"
+#include "peng/core/dtype.h"
+#include "peng/core/tensor.h"
+#include "peng/parallel/mpi/mpi_communicator.h"
 
 namespace peng {
 namespace {

@@ -11,13 +11,13 @@
 
 #include <random>
 
-#include "core/backend.h"
-#include "launch/model_setup.h"
-#include "models/gpt2/gpt2.h"
-#include "models/registry.h"
-#include "optim/adamw.h"
-#include "optim/grad_clip.h"
-#include "telemetry/flops.h"
+#include "peng/core/backend.h"
+#include "peng/launch/model_setup.h"
+#include "peng/models/gpt2/gpt2.h"
+#include "peng/models/registry.h"
+#include "peng/optim/adamw.h"
+#include "peng/optim/grad_clip.h"
+#include "peng/telemetry/flops.h"
 
 namespace peng {
 namespace {

@@ -1,9 +1,9 @@
-#include "checkpoint/box.h"
+#include "peng/checkpoint/box.h"
 
 #include <algorithm>
 #include <cstring>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng::ckpt {
 

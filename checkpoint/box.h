@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "core/parameter.h"
-#include "core/tensor.h"
+#include "peng/core/parameter.h"
+#include "peng/core/tensor.h"
 
 namespace peng::ckpt {
 

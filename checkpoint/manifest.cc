@@ -1,4 +1,4 @@
-#include "checkpoint/manifest.h"
+#include "peng/checkpoint/manifest.h"
 
 #include <xxhash.h>
 
@@ -10,7 +10,7 @@
 #include <set>
 #include <sstream>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng::ckpt {
 

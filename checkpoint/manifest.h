@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "checkpoint/box.h"
+#include "peng/checkpoint/box.h"
 #include "peng/checkpoint.pb.h"
 
 namespace peng::ckpt {

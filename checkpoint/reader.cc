@@ -1,4 +1,4 @@
-#include "checkpoint/reader.h"
+#include "peng/checkpoint/reader.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -7,8 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "checkpoint/manifest.h"
-#include "core/error.h"
+#include "peng/checkpoint/manifest.h"
+#include "peng/core/error.h"
 
 namespace peng::ckpt {
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/box.h"
+#include "peng/checkpoint/box.h"
 #include "peng/checkpoint.pb.h"
 
 namespace peng::ckpt {

@@ -1,4 +1,4 @@
-#include "checkpoint/store.h"
+#include "peng/checkpoint/store.h"
 
 #include <unistd.h>
 
@@ -7,9 +7,9 @@
 #include <cstdlib>
 #include <fstream>
 
-#include "checkpoint/manifest.h"
-#include "core/error.h"
-#include "core/io/atomic_file.h"
+#include "peng/checkpoint/manifest.h"
+#include "peng/core/error.h"
+#include "peng/core/io/atomic_file.h"
 
 namespace peng::ckpt {
 

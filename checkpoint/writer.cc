@@ -1,4 +1,4 @@
-#include "checkpoint/writer.h"
+#include "peng/checkpoint/writer.h"
 
 #include <algorithm>
 #include <chrono>
@@ -8,10 +8,10 @@
 #include <map>
 #include <utility>
 
-#include "checkpoint/manifest.h"
-#include "checkpoint/store.h"
-#include "core/error.h"
-#include "core/io/atomic_file.h"
+#include "peng/checkpoint/manifest.h"
+#include "peng/checkpoint/store.h"
+#include "peng/core/error.h"
+#include "peng/core/io/atomic_file.h"
 
 namespace peng::ckpt {
 

@@ -27,8 +27,8 @@
 #include <thread>
 #include <vector>
 
-#include "checkpoint/box.h"
-#include "parallel/communicator.h"
+#include "peng/checkpoint/box.h"
+#include "peng/parallel/communicator.h"
 #include "peng/checkpoint.pb.h"
 
 namespace peng::ckpt {

@@ -1,9 +1,9 @@
 // The Backend ops' defaults: an op a backend does not implement is a clear error naming it.
-#include "core/backend.h"
+#include "peng/core/backend.h"
 
 #include <cmath>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

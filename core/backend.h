@@ -16,7 +16,7 @@
 
 #include <memory>
 
-#include "core/tensor.h"
+#include "peng/core/tensor.h"
 
 namespace peng {
 

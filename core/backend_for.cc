@@ -1,7 +1,7 @@
 // backend_for: the one place that maps a Device to its Backend (the CPU backend, or the
 // CUDA backend of a GPU when this build has one; cuda/no_cuda.cc otherwise throws).
-#include "core/backend.h"
-#include "core/cuda/cuda_backend.h"
+#include "peng/core/backend.h"
+#include "peng/core/cuda/cuda_backend.h"
 
 namespace peng {
 

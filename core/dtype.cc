@@ -1,8 +1,8 @@
-#include "core/dtype.h"
+#include "peng/core/dtype.h"
 
 #include <cstring>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

@@ -1,8 +1,8 @@
-#include "core/op_checks.h"
+#include "peng/core/op_checks.h"
 
 #include <climits>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng::checks {
 

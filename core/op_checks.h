@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "core/backend.h"
+#include "peng/core/backend.h"
 
 namespace peng::checks {
 

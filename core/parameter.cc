@@ -1,4 +1,4 @@
-#include "core/parameter.h"
+#include "peng/core/parameter.h"
 
 #include <algorithm>
 

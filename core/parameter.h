@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor.h"
+#include "peng/core/tensor.h"
 
 namespace peng {
 

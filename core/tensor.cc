@@ -1,11 +1,11 @@
-#include "core/tensor.h"
+#include "peng/core/tensor.h"
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
 
-#include "core/cuda/memory.h"
+#include "peng/core/cuda/memory.h"
 
 namespace peng {
 

@@ -13,8 +13,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/dtype.h"
-#include "core/error.h"
+#include "peng/core/dtype.h"
+#include "peng/core/error.h"
 
 namespace peng {
 
@@ -74,6 +74,8 @@ class Storage {
   Device device_;
 };
 
+// A typed, shaped, contiguous (row-major) view of host or device memory (see the top of this
+// file): cheap to copy, sharing its storage.
 class Tensor {
  public:
   Tensor() = default;  // undefined tensor

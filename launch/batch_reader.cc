@@ -1,10 +1,10 @@
-#include "launch/batch_reader.h"
+#include "peng/launch/batch_reader.h"
 
-#include "core/cuda/memory.h"
+#include "peng/core/cuda/memory.h"
 
 namespace peng {
 
-BatchReader::BatchReader(const TokenStream& stream, int64_t global_batch, int64_t first_seq,
+BatchReader::BatchReader(const TokenSource& stream, int64_t global_batch, int64_t first_seq,
                          int64_t micro, int64_t seq, int64_t vocab, Device device)
     : stream_(stream),
       batch_(global_batch),

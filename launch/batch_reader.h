@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <memory>
 
-#include "core/data/token_shard.h"
-#include "core/tensor.h"
+#include "peng/core/data/token_shard.h"
+#include "peng/core/tensor.h"
 
 namespace peng {
 
@@ -26,7 +26,7 @@ class BatchReader {
   // `first_seq`: this rank's first sequence within a global batch of `global_batch`;
   // micro-batches of `micro` sequences of `seq` tokens; token ids must be below `vocab`;
   // x() and y() live on `device`.
-  BatchReader(const TokenStream& stream, int64_t global_batch, int64_t first_seq, int64_t micro,
+  BatchReader(const TokenSource& stream, int64_t global_batch, int64_t first_seq, int64_t micro,
               int64_t seq, int64_t vocab, Device device = Device::cpu());
   ~BatchReader();
 
@@ -44,7 +44,7 @@ class BatchReader {
   const Tensor& y() const { return y_; }
 
  private:
-  const TokenStream& stream_;
+  const TokenSource& stream_;
   int64_t batch_, first_, micro_, seq_, vocab_;
   int64_t origin_step_ = 0, origin_seq_ = 0;
   Tensor x_, y_;

@@ -1,12 +1,12 @@
-#include "launch/checkpointing.h"
+#include "peng/launch/checkpointing.h"
 
-#include "checkpoint/manifest.h"
-#include "checkpoint/store.h"
-#include "core/cuda/memory.h"
-#include "core/error.h"
-#include "models/gpt2/config.h"
-#include "models/registry.h"
-#include "parallel/pipeline/schedule.h"
+#include "peng/checkpoint/manifest.h"
+#include "peng/checkpoint/store.h"
+#include "peng/core/cuda/memory.h"
+#include "peng/core/error.h"
+#include "peng/models/gpt2/config.h"
+#include "peng/models/registry.h"
+#include "peng/parallel/pipeline/schedule.h"
 
 namespace peng {
 
@@ -153,7 +153,7 @@ proto::Manifest checkpoint_meta(const proto::TrainConfig& config, const DecoderC
   l->set_zero(layout.mesh.dp > 1 ? config.parallel().zero() : 0);
   l->set_virtual_stages(layout.virtual_stages);
   l->set_sequence_parallel(layout.sequence_parallel);
-  l->set_pp_schedule(schedule_kind_name(layout.pp_schedule));
+  l->set_pp_schedule(layout.pp_schedule);
   l->set_ep(layout.mesh.ep);
   proto::OptimizerState* o = m.mutable_optimizer();
   o->set_kind("adamw");

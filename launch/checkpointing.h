@@ -19,11 +19,11 @@
 #include <optional>
 #include <vector>
 
-#include "checkpoint/box.h"
-#include "core/parameter.h"
-#include "launch/layout.h"
-#include "models/decoder/config.h"
-#include "optim/adamw.h"
+#include "peng/checkpoint/box.h"
+#include "peng/core/parameter.h"
+#include "peng/launch/layout.h"
+#include "peng/models/decoder/config.h"
+#include "peng/optim/adamw.h"
 #include "peng/checkpoint.pb.h"
 #include "peng/config.pb.h"
 

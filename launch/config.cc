@@ -1,16 +1,17 @@
-#include "launch/config.h"
+#include "peng/launch/config.h"
 
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
 
-#include "core/error.h"
-#include "models/hf/hf_weights.h"
-#include "optim/lr_schedule.h"
-#include "parallel/pipeline/schedule.h"
+#include "peng/core/error.h"
+#include "peng/models/hf/hf_weights.h"
+#include "peng/optim/lr_schedule.h"
+#include "peng/parallel/pipeline/schedule_registry.h"
 
 namespace peng {
 
@@ -239,7 +240,8 @@ const std::vector<ConfigFlag>& config_flags() {
        false},
       {"--grad-reduce-dtype", "parallel.grad_reduce_dtype",
        "dtype of the data-parallel gradient reduction: fp32 | bf16 (half the bytes)", false},
-      {"--pp-schedule", "parallel.pp_schedule", "gpipe | 1f1b | interleaved", false},
+      {"--pp-schedule", "parallel.pp_schedule",
+       "gpipe | 1f1b | interleaved | a registered schedule", false},
       {"--virtual-stages", "parallel.virtual_stages", "model chunks per pipeline rank", false},
       {"--sequence-parallel", "parallel.sequence_parallel",
        "shard LayerNorm/residual activations over tp", true},
@@ -266,6 +268,40 @@ const std::vector<ConfigFlag>& config_flags() {
   return flags;
 }
 
+proto::TrainConfig parse_train_args(const std::vector<std::string>& args) {
+  std::string file;
+  std::vector<std::string> fields, sets;  // "path=value", in the order given
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (!a.starts_with("--")) {
+      PENG_INPUT_CHECK(file.empty(), "a second config file '", a, "' (the first: '", file, "')");
+      file = a;
+      continue;
+    }
+    const size_t eq = a.find('=');
+    const std::string flag = a.substr(0, eq);
+    const auto value = [&]() -> std::string {
+      if (eq != std::string::npos) return a.substr(eq + 1);
+      PENG_INPUT_CHECK(i + 1 < args.size(), flag, " needs a value");
+      return args[++i];
+    };
+    if (flag == "--set") {
+      sets.push_back(value());
+      continue;
+    }
+    const auto& flags = config_flags();
+    const auto f = std::find_if(flags.begin(), flags.end(),
+                                [&](const ConfigFlag& c) { return flag == c.flag; });
+    PENG_INPUT_CHECK(f != flags.end(), "unknown option ", flag, " (peng train --help lists them)");
+    fields.push_back(std::string(f->field) + "=" + (f->is_switch ? "true" : value()));
+  }
+  proto::TrainConfig c = default_train_config();
+  if (!file.empty()) merge_config_file(file, c);
+  for (const std::string& s : fields) set_config_field(s, c);
+  for (const std::string& s : sets) set_config_field(s, c);
+  return c;
+}
+
 void validate_train_config(const proto::TrainConfig& c) {
   const auto& t = c.training();
   PENG_INPUT_CHECK(t.steps() > 0, "training.steps must be > 0, got ", t.steps());
@@ -278,7 +314,6 @@ void validate_train_config(const proto::TrainConfig& c) {
                      t.batch_size(), ") is not divisible by training.micro_batch_size (",
                      t.micro_batch_size(), ")");
   }
-  PENG_INPUT_CHECK(!c.data().train().empty(), "data.train is not set (--data FILE)");
   const std::string device = device_setting(c), precision = precision_setting(c);
   PENG_INPUT_CHECK(device == "cpu" || device == "cuda" || device == "auto",
                    "training.device (--device) must be cpu, cuda or auto, got \"", t.device(),
@@ -314,7 +349,7 @@ void validate_train_config(const proto::TrainConfig& c) {
   PENG_INPUT_CHECK(p.collective_timeout_s() > 0 && p.collective_timeout_s() <= 1e6,
                    "parallel.collective_timeout_s must be in (0, 1e6], got ",
                    p.collective_timeout_s());
-  parse_schedule_kind(p.pp_schedule());
+  schedule_spec(p.pp_schedule());  // registered (schedule_registry.h)
   PENG_INPUT_CHECK(p.virtual_stages() >= 1, "parallel.virtual_stages must be >= 1, got ",
                    p.virtual_stages());
   PENG_INPUT_CHECK(p.comm() == "auto" || p.comm() == "nccl" || p.comm() == "staged",

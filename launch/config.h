@@ -36,8 +36,16 @@ struct ConfigFlag {
 };
 const std::vector<ConfigFlag>& config_flags();
 
+// The config of a `peng train` command line, for programs that build on peng and take the
+// same arguments: `[CONFIG.pbtxt] [--flag VALUE | --flag=VALUE | --switch]... [--set
+// path=value]...` (`args` without the program name). Applied in `peng train`'s order: the
+// defaults, the file, the flags, then each --set. InputError naming an unknown flag, a flag
+// without its value, or a second config file.
+proto::TrainConfig parse_train_args(const std::vector<std::string>& args);
+
 // Checks the numbers that do not depend on the model or data (batch divisibility,
-// positive sizes, known schedule); throws InputError naming the field.
+// positive sizes, known schedule); throws InputError naming the field. (data.train may be
+// empty here: a program can give the Trainer its own tokens.)
 void validate_train_config(const proto::TrainConfig& config);
 
 // The config as protobuf text (what a run used; written beside metrics).

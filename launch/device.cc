@@ -1,8 +1,8 @@
-#include "launch/device.h"
+#include "peng/launch/device.h"
 
-#include "core/cuda/memory.h"
-#include "core/error.h"
-#include "launch/config.h"
+#include "peng/core/cuda/memory.h"
+#include "peng/core/error.h"
+#include "peng/launch/config.h"
 
 namespace peng {
 

@@ -10,9 +10,9 @@
 
 #include <string>
 
-#include "core/dtype.h"
-#include "launch/environment.h"
-#include "parallel/communicator.h"
+#include "peng/core/dtype.h"
+#include "peng/launch/environment.h"
+#include "peng/parallel/communicator.h"
 #include "peng/config.pb.h"
 
 namespace peng {

@@ -1,8 +1,8 @@
-#include "launch/environment.h"
+#include "peng/launch/environment.h"
 
 #include <cstdlib>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

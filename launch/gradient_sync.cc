@@ -1,4 +1,4 @@
-#include "launch/gradient_sync.h"
+#include "peng/launch/gradient_sync.h"
 
 #include <algorithm>
 

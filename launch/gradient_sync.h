@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "core/parameter.h"
-#include "parallel/communicator.h"
+#include "peng/core/parameter.h"
+#include "peng/parallel/communicator.h"
 
 namespace peng {
 

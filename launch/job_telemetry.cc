@@ -1,23 +1,23 @@
-#include "launch/job_telemetry.h"
+#include "peng/launch/job_telemetry.h"
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <limits>
 
-#include "accounting/ledger.h"
-#include "core/cuda/memory.h"
-#include "core/error.h"
-#include "core/io/atomic_file.h"
-#include "core/tensor.h"
-#include "launch/config.h"
-#include "parallel/communicator.h"
-#include "telemetry/metrics_jsonl.h"
-#include "telemetry/nvml.h"
-#include "telemetry/peak.h"
-#include "telemetry/prometheus.h"
-#include "telemetry/system_info.h"
-#include "telemetry/tensorboard/event_file.h"
+#include "peng/accounting/ledger.h"
+#include "peng/core/cuda/memory.h"
+#include "peng/core/error.h"
+#include "peng/core/io/atomic_file.h"
+#include "peng/core/tensor.h"
+#include "peng/launch/config.h"
+#include "peng/parallel/communicator.h"
+#include "peng/telemetry/metrics_jsonl.h"
+#include "peng/telemetry/nvml.h"
+#include "peng/telemetry/peak.h"
+#include "peng/telemetry/prometheus.h"
+#include "peng/telemetry/system_info.h"
+#include "peng/telemetry/tensorboard/event_file.h"
 
 namespace peng {
 
@@ -250,6 +250,11 @@ void JobTelemetry::on_step(const StepMetrics& m) {
       line["gpu_temperature_c"] = g.temperature_c;
     }
     if (!m.moe.empty()) add_routing(line, m.moe);
+    for (const auto& [name, value] : m.extra) {
+      PENG_INPUT_CHECK(!line.contains(name), "the step callback's metric '", name,
+                       "' has the name of one of peng's own metrics");
+      line[name] = value;
+    }
     metrics_->write(line);
   }
   const int every = config_.telemetry().export_every();
@@ -263,6 +268,9 @@ void JobTelemetry::on_step(const StepMetrics& m) {
                                        {"perf/tflops_per_device", tflops},
                                        {"perf/goodput", goodput()}});
     if (!m.moe.empty()) tensorboard_->add_scalars(m.step, routing_scalars(m.moe));
+    std::vector<std::pair<std::string, double>> user;
+    for (const auto& [name, value] : m.extra) user.emplace_back("user/" + name, value);
+    if (!user.empty()) tensorboard_->add_scalars(m.step, user);
     tensorboard_->flush();
   }
   if (!config_.telemetry().prometheus_textfile().empty()) {

@@ -23,12 +23,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/dtype.h"
-#include "launch/environment.h"
-#include "launch/routing_metrics.h"
 #include "peng/config.pb.h"
-#include "telemetry/flops.h"
-#include "telemetry/goodput.h"
+#include "peng/core/dtype.h"
+#include "peng/launch/environment.h"
+#include "peng/launch/routing_metrics.h"
+#include "peng/telemetry/flops.h"
+#include "peng/telemetry/goodput.h"
 
 namespace peng {
 
@@ -52,7 +52,7 @@ struct StepBreakdown {
   // The gradient buckets' communication, hidden or not (GradReducer::take_comm_seconds;
   // 0: not measured: no dp, or NCCL's stream-ordered buckets).
   double bucket_comm_s = 0;
-  double pp_bubble_s = 0;     // waiting for pipeline transfers
+  double pp_bubble_s = 0;  // waiting for pipeline transfers
 };
 
 struct StepMetrics {
@@ -69,6 +69,8 @@ struct StepMetrics {
   int64_t state_bytes = 0, activation_bytes = 0;
   int64_t predicted_state_bytes = 0, predicted_activation_bytes = 0;  // the start-up lines
   int64_t unit_peak_bytes = 0;
+  // A program's own figures (TrainerHooks::on_step): into the JSONL line and TensorBoard.
+  std::vector<std::pair<std::string, double>> extra;
 };
 
 class JobTelemetry {

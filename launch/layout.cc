@@ -1,6 +1,6 @@
-#include "launch/layout.h"
+#include "peng/launch/layout.h"
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 
@@ -32,14 +32,12 @@ TrainLayout resolve_layout(const proto::TrainConfig& config, int world_size,
   PENG_INPUT_CHECK(T <= model.max_seq_len, "training.seq_len (", T,
                    ") exceeds the model's maximum sequence length (model.max_seq_len = ",
                    model.max_seq_len, ")");
-  l.pp_schedule = parse_schedule_kind(pc.pp_schedule());
+  l.pp_schedule = pc.pp_schedule();
   l.virtual_stages = pc.virtual_stages();
   const int m = int(l.micro_steps);
   validate_pipeline(l.pp_schedule, model.n_layer, l.mesh.pp, l.virtual_stages, m);
   if (l.pipelined()) {  // checked for deadlock freedom before anything runs
-    l.schedule = make_schedule(l.pp_schedule, l.mesh.pp, l.virtual_stages, m);
-    const ScheduleCheck check = check_schedule(l.schedule, l.mesh.pp, l.virtual_stages, m);
-    PENG_CHECK(check.ok, "pipeline schedule check failed: ", check.error);
+    l.schedule = build_schedule(l.pp_schedule, l.mesh.pp, l.virtual_stages, m);
   }
   return l;
 }

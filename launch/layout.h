@@ -7,11 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
-#include "models/decoder/config.h"
-#include "parallel/pipeline/schedule.h"
-#include "parallel/process_mesh.h"
 #include "peng/config.pb.h"
+#include "peng/models/decoder/config.h"
+#include "peng/parallel/pipeline/schedule_registry.h"
+#include "peng/parallel/process_mesh.h"
 
 namespace peng {
 
@@ -21,7 +22,7 @@ struct TrainLayout {
   int64_t micro = 0;        // sequences per forward/backward
   int64_t micro_steps = 0;  // micro-batches per step = local_batch / micro
   bool sequence_parallel = false;
-  ScheduleKind pp_schedule = ScheduleKind::k1F1B;
+  std::string pp_schedule = "1f1b";  // a registered schedule (schedule_registry.h)
   int virtual_stages = 1;
   Schedule schedule;  // checked (check_schedule); empty without pipelining
   bool pipelined() const { return mesh.pp > 1 || virtual_stages > 1; }

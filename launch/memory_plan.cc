@@ -1,4 +1,4 @@
-#include "launch/memory_plan.h"
+#include "peng/launch/memory_plan.h"
 
 #include <algorithm>
 

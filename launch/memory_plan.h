@@ -31,9 +31,9 @@
 
 #include <cstdint>
 
-#include "models/decoder/config.h"
-#include "models/nn/recompute.h"
-#include "parallel/pipeline/schedule.h"
+#include "peng/models/decoder/config.h"
+#include "peng/models/nn/recompute.h"
+#include "peng/parallel/pipeline/schedule.h"
 
 namespace peng {
 

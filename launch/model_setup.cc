@@ -1,4 +1,4 @@
-#include "launch/model_setup.h"
+#include "peng/launch/model_setup.h"
 
 #include <sstream>
 

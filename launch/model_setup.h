@@ -5,9 +5,9 @@
 
 #include <memory>
 
-#include "models/registry.h"
+#include "peng/models/registry.h"
 #include "peng/config.pb.h"
-#include "telemetry/flops.h"
+#include "peng/telemetry/flops.h"
 
 namespace peng {
 

@@ -1,4 +1,4 @@
-#include "launch/pipeline_runner.h"
+#include "peng/launch/pipeline_runner.h"
 
 #include <algorithm>
 #include <chrono>

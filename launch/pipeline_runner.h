@@ -18,10 +18,10 @@
 #include <utility>
 #include <vector>
 
-#include "models/model.h"
-#include "parallel/communicator.h"
-#include "parallel/pipeline/schedule.h"
-#include "telemetry/phase_timer.h"
+#include "peng/models/model.h"
+#include "peng/parallel/communicator.h"
+#include "peng/parallel/pipeline/schedule.h"
+#include "peng/telemetry/phase_timer.h"
 
 namespace peng {
 

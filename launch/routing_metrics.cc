@@ -1,4 +1,4 @@
-#include "launch/routing_metrics.h"
+#include "peng/launch/routing_metrics.h"
 
 #include <algorithm>
 #include <cstdio>

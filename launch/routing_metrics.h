@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "core/parameter.h"
-#include "models/nn/routing_stats.h"
-#include "parallel/communicator.h"
-#include "telemetry/prometheus.h"
+#include "peng/core/parameter.h"
+#include "peng/models/nn/routing_stats.h"
+#include "peng/parallel/communicator.h"
+#include "peng/telemetry/prometheus.h"
 
 namespace peng {
 

@@ -1,4 +1,4 @@
-#include "launch/stop_signals.h"
+#include "peng/launch/stop_signals.h"
 
 #include <atomic>
 #include <csignal>
@@ -28,6 +28,8 @@ const char* signal_name(int sig) {
       return "SIGTERM";
     case SIGUSR1:
       return "SIGUSR1";
+    case kStopRequested:
+      return "a stop request from the step callback";
     default:
       return "a signal";
   }

@@ -12,6 +12,9 @@ namespace peng {
 void install_stop_handlers();
 // The signal received since installation (SIGTERM / SIGUSR1), or 0.
 int stop_signal();
+// Not a signal: a program's step callback asked to stop (TrainerHooks::on_step). Larger than
+// any signal number, so the ranks' agreement (a max) keeps it.
+inline constexpr int kStopRequested = 1000;
 const char* signal_name(int sig);
 
 }  // namespace peng

@@ -1,4 +1,4 @@
-#include "launch/trainer.h"
+#include "peng/launch/trainer.h"
 
 #include <cmath>
 #include <cstdio>
@@ -6,36 +6,36 @@
 #include <set>
 #include <sstream>
 
-#include "checkpoint/reader.h"
-#include "checkpoint/writer.h"
-#include "core/backend.h"
-#include "core/cuda/memory.h"
-#include "core/tokenizer/tokenizer.h"
-#include "launch/batch_reader.h"
-#include "launch/checkpointing.h"
-#include "launch/config.h"
-#include "launch/device.h"
-#include "launch/environment.h"
-#include "launch/gradient_sync.h"
-#include "launch/job_telemetry.h"
-#include "launch/layout.h"
-#include "launch/memory_plan.h"
-#include "launch/model_setup.h"
-#include "launch/pipeline_runner.h"
-#include "launch/routing_metrics.h"
-#include "launch/stop_signals.h"
-#include "models/sample.h"
-#include "optim/adamw.h"
-#include "optim/grad_clip.h"
-#include "optim/lr_schedule.h"
-#include "parallel/data_parallel/grad_reducer.h"
-#include "parallel/data_parallel/param_shards.h"
-#include "parallel/mpi/mpi_communicator.h"
-#include "parallel/make_communicator.h"
-#include "parallel/process_mesh.h"
-#include "parallel/staged_communicator.h"
-#include "telemetry/phase_timer.h"
-#include "telemetry/progress.h"
+#include "peng/checkpoint/reader.h"
+#include "peng/checkpoint/writer.h"
+#include "peng/core/backend.h"
+#include "peng/core/cuda/memory.h"
+#include "peng/core/tokenizer/tokenizer.h"
+#include "peng/launch/batch_reader.h"
+#include "peng/launch/checkpointing.h"
+#include "peng/launch/config.h"
+#include "peng/launch/device.h"
+#include "peng/launch/environment.h"
+#include "peng/launch/gradient_sync.h"
+#include "peng/launch/job_telemetry.h"
+#include "peng/launch/layout.h"
+#include "peng/launch/memory_plan.h"
+#include "peng/launch/model_setup.h"
+#include "peng/launch/pipeline_runner.h"
+#include "peng/launch/routing_metrics.h"
+#include "peng/launch/stop_signals.h"
+#include "peng/models/sample.h"
+#include "peng/optim/adamw.h"
+#include "peng/optim/grad_clip.h"
+#include "peng/optim/lr_schedule.h"
+#include "peng/parallel/data_parallel/grad_reducer.h"
+#include "peng/parallel/data_parallel/param_shards.h"
+#include "peng/parallel/make_communicator.h"
+#include "peng/parallel/mpi/mpi_communicator.h"
+#include "peng/parallel/process_mesh.h"
+#include "peng/parallel/staged_communicator.h"
+#include "peng/telemetry/phase_timer.h"
+#include "peng/telemetry/progress.h"
 
 namespace peng {
 
@@ -129,7 +129,9 @@ struct Trainer::Parts {
   std::unique_ptr<CausalLM> model;
   std::unique_ptr<PipelineRunner> runner;
   // Data.
-  std::unique_ptr<TokenStream> train_stream, val_stream;
+  TrainerHooks hooks;  // the program's callbacks and data (launch/trainer.h)
+  std::shared_ptr<const TokenSource> train_stream, val_stream;
+  bool stop_requested = false;  // the step callback's answer for the last step
   std::unique_ptr<BatchReader> train_reader, val_reader;
   std::unique_ptr<Tokenizer> tokenizer;
   // Gradients and the update: dp reduction in buckets (ZeRO 1/2: reduce-scatter into this
@@ -187,13 +189,22 @@ bool has_balance_loss(const Trainer::Parts& p) {
   return p.arch.moe.enabled() && p.arch.moe.aux_alpha > 0;
 }
 
+// The learning rate of `step`: the program's (TrainerHooks::lr) or the config's schedule.
+float learning_rate(const Trainer::Parts& p, int64_t step) {
+  if (!p.hooks.lr) return p.schedule.at(step);
+  const double lr = p.hooks.lr(step);
+  PENG_INPUT_CHECK(std::isfinite(lr) && lr >= 0, "the learning-rate callback returned ", lr,
+                   " at step ", step, " (must be finite and >= 0)");
+  return float(lr);
+}
+
 // Whether a MoE model's balance loss is taken per micro-batch: a pipeline schedule that
 // interleaves forwards and backwards (1F1B, interleaved) over several micro-batches cannot
 // know the global batch's routing at its first backward. GPipe and unpipelined
 // micro-batching (forwards first) keep the global batch's.
 bool micro_batch_balance(const Trainer::Parts& p) {
   return has_balance_loss(p) && p.layout.pipelined() && p.layout.micro_steps > 1 &&
-         p.layout.pp_schedule != ScheduleKind::kGPipe;
+         !schedule_spec(p.layout.pp_schedule).forwards_first;
 }
 
 // A Mixture-of-Experts model's groups (collective): the ep group of the mesh, and the ranks
@@ -267,11 +278,12 @@ void build_data(Trainer::Parts& p) {
   const int64_t B = p.config.training().batch_size(), T = p.config.training().seq_len();
   const int64_t first_seq = p.mesh ? p.mesh->dp_rank() * p.layout.local_batch : 0;
   const int64_t V = p.arch.vocab_size;
-  p.train_stream = std::make_unique<TokenStream>(dc.train());
+  p.train_stream =
+      p.hooks.train_data ? p.hooks.train_data : std::make_shared<const TokenStream>(dc.train());
   p.train_reader =
       std::make_unique<BatchReader>(*p.train_stream, B, first_seq, p.layout.micro, T, V, p.device);
   if (!dc.val().empty()) {
-    p.val_stream = std::make_unique<TokenStream>(dc.val());
+    p.val_stream = std::make_shared<const TokenStream>(dc.val());
     p.val_reader =
         std::make_unique<BatchReader>(*p.val_stream, B, first_seq, p.layout.micro, T, V, p.device);
   }
@@ -475,15 +487,15 @@ void build_telemetry(Trainer::Parts& p) {
   p.progress->message(detail::concat(
       "peng: ", model_line(p.arch), " | batch ", B, "x", T, " (micro ", l.micro, ", dp ", l.mesh.dp,
       ", tp ", l.mesh.tp, l.sequence_parallel ? " sp" : "", ", pp ", l.mesh.pp,
-      p.runner ? std::string(" ") + schedule_kind_name(l.pp_schedule) : std::string(),
+      p.runner ? std::string(" ") + l.pp_schedule : std::string(),
       l.virtual_stages > 1 ? " v" + std::to_string(l.virtual_stages) : std::string(), ", zero ",
-      p.zero, p.reducer && grad_reduce_setting(p.config) == "bf16" ? ", gradients reduced in bf16" : "",
+      p.zero,
+      p.reducer && grad_reduce_setting(p.config) == "bf16" ? ", gradients reduced in bf16" : "",
       ") | ", tc.steps(), " steps | data ", p.train_stream->describe(), " (",
       p.train_stream->size(), " tokens)"));
-  p.progress->message(detail::concat("device: ", describe_device(p.device), " | precision ",
-                                     precision_setting(p.config),
-                                     p.device.is_cuda() ? " (exact: fp32, TF32 off)" : "",
-                                     tensors_text(p)));
+  p.progress->message(detail::concat(
+      "device: ", describe_device(p.device), " | precision ", precision_setting(p.config),
+      p.device.is_cuda() ? " (exact: fp32, TF32 off)" : "", tensors_text(p)));
   for (const std::string& line : p.telemetry->start_messages()) p.progress->message(line);
   const int zero = p.config.parallel().zero();
   if (zero > 0 && l.mesh.dp == 1 && p.rank0) {
@@ -610,10 +622,14 @@ void ensure_staging(Trainer::Parts& p) {
 
 }  // namespace
 
-Trainer::Trainer(const proto::TrainConfig& config) : p_(std::make_unique<Parts>()) {
+Trainer::Trainer(const proto::TrainConfig& config, TrainerHooks hooks)
+    : p_(std::make_unique<Parts>()) {
   Parts& p = *p_;
   p.config = config;
+  p.hooks = std::move(hooks);
   validate_train_config(p.config);
+  PENG_INPUT_CHECK(p.hooks.train_data || !p.config.data().train().empty(),
+                   "data.train is not set (--data FILE)");
   p.env = detect_launch_env();
   p.rank0 = p.env.rank == 0;
   // Before anything is built; the same kind on every rank.
@@ -721,7 +737,7 @@ StepRecord Trainer::step(int64_t step) {
   PENG_CHECK(std::isfinite(loss), "loss is ", loss, " at step ", step,
              ": training diverged (lower optim.lr or check the data)");
   clip_grad_norm(p.grads(), *p.be, norm, p.config.optim().grad_clip());
-  const float lr = p.schedule.at(step);
+  const float lr = learning_rate(p, step);
   p.optimizer->step(lr, p.grads());
   timer.lap(&t.time.optimizer_s);
   if (p.zero == 1 || p.zero == 2) p.reducer->all_gather_values();
@@ -746,6 +762,9 @@ StepRecord Trainer::step(int64_t step) {
                      .lr = lr,
                      .tokens_per_s = double(tokens) / dt,
                      .step_time_s = dt};
+  StepAction action;
+  if (p.hooks.on_step) action = p.hooks.on_step(r);
+  p.stop_requested = action.stop;
   p.telemetry->on_step({.step = step,
                         .loss = loss,
                         .grad_norm = norm,
@@ -758,7 +777,8 @@ StepRecord Trainer::step(int64_t step) {
                         .activation_bytes = p.activation_bytes,
                         .predicted_state_bytes = p.predicted_state,
                         .predicted_activation_bytes = p.predicted_activations,
-                        .unit_peak_bytes = p.shards ? p.shards->peak_unit_bytes() : 0});
+                        .unit_peak_bytes = p.shards ? p.shards->peak_unit_bytes() : 0,
+                        .extra = std::move(action.metrics)});
   return r;
 }
 
@@ -871,7 +891,8 @@ int Trainer::after_step(int64_t step, const StepRecord& r) {
                         sample_text(p, step) + "\n---");
   }
   p.telemetry->add_evaluation_time(seconds_since(e0));
-  const int stopped_by = p.telemetry->end_of_step(stop_signal());  // collective
+  const int stopped_by =  // collective
+      p.telemetry->end_of_step(p.stop_requested ? kStopRequested : stop_signal());
   if (p.checkpointer && ((cc.every() > 0 && (step + 1) % cc.every() == 0) || last || stopped_by)) {
     save_checkpoint(step);
   }

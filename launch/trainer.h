@@ -25,11 +25,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "peng/config.pb.h"
+#include "peng/core/data/token_shard.h"
 
 namespace peng {
 
@@ -47,11 +50,36 @@ struct TrainReport {
   double checkpoint_stall_s = 0;  // seconds training waited for checkpoint saves
 };
 
+// What a step callback asks for.
+struct StepAction {
+  // Extra figures of this step, written into its metrics JSONL line (rank 0's values) and,
+  // when TensorBoard is on, as scalars "user/<name>". Names must not be peng's own keys.
+  std::vector<std::pair<std::string, double>> metrics = {};
+  // Stop after this step: the ranks agree (any rank's request stops them all, at the same
+  // step), a checkpoint is saved when checkpoints are configured, and run() returns normally.
+  bool stop = false;
+};
+
+// How a program changes the training loop without forking it (all optional; empty: the
+// config decides). Callbacks run on every rank, on the thread that called run().
+struct TrainerHooks {
+  // Called after every optimizer step with its record (loss, grad norm, lr: the same on
+  // every rank).
+  std::function<StepAction(const StepRecord& record)> on_step = {};
+  // Training tokens from the program instead of data.train (core/data/token_shard.h): the
+  // batch rule applies to it as to shard files. It must hold the same tokens on every rank.
+  std::shared_ptr<const TokenSource> train_data = {};
+  // The learning rate of step `step` (0-based) instead of the config's schedule; must be
+  // finite, >= 0 and the same on every rank.
+  std::function<double(int64_t step)> lr = {};
+};
+
+// One training job in phases (see the top of this file): build in the constructor, run().
 class Trainer {
  public:
   // Builds every component (collective over the job's ranks). Throws peng::Error on bad
   // input, naming the field, file or tensor.
-  explicit Trainer(const proto::TrainConfig& config);
+  explicit Trainer(const proto::TrainConfig& config, TrainerHooks hooks = {});
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;

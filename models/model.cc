@@ -1,4 +1,4 @@
-#include "models/model.h"
+#include "peng/models/model.h"
 
 #include <algorithm>
 

@@ -28,11 +28,11 @@
 #include <string>
 #include <vector>
 
-#include "core/backend.h"
-#include "core/parameter.h"
-#include "models/decoder/config.h"
-#include "models/nn/recompute.h"
-#include "models/nn/routing_stats.h"
+#include "peng/core/backend.h"
+#include "peng/core/parameter.h"
+#include "peng/models/decoder/config.h"
+#include "peng/models/nn/recompute.h"
+#include "peng/models/nn/routing_stats.h"
 
 namespace peng {
 

@@ -1,22 +1,51 @@
-#include "models/registry.h"
+#include "peng/models/registry.h"
 
-#include "core/error.h"
-#include "models/deepseek/deepseek.h"
-#include "models/gpt2/family.h"
-#include "models/llama/llama.h"
+#include "peng/core/error.h"
+#include "peng/models/deepseek/deepseek.h"
+#include "peng/models/gpt2/family.h"
+#include "peng/models/llama/llama.h"
 
 namespace peng {
 
-// The registered families: one line each.
-const std::vector<const ModelFamily*>& model_families() {
-  static const std::vector<const ModelFamily*> families = {
-      &gpt2_family(),
-      &llama_family(),
-      &qwen2_family(),
-      &qwen3_family(),
-      &deepseek_moe_family(),
+namespace {
+
+// The built-in families (one line each), then those programs registered.
+std::vector<const ModelFamily*>& registry() {
+  static std::vector<const ModelFamily*> families = {
+      &gpt2_family(), &llama_family(), &qwen2_family(), &qwen3_family(), &deepseek_moe_family(),
   };
   return families;
+}
+
+}  // namespace
+
+const std::vector<const ModelFamily*>& model_families() { return registry(); }
+
+void register_model_family(const ModelFamily& family) {
+  PENG_INPUT_CHECK(!family.name.empty(), "register_model_family: the family has no name");
+  PENG_INPUT_CHECK((family.presets.empty() || family.preset) && family.custom && family.complete &&
+                       family.from_hf_config && family.to_hf_config && family.hf_weights &&
+                       family.build,
+                   "register_model_family: family '", family.name,
+                   "' lacks one of preset, custom, complete, from_hf_config, to_hf_config, "
+                   "hf_weights, build");
+  for (const ModelFamily* f : registry()) {
+    PENG_INPUT_CHECK(f->name != family.name, "register_model_family: a family named '", family.name,
+                     "' is already registered");
+    for (const std::string& t : family.hf_model_types) {
+      for (const std::string& u : f->hf_model_types) {
+        PENG_INPUT_CHECK(t != u, "register_model_family: model_type '", t, "' of '", family.name,
+                         "' is already read by '", f->name, "'");
+      }
+    }
+    for (const std::string& p : family.presets) {
+      for (const std::string& q : f->presets) {
+        PENG_INPUT_CHECK(p != q, "register_model_family: preset '", p, "' of '", family.name,
+                         "' is already one of '", f->name, "'");
+      }
+    }
+  }
+  registry().push_back(&family);
 }
 
 const ModelFamily& model_family(const std::string& name) {

@@ -1,4 +1,5 @@
-// Model families: each registered once (models/registry.cc lists them), then looked up by
+// Model families: each registered once (models/registry.cc lists the built-in ones; a
+// program adds its own with register_model_family), then looked up by
 // name, by a Hugging Face config.json's model_type, or by preset — torchtitan's ModelSpec,
 // Megatron's layer specs. Outside a family's folder nothing knows what a family is, but
 // for checkpoints written before families existed, which are GPT-2's
@@ -21,11 +22,11 @@
 #include <string>
 #include <vector>
 
-#include "models/hf/hf_config.h"
-#include "models/hf/hf_weights.h"
-#include "models/model.h"
-#include "parallel/expert_parallel/expert_group.h"
-#include "parallel/tensor_parallel/tp_group.h"
+#include "peng/models/hf/hf_config.h"
+#include "peng/models/hf/hf_weights.h"
+#include "peng/models/model.h"
+#include "peng/parallel/expert_parallel/expert_group.h"
+#include "peng/parallel/tensor_parallel/tp_group.h"
 
 namespace peng {
 
@@ -45,8 +46,14 @@ struct ModelFamily {
                                      bool allocate);
 };
 
-// Every registered family, in registration order.
+// Every registered family, in registration order (the built-in ones first).
 const std::vector<const ModelFamily*>& model_families();
+// Adds a family from a program's own code (`family` must outlive every use: a static).
+// `peng train`, checkpoints and Hugging Face import/export then find it by name, preset and
+// model_type like the built-in ones. InputError: no name, a missing function, or a name,
+// preset or model_type another family already has. Register before the first lookup (at
+// the start of main); the registry is not guarded for concurrent registration.
+void register_model_family(const ModelFamily& family);
 // By name; InputError listing the known families when there is none.
 const ModelFamily& model_family(const std::string& name);
 // The family and config of a preset name; InputError listing every preset when unknown.

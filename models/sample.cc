@@ -1,4 +1,4 @@
-#include "models/sample.h"
+#include "peng/models/sample.h"
 
 #include <algorithm>
 #include <cmath>

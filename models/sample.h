@@ -6,7 +6,7 @@
 #include <functional>
 #include <vector>
 
-#include "models/model.h"
+#include "peng/models/model.h"
 
 namespace peng {
 

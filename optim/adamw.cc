@@ -1,4 +1,4 @@
-#include "optim/adamw.h"
+#include "peng/optim/adamw.h"
 
 namespace peng {
 

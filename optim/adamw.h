@@ -12,8 +12,8 @@
 
 #include <vector>
 
-#include "core/backend.h"
-#include "core/parameter.h"
+#include "peng/core/backend.h"
+#include "peng/core/parameter.h"
 
 namespace peng {
 

@@ -1,4 +1,4 @@
-#include "optim/grad_clip.h"
+#include "peng/optim/grad_clip.h"
 
 #include <cmath>
 

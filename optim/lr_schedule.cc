@@ -1,9 +1,9 @@
-#include "optim/lr_schedule.h"
+#include "peng/optim/lr_schedule.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

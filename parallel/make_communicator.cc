@@ -1,11 +1,11 @@
 // make_device_communicator: parallel.comm -> an NCCL or a host-staged MPI communicator.
 // The decision is pooled over the world (one small MPI all_reduce), so every rank picks the
 // same engine or throws the same error; none is left waiting in the other engine's set-up.
-#include "parallel/make_communicator.h"
+#include "peng/parallel/make_communicator.h"
 
-#include "core/cuda/memory.h"
-#include "core/error.h"
-#include "parallel/staged_communicator.h"
+#include "peng/core/cuda/memory.h"
+#include "peng/core/error.h"
+#include "peng/parallel/staged_communicator.h"
 
 namespace peng {
 

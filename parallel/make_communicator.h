@@ -11,8 +11,8 @@
 #include <memory>
 #include <string>
 
-#include "parallel/communicator.h"
-#include "parallel/mpi/mpi_communicator.h"
+#include "peng/parallel/communicator.h"
+#include "peng/parallel/mpi/mpi_communicator.h"
 
 namespace peng {
 

@@ -1,6 +1,6 @@
-#include "parallel/process_mesh.h"
+#include "peng/parallel/process_mesh.h"
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

@@ -14,7 +14,7 @@
 #include <memory>
 #include <string>
 
-#include "parallel/communicator.h"
+#include "peng/parallel/communicator.h"
 
 namespace peng {
 

@@ -1,10 +1,10 @@
 // StagedCommunicator (contract in staged_communicator.h): each device tensor gets a host
 // stand-in; the wrapped communicator works on the stand-ins; wait() copies results back.
-#include "parallel/staged_communicator.h"
+#include "peng/parallel/staged_communicator.h"
 
 #include <exception>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

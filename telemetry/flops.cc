@@ -1,4 +1,4 @@
-#include "telemetry/flops.h"
+#include "peng/telemetry/flops.h"
 
 namespace peng {
 

@@ -1,4 +1,4 @@
-#include "telemetry/goodput.h"
+#include "peng/telemetry/goodput.h"
 
 #include <algorithm>
 

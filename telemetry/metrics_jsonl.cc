@@ -1,9 +1,9 @@
-#include "telemetry/metrics_jsonl.h"
+#include "peng/telemetry/metrics_jsonl.h"
 
 #include <cerrno>
 #include <cstring>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

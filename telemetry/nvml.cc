@@ -1,6 +1,6 @@
 // NVML through dlopen: the few types and entry points used here are declared from NVML's
 // public API (nvml.h), whose ABI is stable across driver versions.
-#include "telemetry/nvml.h"
+#include "peng/telemetry/nvml.h"
 
 #include <dlfcn.h>
 
@@ -9,7 +9,7 @@
 #include <string>
 #include <type_traits>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 namespace {

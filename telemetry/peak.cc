@@ -1,4 +1,4 @@
-#include "telemetry/peak.h"
+#include "peng/telemetry/peak.h"
 
 #include <cblas.h>
 
@@ -9,7 +9,7 @@
 #include <cmath>
 #include <fstream>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

@@ -1,6 +1,6 @@
-#include "telemetry/phase_timer.h"
+#include "peng/telemetry/phase_timer.h"
 
-#include "core/cuda/memory.h"
+#include "peng/core/cuda/memory.h"
 
 namespace peng {
 

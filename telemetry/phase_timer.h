@@ -18,7 +18,7 @@
 #include <memory>
 #include <vector>
 
-#include "core/dtype.h"
+#include "peng/core/dtype.h"
 
 namespace peng {
 

@@ -1,4 +1,4 @@
-#include "telemetry/progress.h"
+#include "peng/telemetry/progress.h"
 
 #include <unistd.h>
 

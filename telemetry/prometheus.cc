@@ -1,11 +1,11 @@
-#include "telemetry/prometheus.h"
+#include "peng/telemetry/prometheus.h"
 
 #include <charconv>
 #include <cmath>
 #include <set>
 
-#include "core/error.h"
-#include "core/io/atomic_file.h"
+#include "peng/core/error.h"
+#include "peng/core/io/atomic_file.h"
 
 namespace peng {
 namespace {

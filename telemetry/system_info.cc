@@ -1,4 +1,4 @@
-#include "telemetry/system_info.h"
+#include "peng/telemetry/system_info.h"
 
 #include <pwd.h>
 #include <sys/resource.h>

@@ -19,7 +19,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/cpu/cpu_backend.h"
+#include "peng/core/cpu/cpu_backend.h"
 
 namespace peng {
 namespace {

@@ -35,7 +35,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "core/cpu/cpu_backend.h"
+#include "peng/core/cpu/cpu_backend.h"
 
 namespace peng {
 namespace {

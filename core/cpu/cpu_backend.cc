@@ -1,6 +1,6 @@
 // CpuBackend: the shared instance. The ops themselves live one family per file (see
 // cpu_backend.h); their argument checks are core/op_checks.h's.
-#include "core/cpu/cpu_backend.h"
+#include "peng/core/cpu/cpu_backend.h"
 
 namespace peng {
 

@@ -30,9 +30,9 @@
 #include <cstdint>
 #include <cstring>
 
-#include "core/backend.h"
-#include "core/error.h"
-#include "core/op_checks.h"
+#include "peng/core/backend.h"
+#include "peng/core/error.h"
+#include "peng/core/op_checks.h"
 
 namespace peng {
 

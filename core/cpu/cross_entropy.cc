@@ -17,7 +17,7 @@
 #include <cmath>
 #include <limits>
 
-#include "core/cpu/cpu_backend.h"
+#include "peng/core/cpu/cpu_backend.h"
 
 namespace peng {
 namespace {

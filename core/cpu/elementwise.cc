@@ -1,7 +1,7 @@
 // Elementwise ops on flat arrays of any shape: add and scale (f32), cast (f32 <-> bf16).
 // One `omp parallel for simd` loop each; out may alias a or b (each element is read before
 // it is written, at the same index).
-#include "core/cpu/cpu_backend.h"
+#include "peng/core/cpu/cpu_backend.h"
 
 namespace peng {
 

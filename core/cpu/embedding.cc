@@ -16,7 +16,7 @@
 
 #include <algorithm>
 
-#include "core/cpu/cpu_backend.h"
+#include "peng/core/cpu/cpu_backend.h"
 
 namespace peng {
 namespace {

@@ -9,7 +9,7 @@
 // few ulp of the exact formula. For |u| > 43 (|x| > ~9.9) s is exactly 0 or 1 in f32, and
 // the tails are written as such (gelu = 0 or x, gelu' = 0 or 1), as PyTorch's tanh form
 // gives. Loops are `omp parallel for simd` over the flat array.
-#include "core/cpu/cpu_backend.h"
+#include "peng/core/cpu/cpu_backend.h"
 
 namespace peng {
 namespace {

@@ -13,7 +13,7 @@
 
 #include <vector>
 
-#include "core/cpu/cpu_backend.h"
+#include "peng/core/cpu/cpu_backend.h"
 
 namespace peng {
 

@@ -17,7 +17,7 @@
 // sums its contributions in source order whatever the thread count.
 #include <vector>
 
-#include "core/cpu/cpu_backend.h"
+#include "peng/core/cpu/cpu_backend.h"
 
 namespace peng {
 

@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/cpu/cpu_backend.h"
+#include "peng/core/cpu/cpu_backend.h"
 
 namespace peng {
 

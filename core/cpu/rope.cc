@@ -11,7 +11,7 @@
 // Backward: the rotation is orthogonal, so its gradient is the transposed rotation, the
 // forward with sin negated:
 //   dx1 = dy1 cos[t] + dy2 sin[t],  dx2 = dy2 cos[t] - dy1 sin[t]
-#include "core/cpu/cpu_backend.h"
+#include "peng/core/cpu/cpu_backend.h"
 
 namespace peng {
 namespace {

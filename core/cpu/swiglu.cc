@@ -13,7 +13,7 @@
 // at -g > 87 would leave s = exp(-87) instead of ~0 for very negative g, so s is set to 0
 // there (exactly what f32 gives: exp(-g) overflows to inf beyond -g = 88.7); for g > 87,
 // s = 1 to f32 precision, which the clamped exp already gives.
-#include "core/cpu/cpu_backend.h"
+#include "peng/core/cpu/cpu_backend.h"
 
 namespace peng {
 namespace {

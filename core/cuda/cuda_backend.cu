@@ -1,5 +1,5 @@
 // CudaBackend's lifetime and its Launch.
-#include "core/cuda/cuda_backend.h"
+#include "peng/core/cuda/cuda_backend.h"
 
 #include <cublasLt.h>
 
@@ -7,8 +7,8 @@
 #include <mutex>
 #include <vector>
 
-#include "core/cuda/launch.cuh"
-#include "core/cuda/memory.h"
+#include "peng/core/cuda/launch.cuh"
+#include "peng/core/cuda/memory.h"
 
 namespace peng::cuda {
 

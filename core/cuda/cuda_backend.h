@@ -20,7 +20,7 @@
 // with TF32 off (comparable with the CPU backend).
 #pragma once
 
-#include "core/backend.h"
+#include "peng/core/backend.h"
 
 namespace peng::cuda {
 

@@ -13,7 +13,7 @@
 
 #include <vector>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng::cuda {
 

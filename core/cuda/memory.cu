@@ -16,8 +16,8 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "core/cuda/memory.h"
-#include "core/error.h"
+#include "peng/core/cuda/memory.h"
+#include "peng/core/error.h"
 
 namespace peng::cuda {
 

@@ -1,8 +1,8 @@
 // Built instead of memory.cu when peng is configured without CUDA: every entry
 // point links and fails with a clear error when called; the queries answer "nothing".
-#include "core/cuda/cuda_backend.h"
-#include "core/cuda/memory.h"
-#include "core/error.h"
+#include "peng/core/cuda/cuda_backend.h"
+#include "peng/core/cuda/memory.h"
+#include "peng/core/error.h"
 
 namespace peng::cuda {
 

@@ -1,4 +1,4 @@
-#include "core/data/token_shard.h"
+#include "peng/core/data/token_shard.h"
 
 #include <fcntl.h>
 #include <glob.h>
@@ -13,7 +13,7 @@
 #include <cstring>
 #include <utility>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 
@@ -218,12 +218,12 @@ void TokenStream::read(int64_t begin, int64_t count, int32_t* out, int64_t vocab
   }
 }
 
-int64_t TokenStream::sequences_per_epoch(int64_t T) const {
+int64_t TokenSource::sequences_per_epoch(int64_t T) const {
   PENG_INPUT_CHECK(T > 0, "sequence length must be positive, got ", T);
-  return total_ > 0 ? (total_ - 1) / T : 0;
+  return size() > 0 ? (size() - 1) / T : 0;
 }
 
-void TokenStream::read_batch(int64_t step, int64_t first_seq, int64_t n_seq, int64_t global_batch,
+void TokenSource::read_batch(int64_t step, int64_t first_seq, int64_t n_seq, int64_t global_batch,
                              int64_t T, int32_t* x, int32_t* y, int64_t vocab) const {
   PENG_INPUT_CHECK(step >= 0, "read_batch: negative step ", step);
   PENG_INPUT_CHECK(global_batch > 0, "read_batch: global batch must be positive, got ",
@@ -234,7 +234,7 @@ void TokenStream::read_batch(int64_t step, int64_t first_seq, int64_t n_seq, int
   read_batch_at(base, first_seq, n_seq, global_batch, T, x, y, vocab);
 }
 
-void TokenStream::read_batch_at(int64_t batch_start, int64_t first_seq, int64_t n_seq,
+void TokenSource::read_batch_at(int64_t batch_start, int64_t first_seq, int64_t n_seq,
                                 int64_t global_batch, int64_t T, int32_t* x, int32_t* y,
                                 int64_t vocab) const {
   PENG_INPUT_CHECK(batch_start >= 0, "read_batch: negative batch start ", batch_start);
@@ -245,7 +245,7 @@ void TokenStream::read_batch_at(int64_t batch_start, int64_t first_seq, int64_t 
                    ") outside the global batch of ", global_batch);
   PENG_INPUT_CHECK(vocab > 0, "read_batch: vocab size must be positive, got ", vocab);
   const int64_t epoch = sequences_per_epoch(T);
-  PENG_INPUT_CHECK(epoch > 0, "token data ", describe(), " holds ", total_,
+  PENG_INPUT_CHECK(epoch > 0, "token data ", describe(), " holds ", size(),
                    " tokens, fewer than the ", T + 1, " needed for one sequence of length ", T);
   const int64_t base = batch_start % epoch;
   for (int64_t i = 0; i < n_seq; ++i) {

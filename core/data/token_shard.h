@@ -64,28 +64,25 @@ class TokenShard {
   int token_bytes_ = 2;
 };
 
-// All shards of one path or glob pattern, as one stream. Immutable after construction, so
-// const methods may be called from several threads at once.
-class TokenStream {
+// What training reads tokens from: a stream of token ids of known length. TokenStream (below)
+// is the shard files; a program may supply its own (a generator, an in-memory corpus, a
+// remote store) to Trainer (launch/trainer.h, TrainerHooks::train_data): the batch rule is
+// applied on top, so every layout still reads the same sequences. Implementations must
+// allow const calls from several threads at once.
+class TokenSource {
  public:
-  // `path_or_glob` is a shard path or a glob(3) pattern (*, ?, [...]). A path that names an
-  // existing file is taken literally; otherwise a pattern with no match throws InputError
-  // naming the pattern. Shards are opened in sorted name order.
-  explicit TokenStream(const std::string& path_or_glob);
-
-  int64_t size() const { return total_; }  // total tokens over all shards
-  const std::vector<std::string>& paths() const { return paths_; }
-  // The file, or "PATTERN (N files)": for messages.
-  std::string describe() const;
-
-  // Copies tokens [begin, begin + count) of the concatenated stream into out, crossing shard
-  // boundaries as needed. Each id is checked against vocab (see the file comment). Throws
-  // InputError when the range is outside [0, size()).
-  void read(int64_t begin, int64_t count, int32_t* out, int64_t vocab = kMaxTokenId) const;
+  virtual ~TokenSource() = default;
+  virtual int64_t size() const = 0;  // total tokens
+  // What the tokens are, for messages ("data/train_*.bin (4 files)").
+  virtual std::string describe() const = 0;
+  // Copies tokens [begin, begin + count) into out, checking each id < vocab (InputError
+  // naming the source, the position, the id and the vocabulary size). Throws InputError when
+  // the range is outside [0, size()).
+  virtual void read(int64_t begin, int64_t count, int32_t* out,
+                    int64_t vocab = kMaxTokenId) const = 0;
 
   // Whole sequences of T+1 tokens one epoch holds: (size() - 1) / T.
   int64_t sequences_per_epoch(int64_t T) const;
-
   // The batch rule (DESIGN.md). For i in [0, n_seq), global sequence
   //   g = step * global_batch + first_seq + i
   // fills rows i of x and y (each row T tokens, row-major (n_seq, T)):
@@ -94,13 +91,31 @@ class TokenStream {
   // o = g * T; past the end of the stream it wraps around to the start (epoch 2, 3, ...).
   // A DP rank passes first_seq = its first sequence in the global batch and n_seq = its
   // (micro-)batch size. Throws InputError when E == 0 (fewer than T+1 tokens: names the
-  // file(s)), on bad arguments, and on any token id >= vocab.
+  // source), on bad arguments, and on any token id >= vocab.
   void read_batch(int64_t step, int64_t first_seq, int64_t n_seq, int64_t global_batch, int64_t T,
                   int32_t* x, int32_t* y, int64_t vocab) const;
   // The same with the batch's first global sequence given directly (step * global_batch
   // above): a run resumed from a checkpoint continues from its saved data position.
   void read_batch_at(int64_t batch_start, int64_t first_seq, int64_t n_seq, int64_t global_batch,
                      int64_t T, int32_t* x, int32_t* y, int64_t vocab) const;
+};
+
+// All shards of one path or glob pattern, as one stream. Immutable after construction, so
+// const methods may be called from several threads at once.
+class TokenStream final : public TokenSource {
+ public:
+  // `path_or_glob` is a shard path or a glob(3) pattern (*, ?, [...]). A path that names an
+  // existing file is taken literally; otherwise a pattern with no match throws InputError
+  // naming the pattern. Shards are opened in sorted name order.
+  explicit TokenStream(const std::string& path_or_glob);
+
+  int64_t size() const override { return total_; }  // total tokens over all shards
+  const std::vector<std::string>& paths() const { return paths_; }
+  // The file, or "PATTERN (N files)": for messages.
+  std::string describe() const override;
+  // Copies tokens [begin, begin + count) of the concatenated stream into out, crossing shard
+  // boundaries as needed. Each id is checked against vocab (see the file comment).
+  void read(int64_t begin, int64_t count, int32_t* out, int64_t vocab = kMaxTokenId) const override;
 
  private:
   std::string spec_;

@@ -1,4 +1,4 @@
-#include "core/io/atomic_file.h"
+#include "peng/core/io/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

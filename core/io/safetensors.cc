@@ -1,4 +1,4 @@
-#include "core/io/safetensors.h"
+#include "peng/core/io/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
-#include "core/error.h"
-#include "core/io/atomic_file.h"
+#include "peng/core/error.h"
+#include "peng/core/io/atomic_file.h"
 
 namespace peng {
 

@@ -33,7 +33,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/tensor.h"
+#include "peng/core/tensor.h"
 
 namespace peng {
 

@@ -1,9 +1,9 @@
-#include "core/tokenizer/added_tokens.h"
+#include "peng/core/tokenizer/added_tokens.h"
 
 #include <algorithm>
 
-#include "core/tokenizer/unicode.h"
-#include "core/tokenizer/utf8.h"
+#include "peng/core/tokenizer/unicode.h"
+#include "peng/core/tokenizer/utf8.h"
 
 namespace peng {
 

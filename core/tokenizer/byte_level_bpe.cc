@@ -1,9 +1,9 @@
-#include "core/tokenizer/byte_level_bpe.h"
+#include "peng/core/tokenizer/byte_level_bpe.h"
 
 #include <functional>
 #include <queue>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

@@ -1,4 +1,4 @@
-#include "core/tokenizer/gpt2_bpe.h"
+#include "peng/core/tokenizer/gpt2_bpe.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -10,9 +10,9 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "core/error.h"
-#include "core/tokenizer/byte_level_bpe.h"
-#include "core/tokenizer/utf8.h"
+#include "peng/core/error.h"
+#include "peng/core/tokenizer/byte_level_bpe.h"
+#include "peng/core/tokenizer/utf8.h"
 
 namespace peng {
 

@@ -1,15 +1,15 @@
-#include "core/tokenizer/hf_tokenizer.h"
+#include "peng/core/tokenizer/hf_tokenizer.h"
 
 #include <filesystem>
 #include <unordered_map>
 
-#include "core/error.h"
-#include "core/tokenizer/added_tokens.h"
-#include "core/tokenizer/byte_level_bpe.h"
-#include "core/tokenizer/hf_tokenizer_json.h"
-#include "core/tokenizer/split_regex.h"
-#include "core/tokenizer/unicode.h"
-#include "core/tokenizer/utf8.h"
+#include "peng/core/error.h"
+#include "peng/core/tokenizer/added_tokens.h"
+#include "peng/core/tokenizer/byte_level_bpe.h"
+#include "peng/core/tokenizer/hf_tokenizer_json.h"
+#include "peng/core/tokenizer/split_regex.h"
+#include "peng/core/tokenizer/unicode.h"
+#include "peng/core/tokenizer/utf8.h"
 
 namespace peng {
 

@@ -40,7 +40,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/tokenizer/tokenizer.h"
+#include "peng/core/tokenizer/tokenizer.h"
 
 namespace peng {
 

@@ -1,8 +1,8 @@
 // The added tokens of tokenizer.json and the special tokens of tokenizer_config.json.
 #include <algorithm>
 
-#include "core/error.h"
-#include "core/tokenizer/hf_tokenizer_json.h"
+#include "peng/core/error.h"
+#include "peng/core/tokenizer/hf_tokenizer_json.h"
 
 namespace peng {
 

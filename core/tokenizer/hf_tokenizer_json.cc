@@ -1,12 +1,12 @@
-#include "core/tokenizer/hf_tokenizer_json.h"
+#include "peng/core/tokenizer/hf_tokenizer_json.h"
 
 #include <filesystem>
 #include <unordered_map>
 
-#include "core/error.h"
-#include "core/tokenizer/gpt2_bpe.h"
-#include "core/tokenizer/split_regex.h"
-#include "core/tokenizer/utf8.h"
+#include "peng/core/error.h"
+#include "peng/core/tokenizer/gpt2_bpe.h"
+#include "peng/core/tokenizer/split_regex.h"
+#include "peng/core/tokenizer/utf8.h"
 
 namespace peng {
 

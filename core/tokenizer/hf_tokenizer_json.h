@@ -25,9 +25,9 @@
 
 #include <unordered_map>
 
-#include "core/tokenizer/added_tokens.h"
-#include "core/tokenizer/byte_level_bpe.h"
-#include "core/tokenizer/json_file.h"
+#include "peng/core/tokenizer/added_tokens.h"
+#include "peng/core/tokenizer/byte_level_bpe.h"
+#include "peng/core/tokenizer/json_file.h"
 
 namespace peng {
 

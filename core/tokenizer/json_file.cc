@@ -1,9 +1,9 @@
-#include "core/tokenizer/json_file.h"
+#include "peng/core/tokenizer/json_file.h"
 
 #include <fstream>
 #include <sstream>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

@@ -1,4 +1,4 @@
-#include "core/tokenizer/split_regex.h"
+#include "peng/core/tokenizer/split_regex.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -6,8 +6,8 @@
 #include <cstring>
 #include <memory>
 
-#include "core/error.h"
-#include "core/tokenizer/utf8.h"
+#include "peng/core/error.h"
+#include "peng/core/tokenizer/utf8.h"
 
 namespace peng {
 

@@ -1,10 +1,10 @@
-#include "core/tokenizer/tokenizer.h"
+#include "peng/core/tokenizer/tokenizer.h"
 
 #include <filesystem>
 
-#include "core/error.h"
-#include "core/tokenizer/gpt2_bpe.h"
-#include "core/tokenizer/hf_tokenizer.h"
+#include "peng/core/error.h"
+#include "peng/core/tokenizer/gpt2_bpe.h"
+#include "peng/core/tokenizer/hf_tokenizer.h"
 
 namespace peng {
 

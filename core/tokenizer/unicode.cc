@@ -1,10 +1,10 @@
-#include "core/tokenizer/unicode.h"
+#include "peng/core/tokenizer/unicode.h"
 
 #include <unicode/bytestream.h>
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

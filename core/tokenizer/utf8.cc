@@ -1,4 +1,4 @@
-#include "core/tokenizer/utf8.h"
+#include "peng/core/tokenizer/utf8.h"
 
 namespace peng {
 

@@ -1,8 +1,8 @@
-#include "models/decoder/block.h"
+#include "peng/models/decoder/block.h"
 
 #include <string>
 
-#include "models/nn/buffer.h"
+#include "peng/models/nn/buffer.h"
 
 namespace peng {
 
@@ -21,7 +21,7 @@ Block::Block(ParameterSet& params, int index, const DecoderConfig& c, const TpGr
   if (c.moe.is_moe_layer(index)) {
     moe_ = std::make_unique<Moe>(params, prefix(c, index, c.names.mlp), index, c, tp, experts);
   } else {
-    mlp_ = std::make_unique<Mlp>(params, prefix(c, index, c.names.mlp), c, tp);
+    mlp_ = make_feed_forward(params, prefix(c, index, c.names.mlp), c, tp);
   }
   if (tp.sequence_parallel && tp.size() > 1) {
     for (const Norm* n : {&norm_1_, &norm_2_}) {

@@ -6,11 +6,11 @@
 
 #include <memory>
 
-#include "models/nn/attention.h"
-#include "models/nn/mlp.h"
-#include "models/nn/moe.h"
-#include "models/nn/norm.h"
-#include "models/nn/recompute.h"
+#include "peng/models/nn/attention.h"
+#include "peng/models/nn/mlp.h"
+#include "peng/models/nn/moe.h"
+#include "peng/models/nn/norm.h"
+#include "peng/models/nn/recompute.h"
 
 namespace peng {
 
@@ -53,7 +53,7 @@ class Block {
   Norm norm_1_;
   Attention attn_;
   Norm norm_2_;
-  std::unique_ptr<Mlp> mlp_;  // one of the two
+  std::unique_ptr<FeedForward> mlp_;  // one of the two
   std::unique_ptr<Moe> moe_;
   Tensor x2_, x3_;
   // Recomputation: the policy, the last forward's arguments and (full) its input.

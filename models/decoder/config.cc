@@ -1,8 +1,8 @@
-#include "models/decoder/config.h"
+#include "peng/models/decoder/config.h"
 
 #include <cstdio>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 
@@ -81,6 +81,7 @@ std::vector<std::pair<std::string, std::string>> describe(const DecoderConfig& c
       {"mlp_bias", flag(c.mlp_bias)},
       {"qk_norm", flag(c.qk_norm)},
       {"tied_embeddings", flag(c.tied_embeddings)}};
+  if (!c.ffn_layer.empty()) out.push_back({"ffn_layer", c.ffn_layer});
   if (c.moe.enabled()) {
     out.insert(out.end(), {{"experts", std::to_string(c.moe.experts)},
                            {"experts_per_token", std::to_string(c.moe.topk)},

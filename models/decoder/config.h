@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/backend.h"
+#include "peng/core/backend.h"
 
 namespace peng {
 
@@ -82,6 +82,9 @@ struct DecoderConfig {
   bool qkv_bias = false, attn_out_bias = false, mlp_bias = false;
   bool qk_norm = false;  // per-head RMSNorm of q and k before RoPE
   MlpKind mlp = MlpKind::kGelu;
+  // A registered feed-forward layer (models/nn/feed_forward.h) in place of the built-in MLP
+  // of kind `mlp` in every dense layer; "" = the built-in one.
+  std::string ffn_layer;
   MoeConfig moe;
   bool tied_embeddings = false;  // the LM head is the token embedding
   WeightLayout weight_layout = WeightLayout::kInOut;

@@ -1,10 +1,10 @@
-#include "models/decoder/decoder.h"
+#include "peng/models/decoder/decoder.h"
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 
-#include "models/nn/buffer.h"
+#include "peng/models/nn/buffer.h"
 
 namespace peng {
 

@@ -22,8 +22,8 @@
 #include <memory>
 #include <vector>
 
-#include "models/decoder/block.h"
-#include "models/model.h"
+#include "peng/models/decoder/block.h"
+#include "peng/models/model.h"
 
 namespace peng {
 

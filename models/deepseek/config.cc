@@ -2,9 +2,9 @@
 #include <climits>
 #include <map>
 
-#include "core/error.h"
-#include "models/deepseek/deepseek.h"
-#include "models/llama/variant.h"
+#include "peng/core/error.h"
+#include "peng/models/deepseek/deepseek.h"
+#include "peng/models/llama/variant.h"
 
 namespace peng::deepseek {
 

@@ -21,9 +21,9 @@
 #include <string>
 #include <vector>
 
-#include "models/decoder/config.h"
-#include "models/hf/hf_config.h"
-#include "models/registry.h"
+#include "peng/models/decoder/config.h"
+#include "peng/models/hf/hf_config.h"
+#include "peng/models/registry.h"
 
 namespace peng {
 

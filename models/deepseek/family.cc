@@ -1,9 +1,9 @@
 // The deepseek_moe family's registration record and its Hugging Face tensor mapping: Llama's
 // (models/llama/llama.h; an expert's gate/up split like a dense MLP's), with the selection
 // biases, buffers, written after the weights as PyTorch's state_dict does.
-#include "models/decoder/decoder.h"
-#include "models/deepseek/deepseek.h"
-#include "models/llama/llama.h"
+#include "peng/models/decoder/decoder.h"
+#include "peng/models/deepseek/deepseek.h"
+#include "peng/models/llama/llama.h"
 
 namespace peng {
 

@@ -1,6 +1,6 @@
-#include "models/gpt2/config.h"
+#include "peng/models/gpt2/config.h"
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "models/decoder/config.h"
+#include "peng/models/decoder/config.h"
 
 namespace peng {
 

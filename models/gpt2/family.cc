@@ -1,8 +1,8 @@
 // GPT-2 as a registered family: presets gpt2-124m ... gpt2-1558m, HF GPT2LMHeadModel folders.
-#include "models/gpt2/family.h"
+#include "peng/models/gpt2/family.h"
 
-#include "models/decoder/decoder.h"
-#include "models/gpt2/hf_checkpoint.h"
+#include "peng/models/decoder/decoder.h"
+#include "peng/models/gpt2/hf_checkpoint.h"
 
 namespace peng {
 

@@ -1,7 +1,7 @@
 // The GPT-2 model family's registration record (models/registry.h).
 #pragma once
 
-#include "models/registry.h"
+#include "peng/models/registry.h"
 
 namespace peng {
 

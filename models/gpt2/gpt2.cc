@@ -1,6 +1,6 @@
-#include "models/gpt2/gpt2.h"
+#include "peng/models/gpt2/gpt2.h"
 
-#include "models/registry.h"
+#include "peng/models/registry.h"
 
 namespace peng {
 

@@ -8,8 +8,8 @@
 // scale * d(sum of per-position losses)/d(params) into the parameter gradients.
 #pragma once
 
-#include "models/decoder/decoder.h"
-#include "models/gpt2/config.h"
+#include "peng/models/decoder/decoder.h"
+#include "peng/models/gpt2/config.h"
 
 namespace peng {
 

@@ -1,9 +1,9 @@
-#include "models/gpt2/hf_checkpoint.h"
+#include "peng/models/gpt2/hf_checkpoint.h"
 
 #include <climits>
 
-#include "core/error.h"
-#include "models/registry.h"
+#include "peng/core/error.h"
+#include "peng/models/registry.h"
 
 namespace peng {
 

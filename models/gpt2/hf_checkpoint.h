@@ -28,11 +28,11 @@
 #include <string>
 #include <vector>
 
-#include "core/dtype.h"
-#include "core/tensor.h"
-#include "models/gpt2/config.h"
-#include "models/hf/hf_config.h"
-#include "models/hf/hf_weights.h"
+#include "peng/core/dtype.h"
+#include "peng/core/tensor.h"
+#include "peng/models/gpt2/config.h"
+#include "peng/models/hf/hf_config.h"
+#include "peng/models/hf/hf_weights.h"
 
 namespace peng {
 

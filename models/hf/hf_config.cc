@@ -1,4 +1,4 @@
-#include "models/hf/hf_config.h"
+#include "peng/models/hf/hf_config.h"
 
 #include <algorithm>
 #include <charconv>
@@ -7,8 +7,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/error.h"
-#include "core/io/atomic_file.h"
+#include "peng/core/error.h"
+#include "peng/core/io/atomic_file.h"
 
 namespace peng {
 

@@ -9,7 +9,7 @@
 #include <optional>
 #include <string>
 
-#include "core/dtype.h"
+#include "peng/core/dtype.h"
 
 namespace peng {
 
@@ -46,6 +46,7 @@ class JsonFields {
   // An InputError "<file>: field "<key>" <message>".
   [[noreturn]] void fail(const char* key, const std::string& message) const;
   const std::string& file() const { return file_; }
+  const Json& json() const { return j_; }  // the whole object
 
  private:
   const Json& j_;

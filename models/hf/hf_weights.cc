@@ -1,4 +1,4 @@
-#include "models/hf/hf_weights.h"
+#include "peng/models/hf/hf_weights.h"
 
 #include <cctype>
 #include <cmath>
@@ -9,9 +9,9 @@
 #include <set>
 #include <sstream>
 
-#include "core/error.h"
-#include "core/io/atomic_file.h"
-#include "core/io/safetensors.h"
+#include "peng/core/error.h"
+#include "peng/core/io/atomic_file.h"
+#include "peng/core/io/safetensors.h"
 
 namespace peng {
 

@@ -19,8 +19,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/dtype.h"
-#include "core/tensor.h"
+#include "peng/core/dtype.h"
+#include "peng/core/tensor.h"
 
 namespace peng {
 

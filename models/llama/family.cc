@@ -1,8 +1,8 @@
 // The llama, qwen2 and qwen3 families' registration records and their Hugging Face mapping
 // (the table in llama.h).
-#include "models/decoder/decoder.h"
-#include "models/llama/llama.h"
-#include "models/llama/variant.h"
+#include "peng/models/decoder/decoder.h"
+#include "peng/models/llama/llama.h"
+#include "peng/models/llama/variant.h"
 
 namespace peng {
 

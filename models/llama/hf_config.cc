@@ -2,8 +2,8 @@
 // Qwen2Config, Qwen3Config) and writing (the keys make_llama_reference.py writes).
 #include <climits>
 
-#include "core/error.h"
-#include "models/llama/variant.h"
+#include "peng/core/error.h"
+#include "peng/models/llama/variant.h"
 
 namespace peng::llama {
 

@@ -22,7 +22,7 @@
 //   lm_head.weight                           lm_head.weight (untied only)
 #pragma once
 
-#include "models/registry.h"
+#include "peng/models/registry.h"
 
 namespace peng {
 

@@ -1,9 +1,9 @@
 // The three variants' structure, sizes and presets.
-#include "models/llama/variant.h"
+#include "peng/models/llama/variant.h"
 
 #include <map>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng::llama {
 

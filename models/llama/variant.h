@@ -3,8 +3,8 @@
 
 #include <string>
 
-#include "models/decoder/config.h"
-#include "models/hf/hf_config.h"
+#include "peng/models/decoder/config.h"
+#include "peng/models/hf/hf_config.h"
 
 namespace peng::llama {
 

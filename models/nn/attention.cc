@@ -1,9 +1,9 @@
-#include "models/nn/attention.h"
+#include "peng/models/nn/attention.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "models/nn/buffer.h"
+#include "peng/models/nn/buffer.h"
 
 namespace peng {
 

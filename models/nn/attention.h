@@ -14,9 +14,9 @@
 
 #include <memory>
 
-#include "models/decoder/config.h"
-#include "models/nn/linear.h"
-#include "models/nn/rope.h"
+#include "peng/models/decoder/config.h"
+#include "peng/models/nn/linear.h"
+#include "peng/models/nn/rope.h"
 
 namespace peng {
 

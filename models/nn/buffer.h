@@ -1,7 +1,7 @@
 // Activation buffers that layers keep between forward and backward.
 #pragma once
 
-#include "core/tensor.h"
+#include "peng/core/tensor.h"
 
 namespace peng {
 

@@ -1,7 +1,7 @@
-#include "models/nn/expert_dispatch.h"
+#include "peng/models/nn/expert_dispatch.h"
 
-#include "core/error.h"
-#include "models/nn/buffer.h"
+#include "peng/core/error.h"
+#include "peng/models/nn/buffer.h"
 
 namespace peng {
 

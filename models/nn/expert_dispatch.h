@@ -15,8 +15,8 @@
 
 #include <vector>
 
-#include "core/backend.h"
-#include "parallel/expert_parallel/expert_group.h"
+#include "peng/core/backend.h"
+#include "peng/parallel/expert_parallel/expert_group.h"
 
 namespace peng {
 

@@ -1,8 +1,8 @@
-#include "models/nn/linear.h"
+#include "peng/models/nn/linear.h"
 
 #include <algorithm>
 
-#include "models/nn/buffer.h"
+#include "peng/models/nn/buffer.h"
 
 namespace peng {
 

@@ -22,9 +22,9 @@
 #include <string>
 #include <vector>
 
-#include "core/backend.h"
-#include "core/parameter.h"
-#include "parallel/tensor_parallel/tp_group.h"
+#include "peng/core/backend.h"
+#include "peng/core/parameter.h"
+#include "peng/parallel/tensor_parallel/tp_group.h"
 
 namespace peng {
 

@@ -1,8 +1,8 @@
-#include "models/nn/mlp.h"
+#include "peng/models/nn/mlp.h"
 
 #include <cmath>
 
-#include "models/nn/buffer.h"
+#include "peng/models/nn/buffer.h"
 
 namespace peng {
 

@@ -8,12 +8,13 @@
 // it never reaches checkpoints or exports (Parameter::logical_shape).
 #pragma once
 
-#include "models/decoder/config.h"
-#include "models/nn/linear.h"
+#include "peng/models/decoder/config.h"
+#include "peng/models/nn/feed_forward.h"
+#include "peng/models/nn/linear.h"
 
 namespace peng {
 
-class Mlp {
+class Mlp final : public FeedForward {
  public:
   // Registers `<prefix>.<names.mlp_in>` and `<prefix>.<names.mlp_out>`.
   Mlp(ParameterSet& params, const std::string& prefix, const DecoderConfig& config,
@@ -21,11 +22,11 @@ class Mlp {
 
   // x (N, C) -> out (N, C). Keeps the input projection (N, local in features). With
   // rows_sharded, x and out are this rank's N / tp rows.
-  const Tensor& forward(Backend& be, const Tensor& x, bool rows_sharded = false);
+  const Tensor& forward(Backend& be, const Tensor& x, bool rows_sharded = false) override;
   // dout (N, C) -> dx (N, C).
-  const Tensor& backward(Backend& be, const Tensor& dout);
+  const Tensor& backward(Backend& be, const Tensor& dout) override;
 
-  void activation_slots(std::vector<Tensor*>& out) {
+  void activation_slots(std::vector<Tensor*>& out) override {
     in_.activation_slots(out);
     out_.activation_slots(out);
     out.insert(out.end(), {&pre_, &act_});
@@ -34,9 +35,9 @@ class Mlp {
   // Activation recomputation (models/decoder/block.h): with `act`, forward keeps only the
   // activation's input and backward recomputes its output. drop_input/restore_input forget
   // and take back the layer's input x.
-  void set_recompute_act(bool act) { recompute_act_ = act; }
-  void drop_input() { in_.drop_input(); }
-  void restore_input(const Tensor& x) { in_.restore_input(x); }
+  void set_recompute_act(bool act) override { recompute_act_ = act; }
+  void drop_input() override { in_.drop_input(); }
+  void restore_input(const Tensor& x) override { in_.restore_input(x); }
 
  private:
   void activate(Backend& be);

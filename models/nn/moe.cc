@@ -1,6 +1,6 @@
-#include "models/nn/moe.h"
+#include "peng/models/nn/moe.h"
 
-#include "models/nn/buffer.h"
+#include "peng/models/nn/buffer.h"
 
 namespace peng {
 

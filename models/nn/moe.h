@@ -29,11 +29,11 @@
 #include <string>
 #include <vector>
 
-#include "models/decoder/config.h"
-#include "models/nn/expert_dispatch.h"
-#include "models/nn/linear.h"
-#include "models/nn/mlp.h"
-#include "models/nn/routing_stats.h"
+#include "peng/models/decoder/config.h"
+#include "peng/models/nn/expert_dispatch.h"
+#include "peng/models/nn/linear.h"
+#include "peng/models/nn/mlp.h"
+#include "peng/models/nn/routing_stats.h"
 
 namespace peng {
 

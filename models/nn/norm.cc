@@ -1,6 +1,6 @@
-#include "models/nn/norm.h"
+#include "peng/models/nn/norm.h"
 
-#include "models/nn/buffer.h"
+#include "peng/models/nn/buffer.h"
 
 namespace peng {
 

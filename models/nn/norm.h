@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "core/backend.h"
-#include "core/parameter.h"
-#include "models/decoder/config.h"
+#include "peng/core/backend.h"
+#include "peng/core/parameter.h"
+#include "peng/models/decoder/config.h"
 
 namespace peng {
 

@@ -1,4 +1,4 @@
-#include "models/nn/rope.h"
+#include "peng/models/nn/rope.h"
 
 #include <cmath>
 

@@ -7,8 +7,8 @@
 
 #include <vector>
 
-#include "core/tensor.h"
-#include "models/decoder/config.h"
+#include "peng/core/tensor.h"
+#include "peng/models/decoder/config.h"
 
 namespace peng {
 

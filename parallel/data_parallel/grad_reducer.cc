@@ -1,9 +1,9 @@
-#include "parallel/data_parallel/grad_reducer.h"
+#include "peng/parallel/data_parallel/grad_reducer.h"
 
 #include <algorithm>
 #include <chrono>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

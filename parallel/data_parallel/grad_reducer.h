@@ -52,9 +52,9 @@
 #include <thread>
 #include <vector>
 
-#include "core/backend.h"
-#include "core/parameter.h"
-#include "parallel/communicator.h"
+#include "peng/core/backend.h"
+#include "peng/core/parameter.h"
+#include "peng/parallel/communicator.h"
 
 namespace peng {
 

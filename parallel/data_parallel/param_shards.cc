@@ -1,8 +1,8 @@
-#include "parallel/data_parallel/param_shards.h"
+#include "peng/parallel/data_parallel/param_shards.h"
 
 #include <algorithm>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 

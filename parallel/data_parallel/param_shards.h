@@ -37,9 +37,9 @@
 #include <set>
 #include <vector>
 
-#include "core/parameter.h"
-#include "parallel/communicator.h"
-#include "parallel/data_parallel/grad_reducer.h"
+#include "peng/core/parameter.h"
+#include "peng/parallel/communicator.h"
+#include "peng/parallel/data_parallel/grad_reducer.h"
 
 namespace peng {
 

@@ -11,7 +11,7 @@
 // Layers call the groups in the same order on every rank (the Communicator contract).
 #pragma once
 
-#include "parallel/communicator.h"
+#include "peng/parallel/communicator.h"
 
 namespace peng {
 

@@ -1,4 +1,4 @@
-#include "parallel/mpi/mpi_communicator.h"
+#include "peng/parallel/mpi/mpi_communicator.h"
 
 #include <algorithm>
 #include <atomic>
@@ -14,8 +14,8 @@
 #include <thread>
 #include <vector>
 
-#include "core/error.h"
-#include "parallel/mpi/watchdog.h"
+#include "peng/core/error.h"
+#include "peng/parallel/mpi/watchdog.h"
 
 namespace peng {
 

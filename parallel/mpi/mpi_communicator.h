@@ -15,8 +15,8 @@
 
 #include <memory>
 
-#include "core/error.h"
-#include "parallel/communicator.h"
+#include "peng/core/error.h"
+#include "peng/parallel/communicator.h"
 
 namespace peng {
 

@@ -1,4 +1,4 @@
-#include "parallel/mpi/watchdog.h"
+#include "peng/parallel/mpi/watchdog.h"
 
 #include <atomic>
 #include <chrono>

@@ -6,7 +6,7 @@
 // compute stream -> enqueue on the comm stream -> record a completion event. Work::wait()
 // polls that event against the deadline and NCCL's asynchronous error, aborting the NCCL
 // communicator on either, then makes the compute stream wait on the event.
-#include "parallel/nccl/nccl_communicator.h"
+#include "peng/parallel/nccl/nccl_communicator.h"
 
 #include <algorithm>
 #include <chrono>
@@ -15,9 +15,9 @@
 #include <thread>
 #include <vector>
 
-#include "core/cuda/memory.h"
-#include "core/error.h"
-#include "parallel/make_communicator.h"
+#include "peng/core/cuda/memory.h"
+#include "peng/core/error.h"
+#include "peng/parallel/make_communicator.h"
 
 #if NCCL_VERSION_CODE < NCCL_VERSION(2, 12, 0)
 #error "peng's NCCL communicator needs NCCL >= 2.12 (ncclAvg, ncclGetLastError)"

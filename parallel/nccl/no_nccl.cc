@@ -1,7 +1,7 @@
 // Built instead of nccl_communicator.cc when peng is configured without CUDA or NCCL: the
 // NCCL entry points of make_communicator.h link and fail with a clear error when called.
-#include "core/error.h"
-#include "parallel/make_communicator.h"
+#include "peng/core/error.h"
+#include "peng/parallel/make_communicator.h"
 
 namespace peng {
 

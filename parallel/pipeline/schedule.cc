@@ -1,14 +1,14 @@
 // Pipeline schedules: the compute order of each schedule (Megatron's formulas), transfers
 // placed around it, a repair pass that orders transfers for synchronous sends, and the
 // checker (static checks, then a time-stepped simulation).
-#include "parallel/pipeline/schedule.h"
+#include "peng/parallel/pipeline/schedule.h"
 
 #include <algorithm>
 #include <set>
 #include <sstream>
 #include <tuple>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 namespace {
@@ -360,12 +360,22 @@ int p2p_tag(const Action& a, int rank, int pp, int virtual_stages) {
 Schedule make_schedule(ScheduleKind kind, int pp, int v, int m) {
   check_shape(kind, pp, v, m);
   check_micro_batches(kind, pp, m);
+  Schedule computes(pp);
+  for (int r = 0; r < pp; ++r) computes[r] = compute_order(kind, pp, v, m, r);
+  return with_transfers(computes, pp, v);
+}
+
+Schedule with_transfers(const Schedule& computes, int pp, int v) {
+  PENG_INPUT_CHECK(int(computes.size()) == pp, "a schedule needs one list per pipeline rank (", pp,
+                   "), got ", computes.size());
   const int last_stage = pp * v - 1;
   Schedule lists(pp);
   for (int r = 0; r < pp; ++r) {
     // Each compute: the recv it needs just before it, the send of what it made just after.
     std::vector<Action>& out = lists[r];
-    for (const Action& c : compute_order(kind, pp, v, m, r)) {
+    for (const Action& c : computes[r]) {
+      PENG_INPUT_CHECK(!is_transfer(c), "with_transfers: rank ", r, "'s list holds a transfer (",
+                       describe_action(c), "): give forwards and backwards only");
       const int s = stage_of(c.chunk, r, pp);
       const bool fwd = c.op == Action::kForward;
       if (pp > 1 && (fwd ? s > 0 : s < last_stage)) {

@@ -113,6 +113,14 @@ int p2p_tag(const Action& a, int rank, int pp, int virtual_stages);
 // InputError for the combinations validate_pipeline rejects (but for n_layer).
 Schedule make_schedule(ScheduleKind kind, int pp, int virtual_stages, int micro_batches);
 
+// A schedule from each rank's compute order (kForward / kBackward actions only, in the order
+// the rank runs them): adds the receive before each compute that needs one and the send after
+// each that produces one, then orders the transfers so that synchronous sends cannot deadlock
+// when the compute orders allow it. How make_schedule builds the built-in ones, and the easy
+// way to write a new schedule (parallel/pipeline/schedule_registry.h); check the result with
+// check_schedule.
+Schedule with_transfers(const Schedule& compute_orders, int pp, int virtual_stages);
+
 // Checks a pipeline configuration; InputError naming the numbers: pp < 1, virtual_stages
 // < 1, micro_batches < 1, virtual_stages > 1 with a schedule other than interleaved, n_layer
 // not divisible by pp * virtual_stages, 1F1B or interleaved with fewer than pp

@@ -6,7 +6,7 @@
 // group (the Communicator contract).
 #pragma once
 
-#include "parallel/communicator.h"
+#include "peng/parallel/communicator.h"
 
 namespace peng {
 

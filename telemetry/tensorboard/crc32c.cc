@@ -1,4 +1,4 @@
-#include "telemetry/tensorboard/crc32c.h"
+#include "peng/telemetry/tensorboard/crc32c.h"
 
 #include <array>
 

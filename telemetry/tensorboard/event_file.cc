@@ -1,4 +1,4 @@
-#include "telemetry/tensorboard/event_file.h"
+#include "peng/telemetry/tensorboard/event_file.h"
 
 #include <unistd.h>
 
@@ -10,8 +10,8 @@
 #include <sstream>
 #include <system_error>
 
-#include "core/error.h"
-#include "telemetry/tensorboard/crc32c.h"
+#include "peng/core/error.h"
+#include "peng/telemetry/tensorboard/crc32c.h"
 
 namespace peng::tensorboard {
 namespace {

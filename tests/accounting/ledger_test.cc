@@ -1,5 +1,5 @@
 // The usage ledger: hash chain, HMAC, tamper detection, torn lines, concurrent appends.
-#include "accounting/ledger.h"
+#include "peng/accounting/ledger.h"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 #include "tests/util/test_util.h"
 
 namespace peng::ledger {

@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <sstream>
 
-#include "accounting/report_html.h"
+#include "peng/accounting/report_html.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <optional>
 
-#include "accounting/ledger.h"
-#include "accounting/report.h"
-#include "core/error.h"
+#include "peng/accounting/ledger.h"
+#include "peng/accounting/report.h"
+#include "peng/core/error.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

@@ -9,7 +9,7 @@
 #include <chrono>
 #include <thread>
 
-#include "checkpoint/store.h"
+#include "peng/checkpoint/store.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

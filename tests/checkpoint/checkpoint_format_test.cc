@@ -4,12 +4,12 @@
 
 #include <numeric>
 
-#include "checkpoint/box.h"
-#include "checkpoint/manifest.h"
-#include "checkpoint/reader.h"
-#include "checkpoint/store.h"
-#include "checkpoint/writer.h"
-#include "core/error.h"
+#include "peng/checkpoint/box.h"
+#include "peng/checkpoint/manifest.h"
+#include "peng/checkpoint/reader.h"
+#include "peng/checkpoint/store.h"
+#include "peng/checkpoint/writer.h"
+#include "peng/core/error.h"
 #include "tests/util/test_util.h"
 
 namespace peng::ckpt {

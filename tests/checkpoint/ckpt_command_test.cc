@@ -7,7 +7,7 @@
 #include <memory>
 #include <sstream>
 
-#include "models/gpt2/hf_checkpoint.h"
+#include "peng/models/gpt2/hf_checkpoint.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

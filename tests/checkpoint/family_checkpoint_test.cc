@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "checkpoint/manifest.h"
-#include "core/io/atomic_file.h"
+#include "peng/checkpoint/manifest.h"
+#include "peng/core/io/atomic_file.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "checkpoint/store.h"
+#include "peng/checkpoint/store.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

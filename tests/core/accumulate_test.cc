@@ -8,8 +8,8 @@
 #include <random>
 #include <string>
 
-#include "core/backend.h"
-#include "core/tensor.h"
+#include "peng/core/backend.h"
+#include "peng/core/tensor.h"
 
 namespace peng {
 namespace {

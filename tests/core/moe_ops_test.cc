@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "core/backend.h"
+#include "peng/core/backend.h"
 
 namespace peng {
 namespace {

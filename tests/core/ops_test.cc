@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "core/backend.h"
+#include "peng/core/backend.h"
 
 namespace peng {
 namespace {

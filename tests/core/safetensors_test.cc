@@ -1,6 +1,6 @@
 // Safetensors reader/writer: round trips, the reference file, and every class of bad input
 // (each error must name the file and the tensor at fault).
-#include "core/io/safetensors.h"
+#include "peng/core/io/safetensors.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

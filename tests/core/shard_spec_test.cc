@@ -3,9 +3,9 @@
 // that does not divide by tp), and the checkpoint boxes of each.
 #include <gtest/gtest.h>
 
-#include "checkpoint/box.h"
-#include "core/error.h"
-#include "core/parameter.h"
+#include "peng/checkpoint/box.h"
+#include "peng/core/error.h"
+#include "peng/core/parameter.h"
 
 namespace peng {
 namespace {

@@ -1,5 +1,5 @@
-#include "core/tensor.h"
-#include "core/parameter.h"
+#include "peng/core/tensor.h"
+#include "peng/core/parameter.h"
 
 #include <gtest/gtest.h>
 

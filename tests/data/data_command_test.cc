@@ -1,5 +1,5 @@
 // `peng data`: text files -> token shards, through the library entry point and the CLI.
-#include "launch/data_command.h"
+#include "peng/launch/commands/data_command.h"
 
 #include <gtest/gtest.h>
 
@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "core/data/token_shard.h"
-#include "core/error.h"
-#include "core/tokenizer/gpt2_bpe.h"
+#include "peng/core/data/token_shard.h"
+#include "peng/core/error.h"
+#include "peng/core/tokenizer/gpt2_bpe.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

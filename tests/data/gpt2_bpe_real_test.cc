@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "core/tokenizer/gpt2_bpe.h"
-#include "core/tokenizer/tokenizer.h"
+#include "peng/core/tokenizer/gpt2_bpe.h"
+#include "peng/core/tokenizer/tokenizer.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "core/tokenizer/hf_tokenizer.h"
+#include "peng/core/tokenizer/hf_tokenizer.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

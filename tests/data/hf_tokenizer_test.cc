@@ -1,7 +1,7 @@
 // HfTokenizer (Hugging Face tokenizer.json) on small hand-written tokenizer.json files whose
 // expected ids follow from Hugging Face's rules by hand; hf_tokenizer_real_test.cc checks the
 // real Llama 3 and Qwen3 files against a JavaScript peer.
-#include "core/tokenizer/hf_tokenizer.h"
+#include "peng/core/tokenizer/hf_tokenizer.h"
 
 #include <gtest/gtest.h>
 
@@ -14,10 +14,10 @@
 #include <thread>
 #include <vector>
 
-#include "core/error.h"
-#include "core/tokenizer/gpt2_bpe.h"
-#include "core/tokenizer/split_regex.h"
-#include "core/tokenizer/tokenizer.h"
+#include "peng/core/error.h"
+#include "peng/core/tokenizer/gpt2_bpe.h"
+#include "peng/core/tokenizer/split_regex.h"
+#include "peng/core/tokenizer/tokenizer.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

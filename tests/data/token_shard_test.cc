@@ -1,5 +1,5 @@
 // Token shards: the llm.c file format, globbing, the batch rule and its error messages.
-#include "core/data/token_shard.h"
+#include "peng/core/data/token_shard.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

@@ -10,9 +10,9 @@
 #include <thread>
 #include <vector>
 
-#include "core/error.h"
-#include "core/tokenizer/gpt2_bpe.h"
-#include "core/tokenizer/tokenizer.h"
+#include "peng/core/error.h"
+#include "peng/core/tokenizer/gpt2_bpe.h"
+#include "peng/core/tokenizer/tokenizer.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/manifest.h"
-#include "core/error.h"
-#include "core/io/safetensors.h"
+#include "peng/checkpoint/manifest.h"
+#include "peng/core/error.h"
+#include "peng/core/io/safetensors.h"
 
 namespace {
 

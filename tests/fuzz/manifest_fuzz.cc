@@ -15,8 +15,8 @@
 
 #include <google/protobuf/stubs/logging.h>
 
-#include "checkpoint/manifest.h"
-#include "core/error.h"
+#include "peng/checkpoint/manifest.h"
+#include "peng/core/error.h"
 
 namespace {
 

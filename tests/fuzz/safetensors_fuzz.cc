@@ -14,8 +14,8 @@
 #include <cstring>
 #include <string>
 
-#include "core/error.h"
-#include "core/io/safetensors.h"
+#include "peng/core/error.h"
+#include "peng/core/io/safetensors.h"
 
 namespace {
 

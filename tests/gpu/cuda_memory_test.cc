@@ -1,10 +1,10 @@
 // CUDA memory layer: round trips through device memory, the stream-ordered caching
 // allocator's counters, pinned memory, events. Skips without a GPU.
-#include "core/cuda/memory.h"
+#include "peng/core/cuda/memory.h"
 
 #include <gtest/gtest.h>
 
-#include "core/tensor.h"
+#include "peng/core/tensor.h"
 
 namespace peng {
 namespace {

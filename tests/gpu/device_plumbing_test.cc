@@ -3,12 +3,12 @@
 // timed by CUDA events. Skips without a GPU.
 #include <gtest/gtest.h>
 
-#include "core/backend.h"
-#include "core/cuda/memory.h"
-#include "launch/batch_reader.h"
-#include "launch/checkpointing.h"
-#include "optim/adamw.h"
-#include "telemetry/phase_timer.h"
+#include "peng/core/backend.h"
+#include "peng/core/cuda/memory.h"
+#include "peng/launch/batch_reader.h"
+#include "peng/launch/checkpointing.h"
+#include "peng/optim/adamw.h"
+#include "peng/telemetry/phase_timer.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

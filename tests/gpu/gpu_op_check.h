@@ -5,8 +5,8 @@
 
 #include <gtest/gtest.h>
 
-#include "core/backend.h"
-#include "core/cuda/memory.h"
+#include "peng/core/backend.h"
+#include "peng/core/cuda/memory.h"
 #include "tests/kernels/kernel_check.h"
 
 #define PENG_REQUIRE_GPU()                                                   \

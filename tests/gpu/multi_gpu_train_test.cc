@@ -11,7 +11,7 @@
 
 #include <cmath>
 
-#include "core/cuda/memory.h"
+#include "peng/core/cuda/memory.h"
 #include "tests/util/fault_checks.h"
 #include "tests/util/test_util.h"
 

@@ -13,16 +13,16 @@
 #include <string>
 #include <vector>
 
-#include "core/cuda/memory.h"
-#include "parallel/make_communicator.h"
-#include "parallel/mpi/mpi_communicator.h"
-#include "parallel/staged_communicator.h"
+#include "peng/core/cuda/memory.h"
+#include "peng/parallel/make_communicator.h"
+#include "peng/parallel/mpi/mpi_communicator.h"
+#include "peng/parallel/staged_communicator.h"
 #include "tests/util/collective_checks.h"
 
 #ifdef PENG_HAS_NCCL
 #include <cuda_runtime_api.h>
 
-#include "parallel/nccl/nccl_communicator.h"
+#include "peng/parallel/nccl/nccl_communicator.h"
 #endif
 
 namespace peng {

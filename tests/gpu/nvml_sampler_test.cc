@@ -1,6 +1,6 @@
 // NvmlSampler on a real GPU: plausible readings, energy that only grows, interval power.
 // Skips where NVML or the GPU is unavailable.
-#include "telemetry/nvml.h"
+#include "peng/telemetry/nvml.h"
 
 #include <gtest/gtest.h>
 

@@ -8,7 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "core/cuda/memory.h"
+#include "peng/core/cuda/memory.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

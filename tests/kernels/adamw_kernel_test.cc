@@ -1,7 +1,7 @@
 // kernels/adamw.cuh under the CUDA emulation against CpuBackend::adamw_update.
 #include "tests/cuda_emu/emu.h"  // first: the kernels compile against it
 
-#include "core/cuda/kernels/adamw.cuh"
+#include "peng/core/cuda/kernels/adamw.cuh"
 #include "tests/kernels/kernel_check.h"
 
 namespace peng {

@@ -3,7 +3,7 @@
 
 #include <limits>
 
-#include "core/cuda/kernels/attention.cuh"
+#include "peng/core/cuda/kernels/attention.cuh"
 #include "tests/kernels/bf16_check.h"
 
 namespace peng {

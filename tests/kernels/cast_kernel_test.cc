@@ -7,8 +7,8 @@
 #include <cstring>
 #include <random>
 
-#include "core/cuda/kernels/cast.cuh"
-#include "core/dtype.h"
+#include "peng/core/cuda/kernels/cast.cuh"
+#include "peng/core/dtype.h"
 #include "tests/kernels/kernel_check.h"
 
 namespace peng {

@@ -2,7 +2,7 @@
 // (whole vocabulary and vocabulary shard).
 #include "tests/cuda_emu/emu.h"  // first: the kernels compile against it
 
-#include "core/cuda/kernels/cross_entropy.cuh"
+#include "peng/core/cuda/kernels/cross_entropy.cuh"
 #include "tests/kernels/bf16_check.h"
 
 namespace peng {

@@ -3,7 +3,7 @@
 // are compared for bit equality.
 #include "tests/cuda_emu/emu.h"  // first: the kernels compile against it
 
-#include "core/cuda/kernels/embedding.cuh"
+#include "peng/core/cuda/kernels/embedding.cuh"
 #include "tests/kernels/bf16_check.h"
 
 namespace peng {

@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "core/cuda/kernels/common.cuh"
+#include "peng/core/cuda/kernels/common.cuh"
 
 namespace peng {
 namespace {

@@ -15,8 +15,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/backend.h"
-#include "core/tensor.h"
+#include "peng/core/backend.h"
+#include "peng/core/tensor.h"
 
 namespace peng::kernel_test {
 

@@ -1,7 +1,7 @@
 // kernels/layernorm.cuh under the CUDA emulation against CpuBackend's layernorm.
 #include "tests/cuda_emu/emu.h"  // first: the kernels compile against it
 
-#include "core/cuda/kernels/layernorm.cuh"
+#include "peng/core/cuda/kernels/layernorm.cuh"
 #include "tests/kernels/bf16_check.h"
 
 namespace peng {

@@ -2,7 +2,7 @@
 // emulation against CpuBackend's linear_backward and matmul.
 #include "tests/cuda_emu/emu.h"  // first: the kernels compile against it
 
-#include "core/cuda/kernels/matmul.cuh"
+#include "peng/core/cuda/kernels/matmul.cuh"
 #include "tests/kernels/kernel_check.h"
 
 namespace peng {

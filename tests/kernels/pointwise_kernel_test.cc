@@ -10,10 +10,10 @@
 #include <functional>
 #include <iterator>
 
-#include "core/cuda/kernels/elementwise.cuh"
-#include "core/cuda/kernels/gelu.cuh"
-#include "core/cuda/kernels/rope.cuh"
-#include "core/cuda/kernels/swiglu.cuh"
+#include "peng/core/cuda/kernels/elementwise.cuh"
+#include "peng/core/cuda/kernels/gelu.cuh"
+#include "peng/core/cuda/kernels/rope.cuh"
+#include "peng/core/cuda/kernels/swiglu.cuh"
 #include "tests/kernels/bf16_check.h"
 
 namespace peng {

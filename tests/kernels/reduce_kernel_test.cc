@@ -2,7 +2,7 @@
 // sum) against a double loop and CpuBackend's sum_squares / sum_squares_into / sum_into.
 #include "tests/cuda_emu/emu.h"  // first: the kernels compile against it
 
-#include "core/cuda/kernels/reduce.cuh"
+#include "peng/core/cuda/kernels/reduce.cuh"
 #include "tests/kernels/kernel_check.h"
 
 namespace peng {

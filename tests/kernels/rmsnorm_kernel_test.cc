@@ -2,8 +2,8 @@
 // rmsnorm and qk_norm.
 #include "tests/cuda_emu/emu.h"  // first: the kernels compile against it
 
-#include "core/cuda/kernels/qk_norm.cuh"
-#include "core/cuda/kernels/rmsnorm.cuh"
+#include "peng/core/cuda/kernels/qk_norm.cuh"
+#include "peng/core/cuda/kernels/rmsnorm.cuh"
 #include "tests/kernels/bf16_check.h"
 
 namespace peng {

@@ -1,9 +1,9 @@
 // Config loading: defaults, text files, --set paths, flags as shorthands.
-#include "launch/config.h"
+#include "peng/launch/config.h"
 
 #include <gtest/gtest.h>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

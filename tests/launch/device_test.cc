@@ -2,15 +2,15 @@
 // node's facts given), and through the `peng` command line the refusals (one exact `error:`
 // line, non-zero exit, nothing trained) and `auto` falling back to the CPU on a machine
 // without a GPU, training exactly as --device cpu does.
-#include "launch/device.h"
+#include "peng/launch/device.h"
 
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "core/cuda/memory.h"
-#include "core/error.h"
-#include "launch/config.h"
+#include "peng/core/cuda/memory.h"
+#include "peng/core/error.h"
+#include "peng/launch/config.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

@@ -7,10 +7,10 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "core/backend.h"
-#include "launch/memory_plan.h"
-#include "models/decoder/decoder.h"
-#include "models/registry.h"
+#include "peng/core/backend.h"
+#include "peng/launch/memory_plan.h"
+#include "peng/models/decoder/decoder.h"
+#include "peng/models/registry.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

@@ -1,11 +1,11 @@
 // The model a config asks for: presets with sizes overridden (the sizes a preset derives,
 // such as GPT-2's head width and MLP, follow; the ones it sets apart stay), custom sizes
 // of each family, and conflicts with a Hugging Face folder named by field.
-#include "launch/model_setup.h"
+#include "peng/launch/model_setup.h"
 
 #include <gtest/gtest.h>
 
-#include "launch/config.h"
+#include "peng/launch/config.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

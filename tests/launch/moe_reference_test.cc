@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
-#include "models/registry.h"
+#include "peng/models/registry.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

@@ -7,9 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "launch/model_setup.h"
-#include "models/registry.h"
-#include "telemetry/flops.h"
+#include "peng/launch/model_setup.h"
+#include "peng/models/registry.h"
+#include "peng/telemetry/flops.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "launch/config.h"
-#include "launch/trainer.h"
-#include "models/gpt2/hf_checkpoint.h"
+#include "peng/launch/config.h"
+#include "peng/launch/trainer.h"
+#include "peng/models/gpt2/hf_checkpoint.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

@@ -24,7 +24,7 @@
 
 #include <gtest/gtest.h>
 
-#include "launch/environment.h"
+#include "peng/launch/environment.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

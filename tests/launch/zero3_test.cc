@@ -11,8 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/registry.h"
-#include "parallel/data_parallel/param_shards.h"
+#include "peng/models/registry.h"
+#include "peng/parallel/data_parallel/param_shards.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

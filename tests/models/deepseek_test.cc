@@ -5,8 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "launch/model_setup.h"
-#include "models/registry.h"
+#include "peng/launch/model_setup.h"
+#include "peng/models/registry.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

@@ -1,5 +1,5 @@
 // GPT-2 model: gradients against finite differences, padded vocabulary, init, state.
-#include "models/gpt2/gpt2.h"
+#include "peng/models/gpt2/gpt2.h"
 
 #include <gtest/gtest.h>
 
@@ -8,8 +8,8 @@
 #include <cstring>
 #include <random>
 
-#include "models/sample.h"
-#include "optim/adamw.h"
+#include "peng/models/sample.h"
+#include "peng/optim/adamw.h"
 
 namespace peng {
 namespace {

@@ -1,7 +1,7 @@
 // Hugging Face GPT-2 folders: config.json parsing, model.safetensors loading in every accepted
 // form (prefix, tied head, mask buffers, BF16/F16), rejection of wrong files, and bit-exact
 // export -> import round trips.
-#include "models/gpt2/hf_checkpoint.h"
+#include "peng/models/gpt2/hf_checkpoint.h"
 
 #include <gtest/gtest.h>
 
@@ -10,8 +10,8 @@
 #include <limits>
 #include <random>
 
-#include "core/error.h"
-#include "core/io/safetensors.h"
+#include "peng/core/error.h"
+#include "peng/core/io/safetensors.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

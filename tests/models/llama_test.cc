@@ -9,11 +9,11 @@
 #include <random>
 #include <set>
 
-#include "core/error.h"
-#include "core/io/safetensors.h"
-#include "models/decoder/decoder.h"
-#include "models/nn/rope.h"
-#include "models/registry.h"
+#include "peng/core/error.h"
+#include "peng/core/io/safetensors.h"
+#include "peng/models/decoder/decoder.h"
+#include "peng/models/nn/rope.h"
+#include "peng/models/registry.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

@@ -3,8 +3,8 @@
 
 #include <cmath>
 
-#include "optim/grad_clip.h"
-#include "optim/lr_schedule.h"
+#include "peng/optim/grad_clip.h"
+#include "peng/optim/lr_schedule.h"
 
 namespace peng {
 namespace {

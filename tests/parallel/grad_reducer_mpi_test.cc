@@ -2,13 +2,13 @@
 // against closed-form sums, accumulation, the owned spans and the parameter all-gather; each
 // with the collectives issued by the communication thread and inline on the main thread (the
 // NCCL way, here over MPI), and reduced in f32 and in bf16.
-#include "parallel/data_parallel/grad_reducer.h"
+#include "peng/parallel/data_parallel/grad_reducer.h"
 
 #include <gtest/gtest.h>
 
 #include <functional>
 
-#include "parallel/mpi/mpi_communicator.h"
+#include "peng/parallel/mpi/mpi_communicator.h"
 
 namespace peng {
 namespace {

@@ -1,6 +1,6 @@
 // MpiCommunicator under mpirun (ctest runs it on 4 ranks, and on 3 for uneven groups):
 // every op x dtype against closed-form values, nccl-tests style.
-#include "parallel/mpi/mpi_communicator.h"
+#include "peng/parallel/mpi/mpi_communicator.h"
 
 #include <gtest/gtest.h>
 

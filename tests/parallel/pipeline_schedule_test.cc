@@ -2,14 +2,14 @@
 // (pp, v, m) passes check_schedule with synchronous, buffered and stream-ordered sends;
 // known small schedules come out exactly; broken schedules are caught with a useful message; the
 // simulated bubble matches (p-1)/(m+p-1) and shrinks with virtual stages.
-#include "parallel/pipeline/schedule.h"
+#include "peng/parallel/pipeline/schedule.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <string>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 namespace {

@@ -1,9 +1,9 @@
 // ProcessMesh on 3 or 4 ranks: rank placement (tp fastest) and the groups it builds.
-#include "parallel/process_mesh.h"
+#include "peng/parallel/process_mesh.h"
 
 #include <gtest/gtest.h>
 
-#include "parallel/mpi/mpi_communicator.h"
+#include "peng/parallel/mpi/mpi_communicator.h"
 
 namespace peng {
 namespace {

@@ -2,16 +2,16 @@
 // with host tensors: every op x dtype against closed-form values; and the device-communicator
 // factory's choices on this machine. (Device tensors through the staged path:
 // tests/gpu/nccl_communicator_mpi_test.cc.)
-#include "parallel/staged_communicator.h"
+#include "peng/parallel/staged_communicator.h"
 
 #include <gtest/gtest.h>
 
 #include <functional>
 #include <vector>
 
-#include "core/cuda/memory.h"
-#include "parallel/make_communicator.h"
-#include "parallel/mpi/mpi_communicator.h"
+#include "peng/core/cuda/memory.h"
+#include "peng/parallel/make_communicator.h"
+#include "peng/parallel/mpi/mpi_communicator.h"
 #include "tests/util/collective_checks.h"
 
 namespace peng {

@@ -2,11 +2,11 @@
 // share, and the MFU arithmetic.
 #include <gtest/gtest.h>
 
-#include "core/backend.h"
-#include "launch/model_setup.h"
-#include "models/gpt2/config.h"
-#include "models/gpt2/gpt2.h"
-#include "telemetry/flops.h"
+#include "peng/core/backend.h"
+#include "peng/launch/model_setup.h"
+#include "peng/models/gpt2/config.h"
+#include "peng/models/gpt2/gpt2.h"
+#include "peng/telemetry/flops.h"
 
 namespace peng {
 namespace {

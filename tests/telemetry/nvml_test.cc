@@ -1,10 +1,10 @@
 // NvmlSampler without a usable NVML: open() reports why and returns nullptr, never throws
 // or crashes. (Readings on a real GPU: tests/gpu/nvml_sampler_test.cc.)
-#include "telemetry/nvml.h"
+#include "peng/telemetry/nvml.h"
 
 #include <gtest/gtest.h>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 namespace {

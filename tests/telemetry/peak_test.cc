@@ -1,12 +1,12 @@
 // Peak FLOP/s: the datasheet table under table and NVML names, the CPU sgemm probe, and
 // every form of the --peak spec with its errors.
-#include "telemetry/peak.h"
+#include "peng/telemetry/peak.h"
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng {
 namespace {

@@ -1,6 +1,6 @@
 // Prometheus text exposition: exact output (escaping, special values), name validation,
 // and the atomic textfile write that node_exporter's textfile collector relies on.
-#include "telemetry/prometheus.h"
+#include "peng/telemetry/prometheus.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <limits>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

@@ -9,8 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "accounting/ledger.h"
-#include "telemetry/tensorboard/event_file.h"
+#include "peng/accounting/ledger.h"
+#include "peng/telemetry/tensorboard/event_file.h"
 #include "tests/util/test_util.h"
 
 namespace peng {

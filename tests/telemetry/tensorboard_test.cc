@@ -14,9 +14,9 @@
 
 #include <gtest/gtest.h>
 
-#include "core/error.h"
-#include "telemetry/tensorboard/crc32c.h"
-#include "telemetry/tensorboard/event_file.h"
+#include "peng/core/error.h"
+#include "peng/telemetry/tensorboard/crc32c.h"
+#include "peng/telemetry/tensorboard/event_file.h"
 #include "tests/util/test_util.h"
 
 namespace peng::tensorboard {

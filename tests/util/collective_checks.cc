@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "core/error.h"
+#include "peng/core/error.h"
 
 namespace peng::testing {
 

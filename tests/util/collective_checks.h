@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "parallel/communicator.h"
+#include "peng/parallel/communicator.h"
 
 namespace peng::testing {
 

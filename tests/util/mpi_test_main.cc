@@ -2,7 +2,7 @@
 // and fails on every rank when any rank failed.
 #include <gtest/gtest.h>
 
-#include "parallel/mpi/mpi_communicator.h"
+#include "peng/parallel/mpi/mpi_communicator.h"
 
 int main(int argc, char** argv) {
   peng::MpiCommunicator& world = peng::mpi_world();

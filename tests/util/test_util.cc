@@ -20,6 +20,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "peng/core/error.h"
+
 namespace peng::testing {
 
 namespace fs = std::filesystem;
@@ -107,16 +109,15 @@ CommandResult run_peng(const std::vector<std::string>& args,
 }
 
 std::vector<std::string> mpi_peng_argv(int np, const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {
-      relocatable("PENG_TEST_MPIEXEC", PENG_MPIEXEC).string(),
-      "-n",
-      std::to_string(np),
-      "--oversubscribe",
-      "--bind-to",
-      "none",
-      "-x",
-      "OMP_NUM_THREADS=1",
-      peng_binary().string()};
+  std::vector<std::string> argv = {relocatable("PENG_TEST_MPIEXEC", PENG_MPIEXEC).string(),
+                                   "-n",
+                                   std::to_string(np),
+                                   "--oversubscribe",
+                                   "--bind-to",
+                                   "none",
+                                   "-x",
+                                   "OMP_NUM_THREADS=1",
+                                   peng_binary().string()};
   argv.insert(argv.end(), args.begin(), args.end());
   return argv;
 }
@@ -199,6 +200,15 @@ std::vector<pid_t> find_processes(const std::string& needle, const std::string& 
     out.push_back(pid_t(std::stoi(name)));
   }
   return out;
+}
+
+std::string input_error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
 }
 
 std::vector<std::string> error_lines(const std::string& text) {

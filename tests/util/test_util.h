@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -81,6 +82,9 @@ class BackgroundProcess {
 // Pids of live processes whose command line contains `needle` and whose environment holds
 // `env_entry` (e.g. "OMPI_COMM_WORLD_RANK=1").
 std::vector<pid_t> find_processes(const std::string& needle, const std::string& env_entry);
+
+// The message of the InputError `f` throws ("" when it throws none; other exceptions pass).
+std::string input_error_of(const std::function<void()>& f);
 
 // The lines of stderr that start with "error:".
 std::vector<std::string> error_lines(const std::string& stderr_text);

@@ -16,8 +16,8 @@
 
 #include <cmath>
 
-#include "core/backend.h"  // AdamWScalars
-#include "core/cuda/kernels/common.cuh"
+#include "peng/core/backend.h"  // AdamWScalars
+#include "peng/core/cuda/kernels/common.cuh"
 
 namespace peng::cuda::kernels {
 

@@ -31,7 +31,7 @@
 // Element type E (qkv, out, dout, dqkv): float or __nv_bfloat16; att, dS and all arithmetic f32.
 #pragma once
 
-#include "core/cuda/kernels/common.cuh"
+#include "peng/core/cuda/kernels/common.cuh"
 
 namespace peng::cuda::kernels {
 

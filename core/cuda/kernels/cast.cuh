@@ -12,7 +12,7 @@
 
 #include <cstring>
 
-#include "core/cuda/kernels/elementwise.cuh"
+#include "peng/core/cuda/kernels/elementwise.cuh"
 
 namespace peng::cuda::kernels {
 

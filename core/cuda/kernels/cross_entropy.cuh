@@ -22,7 +22,7 @@
 // validates every id < vocab before a batch is uploaded). It never reads outside the row.
 #pragma once
 
-#include "core/cuda/kernels/common.cuh"
+#include "peng/core/cuda/kernels/common.cuh"
 
 namespace peng::cuda::kernels {
 

@@ -10,7 +10,7 @@
 //   scale: x *= s
 #pragma once
 
-#include "core/cuda/kernels/common.cuh"
+#include "peng/core/cuda/kernels/common.cuh"
 
 namespace peng::cuda::kernels {
 

@@ -27,7 +27,7 @@
 // host's: TokenStream::read validates every id < vocab before a batch is uploaded.)
 #pragma once
 
-#include "core/cuda/kernels/common.cuh"
+#include "peng/core/cuda/kernels/common.cuh"
 
 namespace peng::cuda::kernels {
 

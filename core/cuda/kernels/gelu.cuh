@@ -11,7 +11,7 @@
 // thread).
 #pragma once
 
-#include "core/cuda/kernels/elementwise.cuh"
+#include "peng/core/cuda/kernels/elementwise.cuh"
 
 namespace peng::cuda::kernels {
 

@@ -13,7 +13,7 @@
 // (deterministic).
 #pragma once
 
-#include "core/cuda/kernels/common.cuh"
+#include "peng/core/cuda/kernels/common.cuh"
 
 namespace peng::cuda::kernels {
 

@@ -12,7 +12,7 @@
 // for a product whose inner dimension k is 0 (cuBLASLt is not called then).
 #pragma once
 
-#include "core/cuda/kernels/common.cuh"
+#include "peng/core/cuda/kernels/common.cuh"
 
 namespace peng::cuda::kernels {
 

@@ -20,7 +20,7 @@
 // (deterministic).
 #pragma once
 
-#include "core/cuda/kernels/common.cuh"
+#include "peng/core/cuda/kernels/common.cuh"
 
 namespace peng::cuda::kernels {
 

@@ -12,7 +12,7 @@
 // on the same data are bit-identical; no atomics.
 #pragma once
 
-#include "core/cuda/kernels/common.cuh"
+#include "peng/core/cuda/kernels/common.cuh"
 
 namespace peng::cuda::kernels {
 

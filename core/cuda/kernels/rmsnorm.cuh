@@ -14,7 +14,7 @@
 // matrix without races; add_column_sums adds the rows in order (deterministic).
 #pragma once
 
-#include "core/cuda/kernels/common.cuh"
+#include "peng/core/cuda/kernels/common.cuh"
 
 namespace peng::cuda::kernels {
 

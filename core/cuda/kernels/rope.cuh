@@ -17,7 +17,7 @@
 //   dx1 = dy1 cos[t] + dy2 sin[t],  dx2 = dy2 cos[t] - dy1 sin[t]
 #pragma once
 
-#include "core/cuda/kernels/elementwise.cuh"
+#include "peng/core/cuda/kernels/elementwise.cuh"
 
 namespace peng::cuda::kernels {
 

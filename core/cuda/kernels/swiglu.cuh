@@ -15,7 +15,7 @@
 // arithmetic, expf.
 #pragma once
 
-#include "core/cuda/kernels/elementwise.cuh"
+#include "peng/core/cuda/kernels/elementwise.cuh"
 
 namespace peng::cuda::kernels {
 

@@ -2,9 +2,9 @@
 // backend's checks, then kernels/attention.cuh.
 #include <cstdint>
 
-#include "core/cuda/kernels/attention.cuh"
-#include "core/cuda/launch.cuh"
-#include "core/cuda/ops/checks.h"
+#include "peng/core/cuda/kernels/attention.cuh"
+#include "peng/core/cuda/launch.cuh"
+#include "peng/core/cuda/ops/checks.h"
 
 namespace peng::cuda {
 namespace {

@@ -3,8 +3,8 @@
 // (core/backend.h). Failures throw peng::Error naming the op and the tensor.
 #pragma once
 
-#include "core/cuda/cuda_backend.h"
-#include "core/op_checks.h"
+#include "peng/core/cuda/cuda_backend.h"
+#include "peng/core/op_checks.h"
 
 namespace peng::cuda::ops {
 

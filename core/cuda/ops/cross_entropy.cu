@@ -8,9 +8,9 @@
 // outside the row (kernels/cross_entropy.cuh).
 #include <climits>
 
-#include "core/cuda/kernels/cross_entropy.cuh"
-#include "core/cuda/launch.cuh"
-#include "core/cuda/ops/checks.h"
+#include "peng/core/cuda/kernels/cross_entropy.cuh"
+#include "peng/core/cuda/launch.cuh"
+#include "peng/core/cuda/ops/checks.h"
 
 namespace peng::cuda {
 namespace {

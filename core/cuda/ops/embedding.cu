@@ -9,9 +9,9 @@
 // the tables.
 #include <climits>
 
-#include "core/cuda/kernels/embedding.cuh"
-#include "core/cuda/launch.cuh"
-#include "core/cuda/ops/checks.h"
+#include "peng/core/cuda/kernels/embedding.cuh"
+#include "peng/core/cuda/launch.cuh"
+#include "peng/core/cuda/ops/checks.h"
 
 namespace peng::cuda {
 namespace {

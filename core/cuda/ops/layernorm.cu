@@ -1,7 +1,7 @@
 // CudaBackend::layernorm_forward/backward: checks, then kernels/layernorm.cuh.
-#include "core/cuda/kernels/layernorm.cuh"
-#include "core/cuda/launch.cuh"
-#include "core/cuda/ops/checks.h"
+#include "peng/core/cuda/kernels/layernorm.cuh"
+#include "peng/core/cuda/launch.cuh"
+#include "peng/core/cuda/ops/checks.h"
 
 namespace peng::cuda {
 

@@ -45,10 +45,10 @@
 #include <type_traits>
 #include <unordered_map>
 
-#include "core/cuda/kernels/matmul.cuh"
-#include "core/cuda/launch.cuh"
-#include "core/cuda/memory.h"
-#include "core/cuda/ops/checks.h"
+#include "peng/core/cuda/kernels/matmul.cuh"
+#include "peng/core/cuda/launch.cuh"
+#include "peng/core/cuda/memory.h"
+#include "peng/core/cuda/ops/checks.h"
 
 namespace peng::cuda {
 namespace {

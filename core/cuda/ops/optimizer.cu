@@ -2,11 +2,11 @@
 // kernels/reduce.cuh: sum_squares (waits: its double goes to the host), sum_squares_into
 // and sum_into (queued: the accumulator stays on the device). The checks are core/op_checks.h's,
 // as the CPU backend's.
-#include "core/cuda/kernels/adamw.cuh"
-#include "core/cuda/kernels/reduce.cuh"
-#include "core/cuda/launch.cuh"
-#include "core/cuda/memory.h"
-#include "core/cuda/ops/checks.h"
+#include "peng/core/cuda/kernels/adamw.cuh"
+#include "peng/core/cuda/kernels/reduce.cuh"
+#include "peng/core/cuda/launch.cuh"
+#include "peng/core/cuda/memory.h"
+#include "peng/core/cuda/ops/checks.h"
 
 namespace peng::cuda {
 

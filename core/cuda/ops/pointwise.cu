@@ -1,12 +1,12 @@
 // CudaBackend::gelu, swiglu, rope, add, scale and cast: checks (the CPU backend's messages),
 // then kernels/gelu.cuh, swiglu.cuh, rope.cuh, elementwise.cuh and cast.cuh.
-#include "core/cuda/kernels/cast.cuh"
-#include "core/cuda/kernels/elementwise.cuh"
-#include "core/cuda/kernels/gelu.cuh"
-#include "core/cuda/kernels/rope.cuh"
-#include "core/cuda/kernels/swiglu.cuh"
-#include "core/cuda/launch.cuh"
-#include "core/cuda/ops/checks.h"
+#include "peng/core/cuda/kernels/cast.cuh"
+#include "peng/core/cuda/kernels/elementwise.cuh"
+#include "peng/core/cuda/kernels/gelu.cuh"
+#include "peng/core/cuda/kernels/rope.cuh"
+#include "peng/core/cuda/kernels/swiglu.cuh"
+#include "peng/core/cuda/launch.cuh"
+#include "peng/core/cuda/ops/checks.h"
 
 namespace peng::cuda {
 namespace {

@@ -2,10 +2,10 @@
 // backend's messages), then kernels/rmsnorm.cuh and kernels/qk_norm.cuh.
 #include <utility>
 
-#include "core/cuda/kernels/qk_norm.cuh"
-#include "core/cuda/kernels/rmsnorm.cuh"
-#include "core/cuda/launch.cuh"
-#include "core/cuda/ops/checks.h"
+#include "peng/core/cuda/kernels/qk_norm.cuh"
+#include "peng/core/cuda/kernels/rmsnorm.cuh"
+#include "peng/core/cuda/launch.cuh"
+#include "peng/core/cuda/ops/checks.h"
 
 namespace peng::cuda {
 namespace {

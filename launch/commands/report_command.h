@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "accounting/report.h"
+#include "peng/accounting/report.h"
 
 namespace CLI {
 class App;

@@ -1,16 +1,16 @@
-#include "launch/cli.h"
+#include "peng/launch/commands/cli.h"
 
 #include <CLI/CLI.hpp>
 #include <map>
 
-#include "core/backend.h"
-#include "launch/ckpt_command.h"
-#include "launch/config.h"
-#include "launch/data_command.h"
-#include "launch/model_setup.h"
-#include "launch/report_command.h"
-#include "launch/trainer.h"
-#include "parallel/pipeline/schedule.h"
+#include "peng/core/backend.h"
+#include "peng/launch/commands/ckpt_command.h"
+#include "peng/launch/config.h"
+#include "peng/launch/commands/data_command.h"
+#include "peng/launch/model_setup.h"
+#include "peng/launch/commands/report_command.h"
+#include "peng/launch/trainer.h"
+#include "peng/parallel/pipeline/schedule_registry.h"
 
 namespace peng {
 
@@ -96,8 +96,7 @@ int run_cli(int argc, char** argv) {
   sched_cmd->add_option("--micro-batches", sched_m, "micro-batches per step");
   sched_cmd->add_flag("--computes-only", sched_compute_only, "hide sends and receives");
   sched_cmd->callback([&] {
-    const ScheduleKind kind = parse_schedule_kind(sched_kind);
-    const Schedule s = make_schedule(kind, sched_pp, sched_v, sched_m);
+    const Schedule s = build_schedule(sched_kind, sched_pp, sched_v, sched_m);
     std::printf("%s", format_schedule(s, !sched_compute_only).c_str());
     const ScheduleCheck check =
         check_schedule(s, sched_pp, sched_v, sched_m, {.send_mode = SendMode::kBuffered});

@@ -1,4 +1,4 @@
-#include "launch/data_command.h"
+#include "peng/launch/commands/data_command.h"
 
 #include <cerrno>
 #include <cmath>
@@ -14,9 +14,9 @@
 
 #include <CLI/CLI.hpp>
 
-#include "core/data/token_shard.h"
-#include "core/error.h"
-#include "core/tokenizer/tokenizer.h"
+#include "peng/core/data/token_shard.h"
+#include "peng/core/error.h"
+#include "peng/core/tokenizer/tokenizer.h"
 
 namespace peng {
 

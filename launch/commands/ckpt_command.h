@@ -16,10 +16,10 @@
 #include <map>
 #include <string>
 
-#include "checkpoint/reader.h"
-#include "core/dtype.h"
-#include "core/tensor.h"
-#include "models/hf/hf_weights.h"
+#include "peng/checkpoint/reader.h"
+#include "peng/core/dtype.h"
+#include "peng/core/tensor.h"
+#include "peng/models/hf/hf_weights.h"
 #include "peng/checkpoint.pb.h"
 
 namespace CLI {

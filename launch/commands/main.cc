@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <exception>
 
-#include "launch/cli.h"
-#include "parallel/mpi/mpi_communicator.h"
+#include "peng/launch/commands/cli.h"
+#include "peng/parallel/mpi/mpi_communicator.h"
 
 int main(int argc, char** argv) {
   try {

@@ -1,4 +1,4 @@
-#include "launch/report_command.h"
+#include "peng/launch/commands/report_command.h"
 
 #include <cstdio>
 #include <filesystem>
@@ -6,10 +6,10 @@
 
 #include <CLI/CLI.hpp>
 
-#include "accounting/ledger.h"
-#include "accounting/report_html.h"
-#include "core/error.h"
-#include "core/io/atomic_file.h"
+#include "peng/accounting/ledger.h"
+#include "peng/accounting/report_html.h"
+#include "peng/core/error.h"
+#include "peng/core/io/atomic_file.h"
 
 namespace peng {
 

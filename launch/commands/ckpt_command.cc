@@ -1,4 +1,4 @@
-#include "launch/ckpt_command.h"
+#include "peng/launch/commands/ckpt_command.h"
 
 #include <algorithm>
 #include <cstdarg>
@@ -10,11 +10,11 @@
 
 #include <CLI/CLI.hpp>
 
-#include "checkpoint/manifest.h"
-#include "checkpoint/store.h"
-#include "core/error.h"
-#include "launch/checkpointing.h"
-#include "models/registry.h"
+#include "peng/checkpoint/manifest.h"
+#include "peng/checkpoint/store.h"
+#include "peng/core/error.h"
+#include "peng/launch/checkpointing.h"
+#include "peng/models/registry.h"
 
 namespace peng {
 
