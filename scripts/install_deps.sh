@@ -17,6 +17,7 @@ pkgs=(
   clang                                 # libFuzzer targets (tests/fuzz) for the file readers
   libssl-dev                            # SHA-256 hash chain and HMAC-SHA-256 of the usage ledger
   chromium                              # headless rendering test of the HTML usage report
+  doxygen                               # API reference from the public headers (docs/api, checked in CI)
 
 )
 missing=()
