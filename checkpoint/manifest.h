@@ -13,8 +13,8 @@
 #include <string>
 #include <string_view>
 
-#include "peng/checkpoint/box.h"
 #include "peng/checkpoint.pb.h"
+#include "peng/checkpoint/box.h"
 
 namespace peng::ckpt {
 

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "peng/checkpoint/box.h"
 #include "peng/checkpoint.pb.h"
+#include "peng/checkpoint/box.h"
 
 namespace peng::ckpt {
 

@@ -27,9 +27,9 @@
 #include <thread>
 #include <vector>
 
+#include "peng/checkpoint.pb.h"
 #include "peng/checkpoint/box.h"
 #include "peng/parallel/communicator.h"
-#include "peng/checkpoint.pb.h"
 
 namespace peng::ckpt {
 

@@ -221,8 +221,7 @@ class Backend {
                                   Tensor& dlogits);
   // out (M, C) row i = weight[i] * x[index[i]]; x (N, C), index (M) i32 in [0, N), weight (M)
   // or undefined (1).
-  virtual void gather_rows(const Tensor& x, const Tensor& index, const Tensor& weight,
-                           Tensor& out);
+  virtual void gather_rows(const Tensor& x, const Tensor& index, const Tensor& weight, Tensor& out);
   // out (N, C) row index[i] += weight[i] * src[i] for i = 0, 1, ... in that order (a row's
   // sum is deterministic); src (M, C), weight (M) or undefined (1).
   virtual void scatter_add_rows(const Tensor& src, const Tensor& index, const Tensor& weight,

@@ -19,13 +19,13 @@
 #include <optional>
 #include <vector>
 
+#include "peng/checkpoint.pb.h"
 #include "peng/checkpoint/box.h"
+#include "peng/config.pb.h"
 #include "peng/core/parameter.h"
 #include "peng/launch/layout.h"
 #include "peng/models/decoder/config.h"
 #include "peng/optim/adamw.h"
-#include "peng/checkpoint.pb.h"
-#include "peng/config.pb.h"
 
 namespace peng {
 

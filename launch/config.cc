@@ -293,12 +293,18 @@ proto::TrainConfig parse_train_args(const std::vector<std::string>& args) {
     const auto f = std::find_if(flags.begin(), flags.end(),
                                 [&](const ConfigFlag& c) { return flag == c.flag; });
     PENG_INPUT_CHECK(f != flags.end(), "unknown option ", flag, " (peng train --help lists them)");
-    fields.push_back(std::string(f->field) + "=" + (f->is_switch ? "true" : value()));
+    const bool bare_switch = f->is_switch && eq == std::string::npos;
+    fields.push_back(std::string(f->field) + "=" + (bare_switch ? "true" : value()));
   }
+  fields.insert(fields.end(), sets.begin(), sets.end());
+  return build_train_config(file, fields);
+}
+
+proto::TrainConfig build_train_config(const std::string& file,
+                                      const std::vector<std::string>& assignments) {
   proto::TrainConfig c = default_train_config();
   if (!file.empty()) merge_config_file(file, c);
-  for (const std::string& s : fields) set_config_field(s, c);
-  for (const std::string& s : sets) set_config_field(s, c);
+  for (const std::string& a : assignments) set_config_field(a, c);
   return c;
 }
 

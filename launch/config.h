@@ -36,6 +36,11 @@ struct ConfigFlag {
 };
 const std::vector<ConfigFlag>& config_flags();
 
+// A command line's config: the defaults, then `file` (when not empty), then each
+// "path=value" of `assignments` in order (set_config_field). What `peng train` builds.
+proto::TrainConfig build_train_config(const std::string& file,
+                                      const std::vector<std::string>& assignments);
+
 // The config of a `peng train` command line, for programs that build on peng and take the
 // same arguments: `[CONFIG.pbtxt] [--flag VALUE | --flag=VALUE | --switch]... [--set
 // path=value]...` (`args` without the program name). Applied in `peng train`'s order: the

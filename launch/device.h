@@ -10,10 +10,10 @@
 
 #include <string>
 
+#include "peng/config.pb.h"
 #include "peng/core/dtype.h"
 #include "peng/launch/environment.h"
 #include "peng/parallel/communicator.h"
-#include "peng/config.pb.h"
 
 namespace peng {
 

@@ -250,11 +250,7 @@ void JobTelemetry::on_step(const StepMetrics& m) {
       line["gpu_temperature_c"] = g.temperature_c;
     }
     if (!m.moe.empty()) add_routing(line, m.moe);
-    for (const auto& [name, value] : m.extra) {
-      PENG_INPUT_CHECK(!line.contains(name), "the step callback's metric '", name,
-                       "' has the name of one of peng's own metrics");
-      line[name] = value;
-    }
+    for (const auto& [name, value] : m.extra) line["user/" + name] = value;
     metrics_->write(line);
   }
   const int every = config_.telemetry().export_every();

@@ -69,7 +69,8 @@ struct StepMetrics {
   int64_t state_bytes = 0, activation_bytes = 0;
   int64_t predicted_state_bytes = 0, predicted_activation_bytes = 0;  // the start-up lines
   int64_t unit_peak_bytes = 0;
-  // A program's own figures (TrainerHooks::on_step): into the JSONL line and TensorBoard.
+  // A program's own figures (TrainerHooks::on_step): "user/<name>" in the JSONL line and
+  // TensorBoard.
   std::vector<std::pair<std::string, double>> extra;
 };
 

@@ -5,8 +5,8 @@
 
 #include <memory>
 
-#include "peng/models/registry.h"
 #include "peng/config.pb.h"
+#include "peng/models/registry.h"
 #include "peng/telemetry/flops.h"
 
 namespace peng {

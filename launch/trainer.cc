@@ -189,6 +189,16 @@ bool has_balance_loss(const Trainer::Parts& p) {
   return p.arch.moe.enabled() && p.arch.moe.aux_alpha > 0;
 }
 
+// The config a checkpoint records: what this run really used, with the program's data and
+// learning-rate callback (TrainerHooks) named where they replaced the config's.
+proto::TrainConfig recorded_config(const Trainer::Parts& p) {
+  proto::TrainConfig c = p.config;
+  if (p.hooks.train_data)
+    c.mutable_data()->set_train("(program's source) " + p.train_stream->describe());
+  if (p.hooks.lr) c.mutable_schedule()->set_lr_schedule("(program's callback)");
+  return c;
+}
+
 // The learning rate of `step`: the program's (TrainerHooks::lr) or the config's schedule.
 float learning_rate(const Trainer::Parts& p, int64_t step) {
   if (!p.hooks.lr) return p.schedule.at(step);
@@ -764,6 +774,9 @@ StepRecord Trainer::step(int64_t step) {
                      .step_time_s = dt};
   StepAction action;
   if (p.hooks.on_step) action = p.hooks.on_step(r);
+  for (const auto& [name, value] : action.metrics) {  // every rank, before any collective
+    PENG_INPUT_CHECK(!name.empty(), "the step callback returned a metric without a name");
+  }
   p.stop_requested = action.stop;
   p.telemetry->on_step({.step = step,
                         .loss = loss,
@@ -917,9 +930,10 @@ void Trainer::save_checkpoint(int64_t step) {
   const double staged_s = seconds_since(t0);
   const double stall =
       staged_s +
-      p.checkpointer->save(save_regions(p.state),
-                           checkpoint_meta(p.config, p.arch, p.layout, p.env.world_size, step + 1,
-                                           p.train_reader->batch_start(step + 1), *p.optimizer));
+      p.checkpointer->save(
+          save_regions(p.state),
+          checkpoint_meta(recorded_config(p), p.arch, p.layout, p.env.world_size, step + 1,
+                          p.train_reader->batch_start(step + 1), *p.optimizer));
   p.report.checkpoint_stall_s += stall;
   p.telemetry->on_checkpoint(step, step + 1, stall);
   p.progress->message(p.config.checkpoint().async()

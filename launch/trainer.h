@@ -52,10 +52,10 @@ struct TrainReport {
 
 // What a step callback asks for.
 struct StepAction {
-  // Extra figures of this step, written into its metrics JSONL line (rank 0's values) and,
-  // when TensorBoard is on, as scalars "user/<name>". Names must not be peng's own keys.
+  // Extra figures of this step, written as "user/<name>" into its metrics JSONL line (rank
+  // 0's values) and, when TensorBoard is on, as scalars. A name must not be empty.
   std::vector<std::pair<std::string, double>> metrics = {};
-  // Stop after this step: the ranks agree (any rank's request stops them all, at the same
+  // Stop after this step: the ranks agree (any rank's request stops them all after the same
   // step), a checkpoint is saved when checkpoints are configured, and run() returns normally.
   bool stop = false;
 };

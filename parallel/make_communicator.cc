@@ -64,8 +64,7 @@ std::unique_ptr<Communicator> make_device_communicator(const std::string& kind,
   const bool no_gpu = v[0] != 0, bad_device = v[1] != 0, crowded = v[2] != 0;
   if (no_gpu) {
     PENG_INPUT_CHECK(kind != "nccl", "parallel.comm = nccl but a rank of group ", name,
-                     " sees no CUDA device (this rank sees ", gpus,
-                     "); use --comm staged or auto");
+                     " sees no CUDA device (this rank sees ", gpus, "); use --comm staged or auto");
     return staged(world, name);
   }
   PENG_CHECK(!bad_device, "make_device_communicator for group ", name,

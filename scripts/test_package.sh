@@ -6,10 +6,6 @@
 #   bash scripts/test_package.sh        (after scripts/build.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-prefix=$(mktemp -d)
-trap 'rm -rf "$prefix"' EXIT
-cmake --install build --prefix "$prefix" >/dev/null
-echo "package: installed into $prefix ($(find "$prefix/include/peng" -name '*.h' | wc -l) headers)"
 # Through add_subdirectory: only the libraries, portable (configured, not built).
 sub=build/package/subproject
 cmake -S tests/package/subproject -B "$sub" -DPENG_SOURCE="$PWD" >/dev/null
@@ -18,6 +14,10 @@ if grep -q -- '-march=native' "$sub/compile_commands.json"; then
   exit 1
 fi
 echo "package: add_subdirectory(peng) adds no -march=native, tests or benchmarks"
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install build --prefix "$prefix" >/dev/null
+echo "package: installed into $prefix ($(find "$prefix/include/peng" -name '*.h' | wc -l) headers)"
 for project in tests/package examples/custom_loop examples/custom_layer examples/custom_schedule; do
   out=build/package/$(basename "$project")
   cmake -S "$project" -B "$out" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -256,6 +256,12 @@ void TokenSource::read_batch_at(int64_t batch_start, int64_t first_seq, int64_t 
     read(offset, T, xi, vocab);
     std::copy(xi + 1, xi + T, yi);
     read(offset + T, 1, yi + T - 1, vocab);
+    // Checked again here: a program's own source may not check what it hands out.
+    for (int64_t t = 0; t <= T; ++t) {
+      const int32_t id = t < T ? xi[t] : yi[T - 1];
+      PENG_INPUT_CHECK(id >= 0 && id < vocab, "token data ", describe(), ": token ", id,
+                       " at position ", offset + t, " is outside the vocabulary (", vocab, ")");
+    }
   }
 }
 

@@ -77,7 +77,7 @@ class TokenSource {
   virtual std::string describe() const = 0;
   // Copies tokens [begin, begin + count) into out, checking each id < vocab (InputError
   // naming the source, the position, the id and the vocabulary size). Throws InputError when
-  // the range is outside [0, size()).
+  // the range is outside [0, size()). (read_batch checks the ids it returns again.)
   virtual void read(int64_t begin, int64_t count, int32_t* out,
                     int64_t vocab = kMaxTokenId) const = 0;
 

@@ -10,6 +10,7 @@
 //
 //   mpirun -np 2 custom_schedule --pp 2 --pp-schedule eager-1f1b --micro-batch-size 1 ...
 //   custom_schedule --print PP MICRO_BATCHES      the schedule, as `peng schedule` prints it
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <string>

@@ -16,11 +16,11 @@
 #include <map>
 #include <string>
 
+#include "peng/checkpoint.pb.h"
 #include "peng/checkpoint/reader.h"
 #include "peng/core/dtype.h"
 #include "peng/core/tensor.h"
 #include "peng/models/hf/hf_weights.h"
-#include "peng/checkpoint.pb.h"
 
 namespace CLI {
 class App;

@@ -5,10 +5,10 @@
 
 #include "peng/core/backend.h"
 #include "peng/launch/commands/ckpt_command.h"
-#include "peng/launch/config.h"
 #include "peng/launch/commands/data_command.h"
-#include "peng/launch/model_setup.h"
 #include "peng/launch/commands/report_command.h"
+#include "peng/launch/config.h"
+#include "peng/launch/model_setup.h"
 #include "peng/launch/trainer.h"
 #include "peng/parallel/pipeline/schedule_registry.h"
 
@@ -40,11 +40,10 @@ struct ConfigOptions {
 
   // Defaults, then the file, then the flags, then --set in the order given.
   proto::TrainConfig build() const {
-    proto::TrainConfig c = default_train_config();
-    if (!config_file.empty()) merge_config_file(config_file, c);
-    for (const auto& [field, value] : flag_values) set_config_field(field + "=" + value, c);
-    for (const std::string& s : sets) set_config_field(s, c);
-    return c;
+    std::vector<std::string> assignments;
+    for (const auto& [field, value] : flag_values) assignments.push_back(field + "=" + value);
+    assignments.insert(assignments.end(), sets.begin(), sets.end());
+    return build_train_config(config_file, assignments);
   }
 };
 

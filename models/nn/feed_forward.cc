@@ -29,7 +29,8 @@ std::unique_ptr<FeedForward> make_feed_forward(ParameterSet& params, const std::
   if (it == registry().end()) {
     std::string known;
     for (const auto& [name, build] : registry()) known += (known.empty() ? "" : ", ") + name;
-    throw InputError("model.ffn_layer: no feed-forward layer '" + config.ffn_layer +
+    throw InputError("the model's ffn_layer (family " + config.family +
+                     "): no feed-forward layer '" + config.ffn_layer +
                      "' is registered (registered: " + (known.empty() ? "none" : known) + ")");
   }
   return it->second(params, prefix, config, tp);

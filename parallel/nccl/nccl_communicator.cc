@@ -150,7 +150,7 @@ struct State : std::enable_shared_from_this<State> {
   // The same members over MPI, never used for traffic: each collective is noted there, and
   // on a timeout the watchdog asks the members how far they got (mpi/watchdog.h).
   std::unique_ptr<MpiCommunicator> shadow;
-  std::string abort_reason;        // set once the NCCL communicator was aborted
+  std::string abort_reason;  // set once the NCCL communicator was aborted
   std::vector<PendingP2p> pending;
   std::shared_ptr<Completion> pending_done;
   Tensor barrier_buf;                             // f32[1] on the device, stays zero

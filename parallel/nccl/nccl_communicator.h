@@ -31,12 +31,12 @@
 //   on every member; send/recv: this rank's transfer number). A timed-out collective also
 //   names the members that had not entered it, asked over MPI as the MPI communicator's
 //   watchdog asks (mpi/watchdog.h): each communicator keeps a shadow MPI group of its
-//   members (split alongside it, never used for traffic) where its collectives are noted. Every later operation on this communicator throws too; its
-//   splits are separate NCCL communicators and stay usable. The timeout covers the wait,
-//   not the enqueue: the communicator is blocking (not NCCL's non-blocking mode), so set-up
-//   that NCCL does on the host inside a call (ncclCommInitRank, ncclCommSplit, and the lazy
-//   connection to a peer on first use, NCCL >= 2.22; NCCL_RUNTIME_CONNECT=0 connects at
-//   init instead) waits for the peers without a deadline.
+//   members (split alongside it, never used for traffic) where its collectives are noted. Every
+//   later operation on this communicator throws too; its splits are separate NCCL communicators and
+//   stay usable. The timeout covers the wait, not the enqueue: the communicator is blocking (not
+//   NCCL's non-blocking mode), so set-up that NCCL does on the host inside a call
+//   (ncclCommInitRank, ncclCommSplit, and the lazy connection to a peer on first use, NCCL >= 2.22;
+//   NCCL_RUNTIME_CONNECT=0 connects at init instead) waits for the peers without a deadline.
 // - Ownership. The communicator owns its NCCL communicator, comm stream and events. Works
 //   share that state, so a Work may outlive the communicator; a Work holds its tensors
 //   until wait() returns. A Work destroyed without wait() still orders the compute stream

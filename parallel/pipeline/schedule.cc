@@ -315,14 +315,6 @@ std::string simulate(const Schedule& schedule, int pp, const CheckOptions& optio
 
 }  // namespace
 
-ScheduleKind parse_schedule_kind(const std::string& name) {
-  if (name == "gpipe") return ScheduleKind::kGPipe;
-  if (name == "1f1b") return ScheduleKind::k1F1B;
-  if (name == "interleaved") return ScheduleKind::kInterleaved1F1B;
-  throw InputError("parallel.pp_schedule: unknown schedule '" + name +
-                   "' (valid: gpipe, 1f1b, interleaved)");
-}
-
 const char* schedule_kind_name(ScheduleKind kind) {
   switch (kind) {
     case ScheduleKind::kGPipe:

@@ -75,10 +75,8 @@ namespace peng {
 
 enum class ScheduleKind { kGPipe, k1F1B, kInterleaved1F1B };
 
-// "gpipe", "1f1b", "interleaved"; anything else is an InputError naming the value and the
-// valid ones.
-ScheduleKind parse_schedule_kind(const std::string& name);
-// The inverse of parse_schedule_kind.
+// "gpipe", "1f1b", "interleaved": the built-in schedules' names in the registry
+// (parallel/pipeline/schedule_registry.h, which looks names up).
 const char* schedule_kind_name(ScheduleKind kind);
 
 struct Action {

@@ -50,6 +50,19 @@ void check_shape(const ScheduleSpec& spec, int pp, int v, int m) {
   if (spec.check) spec.check(pp, v, m);
 }
 
+// ScheduleSpec::forwards_first holds: on every rank, no backward before its last forward.
+void check_forwards_first(const Schedule& s, const std::string& name) {
+  for (size_t r = 0; r < s.size(); ++r) {
+    bool backward = false;
+    for (const Action& a : s[r]) {
+      backward = backward || a.op == Action::kBackward;
+      PENG_INPUT_CHECK(!(backward && a.op == Action::kForward), "pipeline schedule '", name,
+                       "' is registered as forwards_first, but rank ", r, " runs ",
+                       describe_action(a), " after a backward");
+    }
+  }
+}
+
 }  // namespace
 
 void register_schedule(ScheduleSpec spec) {
@@ -84,6 +97,7 @@ Schedule build_schedule(const std::string& name, int pp, int v, int m) {
   const ScheduleCheck check = check_schedule(s, pp, v, m);
   PENG_INPUT_CHECK(check.ok, "pipeline schedule '", name, "' (pp ", pp, ", virtual stages ", v,
                    ", ", m, " micro-batches) is not a valid schedule: ", check.error);
+  if (spec.forwards_first) check_forwards_first(s, name);
   return s;
 }
 

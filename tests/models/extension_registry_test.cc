@@ -37,18 +37,23 @@ TEST(CustomOp, RegisteredPerDeviceTypeAndCalled) {
       << missing;
 }
 
-// The built-in MLP under another name: a model that selects it trains the same.
+// The built-in MLP under another name: built once per layer of a model that selects it.
 TEST(FeedForwardRegistry, SelectedByConfigAndRefusedWhenUnknown) {
-  register_feed_forward(
-      "test_mlp", [](ParameterSet& params, const std::string& prefix, const DecoderConfig& c,
-                     const TpGroup& tp) { return std::make_unique<Mlp>(params, prefix, c, tp); });
+  static int built = 0;
+  register_feed_forward("test_mlp", [](ParameterSet& params, const std::string& prefix,
+                                       const DecoderConfig& c, const TpGroup& tp) {
+    ++built;
+    return std::make_unique<Mlp>(params, prefix, c, tp);
+  });
   DecoderConfig c = model_family("llama").custom();
-  c.n_layer = 1, c.n_head = 2, c.n_embd = 16, c.ffn_hidden = 24, c.vocab_size = 64;
+  c.n_layer = 2, c.n_head = 2, c.n_embd = 16, c.ffn_hidden = 24, c.vocab_size = 64;
   c.max_seq_len = 8;
   model_family("llama").complete(c);
   const std::vector<Parameter> builtin = parameter_table(c);
+  EXPECT_EQ(built, 0);
   c.ffn_layer = "test_mlp";
   const std::vector<Parameter> ours = parameter_table(c);
+  EXPECT_EQ(built, 2);  // one per layer
   ASSERT_EQ(ours.size(), builtin.size());
   for (size_t i = 0; i < ours.size(); ++i) EXPECT_EQ(ours[i].name, builtin[i].name);
   c.ffn_layer = "test_none";

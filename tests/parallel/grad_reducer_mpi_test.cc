@@ -52,7 +52,8 @@ TEST(GradReducer, BucketsTileTheBufferFromTheEnd) {
   Communicator& world = mpi_world();
   ParameterSet ps;
   add_params(ps);
-  GradReducer red(ps, world, cpu_backend(), {.bucket_bytes = 400 * 4, .mode = Mode::kReduceScatter});
+  GradReducer red(ps, world, cpu_backend(),
+                  {.bucket_bytes = 400 * 4, .mode = Mode::kReduceScatter});
   EXPECT_EQ(red.issue(), Issue::kThread) << "MPI is not stream-ordered";
   const auto& b = red.buckets();
   const int64_t n = world.size();

@@ -254,20 +254,6 @@ TEST(PipelineSchedule, ValidateNamesTheNumbers) {
   EXPECT_THROW(make_schedule(g, 2, 2, 3), InputError);
 }
 
-TEST(PipelineSchedule, ParseKind) {
-  EXPECT_EQ(parse_schedule_kind("gpipe"), ScheduleKind::kGPipe);
-  EXPECT_EQ(parse_schedule_kind("1f1b"), ScheduleKind::k1F1B);
-  EXPECT_EQ(parse_schedule_kind("interleaved"), ScheduleKind::kInterleaved1F1B);
-  try {
-    parse_schedule_kind("zb-h1");
-    FAIL() << "no error";
-  } catch (const InputError& e) {
-    EXPECT_STREQ(e.what(),
-                 "parallel.pp_schedule: unknown schedule 'zb-h1' (valid: gpipe, 1f1b, "
-                 "interleaved)");
-  }
-}
-
 TEST(PipelineSchedule, BubbleMatchesTheFormula) {
   // Unit forward, backward 1 or 2 units: GPipe and 1F1B idle (p-1)/(m+p-1) of the rank-time
   // under every send mode.

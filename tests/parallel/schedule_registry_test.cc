@@ -57,6 +57,19 @@ TEST(ScheduleRegistry, OwnScheduleIsBuiltAndChecked) {
       std::string::npos);
 }
 
+TEST(ScheduleRegistry, ForwardsFirstIsVerified) {
+  register_schedule(
+      {.name = "test-1f1b-as-gpipe",
+       .forwards_first = true,  // wrong: 1F1B interleaves them
+       .build = [](int pp, int v, int m) { return make_schedule(ScheduleKind::k1F1B, pp, v, m); }});
+  const std::string e = input_error_of([] { build_schedule("test-1f1b-as-gpipe", 2, 1, 4); });
+  EXPECT_NE(
+      e.find(
+          "registered as forwards_first, but rank 0 runs forward micro 2 chunk 0 after a backward"),
+      std::string::npos)
+      << e;
+}
+
 TEST(ScheduleRegistry, InvalidScheduleIsRefusedNamingTheViolation) {
   // Rank 1 runs micro-batch 1's backward before its forward.
   register_schedule(

@@ -24,8 +24,8 @@ std::vector<std::string> long_job(const fs::path& dir, const std::string& timeou
   return mpi_peng_argv(
       3, joined({"train", "--init-from", ref.string(), "--data", (ref / "tokens.bin").string(),
                  "--batch-size", "6", "--seq-len", "16", "--steps", "10000000", "--lr", "1e-4",
-                 "--metrics-jsonl", (dir / "m.jsonl").string(), "--quiet",
-                 "--collective-timeout", timeout_s},
+                 "--metrics-jsonl", (dir / "m.jsonl").string(), "--quiet", "--collective-timeout",
+                 timeout_s},
                 extra));
 }
 
