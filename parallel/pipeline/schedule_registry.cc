@@ -39,6 +39,7 @@ std::string known_names() {
   return known;
 }
 
+// The rules of every schedule (the schedule's own, ScheduleSpec::check, come after).
 void check_shape(const ScheduleSpec& spec, int pp, int v, int m) {
   PENG_INPUT_CHECK(pp >= 1, "parallel.pp must be >= 1, got ", pp);
   PENG_INPUT_CHECK(v >= 1, "parallel.virtual_stages must be >= 1, got ", v);
@@ -47,7 +48,6 @@ void check_shape(const ScheduleSpec& spec, int pp, int v, int m) {
       v == 1 || spec.chunked, "parallel.virtual_stages (", v,
       ") > 1 needs parallel.pp_schedule interleaved (or another chunked schedule), got ",
       spec.name);
-  if (spec.check) spec.check(pp, v, m);
 }
 
 // ScheduleSpec::forwards_first holds: on every rank, no backward before its last forward.
@@ -93,6 +93,7 @@ std::vector<std::string> schedule_names() {
 Schedule build_schedule(const std::string& name, int pp, int v, int m) {
   const ScheduleSpec& spec = schedule_spec(name);
   check_shape(spec, pp, v, m);
+  if (spec.check) spec.check(pp, v, m);
   Schedule s = spec.build(pp, v, m);
   const ScheduleCheck check = check_schedule(s, pp, v, m);
   PENG_INPUT_CHECK(check.ok, "pipeline schedule '", name, "' (pp ", pp, ", virtual stages ", v,
@@ -102,9 +103,11 @@ Schedule build_schedule(const std::string& name, int pp, int v, int m) {
 }
 
 void validate_pipeline(const std::string& name, int n_layer, int pp, int v, int m) {
-  check_shape(schedule_spec(name), pp, v, m);
+  const ScheduleSpec& spec = schedule_spec(name);
+  check_shape(spec, pp, v, m);
   PENG_INPUT_CHECK(n_layer % (pp * v) == 0, "model.n_layer (", n_layer,
                    ") is not divisible by pp x virtual stages (", pp, " x ", v, ")");
+  if (spec.check) spec.check(pp, v, m);
 }
 
 }  // namespace peng
