@@ -45,6 +45,58 @@ std::string dump(const json& record) {
   return record.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// How a record is sealed.
+enum class Seal { kNone, kHmac, kEd25519, kMixed };
+
+Seal seal_of(const json& record) {
+  const bool hmac = record.contains("hmac"), sig = record.contains("sig");
+  return hmac && sig ? Seal::kMixed : hmac ? Seal::kHmac : sig ? Seal::kEd25519 : Seal::kNone;
+}
+
+const char* seal_name(Seal s) {
+  switch (s) {
+    case Seal::kNone:
+      return "unsigned";
+    case Seal::kHmac:
+      return "HMAC-signed";
+    case Seal::kEd25519:
+      return "Ed25519-signed";
+    case Seal::kMixed:
+      return "both HMAC- and Ed25519-signed";
+  }
+  return "?";
+}
+
+const char* seal_hint(Seal theirs) {
+  switch (theirs) {
+    case Seal::kHmac:
+      return "pass its --ledger-key";
+    case Seal::kEd25519:
+      return "pass its --ledger-signing-key";
+    default:
+      return "start a new ledger for signed records";
+  }
+}
+
+// "" when `record`'s Ed25519 signature is `key`'s over the record without "sig".
+std::string check_signature(const json& record, const PublicKey& key) {
+  const auto id = record.find("key_id");
+  const auto sig = record.find("sig");
+  if (sig == record.end() || !sig->is_string() || id == record.end() || !id->is_string()) {
+    return "record has no Ed25519 key_id and sig but a public key was given";
+  }
+  if (id->get<std::string>() != key.key_id()) {
+    return detail::concat("signed by another key (key_id ", id->get<std::string>(),
+                          ", the public key's is ", key.key_id(), ")");
+  }
+  json body = record;
+  body.erase("sig");
+  if (!key.verify(dump(body), sig->get<std::string>())) {
+    return "Ed25519 signature does not match (edited record)";
+  }
+  return "";
+}
+
 void pread_all(int fd, char* buf, size_t n, off_t offset, const std::filesystem::path& path) {
   while (n > 0) {
     ssize_t r = ::pread(fd, buf, n, offset);
@@ -165,20 +217,22 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view bytes) {
   return to_hex(md, n);
 }
 
-LedgerWriter::LedgerWriter(std::filesystem::path path, std::string key)
-    : path_(std::move(path)), key_(std::move(key)) {
+LedgerWriter::LedgerWriter(std::filesystem::path path, std::string key,
+                           std::shared_ptr<const SigningKey> signer)
+    : path_(std::move(path)), key_(std::move(key)), signer_(std::move(signer)) {
+  PENG_INPUT_CHECK(key_.empty() || !signer_, "ledger ", path_.string(),
+                   ": an HMAC key and an Ed25519 signing key never seal one ledger together");
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd_ < 0) throw os_error(path_, "opening", errno);
   try {
     FileLock lock(fd_, path_);
-    // Records with and without HMACs in one ledger would make it unverifiable either way.
+    // Records sealed in different ways in one ledger would make it unverifiable either way.
     if (const std::optional<Tail> tail = read_tail(fd_, path_)) {
-      const bool signed_tail = json::parse(tail->line).contains("hmac");
-      PENG_INPUT_CHECK(signed_tail || key_.empty(), "ledger ", path_.string(),
-                       ": its records carry no HMAC, so records signed with --ledger-key "
-                       "cannot join it; start a new ledger for signed records");
-      PENG_INPUT_CHECK(!signed_tail || !key_.empty(), "ledger ", path_.string(),
-                       ": its records are signed with an HMAC key; pass --ledger-key");
+      const Seal theirs = seal_of(json::parse(tail->line));
+      const Seal ours = signer_ ? Seal::kEd25519 : key_.empty() ? Seal::kNone : Seal::kHmac;
+      PENG_INPUT_CHECK(theirs == ours, "ledger ", path_.string(), ": its records are ",
+                       seal_name(theirs), ", this job's would be ", seal_name(ours),
+                       "; the kinds never mix: ", seal_hint(theirs));
     }
   } catch (...) {
     ::close(fd_);
@@ -192,11 +246,15 @@ std::string LedgerWriter::append(json record) {
   PENG_CHECK(record.is_object(), "ledger ", path_.string(), ": a record must be a JSON object");
   FileLock lock(fd_, path_);
   std::optional<Tail> tail = read_tail(fd_, path_);
-  record.erase("hmac");
+  for (const char* seal : {"hmac", "key_id", "sig"}) record.erase(seal);
   record["v"] = 1;
   record["seq"] = tail ? tail->seq + 1 : 0;
   record["prev"] = tail ? sha256_hex(tail->line) : kZeroHash;
   if (!key_.empty()) record["hmac"] = hmac_sha256_hex(key_, dump(record));
+  if (signer_) {
+    record["key_id"] = signer_->key_id();
+    record["sig"] = signer_->sign_hex(dump(record));
+  }
   const std::string line = dump(record);
   const std::string bytes = line + '\n';
 
@@ -240,7 +298,7 @@ std::string read_key_file(const std::filesystem::path& path) {
 }
 
 VerifyResult verify(const std::filesystem::path& path, const std::string& key,
-                    std::vector<json>* records) {
+                    std::vector<json>* records, const PublicKey* public_key) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw os_error(path, "opening", errno);
   const int lock_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -253,6 +311,8 @@ VerifyResult verify(const std::filesystem::path& path, const std::string& key,
   VerifyResult result;
   result.head = kZeroHash;
   result.hmac_checked = !key.empty();
+  if (public_key) result.key_id = public_key->key_id();
+  std::optional<Seal> ledger_seal;  // record 0's
   std::string line;
   for (int64_t i = 0; std::getline(in, line); ++i) {
     auto bad = [&](std::string error) {
@@ -285,6 +345,11 @@ VerifyResult verify(const std::filesystem::path& path, const std::string& key,
                         : detail::concat("prev does not match the hash of line ", i,
                                          " (edited, deleted, inserted or reordered record)"));
     }
+    if (public_key) {
+      if (const std::string error = check_signature(record, *public_key); !error.empty()) {
+        return bad(error);
+      }
+    }
     if (!key.empty()) {
       auto hmac = record.find("hmac");
       if (hmac == record.end() || !hmac->is_string()) {
@@ -299,6 +364,13 @@ VerifyResult verify(const std::filesystem::path& path, const std::string& key,
         return bad("hmac does not match (edited record or wrong key)");
       }
     }
+    const Seal seal = seal_of(record);
+    if (seal == Seal::kMixed) return bad("record carries both an hmac and an Ed25519 sig");
+    if (!ledger_seal) ledger_seal = seal;
+    if (seal != *ledger_seal) {
+      return bad(detail::concat("record is ", seal_name(seal), " but the ledger's first record ",
+                                seal_name(*ledger_seal), " (the kinds never mix)"));
+    }
     result.head = sha256_hex(line);
     result.records = i + 1;
     if (records) records->push_back(std::move(record));
@@ -307,9 +379,10 @@ VerifyResult verify(const std::filesystem::path& path, const std::string& key,
   return result;
 }
 
-std::vector<json> read_verified(const std::filesystem::path& path, const std::string& key) {
+std::vector<json> read_verified(const std::filesystem::path& path, const std::string& key,
+                                const PublicKey* public_key) {
   std::vector<json> records;
-  const VerifyResult result = verify(path, key, &records);
+  const VerifyResult result = verify(path, key, &records, public_key);
   PENG_INPUT_CHECK(result.ok, "ledger ", path.string(), ": record ", result.first_bad, " (line ",
                    result.first_bad + 1, "): ", result.error);
   return records;

@@ -9,6 +9,10 @@
 //                             64 zeros for the first record
 //   "hmac": hex               optional: HMAC-SHA-256 under the ledger key of the canonical
 //                             dump of the record without "hmac"
+//   "key_id", "sig": hex      optional, instead of "hmac": the Ed25519 signing key's id and
+//                             signature of the canonical dump without "sig"
+//                             (accounting/signing.h); a ledger's records are all unsigned,
+//                             all HMAC'd or all Ed25519-signed: the kinds never mix
 //   "kind": "interval"|"end"  one per interval while the job runs, one at its end
 //   "job", "job_record"       job id (slurm-<id>[.<step>], ompi-<jobid>-<start>,
 //                             peng-<start>-<pid>), record index in the job
@@ -35,19 +39,23 @@
 //   "power_w" (mean power of the job's devices summed, null when no meter)
 //
 // Tamper evidence: editing, deleting, reordering or inserting a line breaks the chain at
-// that point; recomputing the chain after an edit needs the key when records carry HMACs.
+// that point; recomputing the chain after an edit needs the key when records carry HMACs or
+// the private key when they carry Ed25519 signatures (checked by anyone with the public key).
 // Deleting records at the end leaves a valid shorter chain: compare `head` (the hash of
 // the last line, printed by `peng report --verify`) with a copy kept elsewhere.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "peng/accounting/signing.h"
 
 namespace peng::ledger {
 
@@ -57,19 +65,24 @@ namespace peng::ledger {
 // process opens its own writer: a writer copied by fork() would share its lock.
 class LedgerWriter {
  public:
-  // Opens (creates) `path`; `key` empty: records carry no HMAC. Throws peng::InputError /
-  // IoError when the file cannot be opened or its last line is not a complete record.
-  LedgerWriter(std::filesystem::path path, std::string key);
+  // Opens (creates) `path`; `key` empty: records carry no HMAC; `signer`: records carry its
+  // Ed25519 signature (not with a key). Throws peng::InputError / IoError when the file
+  // cannot be opened, its last line is not a complete record, or its records are sealed
+  // another way (unsigned, HMAC, Ed25519: the kinds never mix in one ledger).
+  LedgerWriter(std::filesystem::path path, std::string key,
+               std::shared_ptr<const SigningKey> signer = nullptr);
   ~LedgerWriter();
   LedgerWriter(const LedgerWriter&) = delete;
   LedgerWriter& operator=(const LedgerWriter&) = delete;
 
-  // Adds "v", "seq", "prev" (and "hmac") to `record` and appends it; returns the line.
+  // Adds "v", "seq", "prev" (and "hmac", or "key_id" and "sig") to `record` and appends it;
+  // returns the line.
   std::string append(nlohmann::json record);
 
  private:
   std::filesystem::path path_;
   std::string key_;
+  std::shared_ptr<const SigningKey> signer_;
   int fd_ = -1;
 };
 
@@ -83,21 +96,25 @@ struct VerifyResult {
   int64_t first_bad = -1;     // 0-based line of the first bad record (-1 when ok)
   std::string error;          // what is wrong with it ("hmac does not match (...)", ...)
   bool hmac_checked = false;  // a key was given
+  std::string key_id;         // the public key whose signatures were checked ("" = none)
 };
 
 // Checks every line, stopping at the first bad one: JSON object, canonical form, "v",
 // "seq" = line index, "prev" chain, a final '\n' (a torn last line is bad), and with a
 // non-empty `key` the HMAC (a record without one is bad). Without a key only the chain is
-// checked, which whoever can write the file can recompute after an edit. An empty file is
+// checked, which whoever can write the file can recompute after an edit. With `public_key`,
+// every record's Ed25519 signature under it ("signed by another key" when its key_id
+// differs). Records sealed in different ways are bad whatever is given. An empty file is
 // an intact ledger of 0 records. With `records`, the good records are appended to it (the
 // same pass). Throws peng::IoError when the file cannot be read.
 VerifyResult verify(const std::filesystem::path& path, const std::string& key,
-                    std::vector<nlohmann::json>* records = nullptr);
+                    std::vector<nlohmann::json>* records = nullptr,
+                    const PublicKey* public_key = nullptr);
 
 // The records of a ledger, in file order; throws peng::InputError naming the file and the
 // line when the ledger does not verify (use verify() to inspect without throwing).
-std::vector<nlohmann::json> read_verified(const std::filesystem::path& path,
-                                          const std::string& key);
+std::vector<nlohmann::json> read_verified(const std::filesystem::path& path, const std::string& key,
+                                          const PublicKey* public_key = nullptr);
 
 // Hex SHA-256 / HMAC-SHA-256 (OpenSSL).
 std::string sha256_hex(std::string_view bytes);

@@ -382,7 +382,8 @@ json to_json(const Report& r) {
     out["ledgers"].push_back({{"path", l.path},
                               {"records", l.records},
                               {"head", l.head},
-                              {"hmac_checked", l.hmac_checked}});
+                              {"hmac_checked", l.hmac_checked},
+                              {"signatures_key_id", l.key_id}});
   }
   out["records_in_window"] = r.records_in_window;
   for (const std::string& g : group_names()) {

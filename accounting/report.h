@@ -64,6 +64,7 @@ struct Ledger {
   int64_t records = 0;
   std::string head;  // SHA-256 of the last line
   bool hmac_checked = false;
+  std::string key_id;  // the Ed25519 public key whose signatures were checked ("" = none)
   std::vector<nlohmann::json> lines;
 };
 
@@ -123,7 +124,7 @@ Report build_report(std::vector<Ledger> ledgers, const Options& options);
 std::string to_csv(const Report& r);
 
 // {"window": {"from", "to" (ISO or null), "project" (or null), "period"},
-//  "ledgers": [{"path", "records", "head", "hmac_checked"}],
+//  "ledgers": [{"path", "records", "head", "hmac_checked", "signatures_key_id"}],
 //  "records_in_window": n,
 //  "groups": {"job": [row...], "user": [...], "device": [...], "period": [...]},
 //  "total": row,

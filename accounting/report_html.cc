@@ -315,8 +315,10 @@ std::string ledgers_section(const Report& r) {
   for (const Ledger& l : r.ledgers) {
     out += "<tr><td>" + escape(l.path) + "</td><td class=\"num\">" + std::to_string(l.records) +
            "</td><td><code>" + escape(l.head) + "</code></td><td><span class=\"ok\">ok</span> " +
-           (l.hmac_checked ? "hash chain and HMACs checked"
-                           : "hash chain checked (no key: HMACs not checked)") +
+           (!l.key_id.empty()
+                ? "hash chain and Ed25519 signatures (key " + escape(l.key_id) + ") checked"
+            : l.hmac_checked ? std::string("hash chain and HMACs checked")
+                             : std::string("hash chain checked (no key: signatures not checked)")) +
            "</td></tr>\n";
   }
   return out + "</tbody></table>\n";

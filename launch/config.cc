@@ -259,6 +259,8 @@ const std::vector<ConfigFlag>& config_flags() {
        "Prometheus textfile (node_exporter), rewritten atomically", false},
       {"--ledger", "telemetry.ledger", "usage ledger to append this job's records to", false},
       {"--ledger-key", "telemetry.ledger_key", "file with the ledger's HMAC-SHA-256 key", false},
+      {"--ledger-signing-key", "telemetry.ledger_signing_key",
+       "Ed25519 private key (peng keygen) signing the ledger records", false},
       {"--ledger-every", "telemetry.ledger_every_s", "seconds between ledger interval records",
        false},
       {"--project", "telemetry.project", "project name for the ledger", false},
@@ -387,6 +389,11 @@ void validate_train_config(const proto::TrainConfig& c) {
                    m.export_every());
   PENG_INPUT_CHECK(m.ledger_key().empty() || !m.ledger().empty(),
                    "telemetry.ledger_key needs telemetry.ledger (--ledger FILE)");
+  PENG_INPUT_CHECK(m.ledger_signing_key().empty() || !m.ledger().empty(),
+                   "telemetry.ledger_signing_key needs telemetry.ledger (--ledger FILE)");
+  PENG_INPUT_CHECK(m.ledger_key().empty() || m.ledger_signing_key().empty(),
+                   "telemetry.ledger_key (HMAC) and telemetry.ledger_signing_key (Ed25519) "
+                   "never sign one ledger together: give one");
 }
 
 std::string config_to_text(const proto::TrainConfig& config) {

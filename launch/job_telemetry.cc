@@ -132,10 +132,15 @@ JobTelemetry::JobTelemetry(const proto::TrainConfig& config, const LaunchEnv& en
     if (!tc.ledger().empty()) {
       const std::string key =
           tc.ledger_key().empty() ? std::string() : ledger::read_key_file(tc.ledger_key());
+      std::shared_ptr<const ledger::SigningKey> signer;
+      if (!tc.ledger_signing_key().empty()) {
+        signer = std::make_shared<const ledger::SigningKey>(
+            ledger::SigningKey::load(tc.ledger_signing_key()));
+      }
       if (std::filesystem::exists(tc.ledger())) {
         ledger_records_ = ledger::read_verified(tc.ledger(), key);  // refuse a tampered one
       }
-      ledger_ = std::make_unique<ledger::LedgerWriter>(tc.ledger(), key);
+      ledger_ = std::make_unique<ledger::LedgerWriter>(tc.ledger(), key, signer);
     }
     job_id_ = job_id_from_env(job_start_utc_);
     config_hash_ = ledger::sha256_hex(config_to_text(config));

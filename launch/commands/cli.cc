@@ -82,6 +82,7 @@ int run_cli(int argc, char** argv) {
   add_data_command(app);
   add_ckpt_command(app);
   add_report_command(app);
+  add_keygen_command(app);
 
   // `peng schedule`: a pipeline schedule printed and checked before anyone runs it.
   std::string sched_kind = "1f1b";

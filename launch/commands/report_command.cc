@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 
@@ -13,11 +14,13 @@
 
 namespace peng {
 
-report::Ledger load_ledger(const std::string& path, const std::string& key, bool read_records) {
+report::Ledger load_ledger(const std::string& path, const std::string& key, bool read_records,
+                           const ledger::PublicKey* public_key) {
   PENG_INPUT_CHECK(std::filesystem::is_regular_file(path), path, ": no such ledger file");
   report::Ledger l;
   // One pass: the records read are exactly the ones verified (and `head` covers them).
-  const ledger::VerifyResult v = ledger::verify(path, key, read_records ? &l.lines : nullptr);
+  const ledger::VerifyResult v =
+      ledger::verify(path, key, read_records ? &l.lines : nullptr, public_key);
   if (!v.ok && v.first_bad >= 0) {
     throw InputError(
         detail::concat(path, ": record ", v.first_bad, " (line ", v.first_bad + 1, "): ", v.error));
@@ -27,12 +30,14 @@ report::Ledger load_ledger(const std::string& path, const std::string& key, bool
   l.records = v.records;
   l.head = v.head;
   l.hmac_checked = v.hmac_checked;
+  l.key_id = v.key_id;
   return l;
 }
 
 std::string verify_line(const report::Ledger& l) {
   return l.path + ": ok, " + std::to_string(l.records) + " record" + (l.records == 1 ? "" : "s") +
-         ", head " + l.head + (l.hmac_checked ? ", HMACs checked" : "");
+         ", head " + l.head + (l.hmac_checked ? ", HMACs checked" : "") +
+         (l.key_id.empty() ? "" : ", Ed25519 signatures checked (key " + l.key_id + ")");
 }
 
 void run_report_command(const ReportCommandOptions& o) {
@@ -44,17 +49,23 @@ void run_report_command(const ReportCommandOptions& o) {
   opts.project = o.project;
   opts.period = report::parse_period(o.period);
   const std::string key = o.ledger_key.empty() ? "" : ledger::read_key_file(o.ledger_key);
+  PENG_INPUT_CHECK(key.empty() || o.public_key.empty(),
+                   "--ledger-key (HMAC) and --public-key (Ed25519) never check one ledger "
+                   "together: give the one its records were signed with");
+  std::optional<ledger::PublicKey> public_key;
+  if (!o.public_key.empty()) public_key = ledger::PublicKey::load(o.public_key);
+  const ledger::PublicKey* pub = public_key ? &*public_key : nullptr;
 
   if (o.verify) {
     for (const std::string& path : o.ledgers) {
-      std::printf("%s\n", verify_line(load_ledger(path, key, false)).c_str());
+      std::printf("%s\n", verify_line(load_ledger(path, key, false, pub)).c_str());
       std::fflush(stdout);
     }
     return;
   }
   std::vector<report::Ledger> ledgers;
   for (const std::string& path : o.ledgers) {
-    ledgers.push_back(load_ledger(path, key, true));
+    ledgers.push_back(load_ledger(path, key, true, pub));
     // The same ledger twice (or a copy of it) would count every job twice.
     for (size_t i = 0; i + 1 < ledgers.size(); ++i) {
       const bool same = std::filesystem::equivalent(ledgers[i].path, path) ||
@@ -88,7 +99,23 @@ void add_report_command(CLI::App& app) {
   cmd->add_flag("--verify", o->verify,
                 "only verify the ledgers and print their record counts and head hashes");
   cmd->add_option("--ledger-key", o->ledger_key, "key file: check every record's HMAC");
+  cmd->add_option("--public-key", o->public_key,
+                  "Ed25519 public key (PEM): check every record's signature");
   cmd->callback([o] { run_report_command(*o); });
+}
+
+void add_keygen_command(CLI::App& app) {
+  auto prefix = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand(
+      "keygen",
+      "write an Ed25519 key pair for signed ledgers: PREFIX.pem (private, 0600) and "
+      "PREFIX.pub.pem (give it to whoever verifies)");
+  cmd->add_option("--out", *prefix, "path prefix of the two files")->required();
+  cmd->callback([prefix] {
+    const std::string id = ledger::write_key_pair(*prefix);
+    std::printf("wrote %s.pem (private key, mode 0600) and %s.pub.pem (public key), key id %s\n",
+                prefix->c_str(), prefix->c_str(), id.c_str());
+  });
 }
 
 }  // namespace peng

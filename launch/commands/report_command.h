@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "peng/accounting/report.h"
+#include "peng/accounting/signing.h"
 
 namespace CLI {
 class App;
@@ -35,11 +36,17 @@ struct ReportCommandOptions {
   std::string csv, json, html;         // outputs; empty: not written
   bool verify = false;                 // only verify and print the ledgers' heads
   std::string ledger_key;              // key file; empty: HMACs not checked
+  std::string public_key;              // Ed25519 public key; empty: signatures not checked
 };
 
-// Verifies the ledger at `path` (HMACs too when `key` is not empty) and, with
-// `read_records`, reads its records (those that were verified). Throws as described above.
-report::Ledger load_ledger(const std::string& path, const std::string& key, bool read_records);
+// Verifies the ledger at `path` (HMACs too when `key` is not empty, Ed25519 signatures with
+// `public_key`) and, with `read_records`, reads its records (those that were verified).
+// Throws as described above.
+report::Ledger load_ledger(const std::string& path, const std::string& key, bool read_records,
+                           const ledger::PublicKey* public_key = nullptr);
+
+// `peng keygen --out PREFIX`: an Ed25519 key pair for signed ledgers.
+void add_keygen_command(CLI::App& app);
 
 // The --verify line of a verified ledger (without the line end).
 std::string verify_line(const report::Ledger& ledger);

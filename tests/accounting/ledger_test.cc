@@ -379,11 +379,16 @@ TEST(Ledger, WriterRefusesToMixSignedAndUnsignedRecords) {
   const std::filesystem::path signed_path = dir / "signed.jsonl";
   write_ledger(signed_path, kKey, 2);
   const std::string no_key = error_of<InputError>([&] { LedgerWriter writer(signed_path, ""); });
-  EXPECT_NE(no_key.find("signed with an HMAC key; pass --ledger-key"), std::string::npos) << no_key;
+  EXPECT_NE(no_key.find("its records are HMAC-signed, this job's would be unsigned; the kinds "
+                        "never mix: pass its --ledger-key"),
+            std::string::npos)
+      << no_key;
   const std::filesystem::path plain_path = dir / "plain.jsonl";
   write_ledger(plain_path, "", 2);
   const std::string key = error_of<InputError>([&] { LedgerWriter writer(plain_path, kKey); });
-  EXPECT_NE(key.find("carry no HMAC"), std::string::npos) << key;
+  EXPECT_NE(key.find("its records are unsigned, this job's would be HMAC-signed"),
+            std::string::npos)
+      << key;
   EXPECT_EQ(lines_of(signed_path).size(), 2u);
   EXPECT_EQ(lines_of(plain_path).size(), 2u);
   EXPECT_TRUE(verify(signed_path, kKey).ok);

@@ -1,0 +1,175 @@
+#include "peng/accounting/signing.h"
+
+#include <fcntl.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <vector>
+
+#include "peng/accounting/ledger.h"
+#include "peng/core/error.h"
+
+namespace peng::ledger {
+namespace {
+
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
+struct BioFree {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+using Bio = std::unique_ptr<BIO, BioFree>;
+struct CtxFree {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+using Ctx = std::unique_ptr<EVP_MD_CTX, CtxFree>;
+
+std::string read_all(const std::filesystem::path& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  PENG_INPUT_CHECK(bool(in), "cannot read ", what, " ", path.string(), ": ", std::strerror(errno));
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// An Ed25519 key from PEM text, or null.
+Pkey parse_pem(const std::string& pem, bool is_private) {
+  Bio bio(BIO_new_mem_buf(pem.data(), int(pem.size())));
+  PENG_CHECK(bio != nullptr, "OpenSSL: BIO_new_mem_buf failed");
+  Pkey key(is_private ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr)
+                      : PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+  if (key && EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_ED25519) key.reset();
+  return key;
+}
+
+std::string key_id_of(EVP_PKEY* key) {
+  unsigned char raw[32];
+  size_t n = sizeof raw;
+  PENG_CHECK(EVP_PKEY_get_raw_public_key(key, raw, &n) == 1 && n == 32,
+             "OpenSSL: cannot read the Ed25519 public key");
+  return sha256_hex(std::string_view(reinterpret_cast<const char*>(raw), n)).substr(0, 16);
+}
+
+std::string pem_of(EVP_PKEY* key, bool is_private) {
+  Bio bio(BIO_new(BIO_s_mem()));
+  PENG_CHECK(bio != nullptr, "OpenSSL: BIO_new failed");
+  const int ok =
+      is_private ? PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr)
+                 : PEM_write_bio_PUBKEY(bio.get(), key);
+  PENG_CHECK(ok == 1, "OpenSSL: cannot write the key as PEM");
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, size_t(n));
+}
+
+// Creates `path` with `mode` (refusing an existing file) and writes `bytes`.
+void write_new_file(const std::string& path, const std::string& bytes, mode_t mode) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  PENG_INPUT_CHECK(fd >= 0 || errno != EEXIST, path, " exists: not overwriting a key file");
+  if (fd < 0) throw IoError(detail::concat("cannot create ", path, ": ", std::strerror(errno)));
+  const bool ok = ::write(fd, bytes.data(), bytes.size()) == ssize_t(bytes.size()) &&
+                  ::fchmod(fd, mode) == 0 && ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  if (!ok) throw IoError(detail::concat("cannot write ", path, ": ", std::strerror(err)));
+}
+
+std::vector<unsigned char> from_hex(std::string_view hex) {
+  std::vector<unsigned char> out;
+  if (hex.size() % 2 != 0) return {};
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const auto digit = [](char c) {
+      return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    };
+    const int hi = digit(hex[i]), lo = digit(hex[i + 1]);
+    if (hi < 0 || lo < 0) return {};
+    out.push_back(static_cast<unsigned char>(hi * 16 + lo));
+  }
+  return out;
+}
+
+}  // namespace
+
+struct SigningKey::Impl {
+  Pkey key;
+};
+struct PublicKey::Impl {
+  Pkey key;
+};
+
+SigningKey::SigningKey(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)), key_id_(key_id_of(impl_->key.get())) {}
+SigningKey::SigningKey(SigningKey&&) noexcept = default;
+SigningKey& SigningKey::operator=(SigningKey&&) noexcept = default;
+SigningKey::~SigningKey() = default;
+
+SigningKey SigningKey::load(const std::filesystem::path& path) {
+  struct stat st {};
+  PENG_INPUT_CHECK(::stat(path.c_str(), &st) == 0, "cannot read signing key ", path.string(), ": ",
+                   std::strerror(errno));
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+  PENG_INPUT_CHECK((st.st_mode & 077) == 0, "signing key ", path.string(),
+                   " is readable by others (mode ", mode, "): chmod 600 ", path.string());
+  auto impl = std::make_unique<Impl>();
+  impl->key = parse_pem(read_all(path, "signing key"), true);
+  PENG_INPUT_CHECK(impl->key != nullptr, "signing key ", path.string(),
+                   " is not an Ed25519 private key in PEM (peng keygen writes one)");
+  return SigningKey(std::move(impl));
+}
+
+std::string SigningKey::sign_hex(std::string_view bytes) const {
+  Ctx ctx(EVP_MD_CTX_new());
+  unsigned char sig[64];
+  size_t n = sizeof sig;
+  PENG_CHECK(
+      ctx && EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, impl_->key.get()) == 1 &&
+          EVP_DigestSign(ctx.get(), sig, &n, reinterpret_cast<const unsigned char*>(bytes.data()),
+                         bytes.size()) == 1,
+      "OpenSSL Ed25519 signing failed");
+  static const char* const kHex = "0123456789abcdef";
+  std::string hex;
+  for (size_t i = 0; i < n; ++i) hex += {kHex[sig[i] >> 4], kHex[sig[i] & 15]};
+  return hex;
+}
+
+PublicKey::PublicKey(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)), key_id_(key_id_of(impl_->key.get())) {}
+PublicKey::PublicKey(PublicKey&&) noexcept = default;
+PublicKey& PublicKey::operator=(PublicKey&&) noexcept = default;
+PublicKey::~PublicKey() = default;
+
+PublicKey PublicKey::load(const std::filesystem::path& path) {
+  auto impl = std::make_unique<Impl>();
+  impl->key = parse_pem(read_all(path, "public key"), false);
+  PENG_INPUT_CHECK(impl->key != nullptr, "public key ", path.string(),
+                   " is not an Ed25519 public key in PEM (peng keygen writes PREFIX.pub.pem)");
+  return PublicKey(std::move(impl));
+}
+
+bool PublicKey::verify(std::string_view bytes, std::string_view sig_hex) const {
+  const std::vector<unsigned char> sig = from_hex(sig_hex);
+  if (sig.size() != 64) return false;
+  Ctx ctx(EVP_MD_CTX_new());
+  return ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, impl_->key.get()) == 1 &&
+         EVP_DigestVerify(ctx.get(), sig.data(), sig.size(),
+                          reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()) == 1;
+}
+
+std::string write_key_pair(const std::string& prefix) {
+  Pkey key(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
+  PENG_CHECK(key != nullptr, "OpenSSL: Ed25519 key generation failed");
+  const std::string priv = prefix + ".pem", pub = prefix + ".pub.pem";
+  PENG_INPUT_CHECK(!std::filesystem::exists(pub), pub, " exists: not overwriting a key file");
+  write_new_file(priv, pem_of(key.get(), true), 0600);
+  write_new_file(pub, pem_of(key.get(), false), 0644);
+  return key_id_of(key.get());
+}
+
+}  // namespace peng::ledger
