@@ -16,6 +16,7 @@ pkgs=(
   libxxhash-dev                         # XXH3 checksums of checkpoint chunks and manifests
   clang                                 # libFuzzer targets (tests/fuzz) for the file readers
   libssl-dev                            # SHA-256 hash chain and HMAC-SHA-256 of the usage ledger
+  openssl                               # the command line: verifying signed ledgers without peng (docs/VERIFYING.md)
   chromium                              # headless rendering test of the HTML usage report
   doxygen                               # API reference from the public headers (docs/api, checked in CI)
 

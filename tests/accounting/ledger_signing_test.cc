@@ -218,6 +218,34 @@ TEST(LedgerSigningJob, TwoRankJobVerifiedWithThePublicKey) {
       << r.stdout_text;
   seen += r.stdout_text + r.stderr_text;
 
+  // The independent check (scripts/verify_ledger.py: Python's standard library and the openssl
+  // command line, no peng) agrees, and catches a tail cut off against the head it was given.
+  const std::string script = (testing::source_dir() / "scripts/verify_ledger.py").string();
+  const std::string pub = (dir / "site.pub.pem").string();
+  r = testing::run_command({"python3", script, ledger, "--public-key", pub});
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  const std::vector<std::string> lines = lines_of(ledger);
+  const std::string head = sha256_hex(lines.back());
+  EXPECT_EQ(r.stdout_text, detail::concat("ok: ", lines.size(), " records, head ", head, "\n"));
+  write_file(dir / "cut.jsonl", text_of({lines.begin(), lines.end() - 1}));
+  r = testing::run_command({"python3", script, (dir / "cut.jsonl").string(), "--public-key", pub,
+                            "--head", head, "--records", std::to_string(lines.size())});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.stderr_text.find("records were cut off at its tail"), std::string::npos)
+      << r.stderr_text;
+  std::vector<std::string> edited = lines;
+  json last = json::parse(edited.back());
+  last["tokens"] = last["tokens"].get<int64_t>() + 1;
+  edited.back() = last.dump();
+  write_file(dir / "edited.jsonl", text_of(edited));
+  r = testing::run_command(
+      {"python3", script, (dir / "edited.jsonl").string(), "--public-key", pub});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.stderr_text.find(detail::concat("record ", lines.size() - 1, " (line ", lines.size(),
+                                              "): Ed25519 signature does not match")),
+            std::string::npos)
+      << r.stderr_text;
+
   r = testing::run_peng(
       {"report", ledger, "--verify", "--public-key", (dir / "other.pub.pem").string()});
   EXPECT_NE(r.exit_code, 0);

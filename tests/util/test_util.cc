@@ -65,7 +65,6 @@ std::string drain(int fd) {
 }
 }  // namespace
 
-namespace {
 // Runs argv[0] with argv (no shell), capturing stdout and stderr.
 CommandResult run_command(const std::vector<std::string>& args,
                           const std::vector<std::pair<std::string, std::string>>& env) {
@@ -85,7 +84,7 @@ CommandResult run_command(const std::vector<std::string>& args,
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, 0);
     for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
-    execv(bin.c_str(), argv.data());
+    execvp(bin.c_str(), argv.data());
     _exit(127);
   }
   close(out_pipe[1]);
@@ -99,7 +98,6 @@ CommandResult run_command(const std::vector<std::string>& args,
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
 }
-}  // namespace
 
 CommandResult run_peng(const std::vector<std::string>& args,
                        const std::vector<std::pair<std::string, std::string>>& env) {

@@ -40,6 +40,11 @@ struct CommandResult {
   std::string stderr_text;
 };
 
+// Runs argv[0] (a path, or a name looked up in PATH) with argv (no shell), capturing stdout
+// and stderr; `env` adds NAME=VALUE pairs to the child's environment.
+CommandResult run_command(const std::vector<std::string>& args,
+                          const std::vector<std::pair<std::string, std::string>>& env = {});
+
 // Runs `peng` with the given arguments (no shell), capturing stdout and stderr; `env`
 // adds NAME=VALUE pairs to the child's environment.
 CommandResult run_peng(const std::vector<std::string>& args,

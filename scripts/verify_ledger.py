@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Verifies a peng usage ledger signed with Ed25519, independently of peng: only the Python
+standard library and the `openssl` command line (OpenSSL 3) are used. docs/VERIFYING.md
+walks through what it checks; accounting/ledger.h is the record format.
+
+  verify_ledger.py LEDGER.jsonl --public-key PUB.pem [--head HEX --records N]
+
+For each line, in order:
+  1. it ends with '\\n' and is a JSON object;
+  2. "seq" is the line's index and "prev" the SHA-256 of the previous line's bytes (64 zeros
+     for the first): nothing deleted, inserted or reordered;
+  3. "key_id" is the public key's id (the first 16 hex digits of the SHA-256 of its raw
+     32 bytes) and "sig" an Ed25519 signature, under that key, of the line with its
+     ',"sig":"..."' member cut out (the canonical form the signature covers);
+With --head/--records (from a certificate, or a copy kept elsewhere): the line `--records`
+of the ledger hashes to --head, so records cut off at the tail are detected.
+Prints "ok: N records, head H" and exits 0, or "error: record I (line I+1): what" and exits 1.
+"""
+import argparse, base64, hashlib, json, os, re, subprocess, sys, tempfile
+
+SIG = re.compile(r',"sig":"([0-9a-f]{128})"')
+
+
+def key_id(pub_pem):
+    with open(pub_pem) as f:
+        body = "".join(l.strip() for l in f if not l.startswith("-----"))
+    der = base64.b64decode(body)
+    if len(der) != 44:  # SubjectPublicKeyInfo of an Ed25519 key: 12 bytes of header + 32
+        sys.exit(f"error: {pub_pem} is not an Ed25519 public key")
+    return hashlib.sha256(der[-32:]).hexdigest()[:16]
+
+
+def openssl_verifies(pub_pem, message, signature, tmp):
+    msg, sig = os.path.join(tmp, "msg"), os.path.join(tmp, "sig")
+    with open(msg, "wb") as f:
+        f.write(message)
+    with open(sig, "wb") as f:
+        f.write(signature)
+    r = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", pub_pem, "-rawin",
+                        "-in", msg, "-sigfile", sig], capture_output=True, text=True)
+    return r.returncode == 0 and "Signature Verified Successfully" in r.stdout
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("ledger")
+    p.add_argument("--public-key", required=True)
+    p.add_argument("--head")
+    p.add_argument("--records", type=int)
+    a = p.parse_args()
+    kid = key_id(a.public_key)
+    with open(a.ledger, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    if lines[-1] != b"":
+        n = len(lines) - 1
+        sys.exit(f"error: record {n} (line {n + 1}): the last line has no final newline")
+    lines = lines[:-1]
+    prev, heads = "0" * 64, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, raw in enumerate(lines):
+            def bad(what):
+                sys.exit(f"error: record {i} (line {i + 1}): {what}")
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                bad("not valid JSON")
+            if not isinstance(rec, dict):
+                bad("not a JSON object")
+            if rec.get("seq") != i:
+                bad(f"seq is {rec.get('seq')}, expected {i} (deleted, inserted or reordered record)")
+            if rec.get("prev") != prev:
+                bad("prev does not match the hash of the previous line")
+            if rec.get("key_id") != kid:
+                bad(f"signed by another key (key_id {rec.get('key_id')}, the public key's is {kid})")
+            text = raw.decode("utf-8")
+            m = SIG.search(text)
+            if not m or m.group(1) != rec.get("sig"):
+                bad("no Ed25519 sig member")
+            body = (text[:m.start()] + text[m.end():]).encode("utf-8")
+            if not openssl_verifies(a.public_key, body, bytes.fromhex(m.group(1)), tmp):
+                bad("Ed25519 signature does not match (edited record)")
+            prev = hashlib.sha256(raw).hexdigest()
+            heads.append(prev)
+    if a.records is not None:
+        if a.records > len(heads):
+            sys.exit(f"error: the ledger holds {len(heads)} records, fewer than the {a.records} "
+                     "covered: records were cut off at its tail")
+        if a.records > 0 and heads[a.records - 1] != a.head:
+            sys.exit(f"error: record {a.records - 1} hashes to {heads[a.records - 1]}, not the "
+                     f"head {a.head} given")
+    print(f"ok: {len(heads)} records, head {heads[-1] if heads else '0' * 64}")
+
+
+main()
