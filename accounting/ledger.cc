@@ -233,6 +233,11 @@ LedgerWriter::LedgerWriter(std::filesystem::path path, std::string key,
       PENG_INPUT_CHECK(theirs == ours, "ledger ", path_.string(), ": its records are ",
                        seal_name(theirs), ", this job's would be ", seal_name(ours),
                        "; the kinds never mix: ", seal_hint(theirs));
+      // One ledger, one key: records of two keys would verify under neither.
+      const std::string their_key = json::parse(tail->line).value("key_id", "");
+      PENG_INPUT_CHECK(!signer_ || their_key == signer_->key_id(), "ledger ", path_.string(),
+                       ": its records are signed by key ", their_key, ", this job's key is ",
+                       signer_ ? signer_->key_id() : "", "; start a new ledger for a new key");
     }
   } catch (...) {
     ::close(fd_);

@@ -68,7 +68,8 @@ class LedgerWriter {
   // Opens (creates) `path`; `key` empty: records carry no HMAC; `signer`: records carry its
   // Ed25519 signature (not with a key). Throws peng::InputError / IoError when the file
   // cannot be opened, its last line is not a complete record, or its records are sealed
-  // another way (unsigned, HMAC, Ed25519: the kinds never mix in one ledger).
+  // another way (unsigned, HMAC, Ed25519: the kinds never mix in one ledger) or signed by
+  // another Ed25519 key.
   LedgerWriter(std::filesystem::path path, std::string key,
                std::shared_ptr<const SigningKey> signer = nullptr);
   ~LedgerWriter();

@@ -42,8 +42,10 @@ std::string read_all(const std::filesystem::path& path, const char* what) {
 Pkey parse_pem(const std::string& pem, bool is_private) {
   Bio bio(BIO_new_mem_buf(pem.data(), int(pem.size())));
   PENG_CHECK(bio != nullptr, "OpenSSL: BIO_new_mem_buf failed");
-  Pkey key(is_private ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr)
-                      : PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+  // No passphrase prompt: an encrypted key fails here instead of waiting on a terminal.
+  pem_password_cb* no_passphrase = [](char*, int, int, void*) { return -1; };
+  Pkey key(is_private ? PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr)
+                      : PEM_read_bio_PUBKEY(bio.get(), nullptr, no_passphrase, nullptr));
   if (key && EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_ED25519) key.reset();
   return key;
 }
@@ -120,7 +122,7 @@ SigningKey SigningKey::load(const std::filesystem::path& path) {
   auto impl = std::make_unique<Impl>();
   impl->key = parse_pem(read_all(path, "signing key"), true);
   PENG_INPUT_CHECK(impl->key != nullptr, "signing key ", path.string(),
-                   " is not an Ed25519 private key in PEM (peng keygen writes one)");
+                   " is not an unencrypted Ed25519 private key in PEM (peng keygen writes one)");
   return SigningKey(std::move(impl));
 }
 
@@ -137,6 +139,17 @@ std::string SigningKey::sign_hex(std::string_view bytes) const {
   std::string hex;
   for (size_t i = 0; i < n; ++i) hex += {kHex[sig[i] >> 4], kHex[sig[i] & 15]};
   return hex;
+}
+
+PublicKey SigningKey::public_key() const {
+  unsigned char raw[32];
+  size_t n = sizeof raw;
+  PENG_CHECK(EVP_PKEY_get_raw_public_key(impl_->key.get(), raw, &n) == 1 && n == 32,
+             "OpenSSL: cannot read the Ed25519 public key");
+  auto impl = std::make_unique<PublicKey::Impl>();
+  impl->key.reset(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, raw, n));
+  PENG_CHECK(impl->key != nullptr, "OpenSSL: cannot make the Ed25519 public key");
+  return PublicKey(std::move(impl));
 }
 
 PublicKey::PublicKey(std::unique_ptr<Impl> impl)
@@ -168,7 +181,12 @@ std::string write_key_pair(const std::string& prefix) {
   const std::string priv = prefix + ".pem", pub = prefix + ".pub.pem";
   PENG_INPUT_CHECK(!std::filesystem::exists(pub), pub, " exists: not overwriting a key file");
   write_new_file(priv, pem_of(key.get(), true), 0600);
-  write_new_file(pub, pem_of(key.get(), false), 0644);
+  try {
+    write_new_file(pub, pem_of(key.get(), false), 0644);
+  } catch (...) {
+    std::filesystem::remove(priv);  // no half pair left behind
+    throw;
+  }
   return key_id_of(key.get());
 }
 

@@ -14,11 +14,13 @@
 
 namespace peng::ledger {
 
+class PublicKey;
+
 class SigningKey {
  public:
   // Reads an Ed25519 private key. InputError naming the file when it is readable by group or
-  // others (it must be mode 0600 or stricter), missing, or not an Ed25519 private key. The
-  // key's bytes never appear in a message.
+  // others (it must be mode 0600 or stricter), missing, encrypted, or not an Ed25519 private
+  // key. The key's bytes never appear in a message.
   static SigningKey load(const std::filesystem::path& path);
   SigningKey(SigningKey&&) noexcept;
   SigningKey& operator=(SigningKey&&) noexcept;
@@ -27,6 +29,8 @@ class SigningKey {
   // Hex Ed25519 signature (128 digits) of `bytes`.
   std::string sign_hex(std::string_view bytes) const;
   const std::string& key_id() const { return key_id_; }
+  // The public half (to verify what this key signed).
+  PublicKey public_key() const;
 
  private:
   struct Impl;
@@ -48,6 +52,7 @@ class PublicKey {
   const std::string& key_id() const { return key_id_; }
 
  private:
+  friend class SigningKey;
   struct Impl;
   explicit PublicKey(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <memory>
+#include <optional>
 
 #include "peng/accounting/ledger.h"
 #include "peng/core/cuda/memory.h"
@@ -137,8 +139,10 @@ JobTelemetry::JobTelemetry(const proto::TrainConfig& config, const LaunchEnv& en
         signer = std::make_shared<const ledger::SigningKey>(
             ledger::SigningKey::load(tc.ledger_signing_key()));
       }
-      if (std::filesystem::exists(tc.ledger())) {
-        ledger_records_ = ledger::read_verified(tc.ledger(), key);  // refuse a tampered one
+      if (std::filesystem::exists(tc.ledger())) {  // refuse a tampered one
+        const std::optional<ledger::PublicKey> pub =
+            signer ? std::optional<ledger::PublicKey>(signer->public_key()) : std::nullopt;
+        ledger_records_ = ledger::read_verified(tc.ledger(), key, pub ? &*pub : nullptr);
       }
       ledger_ = std::make_unique<ledger::LedgerWriter>(tc.ledger(), key, signer);
     }

@@ -48,6 +48,8 @@ def main():
     p.add_argument("--head")
     p.add_argument("--records", type=int)
     a = p.parse_args()
+    if (a.head is None) != (a.records is None):
+        sys.exit("error: --head and --records go together (a certificate's or a kept copy's)")
     kid = key_id(a.public_key)
     with open(a.ledger, "rb") as f:
         data = f.read()
@@ -83,6 +85,8 @@ def main():
             prev = hashlib.sha256(raw).hexdigest()
             heads.append(prev)
     if a.records is not None:
+        if a.records == 0 and a.head != "0" * 64:
+            sys.exit(f"error: --records 0 covers no record, but --head is {a.head}")
         if a.records > len(heads):
             sys.exit(f"error: the ledger holds {len(heads)} records, fewer than the {a.records} "
                      "covered: records were cut off at its tail")

@@ -69,6 +69,11 @@ TEST(LedgerSigning, KeyPairFilesAndModes) {
   EXPECT_NE(read_file(k.priv).find("BEGIN PRIVATE KEY"), std::string::npos);
   EXPECT_NE(read_file(k.pub).find("BEGIN PUBLIC KEY"), std::string::npos);
   EXPECT_EQ(SigningKey::load(k.priv).key_id(), PublicKey::load(k.pub).key_id());
+  const SigningKey key = SigningKey::load(k.priv);
+  EXPECT_EQ(key.public_key().key_id(), key.key_id());
+  EXPECT_TRUE(PublicKey::load(k.pub).verify("bytes", key.sign_hex("bytes")));
+  EXPECT_TRUE(key.public_key().verify("bytes", key.sign_hex("bytes")));
+  EXPECT_FALSE(key.public_key().verify("bytez", key.sign_hex("bytes")));
   EXPECT_NE(input_error_of([&] { write_key_pair((dir / "site").string()); }).find("exists"),
             std::string::npos);
 }
@@ -84,7 +89,8 @@ TEST(LedgerSigning, KeyReadableByOthersIsRefused) {
     ASSERT_EQ(::chmod(k.pub.c_str(), 0600), 0);
     SigningKey::load(k.pub);
   });
-  EXPECT_NE(pub_as_priv.find("is not an Ed25519 private key"), std::string::npos) << pub_as_priv;
+  EXPECT_NE(pub_as_priv.find("is not an unencrypted Ed25519 private key"), std::string::npos)
+      << pub_as_priv;
 }
 
 TEST(LedgerSigning, IntactLedgerVerifiesWithThePublicKeyOnly) {
@@ -130,15 +136,18 @@ TEST(LedgerSigning, TamperingIsNamed) {
   std::swap(swapped[1], swapped[2]);
   check(swapped, 1, "seq is 2, expected 1");
 
-  // A record signed by another key, chained correctly (whoever holds that key wrote it).
-  std::filesystem::remove(dir / "ledger.jsonl");
-  const std::vector<std::string> first = lines_of(signed_ledger(dir, k, 2));
-  {
-    LedgerWriter intruder(dir / "ledger.jsonl", "",
-                          std::make_shared<SigningKey>(SigningKey::load(other.priv)));
-    intruder.append(record(2));
-  }
-  check(lines_of(dir / "ledger.jsonl"), 2, "signed by another key");
+  // A record signed by another key, chained correctly: whoever holds that key wrote it by
+  // hand (peng's writer refuses a second key on a ledger).
+  std::vector<std::string> intruded = good;
+  const SigningKey intruder = SigningKey::load(other.priv);
+  json extra = record(4);
+  extra["v"] = 1;
+  extra["seq"] = 4;
+  extra["prev"] = sha256_hex(good[3]);
+  extra["key_id"] = intruder.key_id();
+  extra["sig"] = intruder.sign_hex(extra.dump());
+  intruded.push_back(extra.dump());
+  check(intruded, 4, "signed by another key");
 }
 
 TEST(LedgerSigning, SealsNeverMix) {
@@ -154,6 +163,14 @@ TEST(LedgerSigning, SealsNeverMix) {
                    std::make_shared<SigningKey>(SigningKey::load(k.priv)));
   });
   EXPECT_NE(both.find("never seal one ledger together"), std::string::npos) << both;
+  const Keys other = make_keys(dir, "other");
+  const std::string rotated = input_error_of([&] {
+    LedgerWriter w(path, "", std::make_shared<SigningKey>(SigningKey::load(other.priv)));
+  });
+  EXPECT_NE(rotated.find("its records are signed by key " + PublicKey::load(k.pub).key_id() +
+                         ", this job's key is " + PublicKey::load(other.pub).key_id()),
+            std::string::npos)
+      << rotated;
   // A ledger whose records were sealed both ways (written by hand) fails even without keys.
   const std::filesystem::path hmac_path = dir / "hmac.jsonl";
   LedgerWriter(hmac_path, "hmac-key").append(record(0));
@@ -238,6 +255,9 @@ TEST(LedgerSigningJob, TwoRankJobVerifiedWithThePublicKey) {
   last["tokens"] = last["tokens"].get<int64_t>() + 1;
   edited.back() = last.dump();
   write_file(dir / "edited.jsonl", text_of(edited));
+  r = testing::run_command({"python3", script, ledger, "--public-key", pub, "--head", head});
+  EXPECT_NE(r.stderr_text.find("--head and --records go together"), std::string::npos)
+      << r.stderr_text;
   r = testing::run_command(
       {"python3", script, (dir / "edited.jsonl").string(), "--public-key", pub});
   EXPECT_NE(r.exit_code, 0);
@@ -259,6 +279,18 @@ TEST(LedgerSigningJob, TwoRankJobVerifiedWithThePublicKey) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.stderr_text.find("never check one ledger together"), std::string::npos)
       << r.stderr_text;
+
+  // A job does not extend a ledger whose signatures fail (an edited last record: the chain
+  // alone cannot tell).
+  const std::string intact = read_file(ledger);
+  write_file(ledger, text_of(edited));
+  r = testing::run_mpi_peng(2, args);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.stderr_text.find("Ed25519 signature does not match (edited record)"),
+            std::string::npos)
+      << r.stderr_text;
+  EXPECT_EQ(read_file(ledger), text_of(edited));  // nothing appended
+  write_file(ledger, intact);
 
   ASSERT_EQ(::chmod((dir / "site.pem").c_str(), 0640), 0);
   r = testing::run_mpi_peng(2, args);
