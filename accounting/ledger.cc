@@ -24,16 +24,6 @@ using nlohmann::json;
 
 const std::string kZeroHash(64, '0');
 
-std::string to_hex(const unsigned char* bytes, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(2 * n, '\0');
-  for (size_t i = 0; i < n; ++i) {
-    out[2 * i] = kDigits[bytes[i] >> 4];
-    out[2 * i + 1] = kDigits[bytes[i] & 0xf];
-  }
-  return out;
-}
-
 IoError os_error(const std::filesystem::path& path, const std::string& what, int err) {
   return IoError(
       detail::concat("ledger ", path.string(), ": ", what, " failed: ", std::strerror(err)));
@@ -196,6 +186,16 @@ class FileLock {
 };
 
 }  // namespace
+
+std::string to_hex(const unsigned char* bytes, size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(2 * n, '\0');
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = kDigits[bytes[i] >> 4];
+    out[2 * i + 1] = kDigits[bytes[i] & 0xf];
+  }
+  return out;
+}
 
 std::string sha256_hex(std::string_view bytes) {
   unsigned char md[EVP_MAX_MD_SIZE];

@@ -119,6 +119,8 @@ std::vector<nlohmann::json> read_verified(const std::filesystem::path& path, con
 
 // Hex SHA-256 / HMAC-SHA-256 (OpenSSL).
 std::string sha256_hex(std::string_view bytes);
+// Lowercase hex of `n` bytes.
+std::string to_hex(const unsigned char* bytes, size_t n);
 std::string hmac_sha256_hex(std::string_view key, std::string_view bytes);
 
 }  // namespace peng::ledger

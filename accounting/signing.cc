@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -50,12 +51,19 @@ Pkey parse_pem(const std::string& pem, bool is_private) {
   return key;
 }
 
-std::string key_id_of(EVP_PKEY* key) {
-  unsigned char raw[32];
-  size_t n = sizeof raw;
-  PENG_CHECK(EVP_PKEY_get_raw_public_key(key, raw, &n) == 1 && n == 32,
+// The raw 32 bytes of an Ed25519 key's public half.
+std::array<unsigned char, 32> raw_public_key(EVP_PKEY* key) {
+  std::array<unsigned char, 32> raw;
+  size_t n = raw.size();
+  PENG_CHECK(EVP_PKEY_get_raw_public_key(key, raw.data(), &n) == 1 && n == raw.size(),
              "OpenSSL: cannot read the Ed25519 public key");
-  return sha256_hex(std::string_view(reinterpret_cast<const char*>(raw), n)).substr(0, 16);
+  return raw;
+}
+
+std::string key_id_of(EVP_PKEY* key) {
+  const std::array<unsigned char, 32> raw = raw_public_key(key);
+  return sha256_hex(std::string_view(reinterpret_cast<const char*>(raw.data()), raw.size()))
+      .substr(0, 16);
 }
 
 std::string pem_of(EVP_PKEY* key, bool is_private) {
@@ -135,19 +143,13 @@ std::string SigningKey::sign_hex(std::string_view bytes) const {
           EVP_DigestSign(ctx.get(), sig, &n, reinterpret_cast<const unsigned char*>(bytes.data()),
                          bytes.size()) == 1,
       "OpenSSL Ed25519 signing failed");
-  static const char* const kHex = "0123456789abcdef";
-  std::string hex;
-  for (size_t i = 0; i < n; ++i) hex += {kHex[sig[i] >> 4], kHex[sig[i] & 15]};
-  return hex;
+  return to_hex(sig, n);
 }
 
 PublicKey SigningKey::public_key() const {
-  unsigned char raw[32];
-  size_t n = sizeof raw;
-  PENG_CHECK(EVP_PKEY_get_raw_public_key(impl_->key.get(), raw, &n) == 1 && n == 32,
-             "OpenSSL: cannot read the Ed25519 public key");
+  const std::array<unsigned char, 32> raw = raw_public_key(impl_->key.get());
   auto impl = std::make_unique<PublicKey::Impl>();
-  impl->key.reset(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, raw, n));
+  impl->key.reset(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, raw.data(), raw.size()));
   PENG_CHECK(impl->key != nullptr, "OpenSSL: cannot make the Ed25519 public key");
   return PublicKey(std::move(impl));
 }

@@ -22,14 +22,7 @@ using testing::reference_dir;
 
 using testing::ReferenceRun;
 proto::TrainConfig reference_config(const ReferenceRun& e, int micro) {
-  proto::TrainConfig c = default_train_config();
-  std::vector<std::string> args = e.train_args();
-  const auto& flags = config_flags();
-  for (size_t i = 0; i + 1 < args.size(); i += 2) {
-    for (const auto& f : flags) {
-      if (args[i] == f.flag) set_config_field(std::string(f.field) + "=" + args[i + 1], c);
-    }
-  }
+  proto::TrainConfig c = parse_train_args(e.train_args());
   c.mutable_training()->set_micro_batch_size(micro);
   c.mutable_logging()->set_quiet(true);
   return c;
