@@ -125,6 +125,7 @@ struct Totals {
   double mfu_flops = 0;  // model_flops of records with a positive mfu
   double capacity = 0;   // model_flops / mfu: device-seconds in steps x peak FLOP/s
   std::optional<double> energy_j = 0.0;
+  std::optional<double> rated_flop = 0.0;  // device_seconds x peak_flops
   int64_t steps = 0;
   int64_t checkpoints = 0;
 };
@@ -141,11 +142,23 @@ Totals totals_of(const json& r, const Where& w) {
     t.capacity = t.model_flops / *mfu;
   }
   t.energy_j = optional_number(r, "energy_j", w);
+  const std::optional<double> peak = optional_number(r, "peak_flops", w);
+  t.rated_flop = peak ? std::optional(t.device_seconds * *peak) : std::nullopt;
   t.steps = integer(r, "steps", w);
   const auto ck = r.find("checkpoint_steps");
   if (ck == r.end() || !ck->is_array()) bad_field(w, "checkpoint_steps", "an array");
   t.checkpoints = int64_t(ck->size());
   return t;
+}
+
+// a - b, unknown when either is.
+std::optional<double> minus(const std::optional<double>& a, const std::optional<double>& b) {
+  return a && b ? std::optional(*a - *b) : std::nullopt;
+}
+
+// a + b, unknown when either is: a partial sum would understate what it covers.
+std::optional<double> plus(const std::optional<double>& a, const std::optional<double>& b) {
+  return a && b ? std::optional(*a + *b) : std::nullopt;
 }
 
 // What a record adds: `cur` minus `prev`; energy unknown when either side has no meter.
@@ -157,8 +170,8 @@ Totals delta(const Totals& cur, const Totals& prev) {
   d.model_flops = cur.model_flops - prev.model_flops;
   d.mfu_flops = cur.mfu_flops - prev.mfu_flops;
   d.capacity = cur.capacity - prev.capacity;
-  d.energy_j =
-      cur.energy_j && prev.energy_j ? std::optional(*cur.energy_j - *prev.energy_j) : std::nullopt;
+  d.energy_j = minus(cur.energy_j, prev.energy_j);
+  d.rated_flop = minus(cur.rated_flop, prev.rated_flop);
   d.steps = cur.steps - prev.steps;
   d.checkpoints = cur.checkpoints - prev.checkpoints;
   return d;
@@ -167,18 +180,20 @@ Totals delta(const Totals& cur, const Totals& prev) {
 // The sums behind one row.
 struct Accumulator {
   std::set<std::string> jobs;
+  std::set<RatedPeak> peaks;
   Totals sum;
 
-  void add(const std::string& job, const Totals& d) {
+  void add(const std::string& job, const Totals& d, const std::optional<RatedPeak>& peak) {
     jobs.insert(job);
+    if (peak) peaks.insert(*peak);
     sum.device_seconds += d.device_seconds;
     sum.productive_device_seconds += d.productive_device_seconds;
     sum.tokens += d.tokens;
     sum.model_flops += d.model_flops;
     sum.mfu_flops += d.mfu_flops;
     sum.capacity += d.capacity;
-    sum.energy_j =
-        sum.energy_j && d.energy_j ? std::optional(*sum.energy_j + *d.energy_j) : std::nullopt;
+    sum.energy_j = plus(sum.energy_j, d.energy_j);
+    sum.rated_flop = plus(sum.rated_flop, d.rated_flop);
   }
 
   Row row(std::string key) const {
@@ -191,9 +206,29 @@ struct Accumulator {
     r.model_flops = sum.model_flops;
     if (sum.capacity > 0) r.avg_mfu = sum.mfu_flops / sum.capacity;
     if (sum.device_seconds > 0) r.goodput = sum.productive_device_seconds / sum.device_seconds;
+    if (sum.rated_flop) r.pflops_hours = *sum.rated_flop / 3600 / 1e15;
+    r.peaks.assign(peaks.begin(), peaks.end());
     return r;
   }
 };
+
+std::vector<int64_t> checkpoint_steps(const json& r, const Where& w) {
+  std::vector<int64_t> steps;
+  for (const json& s : r.at("checkpoint_steps")) {  // an array: checked by totals_of
+    if (!s.is_number_integer()) bad_field(w, "checkpoint_steps", "an array of integers");
+    steps.push_back(s.get<int64_t>());
+  }
+  return steps;
+}
+
+// The peak a record was rated at; nullopt when it names none.
+std::optional<RatedPeak> rated_peak(const json& r, const Where& w) {
+  const std::optional<double> flops = optional_number(r, "peak_flops", w);
+  if (!flops) return std::nullopt;
+  const auto source = r.find("peak_source");
+  return RatedPeak{source != r.end() && source->is_string() ? source->get<std::string>() : "",
+                   *flops / 1e12};
+}
 
 std::string period_key(double time, Period p) {
   return format_time(time).substr(0, p == Period::kDay ? 10 : 7);
@@ -202,6 +237,8 @@ std::string period_key(double time, Period p) {
 json optional_json(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
 
 json row_json(const Row& r) {
+  json peaks = json::array();
+  for (const RatedPeak& p : r.peaks) peaks.push_back({{"source", p.source}, {"tflops", p.tflops}});
   return {{"key", r.key},
           {"jobs", r.jobs},
           {"device_hours", r.device_hours},
@@ -209,14 +246,9 @@ json row_json(const Row& r) {
           {"tokens", r.tokens},
           {"model_flops", r.model_flops},
           {"avg_mfu", optional_json(r.avg_mfu)},
-          {"goodput", optional_json(r.goodput)}};
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
+          {"goodput", optional_json(r.goodput)},
+          {"pflops_hours", optional_json(r.pflops_hours)},
+          {"peaks", peaks}};
 }
 
 std::string csv_decimal(const std::optional<double>& v) {
@@ -255,6 +287,13 @@ std::string text_table(const std::vector<std::vector<std::string>>& cells, std::
 }
 
 }  // namespace
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
 
 double parse_time(const std::string& text, const std::string& what) {
   const std::optional<double> t = try_parse_time(text);
@@ -310,11 +349,12 @@ Report build_report(std::vector<Ledger> ledgers, const Options& options) {
       }
       ++rep.records_in_window;
       const std::string user = text(r, "user", w), device = text(r, "device", w);
-      groups["job"][job].add(job, d);
-      groups["user"][user].add(job, d);
-      groups["device"][device].add(job, d);
-      groups["period"][period_key(time, options.period)].add(job, d);
-      total.add(job, d);
+      const std::optional<RatedPeak> peak = rated_peak(r, w);
+      groups["job"][job].add(job, d, peak);
+      groups["user"][user].add(job, d, peak);
+      groups["device"][device].add(job, d, peak);
+      groups["period"][period_key(time, options.period)].add(job, d, peak);
+      total.add(job, d, peak);
 
       JobDetail& jd = jobs[job];
       if (jd.job.empty()) {
@@ -339,6 +379,8 @@ Report build_report(std::vector<Ledger> ledgers, const Options& options) {
       jd.steps += d.steps;
       jd.step = integer(r, "step", w);
       jd.checkpoints += d.checkpoints;
+      jd.config_hash = text(r, "config_hash", w);
+      jd.checkpoint_steps = checkpoint_steps(r, w);
 
       rep.series[job].push_back({time, optional_number(r, "loss", w),
                                  optional_number(r, "interval_mfu", w),

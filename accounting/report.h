@@ -24,6 +24,11 @@
 //                 peak. Records without a positive mfu (no step yet, unknown peak) add
 //                 neither FLOPs nor capacity; null when no capacity is known
 //   goodput       sum productive_s x devices / sum device_seconds (null when 0 device-s)
+// Carried for delivery certificates (accounting/certificate.h), in the JSON row only:
+//   pflops_hours  sum device_seconds x peak_flops / 3600 / 1e15: the rated capacity
+//                 delivered (device-hours x each device's dense peak); null when a
+//                 contributing record has no peak_flops
+//   peaks         the distinct (peak_source, peak TFLOP/s) of the contributing records
 //
 // Bad input (a malformed date, a record field missing or of the wrong type) throws
 // peng::InputError naming the ledger, the record and the field.
@@ -68,6 +73,13 @@ struct Ledger {
   std::vector<nlohmann::json> lines;
 };
 
+// A per-device peak a record was rated at (telemetry/peak.h).
+struct RatedPeak {
+  std::string source;  // "table: H100 SXM (bf16 dense)", "sgemm probe (...)", "--peak"
+  double tflops = 0;
+  auto operator<=>(const RatedPeak&) const = default;
+};
+
 // One row of a group (see the columns above).
 struct Row {
   std::string key;
@@ -77,6 +89,8 @@ struct Row {
   int64_t tokens = 0;
   double model_flops = 0;
   std::optional<double> avg_mfu, goodput;
+  std::optional<double> pflops_hours;
+  std::vector<RatedPeak> peaks;  // sorted
 };
 
 // What one job did in the window, beside its row in the "job" group.
@@ -84,13 +98,15 @@ struct JobDetail {
   std::string job, project, user, device, ledger;
   int64_t devices = 0;
   std::vector<std::string> hosts;
-  std::string start;               // the job's start
-  std::string last;                // time of its last record in the window
-  std::optional<std::string> end;  // time of its "end" record when that is in the window
-  std::string status;              // of its last record in the window
-  int64_t steps = 0;               // optimizer steps run in the window
-  int64_t step = 0;                // training step reached at its last record
-  int64_t checkpoints = 0;         // checkpoints committed in the window
+  std::string start;                      // the job's start
+  std::string last;                       // time of its last record in the window
+  std::optional<std::string> end;         // time of its "end" record when that is in the window
+  std::string status;                     // of its last record in the window
+  int64_t steps = 0;                      // optimizer steps run in the window
+  int64_t step = 0;                       // training step reached at its last record
+  int64_t checkpoints = 0;                // checkpoints committed in the window
+  std::string config_hash;                // of its last record in the window
+  std::vector<int64_t> checkpoint_steps;  // steps saved since its start, at that record
 };
 
 // The chart data of one record in the window (null where the record has none).
@@ -116,6 +132,9 @@ const std::vector<std::string>& group_names();
 // Aggregates the records of `ledgers` that fall into the window and project of `options`.
 Report build_report(std::vector<Ledger> ledgers, const Options& options);
 
+// A CSV field: quoted (quotes doubled) when it holds a comma, quote or line break.
+std::string csv_field(const std::string& s);
+
 // CSV (RFC 4180, "\n" line ends): header "group,key,jobs,device_hours,kwh,tokens,
 // model_flops,avg_mfu,goodput", then the rows of every group in group_names() order and a
 // last row "total,all,...". device_hours and kwh with 6 decimals (kwh empty when unknown),
@@ -131,7 +150,8 @@ std::string to_csv(const Report& r);
 //  "jobs": [{"job", "project", "user", "device", "devices", "hosts", "ledger", "start",
 //            "last", "end" (or null), "status", "steps", "step", "checkpoints"}]}
 // where a row is {"key", "jobs", "device_hours", "kwh", "tokens", "model_flops",
-// "avg_mfu", "goodput"} with null for unknown values.
+// "avg_mfu", "goodput", "pflops_hours", "peaks": [{"source", "tflops"}]} with null for
+// unknown values.
 nlohmann::json to_json(const Report& r);
 
 // The cells of a row as to_text and the HTML page show them: key, jobs, device_hours and

@@ -40,32 +40,6 @@ ul.legend li{display:inline-block;margin-right:14px}
 .swatch{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}
 )";
 
-std::string escape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
 // At most `n` bytes of `s` (not splitting a UTF-8 sequence), with "…" when cut.
 std::string shorten(const std::string& s, size_t n) {
   if (s.size() <= n) return s;
@@ -126,8 +100,9 @@ std::string utc(double t, const char* fmt) {
 std::string svg_open(const std::string& id, const std::string& title, double height) {
   return format("<svg id=\"%s\" viewBox=\"0 0 %.0f %.0f\" width=\"%.0f\" height=\"%.0f\" ",
                 id.c_str(), kWidth, height, kWidth, height) +
-         "role=\"img\" aria-label=\"" + escape(title) + "\">\n" +
-         format("<text class=\"title\" x=\"%.0f\" y=\"18\">", kLeft) + escape(title) + "</text>\n";
+         "role=\"img\" aria-label=\"" + html_escape(title) + "\">\n" +
+         format("<text class=\"title\" x=\"%.0f\" y=\"18\">", kLeft) + html_escape(title) +
+         "</text>\n";
 }
 
 std::string empty_message(const std::string& text, double height) {
@@ -137,7 +112,7 @@ std::string empty_message(const std::string& text, double height) {
              "text-anchor=\"middle\">",
              kLeft, kTop, kWidth - kLeft - kRight, height - kTop - kBottom,
              (kLeft + kWidth - kRight) / 2, (kTop + height - kBottom) / 2) +
-         escape(text) + "</text>\n";
+         html_escape(text) + "</text>\n";
 }
 
 struct Line {
@@ -148,8 +123,8 @@ struct Line {
 std::string legend(const std::vector<std::pair<std::string, std::string>>& entries) {
   std::string out = "<ul class=\"legend\">";
   for (const auto& [job, color] : entries) {
-    out += "<li><span class=\"swatch\" style=\"background:" + color + "\"></span>" + escape(job) +
-           "</li>";
+    out += "<li><span class=\"swatch\" style=\"background:" + color + "\"></span>" +
+           html_escape(job) + "</li>";
   }
   return out + "</ul>\n";
 }
@@ -195,7 +170,7 @@ std::string line_chart(const std::string& id, const std::string& title, const st
       "<text transform=\"translate(14 %.0f) rotate(-90)\" text-anchor=\"middle\">",
       kLeft, kTop, kLeft, y_bottom, kLeft, y_bottom, x_right, y_bottom, (kLeft + x_right) / 2,
       kHeight - 8, (kTop + y_bottom) / 2);
-  svg += escape(y_label) + "</text>\n";
+  svg += html_escape(y_label) + "</text>\n";
   std::vector<std::pair<std::string, std::string>> entries;
   for (const Line& l : lines) {
     std::string pts, marks;
@@ -205,7 +180,7 @@ std::string line_chart(const std::string& id, const std::string& title, const st
                       l.color.c_str());
     }
     svg += "<polyline class=\"data\" fill=\"none\" stroke=\"" + l.color +
-           "\" stroke-width=\"1.8\" points=\"" + pts + "\"><title>" + escape(l.job) +
+           "\" stroke-width=\"1.8\" points=\"" + pts + "\"><title>" + html_escape(l.job) +
            "</title></polyline>\n" + marks + "\n";
     entries.emplace_back(l.job, l.color);
   }
@@ -246,12 +221,13 @@ std::string hours_chart(const std::vector<Row>& rows,
     svg +=
         format("<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">", kBarLeft - 6,
                y + kBarRow / 2 + 1) +
-        escape(shorten(r.key, 20)) + "</text>" +
+        html_escape(shorten(r.key, 20)) + "</text>" +
         format(
             "<rect class=\"data\" x=\"%.0f\" y=\"%.1f\" width=\"%.1f\" height=\"%.0f\" "
             "fill=\"%s\">",
             kBarLeft, y, std::max(px(r.device_hours) - kBarLeft, 1.0), kBarRow - 8, color.c_str()) +
-        "<title>" + escape(r.key) + format(": %.3f device-hours</title></rect>", r.device_hours) +
+        "<title>" + html_escape(r.key) +
+        format(": %.3f device-hours</title></rect>", r.device_hours) +
         // The value after the bar, or inside its end (in white) where it would not fit.
         (px(r.device_hours) > x_right - 56
              ? format("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#fff\">%.3g</text>\n",
@@ -277,32 +253,10 @@ std::vector<Line> lines_of(const Report& r, const std::map<std::string, std::str
   return lines;
 }
 
-// A table; `align` holds per column 'l' (text), 'r' (a number: right-aligned) or 't' (a
-// time: never wrapped). Cells are escaped here.
-std::string table(const std::vector<std::string>& head,
-                  const std::vector<std::vector<std::string>>& rows, std::string_view align) {
-  const auto cls = [&](size_t c) {
-    return align[c] == 'r' ? " class=\"num\"" : align[c] == 't' ? " class=\"time\"" : "";
-  };
-  std::string out = "<table><thead><tr>";
-  for (size_t c = 0; c < head.size(); ++c) {
-    out += std::string("<th") + cls(c) + ">" + escape(head[c]) + "</th>";
-  }
-  out += "</tr></thead><tbody>\n";
-  for (const auto& row : rows) {
-    out += "<tr>";
-    for (size_t c = 0; c < row.size(); ++c) {
-      out += std::string("<td") + cls(c) + ">" + escape(row[c]) + "</td>";
-    }
-    out += "</tr>\n";
-  }
-  return out + "</tbody></table>\n";
-}
-
 std::string rows_table(const std::string& first, const std::vector<Row>& rows) {
   std::vector<std::vector<std::string>> cells;
   for (const Row& r : rows) cells.push_back(row_cells(r));
-  return table(
+  return html_table(
       {first, "jobs", "device_hours", "kWh", "tokens", "model_flops", "avg_mfu", "goodput"}, cells,
       "lrrrrrrr");
 }
@@ -313,10 +267,11 @@ std::string ledgers_section(const Report& r) {
       "records</th><th>head (SHA-256 of the last line)</th><th>verification</th>"
       "</tr></thead><tbody>\n";
   for (const Ledger& l : r.ledgers) {
-    out += "<tr><td>" + escape(l.path) + "</td><td class=\"num\">" + std::to_string(l.records) +
-           "</td><td><code>" + escape(l.head) + "</code></td><td><span class=\"ok\">ok</span> " +
+    out += "<tr><td>" + html_escape(l.path) + "</td><td class=\"num\">" +
+           std::to_string(l.records) + "</td><td><code>" + html_escape(l.head) +
+           "</code></td><td><span class=\"ok\">ok</span> " +
            (!l.key_id.empty()
-                ? "hash chain and Ed25519 signatures (key " + escape(l.key_id) + ") checked"
+                ? "hash chain and Ed25519 signatures (key " + html_escape(l.key_id) + ") checked"
             : l.hmac_checked ? std::string("hash chain and HMACs checked")
                              : std::string("hash chain checked (no key: signatures not checked)")) +
            "</td></tr>\n";
@@ -333,12 +288,58 @@ std::string jobs_section(const Report& r) {
                      j.end.value_or("(running)"), std::to_string(j.steps), std::to_string(j.step),
                      std::to_string(j.checkpoints), j.status});
   }
-  return "<h2>Jobs</h2>\n" + table({"job", "user", "project", "device", "devices", "hosts", "start",
-                                    "end", "steps", "step", "checkpoints", "status"},
-                                   cells, "llllrlttrrrl");
+  return "<h2>Jobs</h2>\n" + html_table({"job", "user", "project", "device", "devices", "hosts",
+                                         "start", "end", "steps", "step", "checkpoints", "status"},
+                                        cells, "llllrlttrrrl");
 }
 
 }  // namespace
+
+std::string html_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string html_table(const std::vector<std::string>& head,
+                       const std::vector<std::vector<std::string>>& rows, std::string_view align) {
+  const auto cls = [&](size_t c) {
+    return align[c] == 'r' ? " class=\"num\"" : align[c] == 't' ? " class=\"time\"" : "";
+  };
+  std::string out = "<table><thead><tr>";
+  for (size_t c = 0; c < head.size(); ++c) {
+    out += std::string("<th") + cls(c) + ">" + html_escape(head[c]) + "</th>";
+  }
+  out += "</tr></thead><tbody>\n";
+  for (const auto& row : rows) {
+    out += "<tr>";
+    for (size_t c = 0; c < row.size(); ++c) {
+      out += std::string("<td") + cls(c) + ">" + html_escape(row[c]) + "</td>";
+    }
+    out += "</tr>\n";
+  }
+  return out + "</tbody></table>\n";
+}
 
 std::string to_html(const Report& r) {
   std::map<std::string, std::string> colors;
@@ -352,7 +353,7 @@ std::string to_html(const Report& r) {
       std::string(kCss) + "</style>\n</head>\n<body>\n<h1>peng usage report</h1>\n";
   out += "<p class=\"muted\">window [" + (o.from ? format_time(*o.from) : "start") + ", " +
          (o.to ? format_time(*o.to) : "end") + ")" +
-         (o.project ? ", project " + escape(*o.project) : std::string()) + ", " +
+         (o.project ? ", project " + html_escape(*o.project) : std::string()) + ", " +
          std::to_string(r.records_in_window) + " records in the window</p>\n";
   out += ledgers_section(r);
   out += "<h2>Charts</h2>\n<div class=\"charts\">\n";

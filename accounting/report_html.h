@@ -16,11 +16,21 @@
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "peng/accounting/report.h"
 
 namespace peng::report {
 
 std::string to_html(const Report& r);
+
+// `s` with & < > " ' as HTML entities.
+std::string html_escape(std::string_view s);
+
+// An HTML table of escaped cells; `align` holds per column 'l' (text), 'r' (a number:
+// right-aligned) or 't' (a time: never wrapped).
+std::string html_table(const std::vector<std::string>& head,
+                       const std::vector<std::vector<std::string>>& rows, std::string_view align);
 
 }  // namespace peng::report

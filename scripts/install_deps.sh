@@ -18,6 +18,7 @@ pkgs=(
   libssl-dev                            # SHA-256 hash chain and HMAC-SHA-256 of the usage ledger
   openssl                               # the command line: verifying signed ledgers without peng (docs/VERIFYING.md)
   chromium                              # headless rendering test of the HTML usage report
+  fonts-wqy-microhei                    # a CJK font: Chromium renders the certificate's Chinese labels
   doxygen                               # API reference from the public headers (docs/api, checked in CI)
 
 )

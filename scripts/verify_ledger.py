@@ -41,6 +41,60 @@ def openssl_verifies(pub_pem, message, signature, tmp):
     return r.returncode == 0 and "Signature Verified Successfully" in r.stdout
 
 
+class Bad(Exception):
+    """A ledger that does not verify: str() is the error line's text."""
+
+
+def verify(path, pub_pem, kid, tmp):
+    """Checks every line of the ledger at `path` (steps 1-3 and the final newline); returns
+    its records and the SHA-256 of each line, or raises Bad naming the first bad record."""
+    with open(path, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    if lines[-1] != b"":
+        n = len(lines) - 1
+        raise Bad(f"record {n} (line {n + 1}): the last line has no final newline")
+    prev, records, heads = "0" * 64, [], []
+    for i, raw in enumerate(lines[:-1]):
+        def bad(what):
+            return Bad(f"record {i} (line {i + 1}): {what}")
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            raise bad("not valid JSON")
+        if not isinstance(rec, dict):
+            raise bad("not a JSON object")
+        if rec.get("seq") != i:
+            raise bad(f"seq is {rec.get('seq')}, expected {i} (deleted, inserted or reordered record)")
+        if rec.get("prev") != prev:
+            raise bad("prev does not match the hash of the previous line")
+        if rec.get("key_id") != kid:
+            raise bad(f"signed by another key (key_id {rec.get('key_id')}, the public key's is {kid})")
+        text = raw.decode("utf-8")
+        m = SIG.search(text)
+        if not m or m.group(1) != rec.get("sig"):
+            raise bad("no Ed25519 sig member")
+        body = (text[:m.start()] + text[m.end():]).encode("utf-8")
+        if not openssl_verifies(pub_pem, body, bytes.fromhex(m.group(1)), tmp):
+            raise bad("Ed25519 signature does not match (edited record)")
+        prev = hashlib.sha256(raw).hexdigest()
+        records.append(rec)
+        heads.append(prev)
+    return records, heads
+
+
+def check_tail(heads, head, records):
+    """Raises Bad unless the ledger's line `records` hashes to `head` (a tail cut off, or
+    rewritten, after a certificate or a kept copy committed to it)."""
+    if records == 0 and head != "0" * 64:
+        raise Bad(f"--records 0 covers no record, but --head is {head}")
+    if records > len(heads):
+        raise Bad(f"the ledger holds {len(heads)} records, fewer than the {records} "
+                  "covered: records were cut off at its tail")
+    if records > 0 and heads[records - 1] != head:
+        raise Bad(f"record {records - 1} hashes to {heads[records - 1]}, not the head {head} given")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("ledger")
@@ -51,49 +105,15 @@ def main():
     if (a.head is None) != (a.records is None):
         sys.exit("error: --head and --records go together (a certificate's or a kept copy's)")
     kid = key_id(a.public_key)
-    with open(a.ledger, "rb") as f:
-        data = f.read()
-    lines = data.split(b"\n")
-    if lines[-1] != b"":
-        n = len(lines) - 1
-        sys.exit(f"error: record {n} (line {n + 1}): the last line has no final newline")
-    lines = lines[:-1]
-    prev, heads = "0" * 64, []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, raw in enumerate(lines):
-            def bad(what):
-                sys.exit(f"error: record {i} (line {i + 1}): {what}")
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                bad("not valid JSON")
-            if not isinstance(rec, dict):
-                bad("not a JSON object")
-            if rec.get("seq") != i:
-                bad(f"seq is {rec.get('seq')}, expected {i} (deleted, inserted or reordered record)")
-            if rec.get("prev") != prev:
-                bad("prev does not match the hash of the previous line")
-            if rec.get("key_id") != kid:
-                bad(f"signed by another key (key_id {rec.get('key_id')}, the public key's is {kid})")
-            text = raw.decode("utf-8")
-            m = SIG.search(text)
-            if not m or m.group(1) != rec.get("sig"):
-                bad("no Ed25519 sig member")
-            body = (text[:m.start()] + text[m.end():]).encode("utf-8")
-            if not openssl_verifies(a.public_key, body, bytes.fromhex(m.group(1)), tmp):
-                bad("Ed25519 signature does not match (edited record)")
-            prev = hashlib.sha256(raw).hexdigest()
-            heads.append(prev)
-    if a.records is not None:
-        if a.records == 0 and a.head != "0" * 64:
-            sys.exit(f"error: --records 0 covers no record, but --head is {a.head}")
-        if a.records > len(heads):
-            sys.exit(f"error: the ledger holds {len(heads)} records, fewer than the {a.records} "
-                     "covered: records were cut off at its tail")
-        if a.records > 0 and heads[a.records - 1] != a.head:
-            sys.exit(f"error: record {a.records - 1} hashes to {heads[a.records - 1]}, not the "
-                     f"head {a.head} given")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            _, heads = verify(a.ledger, a.public_key, kid, tmp)
+        if a.records is not None:
+            check_tail(heads, a.head, a.records)
+    except Bad as e:
+        sys.exit(f"error: {e}")
     print(f"ok: {len(heads)} records, head {heads[-1] if heads else '0' * 64}")
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "peng/core/backend.h"
+#include "peng/launch/commands/certify_command.h"
 #include "peng/launch/commands/ckpt_command.h"
 #include "peng/launch/commands/data_command.h"
 #include "peng/launch/commands/report_command.h"
@@ -83,6 +84,7 @@ int run_cli(int argc, char** argv) {
   add_ckpt_command(app);
   add_report_command(app);
   add_keygen_command(app);
+  add_certify_command(app);
 
   // `peng schedule`: a pipeline schedule printed and checked before anyone runs it.
   std::string sched_kind = "1f1b";

@@ -33,6 +33,7 @@ json record(const std::string& job, int j, int n, bool with_power) {
           {"device", "NVIDIA H100 80GB HBM3"},
           {"devices", devices},
           {"start", "2025-03-01T00:00:00Z"},
+          {"config_hash", std::string(64, 'a')},
           {"time", time},
           {"status", "running"},
           {"wall_s", wall},
