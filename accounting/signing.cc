@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <sys/stat.h>
@@ -39,6 +40,42 @@ std::string read_all(const std::filesystem::path& path, const char* what) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
+// Text holding a private key, wiped (OPENSSL_cleanse) when it goes out of scope.
+struct Secret {
+  std::string text;
+  Secret() = default;
+  Secret(const Secret&) = delete;
+  Secret& operator=(const Secret&) = delete;
+  ~Secret() { OPENSSL_cleanse(text.data(), text.size()); }
+};
+
+// Reads the private key file at `path` into `out` through one descriptor whose mode is checked
+// (no window between the check and the read): refused when group or others may read it.
+void read_private_key(const std::filesystem::path& path, Secret& out) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  PENG_INPUT_CHECK(fd >= 0, "cannot read signing key ", path.string(), ": ", std::strerror(errno));
+  struct Close {
+    int fd;
+    ~Close() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  PENG_INPUT_CHECK(::fstat(fd, &st) == 0 && S_ISREG(st.st_mode), "signing key ", path.string(),
+                   " is not a regular file");
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+  PENG_INPUT_CHECK((st.st_mode & 077) == 0, "signing key ", path.string(),
+                   " is readable by others (mode ", mode, "): chmod 600 ", path.string());
+  out.text.resize(size_t(st.st_size));  // one buffer: no copy left behind by growing it
+  size_t got = 0;
+  while (got < out.text.size()) {
+    const ssize_t n = ::read(fd, out.text.data() + got, out.text.size() - got);
+    PENG_INPUT_CHECK(n >= 0, "cannot read signing key ", path.string(), ": ", std::strerror(errno));
+    if (n == 0) break;
+    got += size_t(n);
+  }
+  out.text.resize(got);
+}
+
 // An Ed25519 key from PEM text, or null.
 Pkey parse_pem(const std::string& pem, bool is_private) {
   Bio bio(BIO_new_mem_buf(pem.data(), int(pem.size())));
@@ -67,7 +104,8 @@ std::string key_id_of(EVP_PKEY* key) {
 }
 
 std::string pem_of(EVP_PKEY* key, bool is_private) {
-  Bio bio(BIO_new(BIO_s_mem()));
+  // A private key's buffer is cleared when freed (secure-memory BIO).
+  Bio bio(BIO_new(is_private ? BIO_s_secmem() : BIO_s_mem()));
   PENG_CHECK(bio != nullptr, "OpenSSL: BIO_new failed");
   const int ok =
       is_private ? PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr)
@@ -120,15 +158,10 @@ SigningKey& SigningKey::operator=(SigningKey&&) noexcept = default;
 SigningKey::~SigningKey() = default;
 
 SigningKey SigningKey::load(const std::filesystem::path& path) {
-  struct stat st {};
-  PENG_INPUT_CHECK(::stat(path.c_str(), &st) == 0, "cannot read signing key ", path.string(), ": ",
-                   std::strerror(errno));
-  char mode[8];
-  std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
-  PENG_INPUT_CHECK((st.st_mode & 077) == 0, "signing key ", path.string(),
-                   " is readable by others (mode ", mode, "): chmod 600 ", path.string());
+  Secret pem;
+  read_private_key(path, pem);
   auto impl = std::make_unique<Impl>();
-  impl->key = parse_pem(read_all(path, "signing key"), true);
+  impl->key = parse_pem(pem.text, true);
   PENG_INPUT_CHECK(impl->key != nullptr, "signing key ", path.string(),
                    " is not an unencrypted Ed25519 private key in PEM (peng keygen writes one)");
   return SigningKey(std::move(impl));
@@ -182,7 +215,9 @@ std::string write_key_pair(const std::string& prefix) {
   PENG_CHECK(key != nullptr, "OpenSSL: Ed25519 key generation failed");
   const std::string priv = prefix + ".pem", pub = prefix + ".pub.pem";
   PENG_INPUT_CHECK(!std::filesystem::exists(pub), pub, " exists: not overwriting a key file");
-  write_new_file(priv, pem_of(key.get(), true), 0600);
+  Secret pem;
+  pem.text = pem_of(key.get(), true);
+  write_new_file(priv, pem.text, 0600);
   try {
     write_new_file(pub, pem_of(key.get(), false), 0644);
   } catch (...) {
