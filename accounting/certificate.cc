@@ -76,11 +76,47 @@ json ledger_entry(const report::Ledger& l) {
 }
 
 void check_request(const Request& r) {
-  PENG_INPUT_CHECK(!r.contract.empty(), "--contract: the contract id must not be empty");
-  PENG_INPUT_CHECK(!r.supplier.empty(), "--supplier must not be empty");
-  PENG_INPUT_CHECK(!r.customer.empty(), "--customer must not be empty");
-  PENG_INPUT_CHECK(r.from < r.to, "--from ", report::format_time(r.from), " is not before --to ",
-                   report::format_time(r.to));
+  PENG_INPUT_CHECK(!r.contract.empty(), "the contract id (--contract) must not be empty");
+  PENG_INPUT_CHECK(!r.supplier.empty(), "the supplier (--supplier) must not be empty");
+  PENG_INPUT_CHECK(!r.customer.empty(), "the customer (--customer) must not be empty");
+  PENG_INPUT_CHECK(r.from < r.to, "the period's start ", report::format_time(r.from),
+                   " is not before its end ", report::format_time(r.to));
+}
+
+// `cert[key]` when it is a string (non-empty unless `may_be_empty`); InputError naming it.
+const json& string_field(const json& obj, const std::string& key, const std::string& where,
+                         bool may_be_empty = false) {
+  const auto it = obj.find(key);
+  PENG_INPUT_CHECK(it != obj.end() && it->is_string() &&
+                       (may_be_empty || !it->get_ref<const std::string&>().empty()),
+                   where, key, " is missing, empty or not a string");
+  return *it;
+}
+
+// The fields request_of() and check_against_ledgers() read, checked before they are read
+// (everything else is compared with the rebuilt certificate).
+void check_shape(const json& cert) {
+  for (const char* key : {"contract", "supplier", "customer", "issued"})
+    string_field(cert, key, "");
+  PENG_INPUT_CHECK(
+      cert.contains("project") && (cert["project"].is_null() || cert["project"].is_string()),
+      "project is missing or neither null nor a string");
+  PENG_INPUT_CHECK(cert.contains("period") && cert["period"].is_object(),
+                   "period is missing or not an object");
+  string_field(cert["period"], "from", "period.");
+  string_field(cert["period"], "to", "period.");
+  PENG_INPUT_CHECK(
+      cert.contains("ledgers") && cert["ledgers"].is_array() && !cert["ledgers"].empty(),
+      "ledgers is missing, empty or not an array");
+  for (size_t i = 0; i < cert["ledgers"].size(); ++i) {
+    const json& e = cert["ledgers"][i];
+    const std::string where = "ledgers[" + std::to_string(i) + "].";
+    PENG_INPUT_CHECK(e.is_object(), "ledgers[", i, "] is not an object");
+    for (const char* key : {"name", "first", "head", "key_id"}) string_field(e, key, where);
+    PENG_INPUT_CHECK(e.contains("records") && e["records"].is_number_integer() &&
+                         e["records"].get<int64_t>() >= 1,
+                     where, "records is not a count of at least 1");
+  }
 }
 
 void check_ledgers(const std::vector<report::Ledger>& ledgers) {
@@ -111,7 +147,9 @@ std::string child(const std::string& path, const std::string& key) {
 }
 
 bool same_number(const json& a, const json& b) {
-  if (a.is_number_integer() && b.is_number_integer()) return a == b;
+  // An integer field written as a decimal (or the reverse) differs.
+  if (a.is_number_integer() != b.is_number_integer()) return false;
+  if (a.is_number_integer()) return a == b;
   const double x = a.get<double>(), y = b.get<double>();
   return std::abs(x - y) <= 1e-9 * std::max(std::abs(x), std::abs(y));
 }
@@ -245,6 +283,11 @@ json read_signed(const std::filesystem::path& path, const ledger::PublicKey& key
   PENG_INPUT_CHECK(key.verify(body.dump(), cert["sig"].get<std::string>()), name,
                    ": Ed25519 signature does not match: the certificate was changed after it "
                    "was signed");
+  try {
+    check_shape(cert);
+  } catch (const InputError& e) {
+    throw InputError(name + ": " + e.what());
+  }
   return cert;
 }
 

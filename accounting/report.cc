@@ -1,6 +1,7 @@
 #include "peng/accounting/report.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdarg>
@@ -61,12 +62,12 @@ std::optional<double> try_parse_time(std::string_view s) {
     const std::string_view frac = s.substr(19, s.size() - 20);  // "" or ".fff"
     if (!frac.empty()) {
       if (frac.size() < 2 || frac[0] != '.') return std::nullopt;
-      double scale = 0.1;
       for (char c : frac.substr(1)) {
         if (c < '0' || c > '9') return std::nullopt;
-        fraction += (c - '0') * scale;
-        scale /= 10;
       }
+      // Correctly rounded, as any other reader of the ledger (Python's float()) reads it.
+      const std::string digits = "0" + std::string(frac);
+      std::from_chars(digits.data(), digits.data() + digits.size(), fraction);
     }
   }
   const auto days = std::chrono::sys_days(date).time_since_epoch().count();

@@ -6,7 +6,7 @@ walks through what it checks; accounting/ledger.h is the record format.
   verify_ledger.py LEDGER.jsonl --public-key PUB.pem [--head HEX --records N]
 
 For each line, in order:
-  1. it ends with '\\n' and is a JSON object;
+  1. it ends with '\\n' and is a JSON object whose keys are sorted, none twice;
   2. "seq" is the line's index and "prev" the SHA-256 of the previous line's bytes (64 zeros
      for the first): nothing deleted, inserted or reordered;
   3. "key_id" is the public key's id (the first 16 hex digits of the SHA-256 of its raw
@@ -45,6 +45,24 @@ class Bad(Exception):
     """A ledger that does not verify: str() is the error line's text."""
 
 
+def _sorted_object(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise Bad(f"a key appears twice in one object ({keys})")
+    if keys != sorted(keys):
+        raise Bad("the keys of an object are not sorted (not the canonical form)")
+    return dict(pairs)
+
+
+def parse_canonical(text):
+    """The JSON value of `text`, whose objects must have sorted keys, none twice: one meaning
+    for every reader (a duplicate key reads differently in different parsers)."""
+    try:
+        return json.loads(text, object_pairs_hook=_sorted_object)
+    except ValueError:
+        raise Bad("not valid JSON")
+
+
 def verify(path, pub_pem, kid, tmp):
     """Checks every line of the ledger at `path` (steps 1-3 and the final newline); returns
     its records and the SHA-256 of each line, or raises Bad naming the first bad record."""
@@ -59,9 +77,9 @@ def verify(path, pub_pem, kid, tmp):
         def bad(what):
             return Bad(f"record {i} (line {i + 1}): {what}")
         try:
-            rec = json.loads(raw)
-        except ValueError:
-            raise bad("not valid JSON")
+            rec = parse_canonical(raw.decode("utf-8"))
+        except (Bad, UnicodeDecodeError) as e:
+            raise bad(str(e))
         if not isinstance(rec, dict):
             raise bad("not a JSON object")
         if rec.get("seq") != i:
@@ -86,6 +104,10 @@ def verify(path, pub_pem, kid, tmp):
 def check_tail(heads, head, records):
     """Raises Bad unless the ledger's line `records` hashes to `head` (a tail cut off, or
     rewritten, after a certificate or a kept copy committed to it)."""
+    if not isinstance(records, int) or isinstance(records, bool) or records < 0:
+        raise Bad(f"the record count {records!r} is not a count")
+    if not isinstance(head, str) or not re.fullmatch(r"[0-9a-f]{64}", head):
+        raise Bad(f"the head {head!r} is not a SHA-256 in hex")
     if records == 0 and head != "0" * 64:
         raise Bad(f"--records 0 covers no record, but --head is {head}")
     if records > len(heads):

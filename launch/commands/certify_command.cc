@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include <CLI/CLI.hpp>
 
@@ -30,6 +31,15 @@ std::vector<report::Ledger> load_ledgers(const std::vector<std::string>& paths,
   return ledgers;
 }
 
+// Names the ledgers in the certificate by their file names, or by the paths given when two
+// file names clash (node1/ledger.jsonl, node2/ledger.jsonl).
+void name_ledgers(std::vector<report::Ledger>& ledgers) {
+  std::set<std::string> names;
+  for (const report::Ledger& l : ledgers) names.insert(fs::path(l.path).filename().string());
+  if (names.size() < ledgers.size()) return;
+  for (report::Ledger& l : ledgers) l.path = fs::path(l.path).filename().string();
+}
+
 std::string now_utc() {
   using namespace std::chrono;
   return report::format_time(
@@ -45,14 +55,13 @@ void issue(const CertifyCommandOptions& o) {
   PENG_INPUT_CHECK(o.public_key.empty(),
                    "certify: --public-key goes with --verify; the ledgers' key is "
                    "--ledger-public-key");
-  const certificate::Request request{
-      .contract = o.contract,
-      .supplier = o.supplier,
-      .customer = o.customer,
-      .project = o.project.empty() ? std::nullopt : std::optional(o.project),
-      .from = report::parse_time(o.from, "--from"),
-      .to = report::parse_time(o.to, "--to"),
-      .issued = now_utc()};
+  const certificate::Request request{.contract = o.contract,
+                                     .supplier = o.supplier,
+                                     .customer = o.customer,
+                                     .project = o.project,
+                                     .from = report::parse_time(o.from, "--from"),
+                                     .to = report::parse_time(o.to, "--to"),
+                                     .issued = now_utc()};
   const fs::path out(o.out), json_path = out / "certificate.json";
   PENG_INPUT_CHECK(!fs::exists(json_path), json_path.string(),
                    " exists: a certificate is never overwritten (choose another --out)");
@@ -60,7 +69,7 @@ void issue(const CertifyCommandOptions& o) {
   const ledger::PublicKey ledger_key =
       o.ledger_public_key.empty() ? key.public_key() : ledger::PublicKey::load(o.ledger_public_key);
   std::vector<report::Ledger> ledgers = load_ledgers(o.ledgers, ledger_key);
-  for (report::Ledger& l : ledgers) l.path = fs::path(l.path).filename().string();
+  name_ledgers(ledgers);
   json cert = certificate::build(request, std::move(ledgers));
   certificate::sign(cert, key);
 
@@ -90,7 +99,7 @@ void verify(const CertifyCommandOptions& o) {
   PENG_INPUT_CHECK(o.signing_key.empty() && o.out.empty(),
                    "certify --verify checks a certificate: --signing-key and --out do not apply");
   const ledger::PublicKey key = ledger::PublicKey::load(o.public_key);
-  const json cert = certificate::read_signed(o.verify, key);
+  const json cert = certificate::read_signed(o.verify, key);  // the fields read here checked
   std::string line = o.verify + ": ok, contract " + cert.at("contract").get<std::string>() +
                      ", signed by key " + key.key_id();
   if (!o.ledgers.empty()) {
@@ -130,7 +139,8 @@ void add_certify_command(CLI::App& app) {
   cmd->add_option("--contract", o->contract, "contract id");
   cmd->add_option("--supplier", o->supplier, "supplier (who delivered the compute)");
   cmd->add_option("--customer", o->customer, "customer (who received it)");
-  cmd->add_option("--project", o->project, "only this project's records");
+  cmd->add_option_function<std::string>(
+      "--project", [o](const std::string& p) { o->project = p; }, "only this project's records");
   cmd->add_option("--from", o->from, "period start: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)");
   cmd->add_option("--to", o->to, "period end (exclusive), as --from");
   cmd->add_option("--signing-key", o->signing_key, "Ed25519 private key (PEM, mode 0600)");

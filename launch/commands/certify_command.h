@@ -4,7 +4,9 @@
 //   peng certify LEDGER... --contract ID --supplier NAME --customer NAME --from DATE --to DATE
 //                --signing-key KEY.pem --out DIR [--project P] [--ledger-public-key PUB.pem]
 //     verifies every LEDGER (hash chain and Ed25519 signatures, under --ledger-public-key or
-//     else the signing key's public half), builds the certificate for [--from, --to) and writes
+//     else the signing key's public half; named in the certificate by its file name, or by
+//     the path given when two file names clash), builds the certificate for [--from, --to) and
+//     writes
 //     DIR/certificate.json (the signed object), DIR/certificate.csv and DIR/certificate.html;
 //     refuses to overwrite a certificate already in DIR. Prints one summary line.
 //   peng certify --verify CERT.json --public-key PUB.pem [LEDGER...] [--ledger-public-key P]
@@ -15,6 +17,7 @@
 // one `error:` line and exits 1.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,8 +29,9 @@ namespace peng {
 
 struct CertifyCommandOptions {
   std::vector<std::string> ledgers;
-  std::string contract, supplier, customer, project;  // project "": every project
-  std::string from, to;                               // YYYY-MM-DD[THH:MM:SSZ]
+  std::string contract, supplier, customer;
+  std::optional<std::string> project;  // only this project ("" is the default project)
+  std::string from, to;                // YYYY-MM-DD[THH:MM:SSZ]
   std::string signing_key, out;
   std::string verify;             // a certificate to verify ("" = issue one)
   std::string public_key;         // with --verify: the certificate's key

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "peng/accounting/certificate.h"
@@ -239,6 +240,25 @@ TEST(Certificate, EditedCertificateFailsItsSignature) {
               read_signed(f.dir / "pretty.json", f.key->public_key());
             }).find("not in canonical form"),
             std::string::npos);
+  // Signed, but with a field a reader needs missing or of the wrong type: named.
+  for (const auto& [path, value, says] :
+       std::vector<std::tuple<json::json_pointer, json, std::string>>{
+           {json::json_pointer("/contract"), 5, "contract is missing, empty or not a string"},
+           {json::json_pointer("/ledgers/0/records"), 0,
+            "ledgers[0].records is not a count of at least 1"},
+           {json::json_pointer("/ledgers/0/records"), 4.0,
+            "ledgers[0].records is not a count of at least 1"},
+           {json::json_pointer("/period"), "March", "period is missing or not an object"}}) {
+    json odd = json::parse(testing::read_file(f.dir / "cert.json"));
+    odd[path] = value;
+    sign(odd, *f.key);
+    testing::write_file(f.dir / "odd.json", to_file(odd));
+    EXPECT_NE(input_error_of([&] {
+                read_signed(f.dir / "odd.json", f.key->public_key());
+              }).find("odd.json: " + says),
+              std::string::npos)
+        << says;
+  }
   testing::write_file(f.dir / "other.json", "{\"a\":1}\n");
   EXPECT_NE(input_error_of([&] {
               read_signed(f.dir / "other.json", f.key->public_key());
@@ -262,6 +282,13 @@ TEST(Certificate, ChangedFigureSignedAgainIsNamed) {
   inflated["devices"][0]["pflops_hours"] = 30.0;
   sign(inflated, *f.key);
   EXPECT_NE(f.check(inflated, {a, b}).find("devices[0].pflops_hours: the certificate says 30.0"),
+            std::string::npos);
+  inflated = cert;
+  inflated["jobs"][1]["devices"] = 8.0;  // an integer field written as a decimal
+  sign(inflated, *f.key);
+  EXPECT_NE(f.check(inflated, {a, b})
+                .find("jobs[1].devices: the certificate says 8.0, the "
+                      "ledgers give 8"),
             std::string::npos);
   inflated = cert;
   inflated["jobs"].erase(0);
@@ -334,7 +361,9 @@ TEST(Certificate, BadRequestsAreRefused) {
             std::string::npos);
   r = f.march();
   r.to = r.from;
-  EXPECT_NE(input_error_of([&] { build(r, {f.load(a)}); }).find("is not before --to"),
+  EXPECT_NE(input_error_of([&] {
+              build(r, {f.load(a)});
+            }).find("the period's start 2025-03-01T00:00:00Z is not before its end"),
             std::string::npos);
   r = f.march();
   r.contract = "";

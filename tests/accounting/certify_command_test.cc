@@ -133,6 +133,19 @@ TEST(CertifyCommand, TwoJobsCertifiedAndVerifiedWithPengAndTheScript) {
                    "total.device_hours: the certificate says",
                    "total.device_hours: the certificate says");
 
+  // Signed text with a key twice: readers keeping the first or the last value would disagree.
+  std::string line = read_file(cert);
+  line.pop_back();
+  const size_t sig_at = line.find(",\"sig\":\"");
+  const std::string sig_member = line.substr(sig_at, 8 + 128 + 1);
+  std::string body = line.erase(sig_at, sig_member.size());
+  body.insert(body.find("\"total\":{") + 9, "\"tokens\":999999,");
+  const std::string resigned_sig = ledger::SigningKey::load(key).sign_hex(body);
+  body.insert(body.find(",\"supplier\":"), ",\"sig\":\"" + resigned_sig + "\"");
+  testing::write_file(dir / "twice.json", body + "\n");
+  expect_both_fail(verify_both(dir / "twice.json", pub, {}), "not in canonical form",
+                   "a key appears twice in one object");
+
   // Refusals: an existing certificate, an empty period, a key readable by others.
   r = testing::run_peng(testing::joined(certify, {"--out", (dir / "out").string()}));
   EXPECT_NE(r.exit_code, 0);
