@@ -1,10 +1,7 @@
 #include "peng/checkpoint/store.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 
 #include "peng/checkpoint/manifest.h"
@@ -32,15 +29,6 @@ fs::path tmp_dir(const fs::path& root, int64_t step) {
 }
 
 namespace {
-// Fault injection for tests (see publish()).
-void test_stall(const char* point) {
-  const char* env = std::getenv("PENG_CKPT_TEST_STALL");
-  if (!env || std::string(env) != point) return;
-  std::fprintf(stderr, "peng: checkpoint test stall at %s\n", point);
-  std::fflush(stderr);
-  while (true) ::pause();
-}
-
 // The step of a committed-folder name "step-N" (digits only), else -1.
 int64_t step_of(const std::string& name) {
   if (name.rfind("step-", 0) != 0 || name.size() == 5 || name.size() > 25) return -1;
@@ -60,26 +48,24 @@ fs::path latest_target(const fs::path& root) {
 }
 }  // namespace
 
-void begin_save(const fs::path& root, int64_t step) {
-  fs::create_directories(root);
+void begin_save(const fs::path& root, int64_t step, FileSystem& files) {
+  files.create_directories(root);
   for (const fs::directory_entry& e : fs::directory_iterator(root)) {
     const std::string n = e.path().filename().string();
-    if (n.rfind("step-", 0) == 0 && n.ends_with(".tmp")) fs::remove_all(e.path());
+    if (n.rfind("step-", 0) == 0 && n.ends_with(".tmp")) files.remove_all(e.path());
   }
-  fs::create_directory(tmp_dir(root, step));
+  files.create_directories(tmp_dir(root, step));
 }
 
-void publish(const fs::path& root, int64_t step, const std::string& manifest, int keep_last) {
+void publish(const fs::path& root, int64_t step, const std::string& manifest, int keep_last,
+             FileSystem& files) {
   const fs::path tmp = tmp_dir(root, step), final_dir = root / step_dir_name(step);
-  test_stall("before-commit");
-  write_file_atomic(tmp / kManifestFile, manifest);
-  fsync_dir(tmp);
-  if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a rerun of this step
-  fs::rename(tmp, final_dir);
-  fsync_dir(root);
-  test_stall("before-latest");
-  write_file_atomic(root / kLatestFile, step_dir_name(step) + "\n");
-  apply_retention(root, keep_last, final_dir);
+  write_file_atomic(tmp / kManifestFile, manifest, Durability::kSynced, files);  // syncs tmp
+  if (fs::exists(final_dir)) files.remove_all(final_dir);  // a rerun of this step
+  files.rename(tmp, final_dir);
+  files.sync_dir(root);
+  write_file_atomic(root / kLatestFile, step_dir_name(step) + "\n", Durability::kSynced, files);
+  apply_retention(root, keep_last, final_dir, files);
 }
 
 std::vector<std::pair<int64_t, fs::path>> committed_checkpoints(const fs::path& root) {
@@ -101,7 +87,7 @@ std::optional<fs::path> latest_checkpoint(const fs::path& root) {
   return all.back().second;
 }
 
-void apply_retention(const fs::path& root, int keep_last, const fs::path& keep) {
+void apply_retention(const fs::path& root, int keep_last, const fs::path& keep, FileSystem& files) {
   if (keep_last <= 0) return;
   const fs::path named = latest_target(root);
   auto all = committed_checkpoints(root);
@@ -109,7 +95,7 @@ void apply_retention(const fs::path& root, int keep_last, const fs::path& keep) 
   for (const auto& [step, path] : all) {
     if (count <= size_t(keep_last)) break;
     if (fs::equivalent(path, keep) || (!named.empty() && path == named)) continue;
-    fs::remove_all(path);
+    files.remove_all(path);
     --count;
   }
 }

@@ -10,6 +10,8 @@
 // `latest` decides what auto-resume uses: a crash between a folder's rename and the update
 // of `latest` leaves a whole newer folder that auto-resume ignores (it can be named with
 // --resume PATH) — the same choice as Megatron's latest_checkpointed_iteration.txt.
+// Every change to the folder goes through a FileSystem (core/io/file_system.h), which tests
+// replace to fail, fill up or crash at any one of its calls.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "peng/core/io/file_system.h"
 
 namespace peng::ckpt {
 
@@ -30,13 +34,13 @@ std::string rank_file_name(int rank);  // "rank-00003.bin"
 
 // The commit protocol's folder steps, on one rank (rank 0):
 // Creates ROOT (and parents), removes stale step-*.tmp folders, creates tmp_dir(root, step).
-void begin_save(const std::filesystem::path& root, int64_t step);
+void begin_save(const std::filesystem::path& root, int64_t step,
+                FileSystem& fs = posix_file_system());
 // Writes `manifest` (encoded) into tmp_dir(root, step), fsyncs it, renames the folder to
 // ROOT/step-N (replacing one of a rerun), fsyncs ROOT, points `latest` at it, applies
-// retention. Fault injection for tests: PENG_CKPT_TEST_STALL=before-commit|before-latest
-// makes it announce that point on stderr and sleep there until killed.
+// retention.
 void publish(const std::filesystem::path& root, int64_t step, const std::string& manifest,
-             int keep_last);
+             int keep_last, FileSystem& fs = posix_file_system());
 
 // Committed checkpoints in `root` (step-N folders holding a manifest.pb), by step.
 std::vector<std::pair<int64_t, std::filesystem::path>> committed_checkpoints(
@@ -52,6 +56,6 @@ std::filesystem::path resolve_checkpoint(const std::filesystem::path& dir);
 // Removes committed checkpoints, oldest first, until at most `keep_last` remain; never
 // `keep` (the one just committed) nor the one `latest` names. keep_last <= 0 keeps all.
 void apply_retention(const std::filesystem::path& root, int keep_last,
-                     const std::filesystem::path& keep);
+                     const std::filesystem::path& keep, FileSystem& fs = posix_file_system());
 
 }  // namespace peng::ckpt

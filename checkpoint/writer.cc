@@ -90,8 +90,8 @@ void snapshot(SavePlan& plan, std::vector<char>& buffer) {
   }
 }
 
-void write_plan(SavePlan& plan, const fs::path& path, uint64_t chunk_bytes) {
-  AtomicFileWriter w(path);
+void write_plan(SavePlan& plan, const fs::path& path, uint64_t chunk_bytes, FileSystem& files) {
+  AtomicFileWriter w(path, files);
   std::vector<char> scratch;
   for (const SavePlan::Piece& p : plan.pieces) {
     proto::Shard& s = shard_of(plan, p);
@@ -179,7 +179,7 @@ bool attempt(F&& body, std::string& error) {
 }  // namespace
 
 fs::path commit_checkpoint(SavePlan& plan, proto::Manifest meta, const fs::path& root,
-                           int keep_last, Communicator* comm) {
+                           int keep_last, Communicator* comm, FileSystem& files) {
   const int rank = comm ? comm->rank() : 0;
   const fs::path final_dir = root / step_dir_name(meta.step());
   std::string error;
@@ -191,11 +191,11 @@ fs::path commit_checkpoint(SavePlan& plan, proto::Manifest meta, const fs::path&
 
   // 1. A fresh temporary folder.
   const fs::path tmp = tmp_dir(root, meta.step());
-  bool ok = rank != 0 || attempt([&] { begin_save(root, meta.step()); }, error);
+  bool ok = rank != 0 || attempt([&] { begin_save(root, meta.step(), files); }, error);
   if (int who = failed_rank(comm, !ok, rank)) fail(who, "to create the checkpoint folder");
 
   // 2. Every rank's file.
-  ok = attempt([&] { write_plan(plan, tmp / plan.file); }, error);
+  ok = attempt([&] { write_plan(plan, tmp / plan.file, kChunkBytes, files); }, error);
   if (int who = failed_rank(comm, !ok, rank)) fail(who, "to write its shard file");
 
   // 3. The manifest and the commit, on rank 0.
@@ -208,15 +208,16 @@ fs::path commit_checkpoint(SavePlan& plan, proto::Manifest meta, const fs::path&
   ok = rank != 0 || attempt(
                         [&] {
                           merge_parts(parts, meta);
-                          publish(root, meta.step(), encode_manifest(meta), keep_last);
+                          publish(root, meta.step(), encode_manifest(meta), keep_last, files);
                         },
                         error);
   if (int who = failed_rank(comm, !ok, rank)) fail(who, "to commit the checkpoint");
   return final_dir;
 }
 
-Checkpointer::Checkpointer(fs::path root, int keep_last, bool async, Communicator* comm)
-    : root_(std::move(root)), keep_last_(keep_last), async_(async), comm_(comm) {}
+Checkpointer::Checkpointer(fs::path root, int keep_last, bool async, Communicator* comm,
+                           FileSystem& files)
+    : root_(std::move(root)), keep_last_(keep_last), async_(async), comm_(comm), fs_(files) {}
 
 Checkpointer::~Checkpointer() {
   try {
@@ -240,13 +241,13 @@ double Checkpointer::save(const std::vector<Region>& regions, proto::Manifest me
     snapshot(plan, snapshot_);
     thread_ = std::thread([this, plan = std::move(plan), meta = std::move(meta)]() mutable {
       try {
-        pending_ = commit_checkpoint(plan, std::move(meta), root_, keep_last_, comm_);
+        pending_ = commit_checkpoint(plan, std::move(meta), root_, keep_last_, comm_, fs_);
       } catch (...) {
         error_ = std::current_exception();
       }
     });
   } else {
-    last_ = commit_checkpoint(plan, std::move(meta), root_, keep_last_, comm_);
+    last_ = commit_checkpoint(plan, std::move(meta), root_, keep_last_, comm_, fs_);
   }
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }

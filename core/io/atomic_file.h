@@ -3,12 +3,15 @@
 // A reader therefore sees either the old file or the complete new one, never a torn write
 // (LevelDB's SetCurrentFile pattern). Failures throw peng::IoError naming the file and the
 // operating-system reason; the temporary file is removed when the writer is destroyed
-// without commit().
+// without commit(). Every call goes through a FileSystem (core/io/file_system.h).
 #pragma once
 
 #include <cstddef>
 #include <filesystem>
+#include <memory>
 #include <string_view>
+
+#include "peng/core/io/file_system.h"
 
 namespace peng {
 
@@ -20,7 +23,7 @@ enum class Durability { kSynced, kAtomicOnly };
 class AtomicFileWriter {
  public:
   // Creates (truncates) `path + ".tmp"`. The folder must exist.
-  explicit AtomicFileWriter(std::filesystem::path path);
+  explicit AtomicFileWriter(std::filesystem::path path, FileSystem& fs = posix_file_system());
   // Without commit(): closes and removes the temporary file (never throws).
   ~AtomicFileWriter();
   AtomicFileWriter(const AtomicFileWriter&) = delete;
@@ -37,18 +40,16 @@ class AtomicFileWriter {
   size_t bytes_written() const { return written_; }
 
  private:
+  FileSystem& fs_;
   std::filesystem::path path_;
   std::filesystem::path tmp_path_;
-  int fd_ = -1;
+  std::unique_ptr<WritableFile> file_;  // null after commit()
   size_t written_ = 0;
 };
 
-// Makes the entries of folder `dir` (creations, renames) durable. Best effort: some file
-// systems refuse fsync on folders.
-void fsync_dir(const std::filesystem::path& dir);
-
 // Writes `bytes` to `path` atomically (see AtomicFileWriter).
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes,
-                       Durability durability = Durability::kSynced);
+                       Durability durability = Durability::kSynced,
+                       FileSystem& fs = posix_file_system());
 
 }  // namespace peng
