@@ -2,11 +2,14 @@
 # Checkpoint I/O against the disk, one run, one table (docs/PERFORMANCE.md, "Checkpoint
 # save and load"):
 #   - the disk's sequential bandwidth with dd, as many streams as ranks, about the
-#     checkpoint's size: write (16 MiB blocks, conv=fsync), read after dropping the page
-#     cache (when allowed; else the read figure is from the page cache, and says so);
+#     checkpoint's size: write (16 MiB blocks, conv=fsync) buffered and with oflag=direct,
+#     read after dropping the page cache (when allowed; else the read figure is from the
+#     page cache, and says so);
 #   - peng's save: `peng train` of GPT-2 124M (values + 2 AdamW moments, ~1.5 GB) for one
-#     step on a synthetic shard, saving at the end; the save time is the metrics JSONL's
-#     checkpoint_stall_s (write + fsync + commit), the size is `du` of step-1/;
+#     step on a synthetic shard, saving at the end, with the rank files written around the
+#     page cache (--checkpoint-direct-io auto, the default) and buffered (off); the save time
+#     is the metrics JSONL's checkpoint_stall_s (write + fsync + commit), the size is `du`
+#     of step-1/;
 #   - peng's load: `peng ckpt inspect STEP --verify` (reads every tensor, checks every
 #     chunk checksum; one process), and the time a resume adds to a run (a 1-step run
 #     resumed from step 1, minus a fresh 1-step run; every rank reads its part);
@@ -69,6 +72,11 @@ step=$work/sync/step-00000001
 sync_stall=$(stall_of "$work/sync.jsonl")
 bytes=$(du -sb "$step" | cut -f1)
 settle
+train --steps 1 --checkpoint-dir "$work/buffered" --metrics-jsonl "$work/buffered.jsonl" \
+  --checkpoint-direct-io off
+buffered_stall=$(stall_of "$work/buffered.jsonl")
+rm -rf "$work/buffered"
+settle
 # Two async saves, 5 steps apart: the first also maps the snapshot buffer (first touch of
 # every page), the second reuses it, as every later save of a run does.
 train --steps 10 --checkpoint-every 5 --checkpoint-dir "$work/async" --async-checkpoint \
@@ -80,12 +88,14 @@ rm -rf "$work/async"
 # ---- dd, one stream per rank, the checkpoint's size in all ----
 count=$(calc "max(1, round($bytes / $ranks / 2**24))")
 dd_bytes=$(calc "$count * $ranks * 2**24")
-dd_streams() {  # dd_streams write|read: wall-clock MB/s of all streams together
+dd_streams() {  # dd_streams write|direct|read: wall-clock MB/s of all streams together
   local t0
   t0=$(now)
   for ((r = 0; r < ranks; ++r)); do
     if [ "$1" = write ]; then
       dd if=/dev/zero of="$work/dd.$r" bs=16M count="$count" conv=fsync status=none &
+    elif [ "$1" = direct ]; then
+      dd if=/dev/zero of="$work/dd.$r" bs=16M count="$count" oflag=direct conv=fsync status=none &
     else
       dd if="$work/dd.$r" of=/dev/null bs=16M status=none &
     fi
@@ -93,6 +103,9 @@ dd_streams() {  # dd_streams write|read: wall-clock MB/s of all streams together
   wait
   calc "$dd_bytes / ($(now) - $t0) / 1e6"
 }
+settle
+dd_direct=$(dd_streams direct)
+rm -f "$work"/dd.*
 settle
 dd_write=$(dd_streams write)
 settle
@@ -117,11 +130,12 @@ fresh_s=$(calc "$(now) - $t0")
 load_s=$(calc "$resume_s - $fresh_s")
 
 python3 - "$ranks" "$bytes" "$dd_write" "$sync_stall" "$dd_read" "$verify_s" "$load_s" \
-  "$resume_s" "$fresh_s" "$async_stall" "$dd_write_warm" "$async_first" "$cache" "$model" <<'PY'
+  "$resume_s" "$fresh_s" "$async_stall" "$dd_write_warm" "$async_first" "$dd_direct" \
+  "$buffered_stall" "$cache" "$model" <<'PY'
 import sys
 (ranks, size, ddw, sync_s, ddr, verify_s, load_s, resume_s, fresh_s, async_s, ddw_warm,
- async_first) = map(float, sys.argv[1:13])
-cache, model = sys.argv[13], sys.argv[14]
+ async_first, ddd, buffered_s) = map(float, sys.argv[1:15])
+cache, model = sys.argv[15], sys.argv[16]
 mb = size / 1e6
 save = mb / sync_s
 verify = mb / verify_s
@@ -136,11 +150,14 @@ print(f"load: verify {verify_s:.2f} s; resume {resume_s:.2f} s resumed run - {fr
       f"fresh run = {load_s:.2f} s")
 print(f"dd write into just-freed (warm) memory: {ddw_warm:.0f} MB/s")
 print()
-print("| ranks | checkpoint MB | dd write MB/s | peng save MB/s (% of dd) | dd read MB/s "
+buffered = mb / buffered_s
+print("| ranks | checkpoint MB | dd write MB/s: buffered / direct | peng save MB/s, direct (% of "
+      "dd direct) | peng save MB/s, buffered (% of dd buffered) | dd read MB/s "
       "| peng load MB/s, verify (% of dd) | peng load MB/s, resume (% of dd) | sync stall s "
       "| async stall s |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-print(f"| {int(ranks)} | {mb:.0f} | {ddw:.0f} | {save:.0f} ({100 * save / ddw:.0f}%) | {ddr:.0f} "
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print(f"| {int(ranks)} | {mb:.0f} | {ddw:.0f} / {ddd:.0f} | {save:.0f} ({100 * save / ddd:.0f}%) "
+      f"| {buffered:.0f} ({100 * buffered / ddw:.0f}%) | {ddr:.0f} "
       f"| {verify:.0f} ({100 * verify / ddr:.0f}%) | {resume:.0f} ({100 * resume / ddr:.0f}%) "
       f"| {sync_s:.2f} | {async_s:.2f} |")
 PY

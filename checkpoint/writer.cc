@@ -90,8 +90,9 @@ void snapshot(SavePlan& plan, std::vector<char>& buffer) {
   }
 }
 
-void write_plan(SavePlan& plan, const fs::path& path, uint64_t chunk_bytes, FileSystem& files) {
-  AtomicFileWriter w(path, files);
+void write_plan(SavePlan& plan, const fs::path& path, uint64_t chunk_bytes, FileSystem& files,
+                const FileOptions& data_files) {
+  AtomicFileWriter w(path, files, data_files);
   std::vector<char> scratch;
   for (const SavePlan::Piece& p : plan.pieces) {
     proto::Shard& s = shard_of(plan, p);
@@ -179,7 +180,8 @@ bool attempt(F&& body, std::string& error) {
 }  // namespace
 
 fs::path commit_checkpoint(SavePlan& plan, proto::Manifest meta, const fs::path& root,
-                           int keep_last, Communicator* comm, FileSystem& files) {
+                           int keep_last, Communicator* comm, FileSystem& files,
+                           const FileOptions& data_files) {
   const int rank = comm ? comm->rank() : 0;
   const fs::path final_dir = root / step_dir_name(meta.step());
   std::string error;
@@ -195,7 +197,7 @@ fs::path commit_checkpoint(SavePlan& plan, proto::Manifest meta, const fs::path&
   if (int who = failed_rank(comm, !ok, rank)) fail(who, "to create the checkpoint folder");
 
   // 2. Every rank's file.
-  ok = attempt([&] { write_plan(plan, tmp / plan.file, kChunkBytes, files); }, error);
+  ok = attempt([&] { write_plan(plan, tmp / plan.file, kChunkBytes, files, data_files); }, error);
   if (int who = failed_rank(comm, !ok, rank)) fail(who, "to write its shard file");
 
   // 3. The manifest and the commit, on rank 0.
@@ -216,8 +218,13 @@ fs::path commit_checkpoint(SavePlan& plan, proto::Manifest meta, const fs::path&
 }
 
 Checkpointer::Checkpointer(fs::path root, int keep_last, bool async, Communicator* comm,
-                           FileSystem& files)
-    : root_(std::move(root)), keep_last_(keep_last), async_(async), comm_(comm), fs_(files) {}
+                           const FileOptions& data_files, FileSystem& files)
+    : root_(std::move(root)),
+      keep_last_(keep_last),
+      async_(async),
+      comm_(comm),
+      data_files_(data_files),
+      fs_(files) {}
 
 Checkpointer::~Checkpointer() {
   try {
@@ -241,13 +248,14 @@ double Checkpointer::save(const std::vector<Region>& regions, proto::Manifest me
     snapshot(plan, snapshot_);
     thread_ = std::thread([this, plan = std::move(plan), meta = std::move(meta)]() mutable {
       try {
-        pending_ = commit_checkpoint(plan, std::move(meta), root_, keep_last_, comm_, fs_);
+        pending_ =
+            commit_checkpoint(plan, std::move(meta), root_, keep_last_, comm_, fs_, data_files_);
       } catch (...) {
         error_ = std::current_exception();
       }
     });
   } else {
-    last_ = commit_checkpoint(plan, std::move(meta), root_, keep_last_, comm_, fs_);
+    last_ = commit_checkpoint(plan, std::move(meta), root_, keep_last_, comm_, fs_, data_files_);
   }
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }

@@ -10,7 +10,8 @@
 //   2. every rank writes and fsyncs its file there;
 //   3. rank 0 gathers every rank's shard list, writes manifest.pb, fsyncs the folder,
 //      renames it to ROOT/step-N, writes `latest`, applies --keep-last.
-// Every write, rename and removal goes through a FileSystem (core/io/file_system.h).
+// Every write, rename and removal goes through a FileSystem (core/io/file_system.h); the
+// rank files are created with `data_files` (FileOptions::direct: around the page cache).
 // Every rank learns the outcome of steps 1-3; a failure anywhere throws on every rank
 // (IoError naming the rank that failed) and leaves earlier checkpoints untouched.
 //
@@ -56,18 +57,20 @@ SavePlan plan_regions(const std::vector<Region>& regions, int rank);
 void snapshot(SavePlan& plan, std::vector<char>& buffer);
 // Writes the plan's file at `path` atomically, filling in the chunk checksums.
 void write_plan(SavePlan& plan, const std::filesystem::path& path,
-                uint64_t chunk_bytes = kChunkBytes, FileSystem& fs = posix_file_system());
+                uint64_t chunk_bytes = kChunkBytes, FileSystem& fs = posix_file_system(),
+                const FileOptions& data_files = {});
 
 // `meta`: the manifest without files, tensors and chunk_bytes (filled in here). `comm`:
 // every rank of the job (nullptr: a single process). Returns ROOT/step-N.
 std::filesystem::path commit_checkpoint(SavePlan& plan, proto::Manifest meta,
                                         const std::filesystem::path& root, int keep_last,
-                                        Communicator* comm, FileSystem& fs = posix_file_system());
+                                        Communicator* comm, FileSystem& fs = posix_file_system(),
+                                        const FileOptions& data_files = {});
 
 class Checkpointer {
  public:
   Checkpointer(std::filesystem::path root, int keep_last, bool async, Communicator* comm,
-               FileSystem& fs = posix_file_system());
+               const FileOptions& data_files = {}, FileSystem& fs = posix_file_system());
   // Waits for a save in flight; a failure there is printed, not thrown.
   ~Checkpointer();
   Checkpointer(const Checkpointer&) = delete;
@@ -86,6 +89,7 @@ class Checkpointer {
   int keep_last_;
   bool async_;
   Communicator* comm_;
+  FileOptions data_files_;
   FileSystem& fs_;
   std::thread thread_;
   std::exception_ptr error_;

@@ -56,6 +56,7 @@ proto::TrainConfig default_train_config() {
   c.mutable_parallel()->set_pp_schedule("1f1b");
   c.mutable_parallel()->set_virtual_stages(1);
   c.mutable_checkpoint()->set_resume("auto");
+  c.mutable_checkpoint()->set_direct_io("auto");
   auto* tm = c.mutable_telemetry();
   tm->set_peak("auto");
   tm->set_ledger_every_s(600);
@@ -252,6 +253,8 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--keep-last", "checkpoint.keep_last", "keep the newest N checkpoints (0: all)", false},
       {"--async-checkpoint", "checkpoint.async", "write checkpoints while training continues",
        true},
+      {"--checkpoint-direct-io", "checkpoint.direct_io",
+       "auto (O_DIRECT where the file system takes it) | off (buffered)", false},
       {"--peak", "telemetry.peak",
        "peak per device for MFU: auto | TFLOP/s | a device of the table (\"H100 SXM\")", false},
       {"--tensorboard", "telemetry.tensorboard", "folder for TensorBoard event files", false},
@@ -370,6 +373,9 @@ void validate_train_config(const proto::TrainConfig& c) {
   PENG_INPUT_CHECK(k.every() >= 0, "checkpoint.every must be >= 0, got ", k.every());
   PENG_INPUT_CHECK(k.keep_last() >= 0, "checkpoint.keep_last must be >= 0, got ", k.keep_last());
   PENG_INPUT_CHECK(!k.resume().empty(), "checkpoint.resume must be auto, none or a path");
+  PENG_INPUT_CHECK(k.direct_io() == "auto" || k.direct_io() == "off",
+                   "checkpoint.direct_io (--checkpoint-direct-io) must be auto or off, got \"",
+                   k.direct_io(), "\"");
   PENG_INPUT_CHECK(k.every() == 0 || !k.dir().empty(),
                    "checkpoint.every needs checkpoint.dir (--checkpoint-dir)");
   const auto& l = c.logging();

@@ -389,7 +389,8 @@ void build_checkpoints(Trainer::Parts& p) {
   if (cc.dir().empty()) return;
   if (p.env.world_size > 1) p.ckpt_comm = mpi_world().split(0, p.env.rank, "checkpoint");
   p.checkpointer =
-      std::make_unique<ckpt::Checkpointer>(cc.dir(), cc.keep_last(), cc.async(), p.ckpt_comm.get());
+      std::make_unique<ckpt::Checkpointer>(cc.dir(), cc.keep_last(), cc.async(), p.ckpt_comm.get(),
+                                           FileOptions{.direct = cc.direct_io() == "auto"});
 }
 
 // The training state's bytes as allocated on this rank: values, gradients (flat and the

@@ -4,11 +4,12 @@
 
 namespace peng {
 
-AtomicFileWriter::AtomicFileWriter(std::filesystem::path path, FileSystem& fs)
+AtomicFileWriter::AtomicFileWriter(std::filesystem::path path, FileSystem& fs,
+                                   const FileOptions& options)
     : fs_(fs),
       path_(std::move(path)),
       tmp_path_(path_.string() + ".tmp"),
-      file_(fs_.create_file(tmp_path_)) {}
+      file_(fs_.create_file(tmp_path_, options)) {}
 
 AtomicFileWriter::~AtomicFileWriter() {
   if (file_) {

@@ -23,7 +23,8 @@ enum class Durability { kSynced, kAtomicOnly };
 class AtomicFileWriter {
  public:
   // Creates (truncates) `path + ".tmp"`. The folder must exist.
-  explicit AtomicFileWriter(std::filesystem::path path, FileSystem& fs = posix_file_system());
+  explicit AtomicFileWriter(std::filesystem::path path, FileSystem& fs = posix_file_system(),
+                            const FileOptions& options = {});
   // Without commit(): closes and removes the temporary file (never throws).
   ~AtomicFileWriter();
   AtomicFileWriter(const AtomicFileWriter&) = delete;

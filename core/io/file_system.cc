@@ -3,7 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <system_error>
 
@@ -56,10 +60,119 @@ class PosixFile : public WritableFile {
   int fd_ = -1;
 };
 
+// The first file of the process that could not be written around the page cache says so.
+void report_buffered(const fs::path& path, int err) {
+  static std::atomic<bool> reported{false};
+  if (reported.exchange(true)) return;
+  std::fprintf(stderr, "peng: %s: the file system refuses O_DIRECT (%s); writing buffered\n",
+               path.parent_path().c_str(), std::strerror(err));
+}
+
+// O_DIRECT: offsets, lengths and buffers aligned to kAlign (the logical block size of every
+// common disk and file system is at most 4096).
+constexpr size_t kAlign = 4096;
+constexpr size_t kStagingBytes = size_t(8) << 20;
+
+// Appends go into an aligned staging buffer that is written whenever it is full; sync()
+// writes the last partial block padded with zeros and cuts the file back to its size.
+class DirectFile : public WritableFile {
+ public:
+  DirectFile(fs::path path, int fd)
+      : path_(std::move(path)),
+        fd_(fd),
+        buffer_(static_cast<char*>(std::aligned_alloc(kAlign, kStagingBytes))) {
+    if (!buffer_) {
+      ::close(fd_);
+      throw IoError(path_.string() + ": cannot allocate the O_DIRECT staging buffer");
+    }
+  }
+  ~DirectFile() override {
+    if (fd_ >= 0) ::close(fd_);
+    std::free(buffer_);
+  }
+
+  void append(const void* data, size_t n) override {
+    PENG_CHECK(!finished_, path_.string(), ": append after sync on an O_DIRECT file");
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+      const size_t take = std::min(n, kStagingBytes - used_);
+      std::memcpy(buffer_ + used_, p, take);
+      used_ += take;
+      size_ += take;
+      p += take;
+      n -= take;
+      if (used_ == kStagingBytes) {
+        write_all(buffer_, used_);
+        used_ = 0;
+      }
+    }
+  }
+
+  void sync() override {
+    finish();
+    if (::fsync(fd_) != 0) throw os_error("fsync of", path_, errno);
+  }
+
+  void close() override {
+    finish();
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) throw os_error("closing", path_, errno);
+  }
+
+ private:
+  // The staged tail, padded to a whole block, then the file cut back to its size.
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    if (used_ == 0) return;
+    const size_t padded = (used_ + kAlign - 1) / kAlign * kAlign;
+    std::memset(buffer_ + used_, 0, padded - used_);
+    write_all(buffer_, padded);
+    used_ = 0;
+    if (::ftruncate(fd_, off_t(size_)) != 0) throw os_error("truncating", path_, errno);
+  }
+
+  void write_all(const char* p, size_t n) {
+    while (n > 0) {
+      const ssize_t w = ::write(fd_, p, n);
+      if (w < 0 && errno == EINVAL && (::fcntl(fd_, F_GETFL) & O_DIRECT)) {
+        // Opened, but the file system takes no O_DIRECT write: go on buffered.
+        report_buffered(path_, errno);
+        if (::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_DIRECT) != 0) {
+          throw os_error("turning off O_DIRECT on", path_, errno);
+        }
+        continue;
+      }
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        throw os_error("writing", path_, errno);
+      }
+      p += w;
+      n -= size_t(w);
+    }
+  }
+
+  fs::path path_;
+  int fd_ = -1;
+  char* buffer_ = nullptr;
+  size_t used_ = 0;    // staged bytes
+  uint64_t size_ = 0;  // bytes appended
+  bool finished_ = false;
+};
+
 class PosixFileSystem : public FileSystem {
  public:
-  std::unique_ptr<WritableFile> create_file(const fs::path& path) override {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  std::unique_ptr<WritableFile> create_file(const fs::path& path,
+                                            const FileOptions& options) override {
+    const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+    if (options.direct) {
+      const int fd = ::open(path.c_str(), flags | O_DIRECT, 0644);
+      if (fd >= 0) return std::make_unique<DirectFile>(path, fd);
+      if (errno != EINVAL) throw os_error("creating", path, errno);
+      report_buffered(path, errno);
+    }
+    const int fd = ::open(path.c_str(), flags, 0644);
     if (fd < 0) throw os_error("creating", path, errno);
     return std::make_unique<PosixFile>(path, fd);
   }

@@ -13,6 +13,15 @@
 
 namespace peng {
 
+struct FileOptions {
+  // Write around the page cache (O_DIRECT), through an aligned staging buffer: appends of
+  // any size at any offset; sync() writes the last partial block padded and cuts the file
+  // back to its size, so nothing may be appended after it. Where the file system refuses
+  // O_DIRECT (at open or at the first write) the file is written buffered, and the first
+  // such file of the process says so on stderr.
+  bool direct = false;
+};
+
 // A file open for appending (created or truncated by FileSystem::create_file).
 class WritableFile {
  public:
@@ -28,7 +37,8 @@ class WritableFile {
 class FileSystem {
  public:
   virtual ~FileSystem() = default;
-  virtual std::unique_ptr<WritableFile> create_file(const std::filesystem::path& path) = 0;
+  virtual std::unique_ptr<WritableFile> create_file(const std::filesystem::path& path,
+                                                    const FileOptions& options) = 0;
   // Replaces `to` atomically (a file, or an empty folder for a folder).
   virtual void rename(const std::filesystem::path& from, const std::filesystem::path& to) = 0;
   virtual void remove_file(const std::filesystem::path& path) noexcept = 0;
@@ -47,8 +57,9 @@ FileSystem& posix_file_system();
 class FileSystemWrapper : public FileSystem {
  public:
   explicit FileSystemWrapper(FileSystem& base) : base_(base) {}
-  std::unique_ptr<WritableFile> create_file(const std::filesystem::path& path) override {
-    return base_.create_file(path);
+  std::unique_ptr<WritableFile> create_file(const std::filesystem::path& path,
+                                            const FileOptions& options) override {
+    return base_.create_file(path, options);
   }
   void rename(const std::filesystem::path& from, const std::filesystem::path& to) override {
     base_.rename(from, to);

@@ -138,12 +138,16 @@ TEST_F(Corruption, DifferentModelIsRefused) {
 // The checkpoint `latest` names loads, auto-resume continues from it and finishes, and the
 // next save clears what the killed one left. Every call of a save is broken one by one in
 // save_fault_test.cc.
-TEST(KillDuringSaves, LatestCheckpointStaysLoadable) {
+// Both with the rank files written around the page cache (auto) and buffered (off).
+class KillDuringSaves : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(KillDuringSaves, LatestCheckpointStaysLoadable) {
   testing::TempDir tmp;
   const fs::path dir = tmp / "c";
   testing::BackgroundProcess job(
-      testing::mpi_peng_argv(
-          2, with_args(tiny(1000000, dir), {"--dp", "2", "--checkpoint-every", "1"})),
+      testing::mpi_peng_argv(2,
+                             with_args(tiny(1000000, dir), {"--dp", "2", "--checkpoint-every", "1",
+                                                            "--checkpoint-direct-io", GetParam()})),
       tmp.path(), testing::mpi_env());
   const auto t0 = Clock::now();
   while (ckpt::committed_checkpoints(dir).size() < 3) {
@@ -171,15 +175,29 @@ TEST(KillDuringSaves, LatestCheckpointStaysLoadable) {
   }
 }
 
+INSTANTIATE_TEST_SUITE_P(DirectIo, KillDuringSaves, ::testing::Values("auto", "off"));
+
 // A save that cannot be written (the file size limit stands in for a full disk) is an
-// error naming the file; the checkpoint before it still loads.
-TEST(FailedWrite, ErrorAndPreviousCheckpointIntact) {
+// error naming the file; the checkpoint before it still loads. With the rank files written
+// around the page cache (auto) and buffered (off).
+class FailedWrite : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FailedWrite, ErrorAndPreviousCheckpointIntact) {
   testing::TempDir tmp;
   const fs::path dir = tmp / "c";
   // A model with a 40 MB checkpoint file: MPI's start-up needs files of ~10 MB.
-  const std::vector<std::string> wider = {"--n-layer",          "2",   "--n-head",     "4",
-                                          "--n-embd",           "384", "--vocab-size", "256",
-                                          "--checkpoint-every", "2"};
+  const std::vector<std::string> wider = {"--n-layer",
+                                          "2",
+                                          "--n-head",
+                                          "4",
+                                          "--n-embd",
+                                          "384",
+                                          "--vocab-size",
+                                          "256",
+                                          "--checkpoint-every",
+                                          "2",
+                                          "--checkpoint-direct-io",
+                                          GetParam()};
   const fs::path tokens = testing::reference_dir() / "gpt2-tiny" / "tokens.bin";
   const auto args = [&](int steps) {
     return with_args(
@@ -206,6 +224,8 @@ TEST(FailedWrite, ErrorAndPreviousCheckpointIntact) {
   EXPECT_EQ(r.exit_code, 0) << r.stderr_text;
   EXPECT_NE(r.stdout_text.find("at step 2"), std::string::npos) << r.stdout_text;
 }
+
+INSTANTIATE_TEST_SUITE_P(DirectIo, FailedWrite, ::testing::Values("auto", "off"));
 
 // SIGTERM to a single process, SIGUSR1 to mpirun (which forwards it): the step finishes,
 // a checkpoint is saved, the job exits 0 saying where it is, and it resumes.

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <set>
 #include <string>
+#include <tuple>
 
 #include "peng/checkpoint/manifest.h"
 #include "peng/checkpoint/reader.h"
@@ -32,7 +33,7 @@ Tensor values(const Shape& shape, int64_t step) {
 }
 
 // Saves step `step` (two tensors) with --keep-last 2.
-void save(const fs::path& root, int64_t step, FileSystem& files) {
+void save(const fs::path& root, int64_t step, FileSystem& files, bool direct = true) {
   Tensor a = values({1000}, step), b = values({3, 500}, step);
   const std::vector<Region> regions{{.tensor = "a",
                                      .logical_shape = {1000},
@@ -51,7 +52,7 @@ void save(const fs::path& root, int64_t step, FileSystem& files) {
   SavePlan plan = plan_regions(regions, 0);
   proto::Manifest meta;
   meta.set_step(step);
-  commit_checkpoint(plan, meta, root, /*keep_last=*/2, nullptr, files);
+  commit_checkpoint(plan, meta, root, /*keep_last=*/2, nullptr, files, {.direct = direct});
 }
 
 // Whether `dir` is step `step`'s whole checkpoint (every chunk verified on read).
@@ -120,10 +121,11 @@ TEST(SaveFaults, TheCallsOfASave) {
   EXPECT_NE(calls.back().find("step-00000001"), std::string::npos) << calls.back();
 }
 
-class SaveFaults : public ::testing::TestWithParam<Fault> {};
+// Each fault, with the rank file written around the page cache (O_DIRECT) and buffered.
+class SaveFaults : public ::testing::TestWithParam<std::tuple<Fault, bool>> {};
 
 TEST_P(SaveFaults, EveryCallOfASave) {
-  const Fault fault = GetParam();
+  const auto [fault, direct] = GetParam();
   const std::vector<std::string> calls = calls_of_a_save();
   int broken = 0, folder_but_not_latest = 0;
   for (int at = 0; at < int(calls.size()); ++at) {
@@ -134,7 +136,7 @@ TEST_P(SaveFaults, EveryCallOfASave) {
     testing::FaultFileSystem files(fault, at);
     if (fault == Fault::kFail || fault == Fault::kDiskFull) {
       try {
-        save(tmp.path(), 3, files);
+        save(tmp.path(), 3, files, direct);
         ADD_FAILURE() << "the save did not fail";
       } catch (const IoError& e) {
         const std::string what = e.what();
@@ -145,7 +147,7 @@ TEST_P(SaveFaults, EveryCallOfASave) {
             << what;
       }
     } else {
-      EXPECT_THROW(save(tmp.path(), 3, files), testing::SimulatedCrash);
+      EXPECT_THROW(save(tmp.path(), 3, files, direct), testing::SimulatedCrash);
       EXPECT_TRUE(files.crashed());
       files.drop_unsynced();
     }
@@ -159,19 +161,16 @@ TEST_P(SaveFaults, EveryCallOfASave) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Faults, SaveFaults,
-                         ::testing::Values(Fault::kFail, Fault::kDiskFull, Fault::kCrash,
-                                           Fault::kTornWrite),
+                         ::testing::Combine(::testing::Values(Fault::kFail, Fault::kDiskFull,
+                                                              Fault::kCrash, Fault::kTornWrite),
+                                            ::testing::Bool()),
                          [](const auto& info) {
-                           switch (info.param) {
-                             case Fault::kFail:
-                               return std::string("IoError");
-                             case Fault::kDiskFull:
-                               return std::string("DiskFull");
-                             case Fault::kCrash:
-                               return std::string("Crash");
-                             default:
-                               return std::string("TornWrite");
-                           }
+                           const Fault f = std::get<0>(info.param);
+                           const std::string name = f == Fault::kFail       ? "IoError"
+                                                    : f == Fault::kDiskFull ? "DiskFull"
+                                                    : f == Fault::kCrash    ? "Crash"
+                                                                            : "TornWrite";
+                           return name + (std::get<1>(info.param) ? "Direct" : "Buffered");
                          });
 
 }  // namespace

@@ -65,9 +65,10 @@ void FaultFileSystem::enter(const std::string& call, const std::function<void()>
   }
 }
 
-std::unique_ptr<WritableFile> FaultFileSystem::create_file(const fs::path& path) {
+std::unique_ptr<WritableFile> FaultFileSystem::create_file(const fs::path& path,
+                                                           const FileOptions& options) {
   enter("create_file " + path.string());
-  std::unique_ptr<WritableFile> file = base().create_file(path);
+  std::unique_ptr<WritableFile> file = base().create_file(path, options);
   files_[path] = {};
   return std::make_unique<File>(*this, path, std::move(file));
 }

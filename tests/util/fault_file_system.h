@@ -35,7 +35,8 @@ class FaultFileSystem : public FileSystemWrapper {
 
   FaultFileSystem(Fault fault = Fault::kNone, int at = -1);
 
-  std::unique_ptr<WritableFile> create_file(const std::filesystem::path& path) override;
+  std::unique_ptr<WritableFile> create_file(const std::filesystem::path& path,
+                                            const FileOptions& options) override;
   void rename(const std::filesystem::path& from, const std::filesystem::path& to) override;
   void remove_file(const std::filesystem::path& path) noexcept override;
   void remove_all(const std::filesystem::path& path) override;
