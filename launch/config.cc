@@ -55,6 +55,7 @@ proto::TrainConfig default_train_config() {
   c.mutable_parallel()->set_grad_reduce_dtype("fp32");
   c.mutable_parallel()->set_pp_schedule("1f1b");
   c.mutable_parallel()->set_virtual_stages(1);
+  c.mutable_parallel()->set_pp_balance("even");
   c.mutable_checkpoint()->set_resume("auto");
   c.mutable_checkpoint()->set_direct_io("auto");
   auto* tm = c.mutable_telemetry();
@@ -244,6 +245,14 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--pp-schedule", "parallel.pp_schedule",
        "gpipe | 1f1b | interleaved | a registered schedule", false},
       {"--virtual-stages", "parallel.virtual_stages", "model chunks per pipeline rank", false},
+      {"--pp-layers", "parallel.pp_layers",
+       "layers per pipeline stage, stage 0 first: \"1,3\" (pp x virtual stages entries)", false},
+      {"--pp-first-stage-layers", "parallel.pp_first_stage_layers",
+       "layers of the first pipeline stage (the others even)", false},
+      {"--pp-last-stage-layers", "parallel.pp_last_stage_layers",
+       "layers of the last pipeline stage (the others even)", false},
+      {"--pp-balance", "parallel.pp_balance",
+       "even | auto: place layers by a per-layer FLOPs model (head and loss included)", false},
       {"--sequence-parallel", "parallel.sequence_parallel",
        "shard LayerNorm/residual activations over tp", true},
       {"--checkpoint-dir", "checkpoint.dir", "folder of sharded checkpoints (step-N/, latest)",
@@ -363,6 +372,15 @@ void validate_train_config(const proto::TrainConfig& c) {
   schedule_spec(p.pp_schedule());  // registered (schedule_registry.h)
   PENG_INPUT_CHECK(p.virtual_stages() >= 1, "parallel.virtual_stages must be >= 1, got ",
                    p.virtual_stages());
+  PENG_INPUT_CHECK(p.pp_balance() == "even" || p.pp_balance() == "auto",
+                   "parallel.pp_balance (--pp-balance) must be even or auto, got \"",
+                   p.pp_balance(), "\"");
+  PENG_INPUT_CHECK(int(!p.pp_layers().empty()) +
+                           int(p.pp_first_stage_layers() > 0 || p.pp_last_stage_layers() > 0) +
+                           int(p.pp_balance() == "auto") <=
+                       1,
+                   "give at most one of parallel.pp_layers, parallel.pp_first/last_stage_layers "
+                   "and parallel.pp_balance auto");
   PENG_INPUT_CHECK(p.comm() == "auto" || p.comm() == "nccl" || p.comm() == "staged",
                    "parallel.comm (--comm) must be auto, nccl or staged, got \"", p.comm(), "\"");
   const std::string reduce = grad_reduce_setting(c);

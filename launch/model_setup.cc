@@ -175,7 +175,7 @@ std::vector<double> layer_forward_flops(const DecoderConfig& arch) {
 }  // namespace
 
 FlopsShape flops_shape(const DecoderConfig& arch, int64_t seq_len, double attention_fraction,
-                       const RecomputePolicy& recompute, int stages) {
+                       const RecomputePolicy& recompute, const StageSplit& split) {
   FlopsShape s{.params = active_parameters(arch),
                .n_layer = arch.n_layer,
                .n_embd = arch.q_width(),
@@ -184,12 +184,22 @@ FlopsShape flops_shape(const DecoderConfig& arch, int64_t seq_len, double attent
   const double attention = 4.0 * double(arch.q_width()) * double(seq_len) * attention_fraction;
   if (!recompute.full && !recompute.core_attn) return s;
   const std::vector<double> layers = layer_forward_flops(arch);
-  const int per_stage = arch.n_layer / stages;
-  for (int l = 0; l < arch.n_layer; ++l) {
-    if (recompute.layers >= 0 && l % per_stage >= recompute.layers) continue;
-    s.recompute_flops_per_token += attention + (recompute.full ? layers[size_t(l)] : 0.0);
+  const StageSplit stages = split.empty() ? StageSplit{arch.n_layer} : split;
+  int l = 0;
+  for (int in_stage : stages) {
+    for (int i = 0; i < in_stage; ++i, ++l) {
+      if (recompute.layers >= 0 && i >= recompute.layers) continue;
+      s.recompute_flops_per_token += attention + (recompute.full ? layers[size_t(l)] : 0.0);
+    }
   }
   return s;
+}
+
+LayerCosts layer_costs(const DecoderConfig& arch, int64_t seq_len) {
+  LayerCosts c{.layer = layer_forward_flops(arch)};
+  for (double& f : c.layer) f += 4.0 * double(arch.q_width()) * double(seq_len);
+  c.last_extra = 2.0 * double(arch.n_embd) * double(arch.padded_vocab());
+  return c;
 }
 
 std::unique_ptr<CausalLM> initial_model(const proto::TrainConfig& config, const DecoderConfig& c,

@@ -7,6 +7,7 @@
 
 #include "peng/config.pb.h"
 #include "peng/models/registry.h"
+#include "peng/parallel/pipeline/stage_split.h"
 #include "peng/telemetry/flops.h"
 
 namespace peng {
@@ -35,11 +36,17 @@ int64_t active_parameters(const DecoderConfig& model);
 RecomputePolicy recompute_policy(const proto::TrainingConfig& training);
 
 // The FLOPs convention's shape of a model (telemetry/flops.h): N = active_parameters(), the
-// attention width n_head * head_dim, T = seq_len; with a recompute policy over `stages`
-// pipeline stages, the forward FLOPs it repeats per token (hardware FLOPs only): a fully
-// recomputed layer's 2 N_layer + 4 H hd T f, core_attn's 4 H hd T f (f: the attention work
-// fraction); mlp_act and norm repeat no matmul.
+// attention width n_head * head_dim, T = seq_len; with a recompute policy over the pipeline
+// stages of `split` (empty: one stage), the forward FLOPs it repeats per token (hardware
+// FLOPs only): a fully recomputed layer's 2 N_layer + 4 H hd T f, core_attn's 4 H hd T f (f:
+// the attention work fraction); mlp_act and norm repeat no matmul.
 FlopsShape flops_shape(const DecoderConfig& model, int64_t seq_len, double attention_fraction = 1,
-                       const RecomputePolicy& recompute = {}, int stages = 1);
+                       const RecomputePolicy& recompute = {}, const StageSplit& split = {});
+
+// The pipeline cost model of --pp-balance auto: forward matmul FLOPs per token of each layer
+// (2 N_layer + 4 H hd T, a MoE layer's routed experts at top-k of them), the LM head's
+// 2 C V_padded on the last stage, nothing on the first (the embedding is a lookup).
+// Backward costs about twice forward everywhere, so forward alone ranks the stages.
+LayerCosts layer_costs(const DecoderConfig& model, int64_t seq_len);
 
 }  // namespace peng

@@ -267,7 +267,8 @@ void build_model(Trainer::Parts& p) {
   p.tp = {shape.tp > 1 ? &p.mesh->tp() : nullptr, p.layout.sequence_parallel};
   p.pipe = {.pp = shape.pp,
             .rank = p.mesh ? p.mesh->pp_rank() : 0,
-            .virtual_stages = p.layout.virtual_stages};
+            .virtual_stages = p.layout.virtual_stages,
+            .split = p.layout.split};
   build_expert_groups(p);
   p.model = initial_model(p.config, p.arch, *p.be, p.tp, p.pipe, p.experts);
   p.recompute = recompute_policy(p.config.training());
@@ -426,12 +427,13 @@ MemoryPrediction predict_memory(const Trainer::Parts& p) {
                               .seq = p.config.training().seq_len(),
                               .tp = l.mesh.tp,
                               .sequence_parallel = l.sequence_parallel};
-  const int per_chunk = p.arch.n_layer / p.pipe.stages();
+  const StageSplit split = p.pipe.layers(p.arch.n_layer);
   for (int c = 0; c < p.pipe.virtual_stages; ++c) {
     const int stage = c * p.pipe.pp + p.pipe.rank;
-    m.chunk = std::max(
-        m.chunk, chunk_activation_bytes(p.arch, stage * per_chunk, per_chunk, shape, p.recompute,
-                                        stage == 0, stage + 1 == p.pipe.stages()));
+    m.chunk =
+        std::max(m.chunk, chunk_activation_bytes(p.arch, p.pipe.first_layer(stage, p.arch.n_layer),
+                                                 split[size_t(stage)], shape, p.recompute,
+                                                 stage == 0, stage + 1 == p.pipe.stages()));
   }
   const bool forwards_first = !p.runner && l.micro_steps > 1 && has_balance_loss(p);
   m.in_flight = p.runner         ? in_flight_chunks(l.schedule, p.pipe.rank)
@@ -491,7 +493,9 @@ void build_telemetry(Trainer::Parts& p) {
       std::make_unique<ProgressLine>(tc.steps(), lc.log_every(), !lc.quiet() && p.rank0, p.rank0);
   p.telemetry = std::make_unique<JobTelemetry>(
       p.config, p.env, p.env.world_size > 1 ? &mpi_world() : nullptr, p.be->device(),
-      flops_shape(p.arch, T, p.be->attention_work_fraction(T), p.recompute, p.pipe.stages()), B * T,
+      flops_shape(p.arch, T, p.be->attention_work_fraction(T), p.recompute,
+                  p.pipe.layers(p.arch.n_layer)),
+      B * T,
       p.start);  // collective
   p.report.flops_per_token = p.telemetry->flops_per_token();
   const TrainLayout& l = p.layout;
@@ -504,6 +508,7 @@ void build_telemetry(Trainer::Parts& p) {
       p.reducer && grad_reduce_setting(p.config) == "bf16" ? ", gradients reduced in bf16" : "",
       ") | ", tc.steps(), " steps | data ", p.train_stream->describe(), " (",
       p.train_stream->size(), " tokens)"));
+  if (p.runner) p.progress->message(describe_stages(l, p.arch, T));
   p.progress->message(detail::concat(
       "device: ", describe_device(p.device), " | precision ", precision_setting(p.config),
       p.device.is_cuda() ? " (exact: fp32, TF32 off)" : "", tensors_text(p)));
@@ -573,7 +578,7 @@ void gather_experts(Trainer::Parts& p, std::map<std::string, Tensor>& state) {
   Communicator& ep = *p.control->ep();
   for (const Parameter& t : parameter_table(p.arch)) {
     if (!t.expert_parallel) continue;
-    const int stage = stage_of_layer(t.layer, p.arch.n_layer, p.pipe.stages());
+    const int stage = stage_of_layer(t.layer, p.arch.n_layer, p.pipe);
     if (stage % p.pipe.pp != p.pipe.rank) continue;  // another pipeline rank's layer
     Tensor mine = Tensor::from_vector<int32_t>({state.count(t.name) ? 1 : 0}, {1});
     Tensor holders = Tensor::empty({ep.size()}, DType::kI32);
@@ -597,7 +602,7 @@ std::map<std::string, Tensor> whole_model_state(Trainer::Parts& p) {
   if (p.experts.ep) gather_experts(p, state);
   if (!p.pp) return state;
   for (const Parameter& t : parameter_table(p.arch)) {
-    const int stage = stage_of_layer(t.layer, p.arch.n_layer, p.pipe.stages());
+    const int stage = stage_of_layer(t.layer, p.arch.n_layer, p.pipe);
     const int owner = stage % p.pipe.pp;
     Tensor v = owner == p.pipe.rank ? state.at(t.name) : Tensor::empty(t.logical_shape);
     p.control_pp->broadcast(v, owner)->wait();

@@ -2,11 +2,31 @@
 
 #include <algorithm>
 
+#include "peng/core/error.h"
+
 namespace peng {
 
-int stage_of_layer(int layer, int n_layer, int stages) {
+StageSplit PipelineLayout::layers(int n_layer) const {
+  if (split.empty()) return even_split(n_layer, stages());
+  PENG_INPUT_CHECK(int(split.size()) == stages(), "parallel.pp_layers '", format_split(split),
+                   "' lists ", split.size(), " stages, the pipeline has ", stages(),
+                   " (pp x virtual stages)");
+  return parse_split(format_split(split), n_layer, stages());  // checks every count
+}
+
+int PipelineLayout::first_layer(int stage, int n_layer) const {
+  const StageSplit s = layers(n_layer);
+  int first = 0;
+  for (int i = 0; i < stage; ++i) first += s[size_t(i)];
+  return first;
+}
+
+int stage_of_layer(int layer, int n_layer, const PipelineLayout& pipe) {
   const int clamped = std::clamp(layer, 0, n_layer - 1);
-  return clamped / (n_layer / stages);
+  const StageSplit s = pipe.layers(n_layer);
+  int stage = 0, end = s[0];
+  while (clamped >= end) end += s[size_t(++stage)];
+  return stage;
 }
 
 double CausalLM::forward(const Tensor& tokens, const Tensor& targets) {

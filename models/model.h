@@ -10,7 +10,8 @@
 // knows its data-parallel placement.
 //
 // Pipeline chunks. With pp ranks and v virtual stages there are S = pp * v stages of
-// n_layer / S layers; this rank holds chunks c = 0..v-1, the global stages c * pp + rank.
+// consecutive layers (PipelineLayout::split: n_layer / S each unless given); this rank holds
+// chunks c = 0..v-1, the global stages c * pp + rank.
 // Stage 0 starts with the token (and position) embedding, the last stage ends with the
 // final norm, the LM head and the loss. Without pipeline parallelism there is one chunk.
 //
@@ -33,12 +34,20 @@
 #include "peng/models/decoder/config.h"
 #include "peng/models/nn/recompute.h"
 #include "peng/models/nn/routing_stats.h"
+#include "peng/parallel/pipeline/stage_split.h"
 
 namespace peng {
 
 struct PipelineLayout {
   int pp = 1, rank = 0, virtual_stages = 1;
+  // Layers of each global stage (parallel/pipeline/stage_split.h); empty: n_layer / stages()
+  // each.
+  StageSplit split = {};
   int stages() const { return pp * virtual_stages; }
+  // The split in use for a model of n_layer layers (InputError when it does not fit).
+  StageSplit layers(int n_layer) const;
+  // The first layer of global stage `stage`.
+  int first_layer(int stage, int n_layer) const;
   bool first_rank() const { return rank == 0; }      // holds stage 0
   bool last_rank() const { return rank == pp - 1; }  // holds the last stage
 };
@@ -58,9 +67,9 @@ struct LossOut {
   }
 };
 
-// The global pipeline stage holding a parameter of layer `layer` (Parameter::layer) in a
-// model of n_layer layers over `stages` stages.
-int stage_of_layer(int layer, int n_layer, int stages);
+// The global pipeline stage holding a parameter of layer `layer` (Parameter::layer: -1 the
+// embedding, n_layer the head) in a model of n_layer layers under `pipe`.
+int stage_of_layer(int layer, int n_layer, const PipelineLayout& pipe);
 
 class CausalLM {
  public:

@@ -12,6 +12,7 @@
 #include "peng/launch/model_setup.h"
 #include "peng/launch/trainer.h"
 #include "peng/parallel/pipeline/schedule_registry.h"
+#include "peng/parallel/pipeline/stage_split.h"
 
 namespace peng {
 
@@ -90,6 +91,7 @@ int run_cli(int argc, char** argv) {
   std::string sched_kind = "1f1b";
   int sched_pp = 2, sched_v = 1, sched_m = 4;
   bool sched_compute_only = false;
+  std::string sched_costs;
   CLI::App* sched_cmd = app.add_subcommand(
       "schedule", "print a pipeline schedule's per-rank actions and check it (deadlock, bubble)");
   sched_cmd->add_option("--pp-schedule", sched_kind, "gpipe | 1f1b | interleaved");
@@ -97,7 +99,13 @@ int run_cli(int argc, char** argv) {
   sched_cmd->add_option("--virtual-stages", sched_v, "model chunks per rank");
   sched_cmd->add_option("--micro-batches", sched_m, "micro-batches per step");
   sched_cmd->add_flag("--computes-only", sched_compute_only, "hide sends and receives");
+  sched_cmd->add_option("--stage-costs", sched_costs,
+                        "relative compute cost of each stage, stage 0 first (\"1,1.3\"): the "
+                        "bubble predicted with them (peng train prints a model's)");
   sched_cmd->callback([&] {
+    const std::vector<int64_t> weights =
+        sched_costs.empty() ? std::vector<int64_t>{}
+                            : stage_weights(parse_stage_costs(sched_costs, sched_pp * sched_v));
     const Schedule s = build_schedule(sched_kind, sched_pp, sched_v, sched_m);
     std::printf("%s", format_schedule(s, !sched_compute_only).c_str());
     const ScheduleCheck check =
@@ -107,6 +115,12 @@ int run_cli(int argc, char** argv) {
         "check: ok (every forward before its backward, transfers matched, no deadlock)"
         " | bubble with backward = 2 x forward: %.3f of rank-time\n",
         check.idle_fraction());
+    if (!weights.empty()) {
+      const ScheduleCheck weighted = check_schedule(
+          s, sched_pp, sched_v, sched_m, {.send_mode = SendMode::kBuffered, .stage_cost = weights});
+      std::printf("stage costs %s: predicted bubble %.3f of rank-time\n", sched_costs.c_str(),
+                  weighted.idle_fraction());
+    }
   });
 
   try {

@@ -66,7 +66,7 @@ DecoderModel::DecoderModel(const DecoderConfig& config, Backend& backend, const 
       backend_(backend),
       tp_(tp),
       pipe_(pipe),
-      layers_per_stage_(config.n_layer / std::max(1, pipe.stages())),
+      split_(pipe.layers(config.n_layer)),
       vp_(config.padded_vocab(tp.size())),
       vocab_begin_(vp_ / tp.size() * tp.rank()),
       vocab_valid_(std::clamp<int64_t>(config.vocab_size - vocab_begin_, 0, vp_ / tp.size())),
@@ -74,16 +74,15 @@ DecoderModel::DecoderModel(const DecoderConfig& config, Backend& backend, const 
   arch_.validate();
   arch_.check_tensor_parallel(tp.size());
   arch_.check_expert_parallel(experts.size());
-  PENG_INPUT_CHECK(arch_.n_layer % pipe.stages() == 0, "model.n_layer (", arch_.n_layer,
-                   ") is not divisible by pp x virtual stages (", pipe.pp, " x ",
-                   pipe.virtual_stages, ")");
   if (arch_.rope.theta > 0) {
     rope_ = std::make_unique<RopeTables>(arch_.rope, arch_.head_dim, backend.device());
   }
   register_embeddings();
   for (int chunk = 0; chunk < pipe_.virtual_stages; ++chunk) {
-    const int first = (chunk * pipe_.pp + pipe_.rank) * layers_per_stage_;
-    for (int l = first; l < first + layers_per_stage_; ++l) {
+    const int stage = chunk * pipe_.pp + pipe_.rank;
+    const int first = pipe_.first_layer(stage, arch_.n_layer);
+    chunk_begin_.push_back(blocks_.size());
+    for (int l = first; l < first + split_[size_t(stage)]; ++l) {
       block_offsets_.push_back(params_.numel());
       block_layers_.push_back(l);
       const size_t registered = params_.all().size();
@@ -91,6 +90,7 @@ DecoderModel::DecoderModel(const DecoderConfig& config, Backend& backend, const 
       for (size_t i = registered; i < params_.all().size(); ++i) params_.all()[i].layer = l;
     }
   }
+  chunk_begin_.push_back(blocks_.size());
   head_offset_ = params_.numel();
   if (pipe_.last_rank()) register_head();
   if (allocate) params_.finalize();
@@ -255,9 +255,9 @@ const Tensor& DecoderModel::forward_chunk(int chunk, const Tensor& tokens, const
   PENG_CHECK(x->defined() && x->ndim() == 2 && x->dim(0) == rows && x->dim(1) == c,
              "DecoderModel::forward_chunk ", chunk, ": input ", x->str(), ", expected (", rows,
              ", ", c, ")");
-  for (int b = chunk * layers_per_stage_; b < (chunk + 1) * layers_per_stage_; ++b) {
-    LayersInUse in_use(params_, {block_layers_[size_t(b)]}, kForward);
-    x = &blocks_[size_t(b)]->forward(backend_, *x, batch_, seq_, sp_);
+  for (size_t b = chunk_begin_[size_t(chunk)]; b < chunk_begin_[size_t(chunk) + 1]; ++b) {
+    LayersInUse in_use(params_, {block_layers_[b]}, kForward);
+    x = &blocks_[b]->forward(backend_, *x, batch_, seq_, sp_);
   }
   if (!has_head(chunk)) return *x;
   LayersInUse in_use(params_, head_layers(), kForward);
@@ -351,10 +351,10 @@ const Tensor& DecoderModel::backward_chunk(int chunk, const Tensor& dout, float 
                chunk, ": output gradient ", dout.str(), ", expected (", rows, ", ", c, ")");
     dres_.copy_from(dout);
   }
-  for (int b = (chunk + 1) * layers_per_stage_ - 1; b >= chunk * layers_per_stage_; --b) {
-    LayersInUse in_use(params_, {block_layers_[size_t(b)]}, kBackward);
-    blocks_[size_t(b)]->backward(backend_, dres_, scale);
-    params_.grads_ready_from(block_offsets_[size_t(b)]);
+  for (size_t b = chunk_begin_[size_t(chunk) + 1]; b-- > chunk_begin_[size_t(chunk)];) {
+    LayersInUse in_use(params_, {block_layers_[b]}, kBackward);
+    blocks_[b]->backward(backend_, dres_, scale);
+    params_.grads_ready_from(block_offsets_[b]);
   }
   if (!has_embedding(chunk)) return dres_;
   LayersInUse in_use(params_, {-1}, kBackward);
@@ -409,8 +409,8 @@ void DecoderModel::embedding_backward() {
 std::vector<Tensor*> DecoderModel::activation_slots(int chunk) {
   std::vector<Tensor*> slots;
   if (has_embedding(chunk)) slots.insert(slots.end(), {&tokens_, &x0_, &emb_full_});
-  for (int b = chunk * layers_per_stage_; b < (chunk + 1) * layers_per_stage_; ++b) {
-    blocks_[size_t(b)]->activation_slots(slots);
+  for (size_t b = chunk_begin_[size_t(chunk)]; b < chunk_begin_[size_t(chunk) + 1]; ++b) {
+    blocks_[b]->activation_slots(slots);
   }
   if (has_head(chunk)) {
     final_norm_->activation_slots(slots);
@@ -438,10 +438,13 @@ void DecoderModel::restore_activations(int chunk, std::vector<Tensor>&& saved) {
 // ---- memory ----
 
 void DecoderModel::set_recompute(const RecomputePolicy& policy) {
-  PENG_INPUT_CHECK(policy.layers <= layers_per_stage_, "training.recompute_layers (", policy.layers,
-                   ") is more than the ", layers_per_stage_, " layers of a pipeline stage");
+  const int most = *std::max_element(split_.begin(), split_.end());
+  PENG_INPUT_CHECK(policy.layers <= most, "training.recompute_layers (", policy.layers,
+                   ") is more than the ", most, " layers of the largest pipeline stage");
   for (size_t b = 0; b < blocks_.size(); ++b) {
-    const int in_stage = int(b) % layers_per_stage_;
+    size_t chunk = 0;
+    while (b >= chunk_begin_[chunk + 1]) ++chunk;
+    const int in_stage = int(b - chunk_begin_[chunk]);
     blocks_[b]->set_recompute(policy.layers < 0 || in_stage < policy.layers ? policy
                                                                             : RecomputePolicy{});
   }

@@ -85,15 +85,16 @@ class DecoderModel : public CausalLM {
   Backend& backend_;
   TpGroup tp_;
   PipelineLayout pipe_;
-  int layers_per_stage_;
-  int64_t vp_;           // padded vocabulary (all shards)
-  int64_t vocab_begin_;  // this rank's first vocabulary row / logit column
-  int64_t vocab_valid_;  // how many of its Vp / tp rows are real tokens
+  StageSplit split_;                 // layers of every global stage
+  std::vector<size_t> chunk_begin_;  // chunk c's blocks: [chunk_begin_[c], chunk_begin_[c + 1])
+  int64_t vp_;                       // padded vocabulary (all shards)
+  int64_t vocab_begin_;              // this rank's first vocabulary row / logit column
+  int64_t vocab_valid_;              // how many of its Vp / tp rows are real tokens
   ParameterSet params_;
   std::unique_ptr<RopeTables> rope_;
   // Parameter indices; -1 where this rank does not hold them.
   int wte_ = -1, wpe_ = -1, head_ = -1;
-  std::vector<std::unique_ptr<Block>> blocks_;  // chunk c: [c * layers_per_stage_, ...)
+  std::vector<std::unique_ptr<Block>> blocks_;  // chunk by chunk (chunk_begin_)
   std::unique_ptr<Norm> final_norm_;
   std::vector<int64_t> block_offsets_;  // flat offset of each block's first parameter
   std::vector<int> block_layers_;       // each block's transformer layer

@@ -192,6 +192,14 @@ std::string at(int rank, size_t index, const Action& a) {
   return detail::concat("rank ", rank, " action ", index, " (", describe_action(a), ")");
 }
 
+// The simulated time of compute `a` on rank r: its op's cost times its stage's weight.
+int64_t compute_cost(const Action& a, int r, int pp, const CheckOptions& options) {
+  const int64_t base = a.op == Action::kForward ? options.forward_cost : options.backward_cost;
+  if (options.stage_cost.empty()) return base;
+  const size_t stage = size_t(a.chunk) * size_t(pp) + size_t(r);
+  return base * (stage < options.stage_cost.size() ? options.stage_cost[stage] : 1);
+}
+
 // Runs the lists in simulated time (computes take their cost, transfers none) with the
 // given send semantics. Returns "" and sets `steps` (the time the last rank finishes) and
 // `busy` (per rank), or describes the deadlock.
@@ -236,8 +244,7 @@ std::string simulate(const Schedule& schedule, int pp, const CheckOptions& optio
           // The compute stream.
           if (busy_until[r] <= t && pc[r] < schedule[r].size() && received_before(r, pc[r])) {
             const Action& a = schedule[r][pc[r]];
-            const int64_t cost =
-                a.op == Action::kForward ? options.forward_cost : options.backward_cost;
+            const int64_t cost = compute_cost(a, r, pp, options);
             busy_until[r] = t + cost;
             busy[r] += cost;
             last_started[r] = int64_t(pc[r]);
@@ -261,8 +268,7 @@ std::string simulate(const Schedule& schedule, int pp, const CheckOptions& optio
         while (!at_end(r) && busy_until[r] <= t) {
           const Action& a = schedule[r][pc[r]];
           if (is_compute(a)) {
-            const int64_t cost =
-                a.op == Action::kForward ? options.forward_cost : options.backward_cost;
+            const int64_t cost = compute_cost(a, r, pp, options);
             busy_until[r] = t + cost;
             busy[r] += cost;
             ++pc[r];
@@ -394,8 +400,8 @@ Schedule with_transfers(const Schedule& computes, int pp, int v) {
 
 void validate_pipeline(ScheduleKind kind, int n_layer, int pp, int v, int micro_batches) {
   check_shape(kind, pp, v, micro_batches);
-  PENG_INPUT_CHECK(n_layer % (pp * v) == 0, "model.n_layer (", n_layer,
-                   ") is not divisible by pp x virtual stages (", pp, " x ", v, ")");
+  PENG_INPUT_CHECK(n_layer >= pp * v, "model.n_layer (", n_layer, ") is less than pp x virtual ",
+                   "stages (", pp, " x ", v, "): every pipeline stage needs a layer");
   check_micro_batches(kind, pp, micro_batches);
 }
 

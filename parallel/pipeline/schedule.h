@@ -121,7 +121,7 @@ Schedule with_transfers(const Schedule& compute_orders, int pp, int virtual_stag
 
 // Checks a pipeline configuration; InputError naming the numbers: pp < 1, virtual_stages
 // < 1, micro_batches < 1, virtual_stages > 1 with a schedule other than interleaved, n_layer
-// not divisible by pp * virtual_stages, 1F1B or interleaved with fewer than pp
+// less than pp * virtual_stages (a stage without a layer), 1F1B or interleaved with fewer than pp
 // micro-batches, interleaved with micro_batches not a multiple of pp.
 void validate_pipeline(ScheduleKind kind, int n_layer, int pp, int virtual_stages,
                        int micro_batches);
@@ -157,6 +157,9 @@ struct CheckOptions {
   SendMode send_mode = SendMode::kRendezvous;
   int64_t forward_cost = 1;   // simulated time of one kForward (per chunk)
   int64_t backward_cost = 2;  // ... of one kBackward; transfers take no time
+  // Per global stage (chunk * pp + rank): a weight both costs are multiplied by (uneven
+  // stages, parallel/pipeline/stage_split.h); empty: 1 for every stage.
+  std::vector<int64_t> stage_cost = {};
 };
 
 struct ScheduleCheck {

@@ -105,8 +105,8 @@ Schedule build_schedule(const std::string& name, int pp, int v, int m) {
 void validate_pipeline(const std::string& name, int n_layer, int pp, int v, int m) {
   const ScheduleSpec& spec = schedule_spec(name);
   check_shape(spec, pp, v, m);
-  PENG_INPUT_CHECK(n_layer % (pp * v) == 0, "model.n_layer (", n_layer,
-                   ") is not divisible by pp x virtual stages (", pp, " x ", v, ")");
+  PENG_INPUT_CHECK(n_layer >= pp * v, "model.n_layer (", n_layer, ") is less than pp x virtual ",
+                   "stages (", pp, " x ", v, "): every pipeline stage needs a layer");
   if (spec.check) spec.check(pp, v, m);
 }
 

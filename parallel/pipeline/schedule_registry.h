@@ -58,8 +58,8 @@ std::vector<std::string> schedule_names();
 Schedule build_schedule(const std::string& name, int pp, int virtual_stages, int micro_batches);
 
 // Checks a pipeline configuration before anything is built: the schedule exists, its shape
-// rules (ScheduleSpec::chunked, ::check) and n_layer divisible by pp * virtual_stages;
-// InputError naming the fields and numbers.
+// rules (ScheduleSpec::chunked, ::check) and n_layer at least pp * virtual_stages (stage_split.h
+// cuts it); InputError naming the fields and numbers.
 void validate_pipeline(const std::string& name, int n_layer, int pp, int virtual_stages,
                        int micro_batches);
 

@@ -118,7 +118,8 @@ TEST(RecomputeFlops, HardwareFlopsCountTheRepeatedForward) {
   const FlopsShape attn = flops_shape(c, 8192, 0.5, {.core_attn = true});
   EXPECT_EQ(attn.recompute_flops_per_token, 32 * 0.5 * 134217728.0);
   // The first 3 layers of each of 4 stages: 12 layers.
-  const FlopsShape some = flops_shape(c, 8192, 1.0, {.full = true, .layers = 3}, 4);
+  const FlopsShape some =
+      flops_shape(c, 8192, 1.0, {.full = true, .layers = 3}, even_split(c.n_layer, 4));
   EXPECT_EQ(some.recompute_flops_per_token, 12 * (2.0 * 218112000 + 134217728.0));
   const FlopsShape act = flops_shape(c, 8192, 1.0, {.mlp_act = true, .norm = true});
   EXPECT_EQ(act.recompute_flops_per_token, 0.0);
@@ -135,8 +136,8 @@ TEST(RecomputeErrors, OneErrorLine) {
            {{"--recompute-modules", "norm"},
             "error: training.recompute_modules needs training.recompute = selective"},
            {{"--recompute", "full", "--recompute-layers", "3"},
-            "error: training.recompute_layers (3) is more than the 2 layers of a pipeline "
-            "stage"}}) {
+            "error: training.recompute_layers (3) is more than the 2 layers of the largest "
+            "pipeline stage"}}) {
     const testing::CommandResult r =
         testing::run_peng(joined(joined({"train"}, ref.train_args(1)), joined(flags, {"--quiet"})));
     EXPECT_NE(r.exit_code, 0);

@@ -194,7 +194,7 @@ TEST(ReferenceDataParallelErrors, BadLayoutsAreRefusedOnEveryRank) {
       << r.stderr_text;
   for (const auto& [extra, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"--pp", "2", "--pp-schedule", "interleaved", "--virtual-stages", "2"},
-            "error: model.n_layer (2) is not divisible by pp x virtual stages (2 x 2)"},
+            "error: model.n_layer (2) is less than pp x virtual stages (2 x 2)"},
            {{"--pp", "2"},  // micro-batch = batch: 1 micro-batch
             "error: parallel.pp_schedule 1f1b needs at least pp (2) micro-batches, got 1"},
            {{"--pp", "2", "--virtual-stages", "2"},

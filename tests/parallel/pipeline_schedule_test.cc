@@ -235,10 +235,13 @@ TEST(PipelineSchedule, ValidateNamesTheNumbers) {
   EXPECT_EQ(validate_error(g, 12, 2, 1, 0), "the pipeline needs at least 1 micro-batch, got 0");
   EXPECT_EQ(validate_error(f, 12, 2, 2, 4),
             "parallel.virtual_stages (2) > 1 needs parallel.pp_schedule interleaved, got 1f1b");
-  EXPECT_EQ(validate_error(f, 12, 5, 1, 5),
-            "model.n_layer (12) is not divisible by pp x virtual stages (5 x 1)");
-  EXPECT_EQ(validate_error(i, 12, 4, 2, 8),
-            "model.n_layer (12) is not divisible by pp x virtual stages (4 x 2)");
+  EXPECT_EQ(validate_error(f, 4, 5, 1, 5),
+            "model.n_layer (4) is less than pp x virtual stages (5 x 1): every pipeline stage "
+            "needs a layer");
+  EXPECT_EQ(validate_error(i, 6, 4, 2, 8),
+            "model.n_layer (6) is less than pp x virtual stages (4 x 2): every pipeline stage "
+            "needs a layer");
+  EXPECT_NO_THROW(validate_pipeline(f, 12, 5, 1, 5));  // uneven: stage_split.h cuts it
   EXPECT_EQ(validate_error(f, 12, 4, 1, 2),
             "parallel.pp_schedule 1f1b needs at least pp (4) micro-batches, got 2 "
             "(micro-batches per step = training.batch_size / parallel.dp / "
