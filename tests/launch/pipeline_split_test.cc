@@ -2,9 +2,11 @@
 // stage-layers, --pp-balance auto): the reference cases match PyTorch at every step under
 // 1/3 and 3/1 splits on 2 stages, with 1F1B, GPipe and with interleaved chunks, for GPT-2,
 // Llama and a MoE model; a checkpoint saved under one split resumes under others; the split
-// is printed at start; bad splits are one `error:` line naming the flag.
+// is printed at start; bad splits are one `error:` line naming the flag (every message is
+// checked in tests/parallel/stage_split_test.cc; here the ones a job reports).
 #include <gtest/gtest.h>
 
+#include "peng/launch/config.h"
 #include "tests/util/test_util.h"
 
 namespace peng {
@@ -115,17 +117,34 @@ TEST(PipelineSplit, PrintedAtStartAndBadSplitsAreOneError) {
   EXPECT_NE(r.stdout_text.find("pipeline stages: layers 1,3"), std::string::npos) << r.stdout_text;
   for (const auto& [flags, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"--pp-layers", "1,2"}, "parallel.pp_layers '1,2' holds 3 layers, the model has 4"},
-           {{"--pp-layers", "0,4"}, "each at least 1"},
-           {{"--pp-layers", "1,1,2"}, "lists 3 stages, the pipeline has 2"},
            {{"--pp-layers", "1,3", "--pp-balance", "auto"}, "give at most one of"},
-           {{"--pp-first-stage-layers", "4"}, "leaves 0 for 1 other stages"},
-           {{"--pp-balance", "best"}, "parallel.pp_balance (--pp-balance) must be even or auto"}}) {
+           {{"--pp-first-stage-layers", "4"}, "leaves 0 for 1 other stages"}}) {
     r = train(flags);
     EXPECT_NE(r.exit_code, 0);
     const std::vector<std::string> e = testing::error_lines(r.stderr_text);
     ASSERT_FALSE(e.empty()) << r.stderr_text;
     EXPECT_NE(e[0].find(says), std::string::npos) << e[0];
   }
+}
+
+TEST(PipelineSplit, ConfigIsChecked) {
+  const auto message = [](const std::string& field, const std::string& value) {
+    return testing::input_error_of([&] {
+      validate_train_config(build_train_config("", {"parallel." + field + "=" + value}));
+    });
+  };
+  EXPECT_EQ(message("pp_balance", "best"),
+            "parallel.pp_balance (--pp-balance) must be even or auto, got \"best\"");
+  EXPECT_EQ(message("pp_balance", "auto"), "");
+  EXPECT_NE(testing::input_error_of([] {
+              validate_train_config(build_train_config(
+                  "", {"parallel.pp_layers=1,3", "parallel.pp_last_stage_layers=1"}));
+            }).find("give at most one of"),
+            std::string::npos);
+  EXPECT_EQ(testing::input_error_of([] {
+              validate_train_config(build_train_config("", {"checkpoint.direct_io=sometimes"}));
+            }),
+            "checkpoint.direct_io (--checkpoint-direct-io) must be auto or off, got \"sometimes\"");
 }
 
 }  // namespace
