@@ -23,43 +23,6 @@ IoError os_error(const std::string& what, const fs::path& p, int err) {
   return IoError(detail::concat(p.string(), ": ", what, " failed: ", std::strerror(err)));
 }
 
-class PosixFile : public WritableFile {
- public:
-  PosixFile(fs::path path, int fd) : path_(std::move(path)), fd_(fd) {}
-  ~PosixFile() override {
-    if (fd_ >= 0) ::close(fd_);
-  }
-
-  void append(const void* data, size_t n) override {
-    const char* p = static_cast<const char*>(data);
-    while (n > 0) {
-      // Linux writes at most ~2 GiB per call; chunk to stay well below.
-      const size_t chunk = n < (size_t(1) << 30) ? n : (size_t(1) << 30);
-      const ssize_t w = ::write(fd_, p, chunk);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        throw os_error("writing", path_, errno);
-      }
-      p += w;
-      n -= size_t(w);
-    }
-  }
-
-  void sync() override {
-    if (::fsync(fd_) != 0) throw os_error("fsync of", path_, errno);
-  }
-
-  void close() override {
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) throw os_error("closing", path_, errno);
-  }
-
- private:
-  fs::path path_;
-  int fd_ = -1;
-};
-
 // The first file of the process that could not be written around the page cache says so.
 void report_buffered(const fs::path& path, int err) {
   static std::atomic<bool> reported{false};
@@ -68,76 +31,35 @@ void report_buffered(const fs::path& path, int err) {
                path.parent_path().c_str(), std::strerror(err));
 }
 
-// O_DIRECT: offsets, lengths and buffers aligned to kAlign (the logical block size of every
-// common disk and file system is at most 4096).
-constexpr size_t kAlign = 4096;
-constexpr size_t kStagingBytes = size_t(8) << 20;
-
-// Appends go into an aligned staging buffer that is written whenever it is full; sync()
-// writes the last partial block padded with zeros and cuts the file back to its size.
-class DirectFile : public WritableFile {
+class PosixFile : public WritableFile {
  public:
-  DirectFile(fs::path path, int fd)
-      : path_(std::move(path)),
-        fd_(fd),
-        buffer_(static_cast<char*>(std::aligned_alloc(kAlign, kStagingBytes))) {
-    if (!buffer_) {
-      ::close(fd_);
-      throw IoError(path_.string() + ": cannot allocate the O_DIRECT staging buffer");
-    }
-  }
-  ~DirectFile() override {
+  PosixFile(fs::path path, int fd) : path_(std::move(path)), fd_(fd) {}
+  ~PosixFile() override {
     if (fd_ >= 0) ::close(fd_);
-    std::free(buffer_);
   }
 
   void append(const void* data, size_t n) override {
-    PENG_CHECK(!finished_, path_.string(), ": append after sync on an O_DIRECT file");
-    const char* p = static_cast<const char*>(data);
-    while (n > 0) {
-      const size_t take = std::min(n, kStagingBytes - used_);
-      std::memcpy(buffer_ + used_, p, take);
-      used_ += take;
-      size_ += take;
-      p += take;
-      n -= take;
-      if (used_ == kStagingBytes) {
-        write_all(buffer_, used_);
-        used_ = 0;
-      }
-    }
+    write_fully(static_cast<const char*>(data), n);
   }
 
   void sync() override {
-    finish();
     if (::fsync(fd_) != 0) throw os_error("fsync of", path_, errno);
   }
 
   void close() override {
-    finish();
     const int fd = fd_;
     fd_ = -1;
     if (::close(fd) != 0) throw os_error("closing", path_, errno);
   }
 
- private:
-  // The staged tail, padded to a whole block, then the file cut back to its size.
-  void finish() {
-    if (finished_) return;
-    finished_ = true;
-    if (used_ == 0) return;
-    const size_t padded = (used_ + kAlign - 1) / kAlign * kAlign;
-    std::memset(buffer_ + used_, 0, padded - used_);
-    write_all(buffer_, padded);
-    used_ = 0;
-    if (::ftruncate(fd_, off_t(size_)) != 0) throw os_error("truncating", path_, errno);
-  }
-
-  void write_all(const char* p, size_t n) {
+ protected:
+  // Writes all n bytes: chunks Linux accepts (at most ~2 GiB per call), EINTR retried. A
+  // write an O_DIRECT descriptor's file system refuses (EINVAL) turns O_DIRECT off (said
+  // once) and goes on buffered.
+  void write_fully(const char* p, size_t n) {
     while (n > 0) {
-      const ssize_t w = ::write(fd_, p, n);
+      const ssize_t w = ::write(fd_, p, std::min(n, size_t(1) << 30));
       if (w < 0 && errno == EINVAL && (::fcntl(fd_, F_GETFL) & O_DIRECT)) {
-        // Opened, but the file system takes no O_DIRECT write: go on buffered.
         report_buffered(path_, errno);
         if (::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_DIRECT) != 0) {
           throw os_error("turning off O_DIRECT on", path_, errno);
@@ -155,6 +77,65 @@ class DirectFile : public WritableFile {
 
   fs::path path_;
   int fd_ = -1;
+};
+
+// O_DIRECT: offsets, lengths and buffers aligned to kAlign (the logical block size of every
+// common disk and file system is at most 4096).
+constexpr size_t kAlign = 4096;
+constexpr size_t kStagingBytes = size_t(8) << 20;
+
+// A file opened O_DIRECT. Appends go into an aligned staging buffer that is written whenever
+// it is full; sync() and close() write the last partial block padded with zeros and cut the
+// file back to its size.
+class DirectFile : public PosixFile {
+ public:
+  DirectFile(fs::path path, int fd)
+      : PosixFile(std::move(path), fd),
+        buffer_(static_cast<char*>(std::aligned_alloc(kAlign, kStagingBytes))) {
+    if (!buffer_) throw IoError(path_.string() + ": cannot allocate the O_DIRECT staging buffer");
+  }
+  ~DirectFile() override { std::free(buffer_); }
+
+  void append(const void* data, size_t n) override {
+    PENG_CHECK(!finished_, path_.string(), ": append after sync on an O_DIRECT file");
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+      const size_t take = std::min(n, kStagingBytes - used_);
+      std::memcpy(buffer_ + used_, p, take);
+      used_ += take;
+      size_ += take;
+      p += take;
+      n -= take;
+      if (used_ == kStagingBytes) {
+        write_fully(buffer_, used_);
+        used_ = 0;
+      }
+    }
+  }
+
+  void sync() override {
+    finish();
+    PosixFile::sync();
+  }
+
+  void close() override {
+    finish();
+    PosixFile::close();
+  }
+
+ private:
+  // The staged tail, padded to a whole block, then the file cut back to its size.
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    if (used_ == 0) return;
+    const size_t padded = (used_ + kAlign - 1) / kAlign * kAlign;
+    std::memset(buffer_ + used_, 0, padded - used_);
+    write_fully(buffer_, padded);
+    used_ = 0;
+    if (::ftruncate(fd_, off_t(size_)) != 0) throw os_error("truncating", path_, errno);
+  }
+
   char* buffer_ = nullptr;
   size_t used_ = 0;    // staged bytes
   uint64_t size_ = 0;  // bytes appended
