@@ -8,10 +8,8 @@ namespace peng {
 
 StageSplit PipelineLayout::layers(int n_layer) const {
   if (split.empty()) return even_split(n_layer, stages());
-  PENG_INPUT_CHECK(int(split.size()) == stages(), "parallel.pp_layers '", format_split(split),
-                   "' lists ", split.size(), " stages, the pipeline has ", stages(),
-                   " (pp x virtual stages)");
-  return parse_split(format_split(split), n_layer, stages());  // checks every count
+  check_split(split, n_layer, stages());
+  return split;
 }
 
 int PipelineLayout::first_layer(int stage, int n_layer) const {

@@ -42,23 +42,34 @@ StageSplit parse_split(const std::string& list, int n_layer, int stages) {
     const size_t comma = std::min(list.find(',', at), list.size());
     int n = 0;
     const auto [end, ec] = std::from_chars(list.data() + at, list.data() + comma, n);
-    PENG_INPUT_CHECK(ec == std::errc() && end == list.data() + comma && n >= 1,
-                     "parallel.pp_layers '", list,
+    PENG_INPUT_CHECK(ec == std::errc() && end == list.data() + comma, "parallel.pp_layers '", list,
                      "': a comma list of layers per stage, each at least 1");
     split.push_back(n);
     at = comma + 1;
+  }
+  check_split(split, n_layer, stages);
+  return split;
+}
+
+void check_split(const StageSplit& split, int n_layer, int stages) {
+  const std::string list = format_split(split);
+  for (int n : split) {
+    PENG_INPUT_CHECK(n >= 1, "parallel.pp_layers '", list,
+                     "': a comma list of layers per stage, each at least 1");
   }
   PENG_INPUT_CHECK(int(split.size()) == stages, "parallel.pp_layers '", list, "' lists ",
                    split.size(), " stages, the pipeline has ", stages, " (pp x virtual stages)");
   const int sum = std::accumulate(split.begin(), split.end(), 0);
   PENG_INPUT_CHECK(sum == n_layer, "parallel.pp_layers '", list, "' holds ", sum,
                    " layers, the model has ", n_layer);
-  return split;
 }
 
 std::string format_split(const StageSplit& split) {
   std::string out;
-  for (int n : split) out += (out.empty() ? "" : ",") + std::to_string(n);
+  for (int n : split) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(n);
+  }
   return out;
 }
 

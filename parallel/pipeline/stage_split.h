@@ -29,6 +29,10 @@ StageSplit first_last_split(int n_layer, int stages, int first, int last);
 // to n_layer.
 StageSplit parse_split(const std::string& list, int n_layer, int stages);
 
+// InputError (naming parallel.pp_layers) unless `split` has `stages` entries, each >= 1,
+// summing to n_layer.
+void check_split(const StageSplit& split, int n_layer, int stages);
+
 // "1,3".
 std::string format_split(const StageSplit& split);
 
