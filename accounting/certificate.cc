@@ -19,19 +19,15 @@ constexpr const char* kCapacityUnit =
     "PFLOP/s-hours: device-hours x the device's dense BF16/FP16 peak FLOP/s (the peak each "
     "record was rated at, named in \"peaks\"), / 1e15";
 
-json optional_json(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
+using report::optional_json;
 
 // A report row's figures, as the certificate shows them.
 json figures(const report::Row& r) {
-  json peaks = json::array();
-  for (const report::RatedPeak& p : r.peaks) {
-    peaks.push_back({{"source", p.source}, {"tflops", p.tflops}});
-  }
   return {{"key", r.key},
           {"jobs", r.jobs},
           {"device_hours", r.device_hours},
           {"pflops_hours", optional_json(r.pflops_hours)},
-          {"peaks", peaks},
+          {"peaks", report::peaks_json(r.peaks)},
           {"model_flops", r.model_flops},
           {"avg_mfu", optional_json(r.avg_mfu)},
           {"goodput", optional_json(r.goodput)},

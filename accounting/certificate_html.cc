@@ -127,8 +127,10 @@ std::string jobs_section(const json& c) {
   std::vector<std::vector<std::string>> cells;
   for (const json& j : c.at("jobs")) {
     std::string steps;
-    for (const json& s : j.at("checkpoint_steps"))
-      steps += (steps.empty() ? std::string() : std::string(" ")) + s.dump();
+    for (const json& s : j.at("checkpoint_steps")) {
+      if (!steps.empty()) steps += ' ';
+      steps += s.dump();
+    }
     cells.push_back({str(j.at("job")), str(j.at("user")), str(j.at("project")), str(j.at("device")),
                      str(j.at("devices")), str(j.at("start")),
                      j.at("end").is_null() ? label("运行中", "running") : str(j.at("end")),

@@ -66,7 +66,8 @@ std::optional<double> try_parse_time(std::string_view s) {
         if (c < '0' || c > '9') return std::nullopt;
       }
       // Correctly rounded, as any other reader of the ledger (Python's float()) reads it.
-      const std::string digits = "0" + std::string(frac);
+      std::string digits = "0";
+      digits += frac;
       std::from_chars(digits.data(), digits.data() + digits.size(), fraction);
     }
   }
@@ -235,11 +236,7 @@ std::string period_key(double time, Period p) {
   return format_time(time).substr(0, p == Period::kDay ? 10 : 7);
 }
 
-json optional_json(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
-
 json row_json(const Row& r) {
-  json peaks = json::array();
-  for (const RatedPeak& p : r.peaks) peaks.push_back({{"source", p.source}, {"tflops", p.tflops}});
   return {{"key", r.key},
           {"jobs", r.jobs},
           {"device_hours", r.device_hours},
@@ -249,7 +246,7 @@ json row_json(const Row& r) {
           {"avg_mfu", optional_json(r.avg_mfu)},
           {"goodput", optional_json(r.goodput)},
           {"pflops_hours", optional_json(r.pflops_hours)},
-          {"peaks", peaks}};
+          {"peaks", peaks_json(r.peaks)}};
 }
 
 std::string csv_decimal(const std::optional<double>& v) {
@@ -288,6 +285,14 @@ std::string text_table(const std::vector<std::vector<std::string>>& cells, std::
 }
 
 }  // namespace
+
+json optional_json(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
+
+json peaks_json(const std::vector<RatedPeak>& peaks) {
+  json out = json::array();
+  for (const RatedPeak& p : peaks) out.push_back({{"source", p.source}, {"tflops", p.tflops}});
+  return out;
+}
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\r\n") == std::string::npos) return s;

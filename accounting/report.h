@@ -132,6 +132,11 @@ const std::vector<std::string>& group_names();
 // Aggregates the records of `ledgers` that fall into the window and project of `options`.
 Report build_report(std::vector<Ledger> ledgers, const Options& options);
 
+// A number, or null when unknown.
+nlohmann::json optional_json(const std::optional<double>& v);
+// [{"source", "tflops"}, ...].
+nlohmann::json peaks_json(const std::vector<RatedPeak>& peaks);
+
 // A CSV field: quoted (quotes doubled) when it holds a comma, quote or line break.
 std::string csv_field(const std::string& s);
 
